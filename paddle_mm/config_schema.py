@@ -1,0 +1,244 @@
+"""Every config key paddle_mm reads: type, default, meaning. The single source for validation
+(:mod:`paddle_mm.config`) and for ``docs/config_reference.md`` (``python tools/dev/gen_config_reference.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+_REQUIRED = object()
+
+
+@dataclass
+class Field:
+    types: tuple[type, ...]
+    default: Any = _REQUIRED
+    doc: str = ""
+    choices: tuple | None = None
+    nullable: bool = False
+    item_type: type | None = None  # for list fields
+    check: Callable[[Any], str | None] | None = None  # returns a problem description, or None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return bool in self.types
+        if isinstance(value, int) and float in self.types:
+            return True
+        if not isinstance(value, self.types):
+            return False
+        if self.item_type is not None:
+            return all(isinstance(v, self.item_type) and not isinstance(v, bool) for v in value)
+        return True
+
+    def type_name(self) -> str:
+        names = [t.__name__ if t is not list else f"list of {self.item_type.__name__}" for t in self.types]
+        if self.nullable or (not self.required and self.default is None):
+            names.append("null")
+        return " or ".join(names)
+
+
+@dataclass
+class Section:
+    fields: dict[str, Any]
+    doc: str = ""
+    required: bool = False
+    optional: bool = False  # absent section stays None instead of being filled with defaults
+
+
+@dataclass
+class ListOf:
+    item: Any
+    doc: str = ""
+
+    def item_name(self) -> str:
+        if isinstance(self.item, OneOf):
+            return "{Name: {...}} with Name in " + str(sorted(self.item.choices))
+        return "items"
+
+
+@dataclass
+class OneOf:
+    choices: dict[str, Section] = field(default_factory=dict)
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _ratio(v: Any) -> str | None:
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def _topk(v: list) -> str | None:
+    return None if v and all(k > 0 for k in v) else "must be a non-empty list of positive integers"
+
+
+INT, FLOAT, BOOL, STR = (int,), (float,), (bool,), (str,)
+
+GLOBAL = Section(
+    {
+        "output_dir": Field(STR, "./output", "directory for checkpoints, logs and VisualDL records"),
+        "device": Field(STR, "cpu", "cpu | gpu | gpu:N | npu | xpu ...; validated by the hardware layer"),
+        "epochs": Field(INT, doc="number of training epochs", check=_positive),
+        "seed": Field(INT, 42, "seed for weights, data order and dropout; the same seed repeats a run"),
+        "save_interval": Field(INT, 1, "write epoch_N every this many epochs", check=_positive),
+        "save_steps": Field(INT, 0, "also write `latest` every this many optimizer steps (0: only at epoch end)",
+                            check=_non_negative),
+        "eval_during_train": Field(BOOL, True, "evaluate on DataLoader.Eval during training"),
+        "eval_interval": Field(INT, 1, "evaluate every this many epochs", check=_positive),
+        "print_batch_step": Field(INT, 10, "log a line every this many optimizer steps", check=_positive),
+        "use_visualdl": Field(BOOL, False, "write VisualDL scalars under output_dir/<name>/vdl"),
+        "checkpoints": Field(STR, None, "checkpoint directory to resume from (e.g. output/x/latest)"),
+        "pretrained_model": Field(STR, None, "weights to start from or to evaluate (a model directory)"),
+        "save_inference_dir": Field(STR, "./inference", "where export tools write inference models"),
+        "accum_steps": Field(INT, 1, "gradient accumulation: micro-batches per optimizer step", check=_positive),
+        "progress_bar": Field(BOOL, True, "show tqdm progress bars (rank 0 only)"),
+    },
+    doc="run-wide settings",
+)
+
+AMP = Section(
+    {
+        "use_amp": Field(BOOL, False, "automatic mixed precision (bfloat16 on CPU, float16 on GPU)"),
+        "level": Field(STR, "O1", "O1: per-op casting; O2: cast the model", choices=("O1", "O2")),
+        "scale_loss": Field(FLOAT, 65536.0, "initial loss scale (float16 only)", check=_positive),
+        "use_dynamic_loss_scaling": Field(BOOL, True, "adapt the loss scale (float16 only)"),
+    },
+    doc="mixed precision",
+)
+
+CLIP_LOSS = Section(
+    {
+        "weight": Field(FLOAT, 1.0, "weight of this loss term"),
+        "gather_with_grad": Field(BOOL, True, "gather negatives from all ranks with gradients (cn_clip default)"),
+    }
+)
+
+LOSS = Section(
+    {"Train": ListOf(OneOf({"ClipLoss": CLIP_LOSS}), "loss terms summed during training")},
+    doc="losses",
+    required=True,
+)
+
+LR = Section(
+    {
+        "name": Field(STR, "Cosine", "schedule", choices=("Cosine", "Constant")),
+        "learning_rate": Field(FLOAT, doc="peak learning rate", check=_positive),
+        "warmup_steps": Field(INT, 0, "linear warm-up length in optimizer steps", check=_non_negative),
+        "warmup_epoch": Field(FLOAT, 0.0, "linear warm-up length in epochs (added to warmup_steps)",
+                              check=_non_negative),
+        "eta_min": Field(FLOAT, 0.0, "final learning rate of the cosine schedule", check=_non_negative),
+    },
+    required=True,
+)
+
+OPTIMIZER = Section(
+    {
+        "name": Field(STR, "AdamW", "optimizer", choices=("AdamW", "Adam", "Momentum")),
+        "beta1": Field(FLOAT, 0.9, "Adam beta1"),
+        "beta2": Field(FLOAT, 0.98, "Adam beta2 (CLIP uses 0.98)"),
+        "epsilon": Field(FLOAT, 1e-6, "Adam epsilon"),
+        "momentum": Field(FLOAT, 0.9, "Momentum's momentum"),
+        "weight_decay": Field(FLOAT, 0.001, "decoupled weight decay; never applied to biases, norms, "
+                              "embeddings' 1-D params or logit_scale", check=_non_negative),
+        "grad_clip": Field(FLOAT, None, "clip gradients to this global norm (null: no clipping)"),
+        "lr": LR,
+    },
+    doc="optimizer and learning-rate schedule",
+    required=True,
+)
+
+
+def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) -> Section:
+    dataset = Section(
+        {
+            "name": Field(STR, "ImageTextDataset", "dataset reader", choices=("ImageTextDataset",)),
+            "root": Field(STR, doc="data directory (Chinese-CLIP TSV/JSONL files or the folder format)"),
+            "split": Field(STR, split, "split name: reads {split}_imgs.tsv + {split}_texts.jsonl or {split}/"),
+            "format": Field(STR, "auto", "file format", choices=("auto", "tsv", "folder")),
+            "interpolation": Field(STR, "pil_bicubic", "resize kernel; pil_bicubic matches cn_clip exactly",
+                                   choices=("pil_bicubic", "cv2_bicubic")),
+        },
+        required=True,
+    )
+    sampler = Section(
+        {
+            "batch_size": Field(INT, doc="samples per rank per step", check=_positive),
+            "shuffle": Field(BOOL, shuffle, "shuffle every epoch (seeded)"),
+            "drop_last": Field(BOOL, drop_last, "drop the last incomplete batch"),
+        },
+        required=True,
+    )
+    loader = Section({"num_workers": Field(INT, 0, "worker processes for decoding", check=_non_negative)})
+    return Section({"dataset": dataset, "sampler": sampler, "loader": loader}, required=required,
+                   optional=not required)
+
+
+DATALOADER = Section(
+    {
+        "Train": _loader_section("train", True, True, required=True),
+        "Eval": _loader_section("valid", False, False, required=False),
+    },
+    doc="data",
+    required=True,
+)
+
+METRIC = Section(
+    {
+        "Eval": ListOf(OneOf({"Recall": Section({"topk": Field((list,), [1, 5, 10], "K values", item_type=int,
+                                                                check=_topk)})}),
+                       "retrieval metrics; MR (mean recall) always averages R@1, R@5 and R@10"),
+    },
+)
+
+INFER = Section(
+    {
+        "root": Field(STR, None, "gallery: data directory searched by tools/infer.py (default: the Eval data)"),
+        "split": Field(STR, "test", "gallery split"),
+        "queries": Field((list,), ["左上角有一个红色的圆形"], "text queries (text -> top-k images)", item_type=str),
+        "query_images": Field((list,), [], "image files (image -> top-k captions)", item_type=str),
+        "topk": Field(INT, 5, "results per query", check=_positive),
+        "batch_size": Field(INT, 64, "batch size for gallery encoding", check=_positive),
+    },
+)
+
+
+def arch_fields(name: str) -> Section:
+    """The ``Arch`` section for one named model: any field of its JSON config may be overridden."""
+    from .models import get_model_config, list_models
+
+    fields: dict[str, Any] = {
+        "name": Field(STR, doc="named architecture", choices=tuple(list_models())),
+        "freeze_vision": Field(BOOL, False, "freeze the image tower (LiT stage 1)"),
+    }
+    try:
+        base = get_model_config(name)
+    except KeyError:
+        base = {}
+    for key, value in base.items():
+        kind = FLOAT if isinstance(value, float) else (type(value),)
+        fields[key] = Field(kind, None, f"override the named model's {key} (default {value!r})")
+    return Section(fields, doc="model", required=True)
+
+
+SCHEMA = Section(
+    {
+        "Global": Section(GLOBAL.fields, GLOBAL.doc, required=True),
+        "AMP": AMP,
+        "Arch": Section({"name": Field(STR, doc="named architecture")}, "model", required=True),
+        "Loss": LOSS,
+        "Optimizer": OPTIMIZER,
+        "DataLoader": DATALOADER,
+        "Metric": METRIC,
+        "Infer": INFER,
+    }
+)
