@@ -1,0 +1,97 @@
+"""Signing: hash a model directory into a manifest, sign it, write ``PACKAGE.manifest`` and ``PACKAGE.sig``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import fsio, hashing
+from .errors import PackageConfigError
+from .keys import Signer, sign_message
+from .manifest import (
+    DEFAULT_CHUNK_SIZE,
+    KEYS_NAME,
+    MANIFEST_NAME,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    RESERVED_NAMES,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    check_file_content,
+    check_file_type,
+    check_model_name,
+    check_paths,
+    detect_model_format,
+    format_time,
+)
+from .sm2 import DEFAULT_USER_ID
+from .sm3 import default_workers
+
+
+def hash_tree(root: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE,
+              workers: int | None = None) -> tuple[FileEntry, ...]:
+    """Entries for every payload file under ``root`` (sorted by path), enforcing the file policy."""
+    root_fd = fsio.open_root(root)
+    try:
+        listing = fsio.list_files(root_fd)
+        if KEYS_NAME in listing:
+            raise PackageConfigError(f"{os.fspath(root)!r} is an encrypted package; sign the plaintext directory")
+        paths = sorted(p for p in listing if p not in RESERVED_NAMES)
+        entries = tuple(FileEntry(p, listing[p], ()) for p in paths)
+        check_paths(entries)
+        for p in paths:
+            check_file_type(p)
+        with ThreadPoolExecutor(workers or default_workers()) as pool:
+            return tuple(_hash_file(pool, root_fd, e, chunk_size) for e in entries)
+    finally:
+        os.close(root_fd)
+
+
+def _hash_file(pool: ThreadPoolExecutor, root_fd: int, entry: FileEntry, chunk_size: int) -> FileEntry:
+    fd, size = fsio.open_file(root_fd, entry.path)
+    try:
+        read = hashing.plain_reader(fd, entry.path, size, chunk_size, None)
+        results = [f.result() for f in hashing.submit(pool, read, hashing.chunk_count(size, chunk_size))]
+    finally:
+        os.close(fd)
+    check_file_content(entry.path, results[0][1], size)
+    return FileEntry(entry.path, size, tuple(digest.hex() for digest, _ in results))
+
+
+def sign_package(root: str | os.PathLike, signer: Signer, *, model: str, version: str, sequence: int,
+                 expires: dt.datetime | None = None, user_id: bytes = DEFAULT_USER_ID,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, now: dt.datetime | None = None,
+                 workers: int | None = None) -> Manifest:
+    """Sign the model directory ``root`` in place and return the manifest written.
+
+    ``sequence`` must grow with every release of ``model``: verifiers refuse anything older than
+    the highest they have accepted. ``user_id`` is the SM2 distinguishing ID (GB/T 35276 default).
+    """
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise PackageConfigError(f"chunk size {chunk_size} must lie in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
+    if sequence < 0:
+        raise PackageConfigError(f"sequence {sequence} must be a non-negative integer that grows every release")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if expires is not None and expires <= now:
+        raise PackageConfigError(f"expiry {format_time(expires)} is not in the future")
+    files = hash_tree(root, chunk_size, workers)
+    manifest = Manifest(
+        model=check_model_name(model), version=version, sequence=sequence, created=format_time(now),
+        expires=None if expires is None else format_time(expires), key_id=signer.public_key.key_id,
+        user_id=user_id.decode(), model_format=detect_model_format([f.path for f in files]),
+        chunk_size=chunk_size, files=files,
+    )
+    write_signed(root, manifest.encode(), sign_message(signer, manifest.encode(), user_id))
+    return manifest
+
+
+def write_signed(root: str | os.PathLike, manifest_bytes: bytes, signature: bytes) -> None:
+    """Write manifest and signature, each through a temporary file and an atomic rename."""
+    for name, data in ((MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature)):
+        target = Path(root) / name
+        tmp = target.with_name(f".{name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
