@@ -200,19 +200,27 @@ def _edit_count(objects: tuple[Obj, ...], free: list, rng: np.random.Generator) 
 
 
 def generate_scenes(n_images: int, rng: np.random.Generator, first_id: int = 0) -> list[Scene]:
-    """``n_images`` scenes in families of a base plus 1-4 one-attribute variants (the last family may be cut)."""
+    """``n_images`` scenes in families of a base plus 1-4 one-attribute variants (the last family may be cut).
+
+    No two scenes of a split have the same objects, so every image can be told apart by some caption.
+    """
     scenes: list[Scene] = []
+    used: set[tuple[Obj, ...]] = set()
     family = 0
     while len(scenes) < n_images:
         base, style = random_objects(rng), random_style(rng)
+        if base in used:
+            continue
         members = [(base, "base")]
+        used.add(base)
         n_variants = int(rng.integers(1, 5))
         for kind in [VARIANT_KINDS[int(k)] for k in rng.permutation(len(VARIANT_KINDS))]:
             if len(members) > n_variants:
                 break
             variant = edit_scene(base, kind, rng)
-            if variant is not None and variant not in [m[0] for m in members]:
+            if variant is not None and variant not in used:
                 members.append((variant, kind))
+                used.add(variant)
         for objects, kind in members[: n_images - len(scenes)]:
             scenes.append(Scene(first_id + len(scenes), family, kind, objects, style))
         family += 1
@@ -280,7 +288,7 @@ def render_scene(scene: Scene, image_size: int = 64) -> np.ndarray:
 
 
 def encode_png(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {img.shape} {img.dtype} image as PNG")
     return buf.tobytes()
