@@ -1,0 +1,464 @@
+"""Readers for image-text retrieval data in Chinese-CLIP's format, and the datasets built on them.
+
+Two layouts of a split are read (see docs/data.md):
+
+- tsv (Chinese-CLIP's own, used by MUGE and Flickr30K-CN): ``{root}/{split}_imgs.tsv`` with lines
+  ``image_id<TAB>base64(image bytes)`` and ``{root}/{split}_texts.jsonl`` with lines
+  ``{"text_id": int, "text": str, "image_ids": [int, ...]}``;
+- folder: ``{root}/{split}/images/<image_id>.<png|jpg|...>`` and ``{root}/{split}/texts.jsonl`` (same schema).
+
+Loading never crashes on bad records: malformed lines, duplicate ids and texts that point at missing images are
+counted in ``corpus.report`` and logged once as a warning. Images are read lazily: the TSV reader keeps only a
+byte offset per image and reopens its file in each process, so a corpus can be used by DataLoader workers.
+
+Datasets never raise for one bad image either: an item whose image is missing or undecodable is returned as
+``{"bad": "<kind>: <reason naming the image id>", "index": i}``, and ``paddle_mm.data.collate.collate_skip_bad``
+drops it from the batch and counts it. This module does not import paddle.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .writers import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+# kind of a bad sample -> (singular, plural) for summaries; a reason string starts with "<kind>: "
+BAD_KINDS: dict[str, tuple[str, str]] = {
+    "undecodable": ("undecodable image", "undecodable images"),
+    "missing": ("missing image", "missing images"),
+    "bad_base64": ("image with invalid base64", "images with invalid base64"),
+    "empty": ("empty image", "empty images"),
+    "unreadable": ("unreadable image file", "unreadable image files"),
+}
+
+Transform = Callable[[bytes], np.ndarray]  # image bytes -> float32 CHW; raises ValueError if undecodable
+Tokenizer = Callable[[list], np.ndarray]  # list[str] -> int64 [N, L]
+
+
+def bad_reason(kind: str, detail: str) -> str:
+    """The reason string of a bad sample: ``"<kind>: <detail>"``, kind one of BAD_KINDS."""
+    if kind not in BAD_KINDS:
+        raise ValueError(f"unknown bad-sample kind {kind!r}; expected one of {sorted(BAD_KINDS)}")
+    return f"{kind}: {detail}"
+
+
+def reason_kind(reason: str) -> str:
+    """The kind a reason string starts with, or "other" for a reason not made by :func:`bad_reason`."""
+    kind = reason.split(":", 1)[0]
+    return kind if kind in BAD_KINDS else "other"
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be read from the corpus; ``kind`` is a key of BAD_KINDS, ``image_id`` the image."""
+
+    def __init__(self, kind: str, image_id: int, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.image_id = image_id
+
+    @property
+    def reason(self) -> str:
+        return bad_reason(self.kind, str(self))
+
+
+class TextRecord(NamedTuple):
+    text_id: int
+    text: str
+    image_ids: list[int]
+
+
+# ----------------------------------------------------------------------------- load report
+
+@dataclass
+class LoadReport:
+    """Problems found while loading a corpus: counts per kind and the first few messages (with line numbers)."""
+
+    source: str
+    counts: Counter = field(default_factory=Counter)
+    messages: list[str] = field(default_factory=list)
+    max_messages: int = 5
+
+    def add(self, kind: str, message: str, n: int = 1) -> None:
+        self.counts[kind] += n
+        if len(self.messages) < self.max_messages:
+            self.messages.append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def summary(self) -> str:
+        """One line, e.g. "data/shapes train: 2 malformed text lines, 1 missing image id; first: ..."."""
+        if not self.counts:
+            return f"{self.source}: no problems"
+        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        return f"{self.source}: {parts}; first: " + " | ".join(self.messages)
+
+
+# ----------------------------------------------------------------------------- image sources
+
+class _TsvImages:
+    """Images of a ``{split}_imgs.tsv``, found by byte offset; the file is reopened in every process."""
+
+    def __init__(self, path: Path, report: LoadReport):
+        self.path = path
+        self.index: dict[int, tuple[int, int, int]] = {}  # image_id -> (payload offset, payload length, line)
+        self._handle = None
+        self._pid = -1
+        self._build_index(report)
+
+    def _build_index(self, report: LoadReport) -> None:
+        offset = 0
+        with open(self.path, "rb") as f:
+            for line_no, line in enumerate(f, start=1):
+                self._index_line(line, offset, line_no, report)
+                offset += len(line)
+
+    def _index_line(self, line: bytes, offset: int, line_no: int, report: LoadReport) -> None:
+        if not line.strip():
+            return
+        id_field, tab, _ = line.partition(b"\t")
+        try:
+            image_id = int(id_field)
+        except ValueError:
+            image_id = None
+        if not tab or image_id is None:
+            report.add("malformed image lines", f"{self.path.name} line {line_no}: expected 'image_id<TAB>base64', "
+                       f"got {line[:40]!r}")
+            return
+        if image_id in self.index:
+            report.add("duplicate image ids", f"{self.path.name} line {line_no}: image id {image_id} already on "
+                       f"line {self.index[image_id][2]}; keeping the first")
+            return
+        start = len(id_field) + 1
+        self.index[image_id] = (offset + start, len(line.rstrip(b"\r\n")) - start, line_no)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, -1
+        return state
+
+    def _file(self):
+        # a handle inherited through fork shares its file position with the parent: reopen per process
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = open(self.path, "rb")
+            self._pid = os.getpid()
+        return self._handle
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        f = self._file()
+        if hasattr(os, "pread"):  # no shared file position: safe from threads too
+            return os.pread(f.fileno(), length, offset)
+        f.seek(offset)
+        return f.read(length)
+
+    def read(self, image_id: int) -> bytes:
+        offset, length, line_no = self.index[image_id]
+        where = f"image {image_id} ({self.path}, line {line_no})"
+        try:
+            payload = self._read_at(offset, length).strip()
+        except OSError as err:
+            raise ImageReadError("unreadable", image_id, f"{where}: {err}") from None
+        if not payload:
+            raise ImageReadError("empty", image_id, f"{where} has no image data")
+        try:
+            # Chinese-CLIP decodes with urlsafe_b64decode, so accept both alphabets, but reject other characters
+            return base64.b64decode(payload.translate(_URLSAFE_TO_STD), validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ImageReadError("bad_base64", image_id, f"{where}: invalid base64 ({err})") from None
+
+    def describe(self, image_id: int) -> str:
+        return f"{self.path}, line {self.index[image_id][2]}"
+
+
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+
+class _FolderImages:
+    """Images of a folder named ``<image_id>.<ext>``, any extension of IMAGE_EXTENSIONS."""
+
+    def __init__(self, folder: Path, report: LoadReport):
+        self.folder = folder
+        self.index: dict[int, str] = {}  # image_id -> file name
+        for name in sorted(os.listdir(folder)):
+            self._index_file(name, report)
+
+    def _index_file(self, name: str, report: LoadReport) -> None:
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
+            return
+        if not stem.isdigit():
+            report.add("image files without an integer id", f"{self.folder}/{name}: name the file "
+                       "<image_id><ext> with an integer id, or it is ignored")
+            return
+        image_id = int(stem)
+        if image_id in self.index:
+            report.add("duplicate image ids", f"{self.folder}: {name} and {self.index[image_id]} both have id "
+                       f"{image_id}; keeping {self.index[image_id]}")
+            return
+        self.index[image_id] = name
+
+    def read(self, image_id: int) -> bytes:
+        path = self.folder / self.index[image_id]
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ImageReadError("unreadable", image_id, f"image {image_id} ({path}): {err.strerror}") from None
+        if not data:
+            raise ImageReadError("empty", image_id, f"image {image_id} ({path}) is an empty file")
+        return data
+
+    def describe(self, image_id: int) -> str:
+        return str(self.folder / self.index[image_id])
+
+
+# ----------------------------------------------------------------------------- texts
+
+def _parse_text(line: str) -> TextRecord:
+    """One jsonl line -> TextRecord; raises ValueError saying what is wrong."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    text_id, text, image_ids = obj.get("text_id"), obj.get("text"), obj.get("image_ids", [])
+    if not _is_int(text_id):
+        raise ValueError(f"text_id must be an integer, got {text_id!r}")
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {text!r}")
+    if not isinstance(image_ids, list) or not all(_is_int(i) for i in image_ids):
+        raise ValueError(f"image_ids must be a list of integers, got {image_ids!r}")
+    return TextRecord(text_id, text, list(image_ids))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_texts(path: Path, report: LoadReport) -> list[TextRecord]:
+    """All valid records of a texts jsonl; bad lines and duplicate text ids are skipped and counted."""
+    texts: list[TextRecord] = []
+    seen: dict[int, int] = {}  # text_id -> line
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = _parse_text(line)
+            except ValueError as err:
+                report.add("malformed text lines", f"{path.name} line {line_no}: {err}; line skipped")
+                continue
+            if record.text_id in seen:
+                report.add("duplicate text ids", f"{path.name} line {line_no}: text id {record.text_id} already "
+                           f"on line {seen[record.text_id]}; keeping the first")
+                continue
+            seen[record.text_id] = line_no
+            texts.append(record)
+    return texts
+
+
+# ----------------------------------------------------------------------------- corpus
+
+class ImageTextCorpus:
+    """One split: ``images`` (image ids), ``texts`` (TextRecord(text_id, text, image_ids)) and ``report``.
+
+    Texts keep image ids that have no image, so training reports them as missing samples; the loader counts
+    them in ``report`` ("texts' image ids without an image"). Build with :func:`load_corpus` or the
+    ``from_tsv`` / ``from_folder`` class methods.
+    """
+
+    def __init__(self, images: _TsvImages | _FolderImages, texts: list[TextRecord], report: LoadReport):
+        self._images = images
+        self.images: list[int] = list(images.index)
+        self.texts = texts
+        self.report = report
+        self._count_missing()
+        if report:
+            logger.warning("problems while loading %s", report.summary())
+
+    @classmethod
+    def from_tsv(cls, imgs_tsv: str | Path, texts_jsonl: str | Path, name: str | None = None) -> ImageTextCorpus:
+        imgs_tsv, texts_jsonl = Path(imgs_tsv), Path(texts_jsonl)
+        report = LoadReport(name or str(imgs_tsv.parent))
+        return cls(_TsvImages(_existing(imgs_tsv), report), read_texts(_existing(texts_jsonl), report), report)
+
+    @classmethod
+    def from_folder(cls, images_dir: str | Path, texts_jsonl: str | Path, name: str | None = None
+                    ) -> ImageTextCorpus:
+        images_dir, texts_jsonl = Path(images_dir), Path(texts_jsonl)
+        if not images_dir.is_dir():
+            raise FileNotFoundError(f"image folder {str(images_dir)!r} not found; it should hold <image_id>.png files")
+        report = LoadReport(name or str(images_dir.parent))
+        return cls(_FolderImages(images_dir, report), read_texts(_existing(texts_jsonl), report), report)
+
+    def _count_missing(self) -> None:
+        known = self._images.index
+        missing = Counter(i for t in self.texts for i in t.image_ids if i not in known)
+        if missing:
+            first = sorted(missing)[:5]
+            self.report.add("texts' image ids without an image", f"{len(missing)} image ids are listed by texts "
+                            f"but have no image, e.g. {first}", n=sum(missing.values()))
+        self.missing_image_ids: set[int] = set(missing)
+
+    def __repr__(self) -> str:
+        return f"ImageTextCorpus({self.report.source!r}, {len(self.images)} images, {len(self.texts)} texts)"
+
+    def has_image(self, image_id: int) -> bool:
+        return image_id in self._images.index
+
+    def read_image_bytes(self, image_id: int) -> bytes:
+        """The encoded image (PNG, JPEG...) of ``image_id``; raises ImageReadError naming the id, file and line."""
+        if image_id not in self._images.index:
+            raise ImageReadError("missing", image_id, f"image {image_id} is not in {self.report.source}")
+        return self._images.read(image_id)
+
+    def describe_image(self, image_id: int) -> str:
+        """Where ``image_id`` is stored (file, and line for TSV), for messages."""
+        return self._images.describe(image_id)
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} not found")
+    return path
+
+
+def split_files(root: str | Path, split: str) -> dict[str, dict[str, Path]]:
+    """The files each format expects for ``split`` under ``root``."""
+    root = Path(root)
+    return {
+        "tsv": {"images": root / f"{split}_imgs.tsv", "texts": root / f"{split}_texts.jsonl"},
+        "folder": {"images": root / split / "images", "texts": root / split / "texts.jsonl"},
+    }
+
+
+def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageTextCorpus:
+    """Load ``split`` ("train", "valid", "test"...) of the dataset in ``root``.
+
+    ``format`` is "tsv", "folder" or "auto" (whichever layout is present; an error if both or neither are).
+    """
+    files = split_files(root, split)
+    if format == "auto":
+        present = [fmt for fmt, p in files.items() if p["images"].exists() and p["texts"].exists()]
+        if len(present) != 1:
+            expected = "; ".join(f"{fmt}: {p['images']} + {p['texts']}" for fmt, p in files.items())
+            found = "both layouts" if present else "neither layout"
+            raise FileNotFoundError(f"found {found} for split {split!r} in {str(root)!r}; expected exactly one of "
+                                    f"({expected}); pass format='tsv' or 'folder' to choose")
+        format = present[0]
+    if format not in files:
+        raise ValueError(f"unknown format {format!r}; use 'tsv', 'folder' or 'auto'")
+    name = f"{root} {split}"
+    if format == "tsv":
+        return ImageTextCorpus.from_tsv(files["tsv"]["images"], files["tsv"]["texts"], name)
+    return ImageTextCorpus.from_folder(files["folder"]["images"], files["folder"]["texts"], name)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def load_pixels(corpus: ImageTextCorpus, transform: Transform, image_id: int) -> tuple[np.ndarray | None, str]:
+    """(float32 CHW pixels, "") or (None, reason) when the image is missing or cannot be decoded."""
+    try:
+        data = corpus.read_image_bytes(image_id)
+    except ImageReadError as err:
+        return None, err.reason
+    try:
+        pixels = transform(data)
+    except ValueError as err:
+        return None, bad_reason("undecodable", f"image {image_id} ({corpus.describe_image(image_id)}): {err}")
+    return np.asarray(pixels, dtype=np.float32), ""
+
+
+def _tokenize_one(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    ids = np.asarray(tokenizer([text]))
+    if ids.ndim != 2 or ids.shape[0] != 1:
+        raise ValueError(f"tokenizer must map a list of N texts to an [N, L] array; got shape {ids.shape} for 1 text")
+    return ids[0].astype(np.int64)
+
+
+def _check_index(i: int, n: int) -> int:
+    i = int(i)
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for a dataset of {n} items")
+    return i % n
+
+
+class PairDataset:
+    """Training pairs: one item per (text, image id) of every text, in file order.
+
+    ``dataset[i]`` is ``{"pixel_values": float32 CHW, "input_ids": int64 [L], "index": i}``, or
+    ``{"bad": reason, "index": i}`` when the image cannot be read or decoded. ``pair(i)`` gives
+    (text_id, image_id).
+    """
+
+    def __init__(self, corpus: ImageTextCorpus, transform: Transform, tokenizer: Tokenizer):
+        self.corpus, self.transform, self.tokenizer = corpus, transform, tokenizer
+        text_index = [k for k, t in enumerate(corpus.texts) for _ in t.image_ids]
+        self.text_index = np.asarray(text_index, dtype=np.int64)
+        self.image_ids = np.asarray([i for t in corpus.texts for i in t.image_ids], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def pair(self, i: int) -> tuple[int, int]:
+        i = _check_index(i, len(self))
+        return self.corpus.texts[self.text_index[i]].text_id, int(self.image_ids[i])
+
+    def __getitem__(self, i: int) -> dict:
+        i = _check_index(i, len(self))
+        pixels, reason = load_pixels(self.corpus, self.transform, int(self.image_ids[i]))
+        if pixels is None:
+            return {"bad": reason, "index": i}
+        text = self.corpus.texts[self.text_index[i]].text
+        return {"pixel_values": pixels, "input_ids": _tokenize_one(self.tokenizer, text), "index": i}
+
+
+class ImageDataset:
+    """Every image of the corpus once, for evaluation: ``{"pixel_values", "image_id", "index"}`` or
+    ``{"bad": reason, "index": i}``."""
+
+    def __init__(self, corpus: ImageTextCorpus, transform: Transform):
+        self.corpus, self.transform = corpus, transform
+        self.image_ids: list[int] = list(corpus.images)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, i: int) -> dict:
+        i = _check_index(i, len(self))
+        image_id = self.image_ids[i]
+        pixels, reason = load_pixels(self.corpus, self.transform, image_id)
+        if pixels is None:
+            return {"bad": reason, "index": i}
+        return {"pixel_values": pixels, "image_id": image_id, "index": i}
+
+
+class TextDataset:
+    """Every text of the corpus once, for evaluation: ``{"input_ids", "text_id", "index"}``."""
+
+    def __init__(self, corpus: ImageTextCorpus, tokenizer: Tokenizer):
+        self.corpus, self.tokenizer = corpus, tokenizer
+
+    def __len__(self) -> int:
+        return len(self.corpus.texts)
+
+    def __getitem__(self, i: int) -> dict:
+        i = _check_index(i, len(self))
+        record = self.corpus.texts[i]
+        return {"input_ids": _tokenize_one(self.tokenizer, record.text), "text_id": record.text_id, "index": i}
+
+    def ground_truth(self) -> dict[int, list[int]]:
+        """text_id -> image ids, as listed in the jsonl (missing images included)."""
+        return {t.text_id: list(t.image_ids) for t in self.corpus.texts}
