@@ -4,6 +4,7 @@ Code asks for capabilities (``resolve_device``, ``amp_dtype``, ``collective_back
 names. This package imports paddle lazily and never imports paddle_mm.
 """
 
+from .cpu import cpu_vendor, tune_cpu_env
 from .device import (
     DeviceError,
     DeviceSpec,
@@ -20,6 +21,8 @@ __all__ = [
     "amp_dtype",
     "available_devices",
     "collective_backend",
+    "cpu_vendor",
     "parse_device",
     "resolve_device",
+    "tune_cpu_env",
 ]

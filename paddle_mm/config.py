@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,25 @@ class ConfigError(ValueError):
     """A bad config file or override. ``str(err)`` is a complete one-line message."""
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``5e-5`` as a float (YAML 1.2), as users write learning rates."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -33,7 +53,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML file with -c")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -53,7 +73,7 @@ def apply_override(cfg: dict, item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override {item!r} is not of the form Key.sub=value (example: -o Global.epochs=3)")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"override {item!r}: value {text!r} is not a YAML literal; quote strings if needed") from None
     parts = key.split(".")

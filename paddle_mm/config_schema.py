@@ -87,7 +87,7 @@ INT, FLOAT, BOOL, STR = (int,), (float,), (bool,), (str,)
 GLOBAL = Section(
     {
         "output_dir": Field(STR, "./output", "directory for checkpoints, logs and VisualDL records"),
-        "device": Field(STR, "cpu", "cpu | gpu | gpu:N | npu | xpu ...; validated by the hardware layer"),
+        "device": Field(STR, "cpu", "cpu, gpu, gpu:N, npu, xpu ...; checked against this machine by the hardware layer"),
         "epochs": Field(INT, doc="number of training epochs", check=_positive),
         "seed": Field(INT, 42, "seed for weights, data order and dropout; the same seed repeats a run"),
         "save_interval": Field(INT, 1, "write epoch_N every this many epochs", check=_positive),

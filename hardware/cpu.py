@@ -1,0 +1,33 @@
+"""CPU tuning that must happen before paddle is imported."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_vendor() -> str:
+    """``AuthenticAMD``, ``HygonGenuine``, ``GenuineIntel``... or ``""`` when unknown (non-x86, no /proc)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def tune_cpu_env() -> dict[str, str]:
+    """Set environment variables that speed Paddle up on this CPU; return what was set.
+
+    Paddle's CPU wheel computes matmuls with Intel's MKL, which takes a slow generic path on AMD and on
+    the AMD-derived Hygon CPUs common in 信创 servers. ``MKL_DEBUG_CPU_TYPE=5`` makes it use its AVX2
+    kernels there (measured on this project's 2-core AMD EPYC: ~2x faster training steps). It only takes
+    effect if set before MKL loads, i.e. before ``import paddle``; a value the user set is kept.
+    """
+    changed: dict[str, str] = {}
+    if platform.machine().lower() in ("x86_64", "amd64") and cpu_vendor() in ("AuthenticAMD", "HygonGenuine"):
+        if "MKL_DEBUG_CPU_TYPE" not in os.environ:
+            os.environ["MKL_DEBUG_CPU_TYPE"] = changed["MKL_DEBUG_CPU_TYPE"] = "5"
+    return changed

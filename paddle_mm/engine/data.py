@@ -1,0 +1,85 @@
+"""Loaders for training and evaluation, built from a ``DataLoader.Train`` / ``DataLoader.Eval`` section."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import paddle
+
+from ..data.collate import collate_skip_bad
+from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
+from ..text.tokenizer import tokenize
+from ..vision.transforms import ImageTransform
+
+
+class GlobalBatchSampler(paddle.io.BatchSampler):
+    """Seeded per-epoch order, cut into *global* batches of ``batch_size * world`` samples; rank r takes
+    the r-th slice of each. One process with batch 2B therefore sees exactly the batches that two
+    processes with batch B see together. ``set_epoch(epoch, skip)`` resumes mid-epoch."""
+
+    def __init__(self, n: int, batch_size: int, world: int = 1, rank: int = 0, shuffle: bool = True,
+                 drop_last: bool = True, seed: int = 0):
+        self.n, self.batch_size, self.world, self.rank = n, batch_size, world, rank
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.epoch, self.skip = 0, 0
+        if self.n_batches() == 0:
+            raise ValueError(
+                f"{n} samples cannot fill one global batch of {batch_size} x {world} ranks with drop_last; "
+                "lower DataLoader.Train.sampler.batch_size or add data"
+            )
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def n_batches(self) -> int:
+        per_global = self.batch_size * self.world
+        return self.n // per_global if self.drop_last else -(-self.n // per_global)
+
+    def __len__(self) -> int:
+        return self.n_batches() - self.skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.arange(self.n)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        per_global = self.batch_size * self.world
+        for b in range(self.skip, self.n_batches()):
+            chunk = order[b * per_global:(b + 1) * per_global]
+            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+            if len(mine):
+                yield mine.tolist()
+
+
+def build_transform(dataset_cfg: dict[str, Any], image_size: int) -> ImageTransform:
+    return ImageTransform(size=image_size, interpolation=dataset_cfg["interpolation"])
+
+
+def build_tokenizer(context_length: int):
+    return lambda texts: tokenize(texts, context_length=context_length)
+
+
+def load_split(dataset_cfg: dict[str, Any]) -> ImageTextCorpus:
+    return load_corpus(dataset_cfg["root"], dataset_cfg["split"], dataset_cfg["format"])
+
+
+def build_train_loader(section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int,
+                       seed: int) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
+    corpus = load_split(section["dataset"])
+    dataset = PairDataset(corpus, build_transform(section["dataset"], image_size), build_tokenizer(context_length))
+    s = section["sampler"]
+    sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
+    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_skip_bad,
+                                  num_workers=section["loader"]["num_workers"], return_list=True)
+    return loader, sampler, dataset
+
+
+def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
+    """Drop trailing columns that are padding in every row.
+
+    Exact, not an approximation: padded keys are masked with -10000 before the softmax (exp underflows to
+    0 in fp32) and features are read at [CLS], so the result does not depend on trailing pad columns.
+    Short captions in a 52-token context then cost a fraction of the compute.
+    """
+    used = np.flatnonzero((input_ids != pad_id).any(axis=0))
+    return input_ids[:, : (used[-1] + 1 if used.size else 1)]

@@ -1,0 +1,258 @@
+"""Training: ``train(cfg)`` wires the pieces; ``train_one_epoch`` and ``evaluate`` take what they use.
+
+Repeatability: weights come from ``Global.seed``; the data order of epoch e from (seed, e); dropout is
+reseeded from (seed, step, rank) before every step. A run resumed from ``latest`` therefore continues the
+same curve as an uninterrupted one, losing at most the steps since the last ``latest``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+import hardware
+
+from ..config import dump_config
+from ..data.collate import BadSampleCounter
+from ..losses import build_loss
+from ..models import build_model
+from ..optim import build_lr_schedule, build_optimizer
+from . import distributed as dist
+from .checkpoint import load_checkpoint, load_state_into, resolve_checkpoint, save_checkpoint
+from .data import build_tokenizer, build_train_loader, build_transform, load_split, trim_padding
+from .evaluate import evaluate
+
+logger = logging.getLogger("paddle_mm")
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that a resumed run needs (saved in ``state.json``)."""
+
+    epoch: int = 1  # the epoch in progress (1-based, PaddleClas style)
+    step_in_epoch: int = 0  # optimizer steps finished in this epoch
+    global_step: int = 0
+    best_metric: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def setup_logging(log_file: Path | None) -> None:
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(_TqdmStream())
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+class _TqdmStream:
+    """Log lines go through tqdm.write so they do not tear the progress bar."""
+
+    def write(self, msg: str) -> None:
+        if msg.strip():
+            tqdm.write(msg.rstrip("\n"), file=sys.stdout)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _reseed(seed: int, step: int) -> None:
+    paddle.seed(int(np.random.SeedSequence([seed, step, dist.rank()]).generate_state(1)[0]) & 0x7FFFFFFF)
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], float], state: TrainState,
+                    *, epochs: int, accum_steps: int, seed: int, print_every: int, amp: dict[str, Any],
+                    on_step: Callable[[TrainState], None], vdl=None, progress: bool = True) -> BadSampleCounter:
+    """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step."""
+    model.train()
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    steps_total = len(loader) // accum_steps + state.step_in_epoch
+    bad = BadSampleCounter()
+    bar = tqdm(total=steps_total, initial=state.step_in_epoch, desc=f"epoch {state.epoch}/{epochs}",
+               disable=not progress, leave=False, dynamic_ncols=True)
+    t_start, samples, micro = time.time(), 0, 0
+    for batch in loader:
+        bad.update(batch)
+        n = int(min_over_ranks(int(batch["n_good"])))  # every rank must contribute the same batch size
+        if n == 0:
+            continue
+        pixels = batch["pixel_values"][:n]
+        ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n]), model.config.pad_id))
+        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"]):
+            losses = loss_fn(model(pixels, ids))
+        (losses["loss"] / accum_steps).backward()
+        micro += 1
+        samples += n * dist.world_size()
+        if micro % accum_steps:
+            continue
+        dist.average_gradients(params)
+        optimizer.set_lr(lr_at(state.global_step))
+        optimizer.step()
+        optimizer.clear_grad()
+        with paddle.no_grad():  # CLIP clamps the temperature at 100
+            model.logit_scale.set_value(paddle.clip(model.logit_scale, 0, 4.6052))
+        state.global_step += 1
+        state.step_in_epoch += 1
+        _reseed(seed, state.global_step)
+        bar.update(1)
+        if state.step_in_epoch % print_every == 0 or state.step_in_epoch == steps_total:
+            loss = dist.mean_over_ranks(float(losses["loss"]))
+            elapsed = time.time() - t_start
+            ips = samples / max(elapsed, 1e-9)
+            left = (steps_total - state.step_in_epoch) + (epochs - state.epoch) * steps_total
+            logger.info(
+                f"[Train][Epoch {state.epoch}/{epochs}][Iter {state.step_in_epoch}/{steps_total}] "
+                f"loss: {loss:.5f}, lr: {optimizer.get_lr():.6f}, logit_scale: {float(model.logit_scale.exp()):.2f}, "
+                f"ips: {ips:.2f} samples/s, eta: {_eta(left * accum_steps * elapsed / max(micro, 1))}"
+            )
+            if vdl is not None:
+                vdl.add_scalar("train/loss", loss, state.global_step)
+                vdl.add_scalar("train/lr", optimizer.get_lr(), state.global_step)
+        on_step(state)
+    bar.close()
+    return bad
+
+
+def min_over_ranks(value: int) -> int:
+    if dist.world_size() == 1:
+        return value
+    t = paddle.to_tensor([value], dtype="int64")
+    paddle.distributed.all_reduce(t, op=paddle.distributed.ReduceOp.MIN)
+    return int(t.item())
+
+
+def train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run the training described by a validated config; return the final state as a dict."""
+    g = cfg["Global"]
+    hardware.tune_cpu_env()
+    device = hardware.resolve_device(g["device"])
+    world = dist.init_distributed()
+    main = dist.is_main()
+    out_dir = Path(g["output_dir"]) / cfg["Arch"]["name"]
+    setup_logging(out_dir / "train.log" if main else None)
+    if not main:
+        logger.setLevel(logging.WARNING)
+    paddle.seed(g["seed"])
+    np.random.seed(g["seed"])
+
+    model = build_model({k: v for k, v in cfg["Arch"].items() if v is not None})
+    mcfg = model.config
+    loader, sampler, dataset = build_train_loader(cfg["DataLoader"]["Train"], mcfg.image_resolution,
+                                                  mcfg.context_length, world, dist.rank(), g["seed"])
+    steps_per_epoch = len(sampler) // g["accum_steps"]
+    if steps_per_epoch == 0:
+        raise ValueError(f"an epoch has {len(sampler)} batches, fewer than Global.accum_steps={g['accum_steps']}; "
+                         "lower accum_steps or the batch size")
+    lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
+    optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
+    loss_fn = build_loss(cfg["Loss"]["Train"])
+
+    state = TrainState()
+    if g["checkpoints"]:
+        saved = load_checkpoint(g["checkpoints"], model, optimizer)
+        state = TrainState(**saved["train_state"])
+        logger.info(f"resumed from {resolve_checkpoint(g['checkpoints'])}: epoch {state.epoch}, "
+                    f"step {state.step_in_epoch}/{steps_per_epoch}, global step {state.global_step}")
+        if state.step_in_epoch >= steps_per_epoch:  # saved exactly at an epoch's end
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+    elif g["pretrained_model"]:
+        path = resolve_checkpoint(g["pretrained_model"])
+        load_state_into(model, path / "model.safetensors")
+        logger.info(f"loaded pretrained weights from {path}")
+    dist.broadcast_parameters(model)
+    _reseed(g["seed"], state.global_step)
+
+    eval_section = cfg["DataLoader"]["Eval"]
+    eval_data = None
+    if main and eval_section is not None and g["eval_during_train"]:
+        eval_data = (load_split(eval_section["dataset"]), build_transform(eval_section["dataset"], mcfg.image_resolution),
+                     build_tokenizer(mcfg.context_length), eval_section)
+    vdl = _visualdl(out_dir) if main and g["use_visualdl"] else None
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yml").write_text(dump_config(cfg), encoding="utf-8")
+        logger.info(f"training {cfg['Arch']['name']} on {device} x {world} process(es): {len(dataset)} pairs, "
+                    f"{steps_per_epoch} steps/epoch, global batch "
+                    f"{cfg['DataLoader']['Train']['sampler']['batch_size'] * world * g['accum_steps']}")
+
+    def save(name: str) -> None:
+        if main:
+            save_checkpoint(out_dir / name, model, optimizer, {"train_state": state.__dict__, "config": cfg})
+
+    def on_step(s: TrainState) -> None:
+        if g["save_steps"] and s.step_in_epoch % g["save_steps"] == 0 and s.step_in_epoch < steps_per_epoch:
+            save("latest")
+
+    amp = dict(cfg["AMP"], dtype=hardware.amp_dtype(device))
+    for epoch in range(state.epoch, g["epochs"] + 1):
+        state.epoch = epoch
+        sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
+        bad = train_one_epoch(model, loader, loss_fn, optimizer, lr_at, state, epochs=g["epochs"],
+                              accum_steps=g["accum_steps"], seed=g["seed"], print_every=g["print_batch_step"],
+                              amp=amp, on_step=on_step, vdl=vdl, progress=main and g["progress_bar"])
+        if main and bad.n_bad:
+            logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
+        record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
+        if eval_data is not None and epoch % g["eval_interval"] == 0:
+            record.update(_evaluate_and_log(model, eval_data, cfg, epoch, vdl, state))
+        state.history.append(record)
+        state.step_in_epoch = steps_per_epoch
+        if main and record.get("MR", -1.0) > state.best_metric:
+            state.best_metric, state.best_epoch = record["MR"], epoch
+            save("best_model")
+        if epoch % g["save_interval"] == 0:
+            save(f"epoch_{epoch}")
+        save("latest")
+        state.step_in_epoch = 0
+        dist.barrier()
+    if main:
+        (out_dir / "train_summary.json").write_text(json.dumps(state.__dict__, indent=1), encoding="utf-8")
+        if eval_data is not None:
+            logger.info(f"best MR {state.best_metric:.2f} at epoch {state.best_epoch}; "
+                        f"checkpoints in {out_dir}")
+    return state.__dict__
+
+
+def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
+    corpus, transform, tokenizer, section = eval_data
+    topk = tuple(sorted({k for item in cfg["Metric"]["Eval"] for k in item["Recall"]["topk"]} | {1, 5, 10}))
+    m = evaluate(model, corpus, transform, tokenizer, section["sampler"]["batch_size"],
+                 section["loader"]["num_workers"], topk, progress=cfg["Global"]["progress_bar"])
+    line = " ".join(f"{d} R@{k}: {m[d][f'r{k}']:.2f}" for d in ("t2i", "i2t") for k in topk)
+    logger.info(f"[Eval][Epoch {epoch}] {line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, "
+                f"MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}")
+    if m["skipped"].startswith("skipped 0 ") is False:
+        logger.warning(f"[Eval][Epoch {epoch}] {m['skipped']}")
+    if vdl is not None:
+        vdl.add_scalar("eval/MR", m["MR"], state.global_step)
+    model.train()
+    return {"MR": m["MR"], "t2i": m["t2i"], "i2t": m["i2t"]}
+
+
+def _visualdl(out_dir: Path):
+    try:
+        from visualdl import LogWriter
+    except ImportError as err:
+        raise ImportError("Global.use_visualdl=True needs visualdl: pip install 'paddle_mm[train]'") from err
+    return LogWriter(logdir=str(out_dir / "vdl"))

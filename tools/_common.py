@@ -1,0 +1,32 @@
+"""Shared start-up for the command-line tools: CPU tuning before paddle loads, config parsing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+
+import hardware  # noqa: E402  (light: imports paddle lazily)
+
+hardware.tune_cpu_env()  # must precede `import paddle`
+warnings.filterwarnings("ignore", message="No ccache found")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from paddle_mm.config import ConfigError, add_config_args, exit_on_config_error, flatten_overrides, load_config  # noqa: E402
+
+
+def parse_config(description: str, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:
+    """``-c x.yml -o K=V ...`` -> (validated config, args). Config errors exit with code 2, one line."""
+    parser = argparse.ArgumentParser(description=description)
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    with exit_on_config_error():
+        cfg = load_config(args.config, flatten_overrides(args.override))
+    return cfg, args
+
+
+__all__ = ["ConfigError", "exit_on_config_error", "parse_config"]

@@ -1,0 +1,22 @@
+"""Train a model: ``python tools/train.py -c configs/quickstart.yml [-o Global.epochs=3 ...]``.
+
+Multi-process (CPU gloo or GPUs): ``python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c ...``.
+"""
+
+from _common import exit_on_config_error, parse_config
+
+
+def main() -> None:
+    cfg, _ = parse_config(__doc__)
+    from hardware import DeviceError
+    from paddle_mm.engine.train import train
+
+    with exit_on_config_error():
+        try:
+            train(cfg)
+        except DeviceError as err:
+            raise SystemExit(f"device error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()
