@@ -29,7 +29,7 @@ from itertools import chain, islice
 
 import numpy as np
 
-__all__ = ["ChineseClipTextTokenizer", "WordPieceTokenizer", "DEFAULT_VOCAB_FILE", "tokenize"]
+__all__ = ["DEFAULT_VOCAB_FILE", "ChineseClipTextTokenizer", "WordPieceTokenizer", "tokenize"]
 
 DEFAULT_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab.txt")
 DEFAULT_CONTEXT_LENGTH = 52  # Chinese-CLIP's context length for every released model
@@ -51,7 +51,7 @@ _WORD_RE = re.compile(f"[{_CJK}]|[^{_SEPARATORS}{_CJK}]+")
 
 # ASCII words: delete C0 controls and DEL (U+0000 included); every other non-alphanumeric
 # printable ASCII character is punctuation to BERT.
-_ASCII_CONTROLS = {i: None for i in (*range(0x00, 0x20), 0x7F)}
+_ASCII_CONTROLS = {i: None for i in (*range(0x20), 0x7F)}
 _ASCII_PIECE_RE = re.compile(r"[a-z0-9]+|[^a-z0-9]")
 
 
