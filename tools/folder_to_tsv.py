@@ -37,8 +37,12 @@ def convert(images: Path, texts: Path, out: Path, split: str) -> dict[str, int]:
     n_texts = write_texts_jsonl(out / f"{split}_texts.jsonl", corpus.texts)
     for message in skipped[:5]:
         print(f"skipped {message}", file=sys.stderr)
-    return {"images": n_images, "texts": n_texts, "skipped_images": len(skipped),
-            "load_problems": sum(corpus.report.counts.values())}
+    return {
+        "images": n_images,
+        "texts": n_texts,
+        "skipped_images": len(skipped),
+        "load_problems": sum(corpus.report.counts.values()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {n['images']} images and {n['texts']} texts to {args.out}/{args.split}_imgs.tsv and "
-          f"{args.split}_texts.jsonl; {n['skipped_images']} unreadable images skipped, "
-          f"{n['load_problems']} load problems (see warnings above)")
+    print(
+        f"wrote {n['images']} images and {n['texts']} texts to {args.out}/{args.split}_imgs.tsv and "
+        f"{args.split}_texts.jsonl; {n['skipped_images']} unreadable images skipped, "
+        f"{n['load_problems']} load problems (see warnings above)"
+    )
     return 0
 
 

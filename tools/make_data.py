@@ -23,15 +23,29 @@ from paddle_mm.data.synthetic import DEFAULT_SIZES, SPLITS, make_dataset  # noqa
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--format", choices=("tsv", "folder"), default="tsv",
-                   help="tsv: Chinese-CLIP {split}_imgs.tsv + {split}_texts.jsonl; folder: {split}/images/*.png")
+    p.add_argument(
+        "--format",
+        choices=("tsv", "folder"),
+        default="tsv",
+        help="tsv: Chinese-CLIP {split}_imgs.tsv + {split}_texts.jsonl; folder: {split}/images/*.png",
+    )
     p.add_argument("--seed", type=int, default=0)
     for split in SPLITS:
-        p.add_argument(f"--{split}", type=int, default=DEFAULT_SIZES[split], metavar="N",
-                       help=f"images in the {split} split (default {DEFAULT_SIZES[split]}; 0 skips it)")
+        p.add_argument(
+            f"--{split}",
+            type=int,
+            default=DEFAULT_SIZES[split],
+            metavar="N",
+            help=f"images in the {split} split (default {DEFAULT_SIZES[split]}; 0 skips it)",
+        )
     p.add_argument("--image-size", type=int, default=64, help="square image side in pixels (default 64)")
-    p.add_argument("--corrupt", type=int, default=0, metavar="N",
-                   help="replace N images of --corrupt-split with undecodable data, for tests and demos")
+    p.add_argument(
+        "--corrupt",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replace N images of --corrupt-split with undecodable data, for tests and demos",
+    )
     p.add_argument("--corrupt-split", choices=SPLITS, default="train")
     args = p.parse_args(argv)
     for name in (*SPLITS, "corrupt"):
@@ -45,11 +59,22 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {split: getattr(args, split) for split in SPLITS}
     t0 = time.perf_counter()
     with tqdm(total=sum(sizes.values()), unit="img", desc="generating") as bar:
-        stats = make_dataset(args.out, sizes, args.format, args.seed, args.image_size, args.corrupt,
-                             args.corrupt_split, progress=bar.update)
+        stats = make_dataset(
+            args.out,
+            sizes,
+            args.format,
+            args.seed,
+            args.image_size,
+            args.corrupt,
+            args.corrupt_split,
+            progress=bar.update,
+        )
     seconds = time.perf_counter() - t0
-    parts = [f"{s.split} {s.n_images} images/{s.n_texts} texts ({s.texts_single_image / max(s.n_texts, 1):.0%} "
-             f"single-image captions{f', {len(s.corrupt)} corrupt' if s.corrupt else ''})" for s in stats]
+    parts = [
+        f"{s.split} {s.n_images} images/{s.n_texts} texts ({s.texts_single_image / max(s.n_texts, 1):.0%} "
+        f"single-image captions{f', {len(s.corrupt)} corrupt' if s.corrupt else ''})"
+        for s in stats
+    ]
     print(f"wrote {args.format} to {args.out} in {seconds:.1f}s: " + "; ".join(parts))
     return 0
 

@@ -16,7 +16,8 @@ read. With DataLoader workers those items live in other processes, so the count 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,15 +46,19 @@ def _stack(samples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     keys = list(samples[0])
     for s in samples[1:]:
         if list(s) != keys:
-            raise ValueError(f"samples in one batch have different keys: {keys} vs {list(s)}; a dataset must "
-                             "return the same keys for every good sample")
+            raise ValueError(
+                f"samples in one batch have different keys: {keys} vs {list(s)}; a dataset must "
+                "return the same keys for every good sample"
+            )
     stacked = {}
     for key in keys:
         values = [np.asarray(s[key]) for s in samples]
         shapes = {v.shape for v in values}
         if len(shapes) > 1:
-            raise ValueError(f"cannot stack {key!r}: shapes {sorted(shapes)} differ within the batch; the transform "
-                             "or tokenizer must give one shape (fixed image size, padded context length)")
+            raise ValueError(
+                f"cannot stack {key!r}: shapes {sorted(shapes)} differ within the batch; the transform "
+                "or tokenizer must give one shape (fixed image size, padded context length)"
+            )
         stacked[key] = np.stack(values)
     return stacked
 
@@ -76,8 +81,9 @@ class BadSampleCounter:
         n_good, n_bad = int(batch["n_good"]), int(batch["n_bad"])
         reasons = list(batch["bad_reasons"])
         if len(reasons) != n_bad:
-            raise ValueError(f"batch says n_bad={n_bad} but lists {len(reasons)} bad_reasons; was it made by "
-                             "collate_skip_bad?")
+            raise ValueError(
+                f"batch says n_bad={n_bad} but lists {len(reasons)} bad_reasons; was it made by collate_skip_bad?"
+            )
         self.n_seen += n_good + n_bad
         self.n_bad += n_bad
         self.by_kind.update(reason_kind(r) for r in reasons)

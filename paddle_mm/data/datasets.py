@@ -24,9 +24,10 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -81,6 +82,7 @@ class TextRecord(NamedTuple):
 
 # ----------------------------------------------------------------------------- load report
 
+
 @dataclass
 class LoadReport:
     """Problems found while loading a corpus: counts per kind and the first few messages (with line numbers)."""
@@ -108,6 +110,7 @@ class LoadReport:
 
 # ----------------------------------------------------------------------------- image sources
 
+
 class _TsvImages:
     """Images of a ``{split}_imgs.tsv``, found by byte offset; the file is reopened in every process."""
 
@@ -134,12 +137,17 @@ class _TsvImages:
         except ValueError:
             image_id = None
         if not tab or image_id is None:
-            report.add("malformed image lines", f"{self.path.name} line {line_no}: expected 'image_id<TAB>base64', "
-                       f"got {line[:40]!r}")
+            report.add(
+                "malformed image lines",
+                f"{self.path.name} line {line_no}: expected 'image_id<TAB>base64', got {line[:40]!r}",
+            )
             return
         if image_id in self.index:
-            report.add("duplicate image ids", f"{self.path.name} line {line_no}: image id {image_id} already on "
-                       f"line {self.index[image_id][2]}; keeping the first")
+            report.add(
+                "duplicate image ids",
+                f"{self.path.name} line {line_no}: image id {image_id} already on "
+                f"line {self.index[image_id][2]}; keeping the first",
+            )
             return
         start = len(id_field) + 1
         self.index[image_id] = (offset + start, len(line.rstrip(b"\r\n")) - start, line_no)
@@ -152,7 +160,7 @@ class _TsvImages:
     def _file(self):
         # a handle inherited through fork shares its file position with the parent: reopen per process
         if self._handle is None or self._pid != os.getpid():
-            self._handle = open(self.path, "rb")
+            self._handle = open(self.path, "rb")  # noqa: SIM115 - kept open for the life of the process
             self._pid = os.getpid()
         return self._handle
 
@@ -199,13 +207,18 @@ class _FolderImages:
         if ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
             return
         if not stem.isdigit():
-            report.add("image files without an integer id", f"{self.folder}/{name}: name the file "
-                       "<image_id><ext> with an integer id, or it is ignored")
+            report.add(
+                "image files without an integer id",
+                f"{self.folder}/{name}: name the file <image_id><ext> with an integer id, or it is ignored",
+            )
             return
         image_id = int(stem)
         if image_id in self.index:
-            report.add("duplicate image ids", f"{self.folder}: {name} and {self.index[image_id]} both have id "
-                       f"{image_id}; keeping {self.index[image_id]}")
+            report.add(
+                "duplicate image ids",
+                f"{self.folder}: {name} and {self.index[image_id]} both have id "
+                f"{image_id}; keeping {self.index[image_id]}",
+            )
             return
         self.index[image_id] = name
 
@@ -225,21 +238,22 @@ class _FolderImages:
 
 # ----------------------------------------------------------------------------- texts
 
+
 def _parse_text(line: str) -> TextRecord:
-    """One jsonl line -> TextRecord; raises ValueError saying what is wrong."""
+    """One jsonl line -> TextRecord; raises ValueError (not JSON) or TypeError (wrong field types)."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        raise TypeError(f"expected a JSON object, got {type(obj).__name__}")
     text_id, text, image_ids = obj.get("text_id"), obj.get("text"), obj.get("image_ids", [])
     if not _is_int(text_id):
-        raise ValueError(f"text_id must be an integer, got {text_id!r}")
+        raise TypeError(f"text_id must be an integer, got {text_id!r}")
     if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {text!r}")
+        raise TypeError(f"text must be a string, got {text!r}")
     if not isinstance(image_ids, list) or not all(_is_int(i) for i in image_ids):
-        raise ValueError(f"image_ids must be a list of integers, got {image_ids!r}")
+        raise TypeError(f"image_ids must be a list of integers, got {image_ids!r}")
     return TextRecord(text_id, text, list(image_ids))
 
 
@@ -257,12 +271,15 @@ def read_texts(path: Path, report: LoadReport) -> list[TextRecord]:
                 continue
             try:
                 record = _parse_text(line)
-            except ValueError as err:
+            except (ValueError, TypeError) as err:
                 report.add("malformed text lines", f"{path.name} line {line_no}: {err}; line skipped")
                 continue
             if record.text_id in seen:
-                report.add("duplicate text ids", f"{path.name} line {line_no}: text id {record.text_id} already "
-                           f"on line {seen[record.text_id]}; keeping the first")
+                report.add(
+                    "duplicate text ids",
+                    f"{path.name} line {line_no}: text id {record.text_id} already "
+                    f"on line {seen[record.text_id]}; keeping the first",
+                )
                 continue
             seen[record.text_id] = line_no
             texts.append(record)
@@ -270,6 +287,7 @@ def read_texts(path: Path, report: LoadReport) -> list[TextRecord]:
 
 
 # ----------------------------------------------------------------------------- corpus
+
 
 class ImageTextCorpus:
     """One split: ``images`` (image ids), ``texts`` (TextRecord(text_id, text, image_ids)) and ``report``.
@@ -295,8 +313,7 @@ class ImageTextCorpus:
         return cls(_TsvImages(_existing(imgs_tsv), report), read_texts(_existing(texts_jsonl), report), report)
 
     @classmethod
-    def from_folder(cls, images_dir: str | Path, texts_jsonl: str | Path, name: str | None = None
-                    ) -> ImageTextCorpus:
+    def from_folder(cls, images_dir: str | Path, texts_jsonl: str | Path, name: str | None = None) -> ImageTextCorpus:
         images_dir, texts_jsonl = Path(images_dir), Path(texts_jsonl)
         if not images_dir.is_dir():
             raise FileNotFoundError(f"image folder {str(images_dir)!r} not found; it should hold <image_id>.png files")
@@ -308,8 +325,11 @@ class ImageTextCorpus:
         missing = Counter(i for t in self.texts for i in t.image_ids if i not in known)
         if missing:
             first = sorted(missing)[:5]
-            self.report.add("texts' image ids without an image", f"{len(missing)} image ids are listed by texts "
-                            f"but have no image, e.g. {first}", n=sum(missing.values()))
+            self.report.add(
+                "texts' image ids without an image",
+                f"{len(missing)} image ids are listed by texts but have no image, e.g. {first}",
+                n=sum(missing.values()),
+            )
         self.missing_image_ids: set[int] = set(missing)
 
     def __repr__(self) -> str:
@@ -355,8 +375,10 @@ def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageText
         if len(present) != 1:
             expected = "; ".join(f"{fmt}: {p['images']} + {p['texts']}" for fmt, p in files.items())
             found = "both layouts" if present else "neither layout"
-            raise FileNotFoundError(f"found {found} for split {split!r} in {str(root)!r}; expected exactly one of "
-                                    f"({expected}); pass format='tsv' or 'folder' to choose")
+            raise FileNotFoundError(
+                f"found {found} for split {split!r} in {str(root)!r}; expected exactly one of "
+                f"({expected}); pass format='tsv' or 'folder' to choose"
+            )
         format = present[0]
     if format not in files:
         raise ValueError(f"unknown format {format!r}; use 'tsv', 'folder' or 'auto'")
@@ -367,6 +389,7 @@ def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageText
 
 
 # ----------------------------------------------------------------------------- datasets
+
 
 def load_pixels(corpus: ImageTextCorpus, transform: Transform, image_id: int) -> tuple[np.ndarray | None, str]:
     """(float32 CHW pixels, "") or (None, reason) when the image is missing or cannot be decoded."""

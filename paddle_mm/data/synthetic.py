@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -82,8 +82,10 @@ MAX_CAPTION_CHARS = 50  # cn_clip context 52 = [CLS] + 50 characters + [SEP]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 DEFAULT_SIZES: dict[str, int] = {"train": 6000, "valid": 500, "test": 500}
 ID_BASE: dict[str, int] = {"train": 1_000_000, "valid": 2_000_000, "test": 3_000_000}
-CORRUPT_KINDS = {"tsv": ("truncated", "garbage", "bad_base64", "empty", "missing"),
-                 "folder": ("truncated", "garbage", "empty", "missing")}
+CORRUPT_KINDS = {
+    "tsv": ("truncated", "garbage", "bad_base64", "empty", "missing"),
+    "folder": ("truncated", "garbage", "empty", "missing"),
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -121,15 +123,21 @@ class Scene:
             "image_id": self.image_id,
             "family": self.family,
             "variant": self.variant,
-            "objects": [{"cell": list(o.cell), "colour": o.colour, "shape": o.shape, "size": o.size}
-                        for o in self.objects],
-            "style": {"background": list(self.style.background), "texture": self.style.texture,
-                      "texture_seed": self.style.texture_seed, "offsets": [list(v) for v in self.style.offsets],
-                      "tints": [list(v) for v in self.style.tints]},
+            "objects": [
+                {"cell": list(o.cell), "colour": o.colour, "shape": o.shape, "size": o.size} for o in self.objects
+            ],
+            "style": {
+                "background": list(self.style.background),
+                "texture": self.style.texture,
+                "texture_seed": self.style.texture_seed,
+                "offsets": [list(v) for v in self.style.offsets],
+                "tints": [list(v) for v in self.style.tints],
+            },
         }
 
 
 # ----------------------------------------------------------------------------- scenes
+
 
 def _pick(rng: np.random.Generator, options: Sequence):
     return options[int(rng.integers(len(options)))]
@@ -162,7 +170,7 @@ def random_style(rng: np.random.Generator) -> Style:
 
 
 def _replace(objects: tuple[Obj, ...], i: int, new: Obj | None) -> tuple[Obj, ...]:
-    rest = objects[:i] + objects[i + 1:]
+    rest = objects[:i] + objects[i + 1 :]
     return tuple(sorted(rest + ((new,) if new else ())))
 
 
@@ -172,11 +180,13 @@ def edit_scene(objects: tuple[Obj, ...], kind: str, rng: np.random.Generator) ->
     obj = objects[i]
     free = [c for c in CELLS if c not in {o.cell for o in objects}]
     if kind == "colour":
-        return _replace(objects, i, Obj(obj.cell, _pick(rng, [c for c in COLOURS if c != obj.colour]), obj.shape,
-                                        obj.size))
+        return _replace(
+            objects, i, Obj(obj.cell, _pick(rng, [c for c in COLOURS if c != obj.colour]), obj.shape, obj.size)
+        )
     if kind == "shape":
-        return _replace(objects, i, Obj(obj.cell, obj.colour, _pick(rng, [s for s in SHAPES if s != obj.shape]),
-                                        obj.size))
+        return _replace(
+            objects, i, Obj(obj.cell, obj.colour, _pick(rng, [s for s in SHAPES if s != obj.shape]), obj.size)
+        )
     if kind == "size":
         return _replace(objects, i, Obj(obj.cell, obj.colour, obj.shape, "small" if obj.size == "large" else "large"))
     if kind == "position":
@@ -229,6 +239,7 @@ def generate_scenes(n_images: int, rng: np.random.Generator, first_id: int = 0) 
 
 # ----------------------------------------------------------------------------- rendering
 
+
 def _polygon(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
     """Vertices (x, y) of a filled polygon of roughly radius ``r`` centred on (cx, cy)."""
     if shape == "square":
@@ -244,8 +255,20 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
         pts = list(zip(radii * np.cos(angles), radii * np.sin(angles)))
     elif shape == "cross":
         a, t = 1.0 * r, 0.36 * r
-        pts = [(-t, -a), (t, -a), (t, -t), (a, -t), (a, t), (t, t), (t, a), (-t, a), (-t, t), (-a, t), (-a, -t),
-               (-t, -t)]
+        pts = [
+            (-t, -a),
+            (t, -a),
+            (t, -t),
+            (a, -t),
+            (a, t),
+            (t, t),
+            (t, a),
+            (-t, a),
+            (-t, t),
+            (-a, t),
+            (-a, -t),
+            (-t, -t),
+        ]
     else:
         raise ValueError(f"no polygon for shape {shape!r}; shapes: {sorted(SHAPES)}")
     return np.array([(cx + x, cy + y) for x, y in pts], dtype=np.float64)
@@ -378,7 +401,7 @@ def _with_clause(claim: list[Clause], clause: Clause) -> list[Clause] | None:
         return None
     same = [i for i, c in enumerate(claim) if _subject(c) == _subject(clause)]
     if same:
-        return claim[: same[0]] + [clause] + claim[same[0] + 1:]
+        return claim[: same[0]] + [clause] + claim[same[0] + 1 :]
     return claim + [clause]
 
 
@@ -388,6 +411,7 @@ def _n_sized(claim: Sequence[Clause]) -> int:
 
 # ----------------------------------------------------------------------------- Chinese text
 
+
 def _noun_phrase(colour: str, shape: str, size: str | None, rng: np.random.Generator) -> str:
     c, s = COLOURS[colour][0], SHAPES[shape]
     if size is None:
@@ -396,8 +420,14 @@ def _noun_phrase(colour: str, shape: str, size: str | None, rng: np.random.Gener
     return _pick(rng, (f"{z}的{c}{s}", f"{c}的{z}{s}"))
 
 
-POSITION_TEMPLATES = ("{p}有一个{np}", "{p}是一个{np}", "在{p}有一个{np}", "图片{p}有一个{np}",
-                      "一个{np}位于图片{p}", "{p}画着一个{np}")
+POSITION_TEMPLATES = (
+    "{p}有一个{np}",
+    "{p}是一个{np}",
+    "在{p}有一个{np}",
+    "图片{p}有一个{np}",
+    "一个{np}位于图片{p}",
+    "{p}画着一个{np}",
+)
 FOLLOW_POSITION_TEMPLATES = ("{p}有一个{np}", "{p}是一个{np}", "在{p}有一个{np}")
 COUNT_TEMPLATES = ("图中有{n}个{np}", "画面里有{n}个{np}", "这张图片中有{n}个{np}", "{np}一共有{n}个")
 COUNT_ONE_TEMPLATES = ("图中只有一个{np}", "画面里只有一个{np}", "{np}只有一个")
@@ -409,8 +439,9 @@ def clause_text(clause: Clause, rng: np.random.Generator, follow: bool = False) 
     if clause[0] == "pos":
         _, row, col, colour, shape, size = clause
         templates = FOLLOW_POSITION_TEMPLATES if follow else POSITION_TEMPLATES
-        return _pick(rng, templates).format(p=_pick(rng, POSITIONS[(row, col)]),
-                                            np=_noun_phrase(colour, shape, size, rng))
+        return _pick(rng, templates).format(
+            p=_pick(rng, POSITIONS[(row, col)]), np=_noun_phrase(colour, shape, size, rng)
+        )
     if clause[0] == "count":
         _, colour, shape, size, n = clause
         templates = COUNT_ONE_TEMPLATES if n == 1 else COUNT_TEMPLATES
@@ -456,8 +487,10 @@ def make_texts(scenes: Sequence[Scene], rng: np.random.Generator, first_text_id:
 
 # ----------------------------------------------------------------------------- corruption
 
-def corrupt_payloads(images: dict[int, bytes], n: int, kinds: Sequence[str], rng: np.random.Generator
-                     ) -> dict[int, str]:
+
+def corrupt_payloads(
+    images: dict[int, bytes], n: int, kinds: Sequence[str], rng: np.random.Generator
+) -> dict[int, str]:
     """Replace ``n`` images (chosen by ``rng``) in place, cycling through ``kinds``; returns image_id -> kind.
 
     truncated: first half of the PNG; garbage: 200 random bytes; empty: zero bytes; bad_base64: a str
@@ -489,6 +522,7 @@ def corrupt_payloads(images: dict[int, bytes], n: int, kinds: Sequence[str], rng
 
 # ----------------------------------------------------------------------------- writing a dataset
 
+
 @dataclass
 class SplitStats:
     """What :func:`make_split` wrote, for the CLI summary and the docs."""
@@ -513,16 +547,30 @@ def _streams(seed: int, split: str) -> tuple[np.random.Generator, ...]:
 def split_paths(out: Path, split: str, fmt: str) -> dict[str, Path]:
     """Where a split lives in each format (the same layout :func:`paddle_mm.data.datasets.load_corpus` reads)."""
     if fmt == "tsv":
-        return {"imgs": out / f"{split}_imgs.tsv", "texts": out / f"{split}_texts.jsonl",
-                "scenes": out / f"{split}_scenes.jsonl"}
+        return {
+            "imgs": out / f"{split}_imgs.tsv",
+            "texts": out / f"{split}_texts.jsonl",
+            "scenes": out / f"{split}_scenes.jsonl",
+        }
     if fmt == "folder":
-        return {"imgs": out / split / "images", "texts": out / split / "texts.jsonl",
-                "scenes": out / split / "scenes.jsonl"}
+        return {
+            "imgs": out / split / "images",
+            "texts": out / split / "texts.jsonl",
+            "scenes": out / split / "scenes.jsonl",
+        }
     raise ValueError(f"unknown format {fmt!r}; use 'tsv' or 'folder'")
 
 
-def make_split(out: str | Path, split: str, n_images: int, fmt: str = "tsv", seed: int = 0, image_size: int = 64,
-               corrupt: int = 0, progress: Callable[[int], None] | None = None) -> SplitStats:
+def make_split(
+    out: str | Path,
+    split: str,
+    n_images: int,
+    fmt: str = "tsv",
+    seed: int = 0,
+    image_size: int = 64,
+    corrupt: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> SplitStats:
     """Generate and write one split; ``progress(k)`` is called as images are rendered."""
     if split not in ID_BASE:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -546,10 +594,17 @@ def make_split(out: str | Path, split: str, n_images: int, fmt: str = "tsv", see
             if scene.image_id in corrupted:
                 record["corrupt"] = corrupted[scene.image_id]
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return SplitStats(split, len(scenes), len({s.family for s in scenes}),
-                      dict(sorted(Counter(s.variant for s in scenes).items())), len(texts),
-                      sum(len(t.image_ids) for t in texts), sum(len(t.image_ids) == 1 for t in texts),
-                      max((len(t.image_ids) for t in texts), default=0), corrupted)
+    return SplitStats(
+        split,
+        len(scenes),
+        len({s.family for s in scenes}),
+        dict(sorted(Counter(s.variant for s in scenes).items())),
+        len(texts),
+        sum(len(t.image_ids) for t in texts),
+        sum(len(t.image_ids) == 1 for t in texts),
+        max((len(t.image_ids) for t in texts), default=0),
+        corrupted,
+    )
 
 
 def _write_images(path: Path, images: dict[int, bytes | str], fmt: str) -> None:
@@ -564,9 +619,16 @@ def _write_images(path: Path, images: dict[int, bytes | str], fmt: str) -> None:
         write_image_file(path, image_id, data, ".png")
 
 
-def make_dataset(out: str | Path, sizes: dict[str, int] | None = None, fmt: str = "tsv", seed: int = 0,
-                 image_size: int = 64, corrupt: int = 0, corrupt_split: str = "train",
-                 progress: Callable[[int], None] | None = None) -> list[SplitStats]:
+def make_dataset(
+    out: str | Path,
+    sizes: dict[str, int] | None = None,
+    fmt: str = "tsv",
+    seed: int = 0,
+    image_size: int = 64,
+    corrupt: int = 0,
+    corrupt_split: str = "train",
+    progress: Callable[[int], None] | None = None,
+) -> list[SplitStats]:
     """Generate every split in ``sizes`` (default DEFAULT_SIZES) under ``out``; returns per-split statistics.
 
     ``corrupt`` images of ``corrupt_split`` are replaced by undecodable data (see :func:`corrupt_payloads`).
@@ -574,10 +636,19 @@ def make_dataset(out: str | Path, sizes: dict[str, int] | None = None, fmt: str 
     sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
     if corrupt and corrupt_split not in sizes:
         raise ValueError(f"--corrupt-split {corrupt_split!r} is not generated; choose one of {sorted(sizes)}")
-    stats = [make_split(out, split, n, fmt, seed, image_size, corrupt if split == corrupt_split else 0, progress)
-             for split, n in sizes.items() if n > 0]
-    info = {"generator": "paddle_mm.data.synthetic", "seed": seed, "format": fmt, "image_size": image_size,
-            "sizes": sizes, "corrupt": {s.split: {str(k): v for k, v in s.corrupt.items()} for s in stats}}
+    stats = [
+        make_split(out, split, n, fmt, seed, image_size, corrupt if split == corrupt_split else 0, progress)
+        for split, n in sizes.items()
+        if n > 0
+    ]
+    info = {
+        "generator": "paddle_mm.data.synthetic",
+        "seed": seed,
+        "format": fmt,
+        "image_size": image_size,
+        "sizes": sizes,
+        "corrupt": {s.split: {str(k): v for k, v in s.corrupt.items()} for s in stats},
+    }
     with atomic_open(Path(out) / "synthetic_info.json") as f:
         f.write(json.dumps(info, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
     return stats

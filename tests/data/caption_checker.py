@@ -8,14 +8,45 @@ from __future__ import annotations
 
 import re
 
-SHAPE_WORDS = {"圆形": "circle", "正方形": "square", "三角形": "triangle", "菱形": "diamond", "五角星": "star",
-               "十字形": "cross"}
-COLOUR_WORDS = {"红色": "red", "绿色": "green", "蓝色": "blue", "黄色": "yellow", "紫色": "purple", "橙色": "orange",
-                "黑色": "black", "白色": "white"}
-PLACE_WORDS = {"左上角": (0, 0), "左上方": (0, 0), "正上方": (0, 1), "上方": (0, 1), "右上角": (0, 2), "右上方": (0, 2),
-               "左侧": (1, 0), "左边": (1, 0), "中间": (1, 1), "中央": (1, 1), "正中间": (1, 1), "右侧": (1, 2),
-               "右边": (1, 2), "左下角": (2, 0), "左下方": (2, 0), "正下方": (2, 1), "下方": (2, 1), "右下角": (2, 2),
-               "右下方": (2, 2)}
+SHAPE_WORDS = {
+    "圆形": "circle",
+    "正方形": "square",
+    "三角形": "triangle",
+    "菱形": "diamond",
+    "五角星": "star",
+    "十字形": "cross",
+}
+COLOUR_WORDS = {
+    "红色": "red",
+    "绿色": "green",
+    "蓝色": "blue",
+    "黄色": "yellow",
+    "紫色": "purple",
+    "橙色": "orange",
+    "黑色": "black",
+    "白色": "white",
+}
+PLACE_WORDS = {
+    "左上角": (0, 0),
+    "左上方": (0, 0),
+    "正上方": (0, 1),
+    "上方": (0, 1),
+    "右上角": (0, 2),
+    "右上方": (0, 2),
+    "左侧": (1, 0),
+    "左边": (1, 0),
+    "中间": (1, 1),
+    "中央": (1, 1),
+    "正中间": (1, 1),
+    "右侧": (1, 2),
+    "右边": (1, 2),
+    "左下角": (2, 0),
+    "左下方": (2, 0),
+    "正下方": (2, 1),
+    "下方": (2, 1),
+    "右下角": (2, 2),
+    "右下方": (2, 2),
+}
 NUMBER_WORDS = {"一": 1, "两": 2, "三": 3, "四": 4, "五": 5}
 _PLACE_RE = re.compile("|".join(sorted(PLACE_WORDS, key=len, reverse=True)))
 _NUMBER_RE = re.compile("([一两三四五])个")
@@ -54,8 +85,10 @@ def clause_holds(clause: tuple, scene: dict) -> bool:
     objects = scene["objects"]
     if clause[0] == "pos":
         _, cell, colour, shape, size = clause
-        return any(tuple(o["cell"]) == cell and o["colour"] == colour and o["shape"] == shape
-                   and size in (None, o["size"]) for o in objects)
+        return any(
+            tuple(o["cell"]) == cell and o["colour"] == colour and o["shape"] == shape and size in (None, o["size"])
+            for o in objects
+        )
     if clause[0] == "count":
         _, colour, shape, size, n = clause
         return sum(o["colour"] == colour and o["shape"] == shape and size in (None, o["size"]) for o in objects) == n
@@ -67,7 +100,7 @@ def caption_holds(text: str, scene: dict) -> bool:
 
 
 def one_attribute_difference(a: dict, b: dict) -> str | None:
-    """"colour", "shape", "size", "position" or "count" if scenes a and b differ in exactly that one way."""
+    """ "colour", "shape", "size", "position" or "count" if scenes a and b differ in exactly that one way."""
     A = {tuple(o["cell"]): (o["colour"], o["shape"], o["size"]) for o in a["objects"]}
     B = {tuple(o["cell"]): (o["colour"], o["shape"], o["size"]) for o in b["objects"]}
     if len(A) == len(B):

@@ -96,7 +96,7 @@ def test_no_two_images_of_a_split_show_the_same_objects(shapes_tsv):
 
 
 def test_many_image_pairs_differ_in_exactly_one_attribute(shapes_tsv):
-    root, stats = shapes_tsv
+    root, _ = shapes_tsv
     scenes = read_jsonl(root / "train_scenes.jsonl")
     kinds = Counter()
     for a, b in itertools.combinations(scenes, 2):
@@ -117,7 +117,9 @@ def test_many_image_pairs_differ_in_exactly_one_attribute(shapes_tsv):
 def _cell_patch(img: np.ndarray, cell: tuple[int, int], margin: int = 0) -> np.ndarray:
     side = img.shape[0] / 3
     r, c = cell
-    return img[int(r * side) + margin: int((r + 1) * side) - margin, int(c * side) + margin: int((c + 1) * side) - margin]
+    rows = slice(int(r * side) + margin, int((r + 1) * side) - margin)
+    cols = slice(int(c * side) + margin, int((c + 1) * side) - margin)
+    return img[rows, cols]
 
 
 def _ink(img: np.ndarray, scene: dict, cell: tuple[int, int], margin: int = 0) -> int:
@@ -162,7 +164,12 @@ def test_corrupt_option_replaces_the_recorded_images(tmp_path):
     stats = make_dataset(tmp_path, {"train": 50, "valid": 10}, "tsv", seed=0, corrupt=5)
     train = {s.split: s for s in stats}["train"]
     assert sorted(Counter(train.corrupt.values()).items()) == [
-        ("bad_base64", 1), ("empty", 1), ("garbage", 1), ("missing", 1), ("truncated", 1)]
+        ("bad_base64", 1),
+        ("empty", 1),
+        ("garbage", 1),
+        ("missing", 1),
+        ("truncated", 1),
+    ]
     scenes = {s["image_id"]: s for s in read_jsonl(tmp_path / "train_scenes.jsonl")}
     assert {i: s["corrupt"] for i, s in scenes.items() if "corrupt" in s} == train.corrupt
     lines = dict(line.split("\t") for line in (tmp_path / "train_imgs.tsv").read_text().splitlines())
