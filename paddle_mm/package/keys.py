@@ -147,7 +147,7 @@ class PrivateKey:
         for label, body in pem_blocks(data):
             if label == "PRIVATE KEY":
                 return cls._from_pkcs8(body)
-            if label == "EC PRIVATE KEY":
+            if label in ("EC PRIVATE KEY", "SM2 PRIVATE KEY"):  # SEC1; `openssl ec` writes the SM2 label
                 return cls._from_sec1(body)
             if label == "ENCRYPTED PRIVATE KEY":
                 if passphrase is None:
@@ -170,6 +170,8 @@ class PrivateKey:
         scalar = der.expect(items[1], der.OCTET_STRING, "ECPrivateKey.privateKey")
         key = cls(int.from_bytes(scalar, "big"))
         for item in items[2:]:
+            if item.tag == 0xA0 and der.to_oid(der.read_tlv(item.value)[0]) != OID_SM2_CURVE:
+                raise PackageConfigError("EC private key is not on the SM2 curve (1.2.156.10197.1.301)")
             if item.tag == 0xA1:  # embedded public key must match the scalar
                 raw = der.bit_string_bytes(der.read_tlv(item.value)[0], "ECPrivateKey.publicKey")
                 if raw != b"\x04" + key.public_key.spki_der()[-64:]:
