@@ -1,0 +1,81 @@
+"""Key formats: PKCS#8 (encrypted and not), SPKI, key ids, passphrase errors, the signer interface."""
+
+from __future__ import annotations
+
+import pytest
+
+from paddle_mm.package import LocalSigner, PackageConfigError, PrivateKey, PublicKey, sign_message
+from paddle_mm.package import sm2
+from paddle_mm.package.keys import pem_blocks
+from paddle_mm.package.sm3 import sm3
+
+
+def test_encrypted_pkcs8_roundtrip(key) -> None:
+    pem = key.to_pem(b"s3cret", iterations=1000)
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert PrivateKey.from_pem(pem, b"s3cret").d == key.d
+    with pytest.raises(PackageConfigError, match="wrong passphrase"):
+        PrivateKey.from_pem(pem, b"S3cret")
+    with pytest.raises(PackageConfigError, match="encrypted; give its passphrase"):
+        PrivateKey.from_pem(pem)
+
+
+def test_plain_pkcs8_and_spki_roundtrip(key) -> None:
+    assert PrivateKey.from_pem(key.to_pem(None)).d == key.d
+    assert PublicKey.from_pem(key.public_key.to_pem()) == key.public_key
+
+
+def test_empty_passphrase_refused(key) -> None:
+    with pytest.raises(PackageConfigError, match="empty passphrase"):
+        key.to_pem(b"")
+
+
+def test_key_id_is_sm3_of_spki(key) -> None:
+    (label, spki), = pem_blocks(key.public_key.to_pem())
+    assert label == "PUBLIC KEY" and len(spki) == 91
+    assert key.public_key.key_id == sm3(spki).hex()
+
+
+def test_public_key_with_leading_zero_hex_digits() -> None:
+    """gmssl's lstrip('04') bug eats leading '0'/'4' digits of X; integers keep every digit."""
+    for _ in range(200):
+        key = PrivateKey.generate()
+        if key.public_key.point[0] >> 248 in (0x00, 0x04, 0x40, 0x44):
+            break
+    assert PublicKey.from_pem(key.public_key.to_pem()) == key.public_key
+
+
+def test_repr_hides_scalar(key) -> None:
+    assert f"{key.d:x}" not in repr(key) and hex(key.d) not in repr(key)
+
+
+def test_raw_signature_from_device_is_accepted(key) -> None:
+    class RawSigner:  # e.g. a GM/T 0018 device returning r||s
+        public_key = key.public_key
+
+        def sign_digest(self, e: bytes) -> bytes:
+            r, s = sm2.sign_digest(key.d, e)
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    sig = sign_message(RawSigner(), b"manifest", b"1234567812345678")
+    assert key.public_key.verify(b"manifest", sig)
+
+
+def test_signer_with_wrong_key_is_caught(key) -> None:
+    class Mismatched:
+        public_key = key.public_key
+        _other = LocalSigner(PrivateKey.generate())
+
+        def sign_digest(self, e: bytes) -> bytes:
+            return self._other.sign_digest(e)
+
+    with pytest.raises(PackageConfigError, match="does not verify"):
+        sign_message(Mismatched(), b"manifest", b"1234567812345678")
+
+
+def test_non_sm2_key_refused() -> None:
+    p256_spki = bytes.fromhex(
+        "3059301306072a8648ce3d020106082a8648ce3d030107034200046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a139"
+        "45d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+    with pytest.raises(PackageConfigError, match="is not SM2"):
+        PublicKey.from_spki_der(p256_spki)
