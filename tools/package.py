@@ -13,9 +13,13 @@ Starts fast on purpose: it imports paddle_mm.package only, never paddle.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from paddle_mm.package.cli import main  # noqa: E402 - after the path set-up above
+def _main() -> int:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+    from paddle_mm.package.cli import main
+
+    return main()
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

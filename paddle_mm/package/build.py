@@ -18,6 +18,7 @@ from .manifest import (
     MIN_CHUNK_SIZE,
     RESERVED_NAMES,
     SIGNATURE_NAME,
+    UTC,
     FileEntry,
     Manifest,
     check_file_content,
@@ -74,7 +75,7 @@ def sign_package(root: str | os.PathLike, signer: Signer, *, model: str, version
         raise PackageConfigError(f"chunk size {chunk_size} must lie in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
     if sequence < 0:
         raise PackageConfigError(f"sequence {sequence} must be a non-negative integer that grows every release")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(UTC)
     if expires is not None and expires <= now:
         raise PackageConfigError(f"expiry {format_time(expires)} is not in the future")
     files = hash_tree(root, chunk_size, workers)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import PackageConfigError, PackageRefused
 from .keys import PrivateKey, PublicKey
+from .manifest import UTC
 from .sm2 import DEFAULT_USER_ID
 
 EXIT_USAGE, EXIT_CONFIG = 2, 3
@@ -54,11 +55,12 @@ def _load_private(args: argparse.Namespace, path: str) -> PrivateKey:
 
 def _expiry(args: argparse.Namespace) -> dt.datetime | None:
     if args.valid_days is not None:
-        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=args.valid_days)
-    if args.expires:
-        when = dt.datetime.fromisoformat(args.expires.replace("Z", "+00:00"))
-        return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-    return None
+        return dt.datetime.now(UTC) + dt.timedelta(days=args.valid_days)
+    if not args.expires:
+        return None
+    text = args.expires[:-1] + "+00:00" if args.expires.endswith("Z") else args.expires
+    when = dt.datetime.fromisoformat(text)  # Python < 3.11 does not read a trailing Z
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import fsio, sm2
 from .errors import (
@@ -67,7 +68,7 @@ def _aad(header: bytes, index: int, final: bool) -> bytes:
     return header + index.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
 
 
-def _gcm(key: bytes, nonce: bytes, tag: bytes | None = None):  # noqa: ANN202 - cryptography Cipher
+def _gcm(key: bytes, nonce: bytes, tag: bytes | None = None) -> Any:  # a cryptography Cipher
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     return Cipher(algorithms.SM4(key), modes.GCM(nonce, tag))
@@ -163,7 +164,8 @@ class KeysFile:
         try:
             key = decryptor.decrypt(wrapped)
         except sm2.DecryptionError as exc:
-            raise WrongDecryptionKeyError(f"the data key for {decryptor.key_id[:16]}... does not unwrap: {exc}") from exc
+            raise WrongDecryptionKeyError(f"the data key for {decryptor.key_id[:16]}... does not unwrap: "
+                                          f"{exc}") from exc
         if len(key) != 16:
             raise WrongDecryptionKeyError(f"unwrapped data key is {len(key)} bytes; SM4 needs 16")
         return key

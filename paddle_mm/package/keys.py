@@ -20,10 +20,11 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import der, sm2
 from .errors import PackageConfigError
+from .manifest import UTC
 from .sm3 import sm3
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
@@ -34,7 +35,7 @@ OID_SM4_CBC = "1.2.156.10197.1.104.2"
 OID_AES_CBC = {"2.16.840.1.101.3.4.1.2": 16, "2.16.840.1.101.3.4.1.22": 24, "2.16.840.1.101.3.4.1.42": 32}
 OID_COMMON_NAME = "2.5.4.3"
 DEFAULT_KDF_ITERATIONS = 600_000
-_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
 def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
@@ -179,7 +180,7 @@ class PrivateKey:
         return key
 
 
-def _pbes2_cipher(oid: str, key: bytes, iv: bytes):  # noqa: ANN202 - cryptography Cipher
+def _pbes2_cipher(oid: str, key: bytes, iv: bytes) -> Any:  # a cryptography Cipher
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     algorithm = algorithms.SM4(key) if oid == OID_SM4_CBC else algorithms.AES(key)
@@ -273,7 +274,7 @@ class Certificate:
 def _parse_time(tlv: der.Tlv) -> dt.datetime:
     text = tlv.value.decode("ascii")
     fmt = "%y%m%d%H%M%SZ" if tlv.tag == der.UTC_TIME else "%Y%m%d%H%M%SZ"
-    return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(text, fmt).replace(tzinfo=UTC)
 
 
 def _common_name(name: bytes) -> str:

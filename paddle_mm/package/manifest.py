@@ -35,6 +35,7 @@ DEFAULT_CHUNK_SIZE = 4 << 20
 MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 64 << 10, 64 << 20  # bounds what one task may allocate
 MAX_MANIFEST_BYTES = 64 << 20
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+UTC = dt.timezone(dt.timedelta(0))  # dt.UTC needs Python 3.11; setup.py allows 3.9
 
 # Loading any of these runs code from the file (pickle), so they are refused even when signed.
 PICKLE_SUFFIXES = (".pdparams", ".pdopt", ".pdiparams.info", ".pdmodel.info", ".pkl", ".pickle", ".pt", ".pth",
@@ -96,12 +97,12 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def format_time(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+    return when.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def parse_time(text: str) -> dt.datetime:
     try:
-        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError as exc:
         raise MalformedManifestError(f"time {text!r} is not UTC 'YYYY-MM-DDTHH:MM:SSZ'") from exc
 

@@ -47,6 +47,7 @@ from .manifest import (
     MODEL_FORMATS,
     SIGNATURE_ALGORITHM,
     SIGNATURE_NAME,
+    UTC,
     FileEntry,
     Manifest,
     check_file_content,
@@ -81,7 +82,7 @@ def verify_package(path: str | os.PathLike, trust: TrustStore, *, model: str, st
     ``decryptor`` unwraps the data key of an encrypted package; plaintext stays in memory. With
     ``keep`` the verified bytes are returned in ``files`` (what :func:`load_verified` parses).
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(UTC)
     root_fd = fsio.open_root(path)
     try:
         manifest_bytes, manifest, anchor = _check_origin(root_fd, trust, now)
@@ -134,11 +135,11 @@ def _check_claims(manifest: Manifest, model: str, state: RollbackStore | None, d
         raise ExpiredError(f"package {manifest.model} {manifest.version} expired at {manifest.expires}; "
                            "ask the publisher for a newly signed package")
     parse_time(manifest.created)
-    algorithms = (manifest.format_version, manifest.hash_algorithm, manifest.signature_algorithm)
-    if algorithms != (FORMAT_VERSION, HASH_ALGORITHM, SIGNATURE_ALGORITHM) or manifest.model_format not in MODEL_FORMATS:
-        raise AlgorithmError(f"format {manifest.format_version}, hash {manifest.hash_algorithm!r}, signature "
-                             f"{manifest.signature_algorithm!r}, model format {manifest.model_format!r} are not all "
-                             f"allowed: ({FORMAT_VERSION}, {HASH_ALGORITHM!r}, {SIGNATURE_ALGORITHM!r}, {MODEL_FORMATS})")
+    claimed = (manifest.format_version, manifest.hash_algorithm, manifest.signature_algorithm)
+    allowed = (FORMAT_VERSION, HASH_ALGORITHM, SIGNATURE_ALGORITHM)
+    if claimed != allowed or manifest.model_format not in MODEL_FORMATS:
+        raise AlgorithmError(f"format version, hash, signature {claimed} and model format {manifest.model_format!r} "
+                             f"must be {allowed} and one of {MODEL_FORMATS}")
     if not MIN_CHUNK_SIZE <= manifest.chunk_size <= MAX_CHUNK_SIZE:
         raise AlgorithmError(f"chunk size {manifest.chunk_size} outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
     _check_entries(manifest)

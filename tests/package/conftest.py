@@ -12,9 +12,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from paddle_mm.package import LocalSigner, PrivateKey, RollbackStore, TrustAnchor, TrustStore, loading, sign_package
+from paddle_mm.package.manifest import UTC
 
 CHUNK = 64 << 10  # smallest chunk size, so a ~200 KB weight file spans several chunks
-NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def make_model(root: Path, seed: int = 0) -> dict[str, np.ndarray]:

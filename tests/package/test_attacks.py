@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import CHUNK, NOW, make_model, sign
+
 from paddle_mm.package import (
     AbsolutePathError,
     AlgorithmError,
@@ -62,9 +62,9 @@ def signed_manifest(root: Path, key: PrivateKey, files: dict[str, bytes], **over
     entries = tuple(FileEntry(p, len(data), tuple(sm3(data[i:i + CHUNK]).hex()
                                                   for i in range(0, max(len(data), 1), CHUNK)))
                     for p, data in sorted(files.items()))
-    fields = dict(model="tiny-clip", version="1", sequence=5, created=format_time(NOW), expires=None,
-                  key_id=key.public_key.key_id, user_id="1234567812345678", model_format="safetensors",
-                  chunk_size=CHUNK, files=entries)
+    fields = {"model": "tiny-clip", "version": "1", "sequence": 5, "created": format_time(NOW), "expires": None,
+              "key_id": key.public_key.key_id, "user_id": "1234567812345678", "model_format": "safetensors",
+              "chunk_size": CHUNK, "files": entries}
     manifest = Manifest(**{**fields, **overrides})
     data = manifest.encode()
     write_signed(root, data, sign_message(LocalSigner(key), data, manifest.user_id.encode()))

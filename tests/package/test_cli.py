@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import make_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,9 +21,10 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture
-def signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A package signed through the CLI with an encrypted key; returns (package dir, public key)."""
+@pytest.fixture(scope="module")
+def signed_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """keygen + sign through the CLI once per module (an encrypted key, a 7-day expiry)."""
+    tmp_path = tmp_path_factory.mktemp("cli")
     env = {"PMM_PASS": "hunter2"}
     assert run("keygen", "--out", str(tmp_path / "s.key"), "--passphrase-env", "PMM_PASS", "--iterations", "1000",
                env=env).returncode == 0
@@ -33,6 +34,13 @@ def signed(tmp_path: Path) -> tuple[Path, Path]:
     proc = run("sign", str(tmp_path / "pkg"), "--key", str(tmp_path / "s.key"), "--passphrase-env", "PMM_PASS",
                "--model", "tiny-clip", "--version", "2.0", "--sequence", "4", "--valid-days", "7", env=env)
     assert proc.returncode == 0, proc.stderr
+    return tmp_path
+
+
+@pytest.fixture
+def signed(signed_once: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A fresh copy of the CLI-signed package for a test to tamper with: (package dir, public key)."""
+    shutil.copytree(signed_once, tmp_path, dirs_exist_ok=True)
     return tmp_path / "pkg", tmp_path / "s.pub"
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CHUNK, NOW
+
 from paddle_mm.package import (
     EncryptedPackageError,
     LocalDecryptor,

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import NOW, make_model, openssl_sm2_missing, sign
+
 from paddle_mm.package import (
     BadSignatureError,
     OpenSSLSigner,
@@ -17,9 +17,9 @@ from paddle_mm.package import (
     UntrustedKeyError,
     load_verified,
     sign_package,
+    sm2,
     verify_package,
 )
-from paddle_mm.package import sm2
 from paddle_mm.package.keys import Certificate
 from paddle_mm.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paddle_mm.package import LocalSigner, PackageConfigError, PrivateKey, PublicKey, sign_message
-from paddle_mm.package import sm2
+from paddle_mm.package import LocalSigner, PackageConfigError, PrivateKey, PublicKey, sign_message, sm2
 from paddle_mm.package.keys import pem_blocks
 from paddle_mm.package.sm3 import sm3
 

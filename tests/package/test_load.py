@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import NOW, make_model, sign
+
 from paddle_mm.package import FormatPolicyError, load_verified
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import NOW, make_model, sign
+
 from paddle_mm.package import PackageConfigError, RollbackError, RollbackStore, verify_package
 
 
