@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +176,8 @@ def encrypt_package(src: str | os.PathLike, dst: str | os.PathLike, recipients: 
     ``src`` is read through the same no-follow opening as verification, and each file's size must
     match its manifest entry; verify ``src`` first if it came from elsewhere.
     """
+    import shutil  # here, not at module level: the verifier never needs it
+
     if not recipients:
         raise PackageConfigError("no recipients; pass at least one --recipient public key")
     src, dst = Path(src), Path(dst)

@@ -16,9 +16,6 @@ import datetime as dt
 import os
 import re
 import secrets
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -323,6 +320,8 @@ class OpenSSLSigner:
 
     def __init__(self, key_path: str, public_key: PublicKey, passphrase_env: str | None = None,
                  openssl: str = "openssl") -> None:
+        import shutil  # here, not at module level: the verifier never needs it
+
         self.key_path, self._public_key, self.passphrase_env = key_path, public_key, passphrase_env
         self.openssl = shutil.which(openssl) or openssl
 
@@ -331,6 +330,9 @@ class OpenSSLSigner:
         return self._public_key
 
     def sign_digest(self, e: bytes) -> bytes:
+        import subprocess
+        import tempfile
+
         # Without -rawin, `pkeyutl -sign` treats its input as the SM2 digest e itself.
         cmd = [self.openssl, "pkeyutl", "-sign", "-inkey", self.key_path]
         if self.passphrase_env:
