@@ -1,0 +1,326 @@
+"""Image decoding and the Chinese-CLIP preprocessing transform, without PIL or torch.
+
+Chinese-CLIP (cn_clip.clip.utils.image_transform) preprocesses an image with torchvision on PIL:
+``Resize((S, S), BICUBIC)`` (square, aspect ratio not kept, no crop), ``convert("RGB")``,
+``ToTensor()`` and ``Normalize(CLIP_MEAN, CLIP_STD)``. PIL's bicubic resize is not OpenCV's: it
+widens the kernel by the scale factor when it shrinks (anti-aliasing), uses a = -0.5, and runs two
+separable passes (horizontal, then vertical) in 22-bit fixed point, rounding and clipping to uint8
+between them. ``cv2.INTER_CUBIC`` does none of that and differs a lot on large photos.
+
+``resize_bicubic_pil`` reproduces Pillow's src/libImaging/Resample.c bit for bit: the same fixed-point
+coefficients, applied as banded float32 matrix products (BLAS), then every output whose float32 sum
+lies too close to a rounding boundary is recomputed in exact integer arithmetic. The result equals
+PIL's to the last level; tests/vision checks this on photos and random images.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "INTERPOLATIONS",
+    "ImageDecodeError",
+    "ImageTransform",
+    "load_image",
+    "resize_bicubic_pil",
+]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+INTERPOLATIONS = ("pil_bicubic", "pil12_bicubic", "cv2_bicubic")
+
+_PRECISION_BITS = 22  # Pillow's PRECISION_BITS = 32 - 8 - 2
+
+
+class ImageDecodeError(ValueError):
+    """An image could not be read or decoded; the message names the source. Data loaders skip these."""
+
+
+# -- decoding ----------------------------------------------------------------------------------------
+def load_image(image: Any, source: str | None = None) -> np.ndarray:
+    """Return `image` as a uint8 RGB array of shape (H, W, 3).
+
+    Accepts a path (str or os.PathLike), encoded bytes (bytes, bytearray, memoryview), a numpy array
+    (H x W gray, H x W x 1, H x W x 3 RGB, or H x W x 4 RGBA whose alpha is dropped like PIL's
+    ``convert("RGB")``) or a PIL image. Encoded images are decoded by OpenCV without EXIF rotation
+    (PIL does not rotate either); formats OpenCV cannot read (GIF) fall back to PIL when installed.
+    Raises ImageDecodeError, naming `source` (default: the path or a description), for a missing,
+    empty, truncated or corrupt image.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return _decode(_read_file(image), source or os.fspath(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _decode(image, source or f"<{len(image)} bytes>")
+    if isinstance(image, np.ndarray):
+        return _from_array(image, source or f"<array {image.shape} {image.dtype}>")
+    if _is_pil_image(image):
+        return np.asarray(image.convert("RGB"))
+    raise TypeError(
+        f"cannot load an image from {type(image).__name__}; pass a path, encoded bytes, "
+        "a uint8 numpy array (H, W[, 1|3|4]) or a PIL.Image"
+    )
+
+
+def _read_file(path: str | os.PathLike) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise ImageDecodeError(f"cannot read image file {os.fspath(path)!r}: {err.strerror or err}") from err
+
+
+def _decode(data: bytes | bytearray | memoryview, source: str) -> np.ndarray:
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageDecodeError(f"image {source} is empty (0 bytes)")
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        bgr = None
+    if bgr is not None:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _decode_with_pil(data, source)
+
+
+def _decode_with_pil(data: bytes | bytearray | memoryview, source: str) -> np.ndarray:
+    """Second chance for formats OpenCV lacks (GIF); OpenCV already refused truncated/corrupt files."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise ImageDecodeError(f"image {source} is corrupt, truncated or in a format OpenCV cannot decode") from None
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise ImageDecodeError(f"image {source} is corrupt or truncated: {err}") from err
+
+
+def _from_array(array: np.ndarray, source: str) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ImageDecodeError(
+            f"image {source} must be uint8; convert it first, e.g. np.clip(a, 0, 255).astype(np.uint8)"
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[:, :, :3])
+    raise ImageDecodeError(f"image {source} must have shape (H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA")
+
+
+def _is_pil_image(obj: Any) -> bool:
+    # duck-typed so that PIL is never imported just to check
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "convert") and hasattr(obj, "mode")
+
+
+# -- PIL-exact bicubic resampling --------------------------------------------------------------------
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    """Pillow's bicubic_filter (a = -0.5), written in the same operation order."""
+    x = np.abs(x)
+    near = (1.5 * x - 2.5) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * -0.5
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One separable pass from `in_size` to `out_size` samples along the first axis."""
+
+    in_size: int
+    out_size: int
+    first: np.ndarray  # (out,) first input index of each output's taps
+    coeffs: np.ndarray  # (out, ksize) int64 fixed-point coefficients, zero past each output's taps
+    blocks: tuple  # (o0, o1, i0, i1, float32 matrix (o1 - o0, i1 - i0)) covering the band
+    tolerance: float  # float32 sums this close to a rounding boundary are recomputed exactly
+
+
+@lru_cache(maxsize=128)
+def _pass(in_size: int, out_size: int) -> _Pass:
+    """Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bicubic filter, cached per size pair."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale  # bicubic support 2, widened when shrinking
+    ksize = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    count = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64) - first
+    taps = np.arange(ksize)
+    weights = _bicubic(((taps + first[:, None]) - center[:, None] + 0.5) * (1.0 / filterscale))
+    weights = np.where(taps < count[:, None], weights, 0.0)
+    total = np.zeros(out_size)
+    for t in range(ksize):  # sequential sum, the order Pillow adds in
+        total = total + weights[:, t]
+    weights = weights / np.where(total == 0.0, 1.0, total)[:, None]
+    scaled = weights * (1 << _PRECISION_BITS)
+    coeffs = np.trunc(np.where(weights < 0, scaled - 0.5, scaled + 0.5)).astype(np.int64)
+    # Rows of outputs per matrix block: blocks skip most of the band's zeros, but each is one BLAS call.
+    rows = 16 if scale <= 1.0 else max(4, min(16, int(24 / scale)))
+    return _Pass(in_size, out_size, first, coeffs, *_band_blocks(first, count, coeffs, rows))
+
+
+def _band_blocks(first: np.ndarray, count: np.ndarray, coeffs: np.ndarray, rows: int) -> tuple[tuple, float]:
+    """Split the banded (out, in) coefficient matrix into dense row blocks of float32 weights."""
+    blocks, longest = [], 0
+    for o0 in range(0, len(first), rows):
+        o1 = min(o0 + rows, len(first))
+        i0, i1 = int(first[o0:o1].min()), int((first[o0:o1] + count[o0:o1]).max())
+        matrix = np.zeros((o1 - o0, i1 - i0), dtype=np.float32)
+        for o in range(o0, o1):
+            n = int(count[o])
+            # k / 2**22 is exact in float32: |k| < 2**23
+            matrix[o - o0, first[o] - i0 : first[o] - i0 + n] = coeffs[o, :n] / float(1 << _PRECISION_BITS)
+        blocks.append((o0, o1, i0, i1, matrix))
+        longest = max(longest, i1 - i0)
+    # A float32 dot product of n terms is within n * 2**-24 * sum|w_i * p_i| of the exact value
+    # (p <= 255), whatever the summation order; one more rounding stores it. Doubled for margin.
+    abs_sum = float(np.abs(coeffs).sum(axis=1).max()) / (1 << _PRECISION_BITS)
+    tolerance = 2.0 * (longest + 1) * 2.0**-24 * 256.0 * max(abs_sum, 1.0)
+    return tuple(blocks), tolerance
+
+
+def _resample_axis0(x: np.ndarray, p: _Pass) -> np.ndarray:
+    """Resample uint8 `x` (in, M) along its first axis to (out, M) exactly like Pillow's 8-bit pass."""
+    out = np.empty((p.out_size, x.shape[1]), dtype=np.uint8)
+    limit = 0.5 - p.tolerance
+    unsure = []
+    for o0, o1, i0, i1, matrix in p.blocks:  # block by block, so that y stays in cache
+        y = matrix @ x[i0:i1].astype(np.float32)  # ~ sum / 2**22
+        # Pillow returns floor(sum / 2**22 + 0.5) clipped to 0..255. OpenCV's saturating rounding
+        # (half to even) agrees except on exact ties, which the check below recomputes.
+        cv2.addWeighted(y, 1.0, y, 0.0, 0.0, dst=out[o0:o1], dtype=cv2.CV_8U)
+        distance = np.rint(y)
+        np.subtract(y, distance, out=distance)
+        np.abs(distance, out=distance)
+        near = np.flatnonzero(distance > limit)  # too close to a .5 boundary to trust float32
+        if near.size:
+            unsure.append(near + o0 * x.shape[1])
+    if unsure:
+        flat = np.concatenate(unsure)
+        out.ravel()[flat] = _exact(x, p, *np.divmod(flat, x.shape[1]))
+    return out
+
+
+def _exact(x: np.ndarray, p: _Pass, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Pillow's integer arithmetic for a few outputs: clip((sum k_i * p_i + 2**21) >> 22, 0, 255)."""
+    taps = np.minimum(p.first[rows][:, None] + np.arange(p.coeffs.shape[1]), p.in_size - 1)
+    pixels = x[taps, cols[:, None]].astype(np.int64)  # taps past the end have coefficient 0
+    sums = (pixels * p.coeffs[rows]).sum(axis=1) + (1 << (_PRECISION_BITS - 1))
+    return np.clip(sums >> _PRECISION_BITS, 0, 255).astype(np.uint8)
+
+
+def _resize_vertical(image: np.ndarray, height: int) -> np.ndarray:
+    h, w, c = image.shape
+    if h == height:
+        return image
+    return _resample_axis0(image.reshape(h, w * c), _pass(h, height)).reshape(height, w, c)
+
+
+def _resize_horizontal(image: np.ndarray, width: int) -> np.ndarray:
+    h, w, c = image.shape
+    if w == width:
+        return image
+    columns = cv2.transpose(image).reshape(w, h * c)  # (W, H, C): the pass runs along the first axis
+    resized = _resample_axis0(columns, _pass(w, width)).reshape(width, h, c)
+    return cv2.transpose(resized).reshape(h, width, c)
+
+
+def resize_bicubic_pil(image: np.ndarray, size: tuple[int, int], pillow13_order: bool = True) -> np.ndarray:
+    """Resize uint8 (H, W) or (H, W, C) to `size` = (height, width) exactly like PIL's BICUBIC resize.
+
+    Equals ``np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))`` for 8-bit
+    images, anti-aliasing included. Pillow rounds to uint8 between its horizontal and vertical
+    passes; since Pillow 13 it runs the vertical pass first when the height shrinks by more than twice
+    as many pixels as the width. `pillow13_order=False` always runs the horizontal pass first, like
+    Pillow 12 and older (the results differ by a few levels on such images only).
+    """
+    height, width = size
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive (height, width), got {size}")
+    if (
+        image.dtype != np.uint8
+        or image.ndim not in (2, 3)
+        or 0 in image.shape
+        or image.ndim == 3
+        and image.shape[2] > 4
+    ):
+        raise ValueError(f"expected a non-empty uint8 (H, W) or (H, W, C<=4) image, got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    hwc = np.ascontiguousarray(image.reshape(h, w, -1))
+    if pillow13_order and h - height > 0 and h - height > (w - width) * 2:
+        out = _resize_horizontal(_resize_vertical(hwc, height), width)
+    else:
+        out = _resize_vertical(_resize_horizontal(hwc, width), height)
+    return out.reshape((height, width) + image.shape[2:])
+
+
+# -- the Chinese-CLIP transform ----------------------------------------------------------------------
+def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32 table of ((v / 255) - mean) / std, in torchvision's float32 operation order."""
+    levels = np.arange(256, dtype=np.float32) / np.float32(255)
+    mean32 = np.asarray(mean, dtype=np.float32)[:, None]
+    std32 = np.asarray(std, dtype=np.float32)[:, None]
+    return ((levels[None, :] - mean32) / std32).astype(np.float32)
+
+
+class ImageTransform:
+    """Chinese-CLIP's image preprocessing: any image -> float32 (3, size, size), normalized.
+
+    Args:
+        size: output side S; the image is resized to S x S without keeping the aspect ratio or
+            cropping, as cn_clip does (224, or 336 for ViT-L-14-336).
+        mean, std: per-channel RGB normalization (CLIP's by default).
+        interpolation: "pil_bicubic" (default) equals cn_clip's output with Pillow >= 13 exactly;
+            "pil12_bicubic" equals it with Pillow <= 12 (horizontal pass always first); "cv2_bicubic"
+            is OpenCV's INTER_CUBIC: faster but not anti-aliased, so it differs from cn_clip when
+            shrinking large images.
+
+    Calling it accepts whatever ``load_image`` accepts and raises ImageDecodeError on bad images.
+    """
+
+    def __init__(
+        self,
+        size: int = 224,
+        mean: tuple[float, ...] = CLIP_MEAN,
+        std: tuple[float, ...] = CLIP_STD,
+        interpolation: str = "pil_bicubic",
+    ):
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {INTERPOLATIONS}")
+        if int(size) != size or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values (RGB) and std > 0, got mean={mean} std={std}")
+        self.size = int(size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.interpolation = interpolation
+        self._table = _normalize_table(self.mean, self.std)
+
+    def resize(self, image: Any) -> np.ndarray:
+        """Decoded and resized uint8 RGB image (size, size, 3), before normalization."""
+        rgb = load_image(image)
+        if self.interpolation == "cv2_bicubic":
+            return cv2.resize(rgb, (self.size, self.size), interpolation=cv2.INTER_CUBIC)
+        return resize_bicubic_pil(rgb, (self.size, self.size), pillow13_order=self.interpolation == "pil_bicubic")
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """float32 (3, size, size) pixel values of `image`, normalized like cn_clip."""
+        planes = cv2.split(self.resize(image))
+        return np.stack([self._table[c][plane] for c, plane in enumerate(planes)])
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(size={self.size}, mean={self.mean}, std={self.std}, interpolation={self.interpolation!r})"
+        )
