@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import multiprocessing
+import os
 import pickle
 import sys
 
@@ -74,8 +75,18 @@ def test_tsv_reader_seeks_by_offset(tmp_path):
     assert corpus.describe_image(11) == f"{tmp_path / 'x_imgs.tsv'}, line 4"
 
 
+def test_tsv_reader_without_pread(tmp_path, monkeypatch):
+    """The seek + read path used where os.pread does not exist (Windows)."""
+    write_imgs_tsv(tmp_path / "x_imgs.tsv", [(i, png(i)) for i in range(6)])
+    write_texts_jsonl(tmp_path / "x_texts.jsonl", [(1, "文本", [0, 5])])
+    monkeypatch.delattr(os, "pread")
+    corpus = load_corpus(tmp_path, "x")
+    assert [corpus.read_image_bytes(i) for i in (5, 0, 3)] == [png(5), png(0), png(3)]
+
+
 def _read_all_in_child(corpus, ids, queue):
-    queue.put({i: corpus.read_image_bytes(i) for i in ids})
+    data = {i: corpus.read_image_bytes(i) for i in ids}
+    queue.put((data, corpus._images._pid == os.getpid()))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
@@ -90,7 +101,9 @@ def test_tsv_reader_reopens_its_file_in_a_forked_child(shapes_tsv):
         child.start()
     got = {}
     for _ in children:
-        got.update(queue.get(timeout=60))
+        data, reopened = queue.get(timeout=60)
+        got.update(data)
+        assert reopened  # the child opened its own handle instead of using the parent's
     for child in children:
         child.join(timeout=60)
         assert child.exitcode == 0
