@@ -4,8 +4,14 @@ Chinese-CLIP (cn_clip.clip.utils.image_transform) preprocesses an image with tor
 ``Resize((S, S), BICUBIC)`` (square, aspect ratio not kept, no crop), ``convert("RGB")``,
 ``ToTensor()`` and ``Normalize(CLIP_MEAN, CLIP_STD)``. PIL's bicubic resize is not OpenCV's: it
 widens the kernel by the scale factor when it shrinks (anti-aliasing), uses a = -0.5, and runs two
-separable passes (horizontal, then vertical) in 22-bit fixed point, rounding and clipping to uint8
-between them. ``cv2.INTER_CUBIC`` does none of that and differs a lot on large photos.
+separable passes in 22-bit fixed point, rounding and clipping to uint8 between them (horizontal
+first; since Pillow 13 vertical first when the height shrinks much more than the width).
+``cv2.INTER_CUBIC`` does none of that and differs a lot on large photos.
+
+Deliberate differences from cn_clip on unusual inputs: images are converted to RGB before resizing
+(cn_clip resizes in the source mode), so palette (P) images are resized bicubically rather than
+with PIL's forced NEAREST, semi-transparent RGBA is not resized in premultiplied alpha, and CMYK
+or 16-bit files go through OpenCV's conversion.
 
 ``resize_bicubic_pil`` reproduces Pillow's src/libImaging/Resample.c bit for bit: the same fixed-point
 coefficients, applied as banded float32 matrix products (BLAS), then every output whose float32 sum
@@ -152,7 +158,7 @@ def _pass(in_size: int, out_size: int) -> _Pass:
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = 2.0 * filterscale  # bicubic support 2, widened when shrinking
-    ksize = int(math.ceil(support)) * 2 + 1
+    ksize = math.ceil(support) * 2 + 1
     center = (np.arange(out_size) + 0.5) * scale
     first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
     count = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64) - first
