@@ -83,8 +83,13 @@ def _reseed(seed: int, step: int) -> None:
 
 def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], float], state: TrainState,
                     *, epochs: int, accum_steps: int, seed: int, print_every: int, amp: dict[str, Any],
-                    on_step: Callable[[TrainState], None], vdl=None, progress: bool = True) -> BadSampleCounter:
-    """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step."""
+                    on_step: Callable[[TrainState], None], vdl=None, metrics_file: Path | None = None,
+                    progress: bool = True) -> BadSampleCounter:
+    """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step.
+
+    Every ``print_every`` steps it logs a PaddleClas-style line and appends {epoch, step, loss, lr} to
+    ``metrics_file`` (JSON lines), which is how a resumed run can be compared with an uninterrupted one.
+    """
     model.train()
     params = [p for p in model.parameters() if not p.stop_gradient]
     steps_total = len(loader) // accum_steps + state.step_in_epoch
@@ -126,6 +131,10 @@ def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], fl
                 f"loss: {loss:.5f}, lr: {optimizer.get_lr():.6f}, logit_scale: {float(model.logit_scale.exp()):.2f}, "
                 f"ips: {ips:.2f} samples/s, eta: {_eta(left * accum_steps * elapsed / max(micro, 1))}"
             )
+            if metrics_file is not None:
+                with open(metrics_file, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"epoch": state.epoch, "step": state.global_step, "loss": loss,
+                                        "lr": optimizer.get_lr()}) + "\n")
             if vdl is not None:
                 vdl.add_scalar("train/loss", loss, state.global_step)
                 vdl.add_scalar("train/lr", optimizer.get_lr(), state.global_step)
@@ -210,7 +219,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
         bad = train_one_epoch(model, loader, loss_fn, optimizer, lr_at, state, epochs=g["epochs"],
                               accum_steps=g["accum_steps"], seed=g["seed"], print_every=g["print_batch_step"],
-                              amp=amp, on_step=on_step, vdl=vdl, progress=main and g["progress_bar"])
+                              amp=amp, on_step=on_step, vdl=vdl, progress=main and g["progress_bar"],
+                              metrics_file=out_dir / "train_metrics.jsonl" if main else None)
         if main and bad.n_bad:
             logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
         record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}

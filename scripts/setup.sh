@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up what is missing, idempotently: a .venv with the exact pinned stack (requirements/lock.txt) and
+# paddle_mm installed in editable mode. Re-running is a no-op until the lock file or setup.py changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+stamp=".venv/.setup-$(cat requirements/lock.txt setup.py | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+
+if ! command -v openssl >/dev/null 2>&1; then   # SM2/SM3 interop tests call the openssl CLI
+  echo "[setup] installing openssl"
+  (apt-get update -qq && apt-get install -y -qq openssl) >/dev/null
+fi
+
+echo "[setup] creating .venv with the pinned stack (first run: a few minutes)"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/lock.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+rm -f .venv/.setup-*
+touch "$stamp"
+echo "[setup] done: $(.venv/bin/python -c 'import paddle, paddle_mm; print("paddle", paddle.__version__, "paddle_mm", paddle_mm.__version__)' 2>/dev/null)"
