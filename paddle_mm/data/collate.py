@@ -87,7 +87,9 @@ class BadSampleCounter:
         self.n_seen += n_good + n_bad
         self.n_bad += n_bad
         self.by_kind.update(reason_kind(r) for r in reasons)
-        self.examples.extend(reasons[: self.max_examples - len(self.examples)])
+        for reason in reasons:  # an image listed by several texts gives the same reason more than once
+            if len(self.examples) < self.max_examples and reason not in self.examples:
+                self.examples.append(reason)
 
     def summary(self) -> str:
         """E.g. "skipped 3 of 6000 samples: 2 undecodable images, 1 missing image; first: undecodable: ..."."""

@@ -293,7 +293,7 @@ class ImageTextCorpus:
     """One split: ``images`` (image ids), ``texts`` (TextRecord(text_id, text, image_ids)) and ``report``.
 
     Texts keep image ids that have no image, so training reports them as missing samples; the loader counts
-    them in ``report`` ("texts' image ids without an image"). Build with :func:`load_corpus` or the
+    them in ``report`` ("references to missing images"). Build with :func:`load_corpus` or the
     ``from_tsv`` / ``from_folder`` class methods.
     """
 
@@ -326,8 +326,8 @@ class ImageTextCorpus:
         if missing:
             first = sorted(missing)[:5]
             self.report.add(
-                "texts' image ids without an image",
-                f"{len(missing)} image ids are listed by texts but have no image, e.g. {first}",
+                "references to missing images",
+                f"{len(missing)} image ids listed by texts have no image, e.g. {first}",
                 n=sum(missing.values()),
             )
         self.missing_image_ids: set[int] = set(missing)

@@ -58,6 +58,7 @@ def test_counter_summary():
     counter.update(
         collate_skip_bad(
             [
+                {"bad": "undecodable: image 3 (f, line 4): x", "index": 7},  # same image, another text
                 {"bad": "missing: image 9 is not in f", "index": 2},
                 {"bad": "undecodable: image 5 (f, line 6): y", "index": 3},
                 good(4),
@@ -65,9 +66,9 @@ def test_counter_summary():
             ]
         )
     )
-    assert (counter.n_seen, counter.n_bad) == (6, 3)
+    assert (counter.n_seen, counter.n_bad) == (7, 4)
     assert counter.summary() == (
-        "skipped 3 of 6 samples: 2 undecodable images, 1 missing image; first: "
+        "skipped 4 of 7 samples: 3 undecodable images, 1 missing image; first: "
         "undecodable: image 3 (f, line 4): x | missing: image 9 is not in f"
     )
     with pytest.raises(ValueError, match="n_bad=2 but lists 1"):

@@ -166,9 +166,10 @@ def test_duplicate_ids_bad_lines_and_missing_images_in_tsv(tmp_path):
     assert corpus.report.counts == {
         "duplicate image ids": 1,
         "malformed image lines": 2,
-        "texts' image ids without an image": 3,
+        "references to missing images": 3,
     }
     assert corpus.missing_image_ids == {404, 405}
+    assert "2 image ids listed by texts have no image, e.g. [404, 405]" in corpus.report.summary()
     assert "line 3: image id 1 already on line 1" in corpus.report.summary()
     assert "x_imgs.tsv line 4" in corpus.report.summary() and "x_imgs.tsv line 5" in corpus.report.summary()
 
