@@ -131,7 +131,9 @@ def bench_small(tmp: Path, key: PrivateKey, trust: TrustStore, runs: int, ms_exe
     cached["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     no_cache = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
     no_cache["PYTHONDONTWRITEBYTECODE"] = "1"
+    weights = str(root / "model.safetensors")
     contenders: dict[str, Callable[[], object]] = {
+        "openssl": lambda: run_ok(["openssl", "dgst", "-sm3", weights]),
         "inproc": lambda: verify_package(root, trust, model="bench", state=RollbackStore(state)),
         "cli": lambda: run_ok(ours_cli, cached),
         "cli_nopyc": lambda: run_ok(ours_cli, no_cache),
@@ -141,7 +143,9 @@ def bench_small(tmp: Path, key: PrivateKey, trust: TrustStore, runs: int, ms_exe
         contenders["ms"] = lambda: run_ok(ms_cmd, cached)
     t = medians(contenders, runs)
     label = f"{size / MB:.1f} MB"
-    rows = [(f"verify_package in-process, {label}", f"{t['inproc']:.3f} s", "target <= 0.100 s"),
+    rows = [(f"openssl dgst -sm3 on the weights (whole process), {label}", f"{t['openssl']:.3f} s",
+             "the hashing floor on this machine now"),
+            (f"verify_package in-process, {label}", f"{t['inproc']:.3f} s", "target <= 0.100 s"),
             (f"tools/package.py verify (whole process), {label}", f"{t['cli']:.3f} s", "bytecode cached"),
             (f"tools/package.py verify, no bytecode cache, {label}", f"{t['cli_nopyc']:.3f} s",
              "sources compiled every run")]

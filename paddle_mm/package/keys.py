@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -257,7 +256,7 @@ class Certificate:
         if tbs[0].tag == 0xA0:  # explicit version
             tbs = tbs[1:]
         validity = [_parse_time(t) for t in der.children(tbs[3].value)]
-        return cls(PublicKey.from_spki_der(der.encode(tbs[5].tag, tbs[5].value)), _common_name(tbs[4].value),
+        return cls(PublicKey.from_spki_der(der.encode(tbs[5].tag, tbs[5].value)), _name_string(tbs[4].value),
                    validity[0], validity[1])
 
     @classmethod
@@ -274,7 +273,8 @@ def _parse_time(tlv: der.Tlv) -> dt.datetime:
     return dt.datetime.strptime(text, fmt).replace(tzinfo=UTC)
 
 
-def _common_name(name: bytes) -> str:
+def _name_string(name: bytes) -> str:
+    """An X.509 Name as ``CN=...,2.5.4.10=...`` (CN spelt out, other attributes by OID)."""
     parts = []
     for rdn in der.children(name):
         for attr in der.children(rdn.value):
@@ -331,17 +331,12 @@ class OpenSSLSigner:
 
     def sign_digest(self, e: bytes) -> bytes:
         import subprocess
-        import tempfile
 
-        # Without -rawin, `pkeyutl -sign` treats its input as the SM2 digest e itself.
+        # Without -rawin, `pkeyutl -sign` treats its input (stdin here) as the SM2 digest e itself.
         cmd = [self.openssl, "pkeyutl", "-sign", "-inkey", self.key_path]
         if self.passphrase_env:
             cmd += ["-passin", f"env:{self.passphrase_env}"]
-        with tempfile.TemporaryDirectory() as tmp:
-            digest_path = os.path.join(tmp, "e")
-            with open(digest_path, "wb") as f:
-                f.write(e)
-            proc = subprocess.run([*cmd, "-in", digest_path], capture_output=True, check=False)
+        proc = subprocess.run(cmd, input=e, capture_output=True, check=False)
         if proc.returncode:
             raise PackageConfigError(f"openssl signing failed: {proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout

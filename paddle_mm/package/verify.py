@@ -90,7 +90,7 @@ def verify_package(path: str | os.PathLike, trust: TrustStore, *, model: str, st
         _check_claims(manifest, model, state, digest, now)
         keys = _read_keys(root_fd, manifest, decryptor)
         _check_layout(root_fd, manifest, keys)
-        files = _check_contents(root_fd, manifest, keys, decryptor, keep, workers or default_workers())
+        files = _check_contents(root_fd, manifest, keys, keep, workers or default_workers())
     finally:
         os.close(root_fd)
     if state is not None:
@@ -198,8 +198,8 @@ def _check_size(entry: FileEntry, size: int, chunk_size: int, encrypted: bool) -
     raise SizeMismatchError(f"{entry.path!r} is {size} bytes; the manifest says {want} (truncated or changed)")
 
 
-def _check_contents(root_fd: int, manifest: Manifest, keys: tuple[KeysFile, bytes] | None,
-                    decryptor: Decryptor | None, keep: bool, workers: int) -> dict[str, bytes] | None:
+def _check_contents(root_fd: int, manifest: Manifest, keys: tuple[KeysFile, bytes] | None, keep: bool,
+                    workers: int) -> dict[str, bytes] | None:
     kept: dict[str, bytes | bytearray] = {}
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(manifest.files), _FILES_PER_BATCH):

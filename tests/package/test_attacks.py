@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CHUNK, NOW, make_model, sign
 
 from paddle_mm.package import (
     AbsolutePathError,
@@ -45,6 +44,8 @@ from paddle_mm.package import (
 from paddle_mm.package.build import write_signed
 from paddle_mm.package.manifest import MANIFEST_NAME, SIGNATURE_NAME, format_time
 from paddle_mm.package.sm3 import sm3
+
+from .helpers import CHUNK, NOW, make_model, sign
 
 
 def refused(exc: type[Exception], pkg: Path, trust: TrustStore, state: RollbackStore | None, calls: list[str],

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHUNK, NOW
 
 from paddle_mm.package import (
     EncryptedPackageError,
@@ -21,6 +20,8 @@ from paddle_mm.package import (
     load_verified,
 )
 from paddle_mm.package.encrypt import HEADER_SIZE, KEYS_NAME, SEGMENT_OVERHEAD, KeysFile, ciphertext_size
+
+from .helpers import CHUNK, NOW
 
 WEIGHTS = "model.safetensors"
 

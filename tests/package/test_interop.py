@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import NOW, make_model, openssl_sm2_missing, sign
 
 from paddle_mm.package import (
     BadSignatureError,
@@ -22,6 +21,8 @@ from paddle_mm.package import (
 )
 from paddle_mm.package.keys import Certificate
 from paddle_mm.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
+
+from .helpers import NOW, make_model, openssl_sm2_missing, sign
 
 pytestmark = pytest.mark.skipif(openssl_sm2_missing() is not None, reason=str(openssl_sm2_missing()))
 DISTID = "distid:1234567812345678"

@@ -7,9 +7,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import NOW, make_model, sign
 
 from paddle_mm.package import FormatPolicyError, load_verified
+
+from .helpers import NOW, make_model, sign
 
 
 def test_safetensors_values_match(tmp_path, key, trust, state) -> None:

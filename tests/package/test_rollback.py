@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import NOW, make_model, sign
 
 from paddle_mm.package import PackageConfigError, RollbackError, RollbackStore, verify_package
+
+from .helpers import NOW, make_model, sign
 
 
 def test_sequence_recorded_and_reverify_allowed(pkg, trust, state) -> None:
