@@ -45,6 +45,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 INTERPOLATIONS = ("pil_bicubic", "pil12_bicubic", "cv2_bicubic")
 
 _PRECISION_BITS = 22  # Pillow's PRECISION_BITS = 32 - 8 - 2
+_GROUP_ELEMENTS = 1 << 15  # float32 outputs finished together: small enough to stay in cache
 
 
 class ImageDecodeError(ValueError):
@@ -199,23 +200,33 @@ def _band_blocks(first: np.ndarray, count: np.ndarray, coeffs: np.ndarray, rows:
 def _resample_axis0(x: np.ndarray, p: _Pass) -> np.ndarray:
     """Resample uint8 `x` (in, M) along its first axis to (out, M) exactly like Pillow's 8-bit pass."""
     out = np.empty((p.out_size, x.shape[1]), dtype=np.uint8)
-    limit = 0.5 - p.tolerance
-    unsure = []
-    for o0, o1, i0, i1, matrix in p.blocks:  # block by block, so that y stays in cache
-        y = matrix @ x[i0:i1].astype(np.float32)  # ~ sum / 2**22
-        # Pillow returns floor(sum / 2**22 + 0.5) clipped to 0..255. OpenCV's saturating rounding
-        # (half to even) agrees except on exact ties, which the check below recomputes.
-        cv2.addWeighted(y, 1.0, y, 0.0, 0.0, dst=out[o0:o1], dtype=cv2.CV_8U)
-        distance = np.rint(y)
-        np.subtract(y, distance, out=distance)
-        np.abs(distance, out=distance)
-        near = np.flatnonzero(distance > limit)  # too close to a .5 boundary to trust float32
-        if near.size:
-            unsure.append(near + o0 * x.shape[1])
-    if unsure:
-        flat = np.concatenate(unsure)
+    rows_per_group = max(1, _GROUP_ELEMENTS // x.shape[1])
+    unsure, group = [], []
+    for block in p.blocks:
+        group.append(block)
+        if block[1] - group[0][0] >= rows_per_group or block is p.blocks[-1]:
+            unsure.append(_resample_group(x, p, group, out))
+            group = []
+    flat = np.concatenate(unsure)
+    if flat.size:
         out.ravel()[flat] = _exact(x, p, *np.divmod(flat, x.shape[1]))
     return out
+
+
+def _resample_group(x: np.ndarray, p: _Pass, blocks: list, out: np.ndarray) -> np.ndarray:
+    """Fill the output rows of consecutive `blocks`; return the flat indices float32 cannot decide."""
+    first_row, last_row = blocks[0][0], blocks[-1][1]
+    y = np.empty((last_row - first_row, x.shape[1]), dtype=np.float32)  # ~ sum / 2**22
+    for o0, o1, i0, i1, matrix in blocks:
+        np.matmul(matrix, x[i0:i1].astype(np.float32), out=y[o0 - first_row : o1 - first_row])
+    # Pillow returns floor(sum / 2**22 + 0.5) clipped to 0..255. OpenCV's saturating rounding (half to
+    # even) agrees except on exact ties, which are among the outputs recomputed exactly afterwards.
+    cv2.addWeighted(y, 1.0, y, 0.0, 0.0, dst=out[first_row:last_row], dtype=cv2.CV_8U)
+    distance = np.rint(y)
+    np.subtract(y, distance, out=distance)
+    np.abs(distance, out=distance)
+    near = np.flatnonzero(distance > 0.5 - p.tolerance)  # too close to a .5 boundary to trust float32
+    return near + first_row * x.shape[1]
 
 
 def _exact(x: np.ndarray, p: _Pass, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
