@@ -27,7 +27,7 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 def save_safetensors(tensors: dict[str, Any], path: str | Path) -> None:
-    """Write paddle tensors / numpy arrays to ``path`` atomically."""
+    """Write paddle tensors / numpy arrays to ``path`` atomically; read back with :func:`load_safetensors`."""
     from safetensors.numpy import save_file
 
     arrays = {k: _to_numpy(v) for k, v in tensors.items()}
@@ -37,19 +37,23 @@ def save_safetensors(tensors: dict[str, Any], path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     arr = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-    return np.ascontiguousarray(arr)
+    return np.require(arr, requirements="C")  # not ascontiguousarray: it turns 0-d (logit_scale) into [1]
 
 
 def load_state_into(model, path: str | Path) -> None:
     """Load a safetensors file into ``model``; any missing, unexpected or mis-shaped tensor is an error."""
-    from safetensors.numpy import load_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} not found")
-    arrays = load_file(str(path))
+    arrays = load_safetensors(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(arrays))
     unexpected = sorted(set(arrays) - set(own))
@@ -153,13 +157,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, model, optimizer=None) -> dict[str, Any]:
     """Restore weights (and optimizer state if given); return the saved training state."""
-    from safetensors.numpy import load_file
-
     path = resolve_checkpoint(path)
     load_state_into(model, path / "model.safetensors")
     state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     if optimizer is not None:
         if not (path / OPTIMIZER_FILE).is_file():
             raise FileNotFoundError(f"{path} has no {OPTIMIZER_FILE}: it is a model, not a resumable checkpoint")
-        load_optimizer_state(optimizer, model, load_file(str(path / OPTIMIZER_FILE)), state.get("optimizer_scalars", {}))
+        load_optimizer_state(optimizer, model, load_safetensors(path / OPTIMIZER_FILE), state.get("optimizer_scalars", {}))
     return state
