@@ -33,3 +33,12 @@ def run_tool(tool: str, *args: str, timeout: float = 600, env: dict | None = Non
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["-c", str(TINY), "-o", f"DataLoader.Train.dataset.root={data}", f"DataLoader.Eval.dataset.root={data}",
             f"Global.output_dir={out}", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory) -> Path:
+    """Output directory of a finished 2-epoch tools/train.py run on the tiny config."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    proc = run_tool("train.py", *tiny_args(tiny_data, out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out

@@ -128,6 +128,24 @@ def test_cli_prints_one_line_and_exits_2(argv, expected):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("case", sorted(BAD_OVERRIDES))
+def test_every_bad_override_exits_2_through_the_tool(case):
+    override, expected = BAD_OVERRIDES[case]
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(QUICKSTART), "-o", override],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_every_bad_file_exits_2_through_the_tool(tmp_path, case):
+    mutate, expected = BAD_FILES[case]
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(_write(tmp_path, mutate))],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+
+
 def test_missing_config_file_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(tmp_path / "nope.yml")],
                           capture_output=True, text=True, timeout=120)

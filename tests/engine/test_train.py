@@ -37,11 +37,8 @@ def max_weight_diff(a: Path, b: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def baseline(tiny_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("baseline")
-    proc = run_tool("train.py", *tiny_args(tiny_data, out))
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return out
+def baseline(tiny_run) -> Path:
+    return tiny_run
 
 
 def test_training_writes_complete_checkpoints_and_logs(baseline):
