@@ -77,9 +77,15 @@ def resolve_device(text: str) -> DeviceSpec:
     return spec
 
 
-def amp_dtype(spec: DeviceSpec) -> str:
-    """The mixed-precision dtype this device runs well: bfloat16 on CPU, float16 on accelerators."""
-    return "bfloat16" if spec.type == "cpu" else "float16"
+def amp_dtype(spec: DeviceSpec) -> str | None:
+    """The mixed-precision dtype this device runs, or None where Paddle has no autocast.
+
+    Paddle 3.3's ``amp_guard`` only acts on CUDA, XPU and custom (plugin) devices; on CPU it warns and
+    does nothing, so we report None rather than pretend.
+    """
+    if spec.type == "cpu":
+        return None
+    return "bfloat16" if spec.type in ("npu",) else "float16"
 
 
 def collective_backend(spec: DeviceSpec) -> str:

@@ -108,7 +108,8 @@ GLOBAL = Section(
 
 AMP = Section(
     {
-        "use_amp": Field(BOOL, False, "automatic mixed precision (bfloat16 on CPU, float16 on GPU)"),
+        "use_amp": Field(BOOL, False, "automatic mixed precision on accelerators (float16; bfloat16 on NPU); "
+                         "ignored with a warning on CPU, where Paddle has no autocast"),
         "level": Field(STR, "O1", "O1: per-op casting; O2: cast the model", choices=("O1", "O2")),
         "scale_loss": Field(FLOAT, 65536.0, "initial loss scale (float16 only)", check=_positive),
         "use_dynamic_loss_scaling": Field(BOOL, True, "adapt the loss scale (float16 only)"),

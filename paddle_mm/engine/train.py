@@ -104,7 +104,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], fl
             continue
         pixels = batch["pixel_values"][:n]
         ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n]), model.config.pad_id))
-        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"]):
+        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
             losses = loss_fn(model(pixels, ids))
         (losses["loss"] / accum_steps).backward()
         micro += 1
@@ -214,6 +214,9 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             save("latest")
 
     amp = dict(cfg["AMP"], dtype=hardware.amp_dtype(device))
+    if amp["use_amp"] and amp["dtype"] is None:
+        logger.warning(f"AMP.use_amp ignored: Paddle has no mixed-precision autocast on {device}; training in fp32")
+        amp["use_amp"] = False
     for epoch in range(state.epoch, g["epochs"] + 1):
         state.epoch = epoch
         sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])

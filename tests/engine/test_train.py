@@ -177,3 +177,12 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_data, tmp_path)
     # rank 1 wrote nothing: only one log file and one set of checkpoints under the output dir
     assert sorted(p.name for p in (tmp_path / "two" / RUN).iterdir()) == sorted(
         p.name for p in (tmp_path / "one" / RUN).iterdir())
+
+
+def test_visualdl_logs_and_amp_on_cpu_warns(tiny_data, tmp_path):
+    proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path, "-o", "Global.epochs=1", "Global.use_visualdl=true",
+                                           "AMP.use_amp=true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "AMP.use_amp ignored: Paddle has no mixed-precision autocast on cpu" in proc.stdout
+    records = list((tmp_path / RUN / "vdl").glob("vdlrecords.*.log"))
+    assert records and records[0].stat().st_size > 0
