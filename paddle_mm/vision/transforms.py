@@ -70,7 +70,7 @@ def load_image(image: Any, source: str | None = None) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return _from_array(image, source or f"<array {image.shape} {image.dtype}>")
     if _is_pil_image(image):
-        return np.asarray(image.convert("RGB"))
+        return _from_pil(image, source or f"<PIL image {getattr(image, 'filename', '') or image.size}>")
     raise TypeError(
         f"cannot load an image from {type(image).__name__}; pass a path, encoded bytes, "
         "a uint8 numpy array (H, W[, 1|3|4]) or a PIL.Image"
@@ -113,7 +113,16 @@ def _decode_with_pil(data: bytes | bytearray | memoryview, source: str) -> np.nd
         raise ImageDecodeError(f"image {source} is corrupt or truncated: {err}") from err
 
 
+def _from_pil(image: Any, source: str) -> np.ndarray:
+    try:  # a lazily opened PIL image decodes here, and may turn out truncated
+        return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageDecodeError(f"image {source} is corrupt or truncated: {err}") from err
+
+
 def _from_array(array: np.ndarray, source: str) -> np.ndarray:
+    if array.size == 0:
+        raise ImageDecodeError(f"image {source} is empty")
     if array.dtype != np.uint8:
         raise ImageDecodeError(
             f"image {source} must be uint8; convert it first, e.g. np.clip(a, 0, 255).astype(np.uint8)"

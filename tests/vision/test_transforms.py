@@ -187,6 +187,15 @@ def test_truncated_images_raise(fmt, keep):
         load_image(data[: int(len(data) * keep)], source="sample-42")
 
 
+def test_truncated_pil_image_raises_with_its_file_name(tmp_path):
+    path = tmp_path / "cut.png"
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue()[:2000])
+    with Image.open(path) as lazy, pytest.raises(ImageDecodeError, match="cut.png"):
+        load_image(lazy)  # PIL decodes lazily: the error appears in load_image
+
+
 def test_jpeg_missing_only_its_end_marker_raises():
     buffer = io.BytesIO()
     Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(buffer, "JPEG")
@@ -208,6 +217,8 @@ def test_bad_sources_raise_with_their_name(tmp_path):
         load_image(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ImageDecodeError, match=r"\(H, W, 4\)"):
         load_image(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ImageDecodeError, match="empty"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
     with pytest.raises(TypeError, match="int"):
         load_image(42)
     assert issubclass(ImageDecodeError, ValueError)  # the data pipeline catches ValueError
