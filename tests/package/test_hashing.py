@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from paddle_mm.package import hash_tree
 from paddle_mm.package.sm3 import BACKEND, new, sm3
 
@@ -52,11 +54,17 @@ def _spin_rate(block: Callable[[], object]) -> float:
 
 
 def test_sm3_update_releases_the_gil() -> None:
-    """While this thread is inside one large ``update``, another Python thread keeps its pace.
+    """While this thread is inside one large ``update``, another Python thread keeps running.
 
-    A call holding the GIL lets the other thread run for about one switch interval only (about a tenth
-    of its free pace for ``sorted`` of 6M ints, measured); SM3 here must leave it most of it."""
+    Measured on a busy 2-core machine against the other thread's free pace: SM3 ``update`` left it
+    0.34-1.08 of it, a call holding the GIL (``sorted`` of 6M ints) 0.01-0.08. Best of three tries,
+    so a busy moment does not fail the test, while a GIL-holding hash could never pass it."""
     data = bytes(64 << 20)
-    free = _spin_rate(lambda: time.sleep(0.2))
-    hashing = _spin_rate(lambda: new().update(data))
-    assert hashing > 0.4 * free, f"{BACKEND} SM3: other thread ran at {hashing:.0f}/s vs {free:.0f}/s when free"
+    ratios = []
+    for _ in range(3):
+        free = _spin_rate(lambda: time.sleep(0.2))
+        ratios.append(_spin_rate(lambda: new().update(data)) / free)
+        if ratios[-1] > 0.25:
+            return
+    pytest.fail(f"{BACKEND} SM3 update let another thread run at only {max(ratios):.2f} of its free pace: "
+                "it holds the GIL, so chunks cannot hash in parallel")
