@@ -10,13 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-import hardware  # noqa: E402  (light: imports paddle lazily)
+import hardware
 
 hardware.tune_cpu_env()  # must precede `import paddle`
 warnings.filterwarnings("ignore", message="No ccache found")
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from paddle_mm.config import ConfigError, add_config_args, exit_on_config_error, flatten_overrides, load_config  # noqa: E402
+from paddle_mm.config import ConfigError, add_config_args, exit_on_config_error, flatten_overrides, load_config
 
 
 def parse_config(description: str, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from paddle_mm.data.datasets import ImageReadError, ImageTextCorpus  # noqa: E402
-from paddle_mm.data.writers import write_imgs_tsv, write_texts_jsonl  # noqa: E402
+from paddle_mm.data.datasets import ImageReadError, ImageTextCorpus
+from paddle_mm.data.writers import write_imgs_tsv, write_texts_jsonl
 
 
 def convert(images: Path, texts: Path, out: Path, split: str) -> dict[str, int]:

@@ -15,9 +15,9 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from paddle_mm.data.synthetic import DEFAULT_SIZES, SPLITS, make_dataset  # noqa: E402
+from paddle_mm.data.synthetic import DEFAULT_SIZES, SPLITS, make_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

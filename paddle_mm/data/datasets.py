@@ -160,7 +160,7 @@ class _TsvImages:
     def _file(self):
         # a handle inherited through fork shares its file position with the parent: reopen per process
         if self._handle is None or self._pid != os.getpid():
-            self._handle = open(self.path, "rb")  # noqa: SIM115 - kept open for the life of the process
+            self._handle = open(self.path, "rb")
             self._pid = os.getpid()
         return self._handle
 

@@ -69,8 +69,8 @@ def save_model(model, directory: str | Path) -> Path:
 
 def load_model(path: str | Path):
     """Build and load a model saved by :func:`save_model` or a training checkpoint directory."""
-    from .chinese_clip import CLIP, CLIPConfig
     from ..engine.checkpoint import load_state_into
+    from .chinese_clip import CLIP, CLIPConfig
 
     path = Path(path)
     config_file = path / MODEL_CONFIG_FILE

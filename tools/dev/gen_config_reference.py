@@ -12,8 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from paddle_mm.config_schema import SCHEMA, Field, ListOf, OneOf, Section, arch_fields  # noqa: E402
-from paddle_mm.models import list_models  # noqa: E402
+from paddle_mm.config_schema import SCHEMA, Field, ListOf, OneOf, Section, arch_fields
+from paddle_mm.models import list_models
 
 PAGE = ROOT / "docs" / "config_reference.md"
 
