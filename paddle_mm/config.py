@@ -31,11 +31,14 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X),
+    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
     list("-+0123456789."),
 )
 
@@ -171,7 +174,7 @@ def _check_list(value: Any, spec: ListOf, path: str) -> list:
 def _check_one_of(value: Any, spec: OneOf, path: str) -> dict:
     if not isinstance(value, dict) or len(value) != 1:
         raise ConfigError(f"{path}: expected a one-key mapping {{Name: {{...}}}} with Name in {sorted(spec.choices)}")
-    (name, body), = value.items()
+    ((name, body),) = value.items()
     if name not in spec.choices:
         raise ConfigError(f"{path}.{name}: unknown name{_did_you_mean(str(name), spec.choices)}")
     return {name: _check(body, spec.choices[name], f"{path}.{name}")}
@@ -185,7 +188,9 @@ def _check_field(value: Any, spec: Field, path: str) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and float in spec.types and int not in spec.types:
         value = float(value)
     if spec.choices is not None and value not in spec.choices:
-        raise ConfigError(f"{path}: {value!r} is not one of {list(spec.choices)}{_did_you_mean(str(value), spec.choices)}")
+        raise ConfigError(
+            f"{path}: {value!r} is not one of {list(spec.choices)}{_did_you_mean(str(value), spec.choices)}"
+        )
     if spec.check is not None:
         problem = spec.check(value)
         if problem:
@@ -219,7 +224,12 @@ def add_config_args(parser) -> None:
     """``-c config.yml`` and ``-o`` in both forms (``-o a=1 -o b=2`` and ``-o a=1 b=2``)."""
     parser.add_argument("-c", "--config", required=True, help="YAML config file")
     parser.add_argument(
-        "-o", "--override", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--override",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. -o Global.epochs=3 DataLoader.Train.sampler.batch_size=64",
     )
 

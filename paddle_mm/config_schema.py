@@ -87,12 +87,15 @@ INT, FLOAT, BOOL, STR = (int,), (float,), (bool,), (str,)
 GLOBAL = Section(
     {
         "output_dir": Field(STR, "./output", "directory for checkpoints, logs and VisualDL records"),
-        "device": Field(STR, "cpu", "cpu, gpu, gpu:N, npu, xpu ...; checked against this machine by the hardware layer"),
+        "device": Field(
+            STR, "cpu", "cpu, gpu, gpu:N, npu, xpu ...; checked against this machine by the hardware layer"
+        ),
         "epochs": Field(INT, doc="number of training epochs", check=_positive),
         "seed": Field(INT, 42, "seed for weights, data order and dropout; the same seed repeats a run"),
         "save_interval": Field(INT, 1, "write epoch_N every this many epochs", check=_positive),
-        "save_steps": Field(INT, 0, "also write `latest` every this many optimizer steps (0: only at epoch end)",
-                            check=_non_negative),
+        "save_steps": Field(
+            INT, 0, "also write `latest` every this many optimizer steps (0: only at epoch end)", check=_non_negative
+        ),
         "eval_during_train": Field(BOOL, True, "evaluate on DataLoader.Eval during training"),
         "eval_interval": Field(INT, 1, "evaluate every this many epochs", check=_positive),
         "print_batch_step": Field(INT, 10, "log a line every this many optimizer steps", check=_positive),
@@ -108,8 +111,12 @@ GLOBAL = Section(
 
 AMP = Section(
     {
-        "use_amp": Field(BOOL, False, "automatic mixed precision on accelerators (float16; bfloat16 on NPU); "
-                         "ignored with a warning on CPU, where Paddle has no autocast"),
+        "use_amp": Field(
+            BOOL,
+            False,
+            "automatic mixed precision on accelerators (float16; bfloat16 on NPU); "
+            "ignored with a warning on CPU, where Paddle has no autocast",
+        ),
         "level": Field(STR, "O1", "O1: per-op casting; O2: cast the model", choices=("O1", "O2")),
         "scale_loss": Field(FLOAT, 65536.0, "initial loss scale (float16 only)", check=_positive),
         "use_dynamic_loss_scaling": Field(BOOL, True, "adapt the loss scale (float16 only)"),
@@ -135,8 +142,9 @@ LR = Section(
         "name": Field(STR, "Cosine", "schedule", choices=("Cosine", "Constant")),
         "learning_rate": Field(FLOAT, doc="peak learning rate", check=_positive),
         "warmup_steps": Field(INT, 0, "linear warm-up length in optimizer steps", check=_non_negative),
-        "warmup_epoch": Field(FLOAT, 0.0, "linear warm-up length in epochs (added to warmup_steps)",
-                              check=_non_negative),
+        "warmup_epoch": Field(
+            FLOAT, 0.0, "linear warm-up length in epochs (added to warmup_steps)", check=_non_negative
+        ),
         "eta_min": Field(FLOAT, 0.0, "final learning rate of the cosine schedule", check=_non_negative),
     },
     required=True,
@@ -149,8 +157,12 @@ OPTIMIZER = Section(
         "beta2": Field(FLOAT, 0.98, "Adam beta2 (CLIP uses 0.98)"),
         "epsilon": Field(FLOAT, 1e-6, "Adam epsilon"),
         "momentum": Field(FLOAT, 0.9, "Momentum's momentum"),
-        "weight_decay": Field(FLOAT, 0.001, "decoupled weight decay; never applied to biases, norms, "
-                              "embeddings' 1-D params or logit_scale", check=_non_negative),
+        "weight_decay": Field(
+            FLOAT,
+            0.001,
+            "decoupled weight decay; never applied to biases, norms, embeddings' 1-D params or logit_scale",
+            check=_non_negative,
+        ),
         "grad_clip": Field(FLOAT, None, "clip gradients to this global norm (null: no clipping)"),
         "lr": LR,
     },
@@ -166,8 +178,12 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
             "root": Field(STR, doc="data directory (Chinese-CLIP TSV/JSONL files or the folder format)"),
             "split": Field(STR, split, "split name: reads {split}_imgs.tsv + {split}_texts.jsonl or {split}/"),
             "format": Field(STR, "auto", "file format", choices=("auto", "tsv", "folder")),
-            "interpolation": Field(STR, "pil_bicubic", "resize kernel; pil_bicubic matches cn_clip exactly",
-                                   choices=("pil_bicubic", "cv2_bicubic")),
+            "interpolation": Field(
+                STR,
+                "pil_bicubic",
+                "resize kernel; pil_bicubic matches cn_clip exactly",
+                choices=("pil_bicubic", "cv2_bicubic"),
+            ),
         },
         required=True,
     )
@@ -180,8 +196,7 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
         required=True,
     )
     loader = Section({"num_workers": Field(INT, 0, "worker processes for decoding", check=_non_negative)})
-    return Section({"dataset": dataset, "sampler": sampler, "loader": loader}, required=required,
-                   optional=not required)
+    return Section({"dataset": dataset, "sampler": sampler, "loader": loader}, required=required, optional=not required)
 
 
 DATALOADER = Section(
@@ -195,9 +210,10 @@ DATALOADER = Section(
 
 METRIC = Section(
     {
-        "Eval": ListOf(OneOf({"Recall": Section({"topk": Field((list,), [1, 5, 10], "K values", item_type=int,
-                                                                check=_topk)})}),
-                       "retrieval metrics; MR (mean recall) always averages R@1, R@5 and R@10"),
+        "Eval": ListOf(
+            OneOf({"Recall": Section({"topk": Field((list,), [1, 5, 10], "K values", item_type=int, check=_topk)})}),
+            "retrieval metrics; MR (mean recall) always averages R@1, R@5 and R@10",
+        ),
     },
 )
 

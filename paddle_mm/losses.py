@@ -24,8 +24,9 @@ class ClipLoss(nn.Layer):
         self.weight = weight
         self.gather = all_gather_with_grad if gather_with_grad else all_gather_no_grad
 
-    def forward(self, image_features: paddle.Tensor, text_features: paddle.Tensor,
-                logit_scale: paddle.Tensor, **_: Any) -> paddle.Tensor:
+    def forward(
+        self, image_features: paddle.Tensor, text_features: paddle.Tensor, logit_scale: paddle.Tensor, **_: Any
+    ) -> paddle.Tensor:
         all_images = self.gather(image_features)  # (world * B, D)
         all_texts = self.gather(text_features)
         logits_per_image = logit_scale * paddle.matmul(image_features, all_texts, transpose_y=True)  # (B, world*B)
@@ -58,7 +59,7 @@ def build_loss(items: list[dict[str, dict[str, Any]]]) -> CombinedLoss:
         raise ValueError("Loss.Train is empty; add a term, e.g. Loss.Train: [{ClipLoss: {weight: 1.0}}]")
     terms = {}
     for item in items:
-        (name, kwargs), = item.items()
+        ((name, kwargs),) = item.items()
         if name not in LOSSES:
             raise KeyError(f"unknown loss {name!r}; available: {sorted(LOSSES)}")
         terms[name] = LOSSES[name](**(kwargs or {}))

@@ -57,6 +57,11 @@ def chinese_clip_score_json(direction: dict[str, float]) -> dict:
     return {
         "success": True,
         "score": mr,
-        "scoreJson": {"score": mr, "mean_recall": mr, "r1": direction["r1"], "r5": direction["r5"],
-                      "r10": direction["r10"]},
+        "scoreJson": {
+            "score": mr,
+            "mean_recall": mr,
+            "r1": direction["r1"],
+            "r5": direction["r5"],
+            "r10": direction["r10"],
+        },
     }

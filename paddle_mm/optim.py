@@ -43,7 +43,9 @@ def _decays(name: str, param: paddle.Tensor) -> bool:
     return param.ndim >= 2 and "logit_scale" not in name
 
 
-def build_optimizer(cfg: dict[str, Any], model: paddle.nn.Layer, lr_at: Callable[[int], float]) -> paddle.optimizer.Optimizer:
+def build_optimizer(
+    cfg: dict[str, Any], model: paddle.nn.Layer, lr_at: Callable[[int], float]
+) -> paddle.optimizer.Optimizer:
     """The optimizer over the model's trainable parameters, starting at ``lr_at(0)``."""
     params = [p for p in model.parameters() if not p.stop_gradient]
     no_decay = {p.name for n, p in model.named_parameters() if not _decays(n, p)}
@@ -51,13 +53,25 @@ def build_optimizer(cfg: dict[str, Any], model: paddle.nn.Layer, lr_at: Callable
     lr = lr_at(0)
     name = cfg["name"]
     if name in ("AdamW", "Adam"):
-        kwargs = dict(learning_rate=lr, beta1=cfg["beta1"], beta2=cfg["beta2"], epsilon=cfg["epsilon"],
-                      parameters=params, grad_clip=clip)
+        kwargs = dict(
+            learning_rate=lr,
+            beta1=cfg["beta1"],
+            beta2=cfg["beta2"],
+            epsilon=cfg["epsilon"],
+            parameters=params,
+            grad_clip=clip,
+        )
         if name == "Adam":
             return paddle.optimizer.Adam(**kwargs)
-        return paddle.optimizer.AdamW(weight_decay=cfg["weight_decay"],
-                                      apply_decay_param_fun=lambda n: n not in no_decay, **kwargs)
+        return paddle.optimizer.AdamW(
+            weight_decay=cfg["weight_decay"], apply_decay_param_fun=lambda n: n not in no_decay, **kwargs
+        )
     if name == "Momentum":
-        return paddle.optimizer.Momentum(learning_rate=lr, momentum=cfg["momentum"], parameters=params,
-                                         weight_decay=cfg["weight_decay"] or None, grad_clip=clip)
+        return paddle.optimizer.Momentum(
+            learning_rate=lr,
+            momentum=cfg["momentum"],
+            parameters=params,
+            weight_decay=cfg["weight_decay"] or None,
+            grad_clip=clip,
+        )
     raise KeyError(f"unknown optimizer {name!r}; available: AdamW, Adam, Momentum")

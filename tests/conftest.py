@@ -26,13 +26,21 @@ def tiny_data(tmp_path_factory) -> Path:
 def run_tool(tool: str, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``tools/<tool>`` in a fresh interpreter, as a user would."""
     cmd = [sys.executable, str(ROOT / "tools" / tool), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
+    )
 
 
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["-c", str(TINY), "-o", f"DataLoader.Train.dataset.root={data}", f"DataLoader.Eval.dataset.root={data}",
-            f"Global.output_dir={out}", *extra]
+    return [
+        "-c",
+        str(TINY),
+        "-o",
+        f"DataLoader.Train.dataset.root={data}",
+        f"DataLoader.Eval.dataset.root={data}",
+        f"Global.output_dir={out}",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")

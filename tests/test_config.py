@@ -24,11 +24,18 @@ def test_quickstart_loads_with_defaults():
 
 
 def test_overrides_are_yaml_literals_with_list_indices():
-    cfg = load_config(QUICKSTART, [
-        "Global.epochs=2", "Global.checkpoints=null", "Metric.Eval.0.Recall.topk=[1, 3]",
-        "Optimizer.lr.learning_rate=5e-5", "Arch.vision_layers=2", "Infer.queries=['红色的圆形']",
-        "Global.output_dir=a=b",  # only the first '=' splits
-    ])
+    cfg = load_config(
+        QUICKSTART,
+        [
+            "Global.epochs=2",
+            "Global.checkpoints=null",
+            "Metric.Eval.0.Recall.topk=[1, 3]",
+            "Optimizer.lr.learning_rate=5e-5",
+            "Arch.vision_layers=2",
+            "Infer.queries=['红色的圆形']",
+            "Global.output_dir=a=b",  # only the first '=' splits
+        ],
+    )
     assert cfg["Global"]["epochs"] == 2
     assert cfg["Global"]["checkpoints"] is None
     assert cfg["Metric"]["Eval"][0]["Recall"]["topk"] == [1, 3]
@@ -62,21 +69,31 @@ def _write(tmp_path, mutate):
 BAD_FILES = {
     "unknown key": (lambda d: d["Global"].update(epoch=3), "Global.epoch: unknown key; did you mean 'epochs'?"),
     "wrong type": (lambda d: d["Global"].update(epochs="ten"), "Global.epochs: expected int, got str 'ten'"),
-    "missing required": (lambda d: d["Optimizer"]["lr"].pop("learning_rate"),
-                         "Optimizer.lr.learning_rate: missing required key"),
+    "missing required": (
+        lambda d: d["Optimizer"]["lr"].pop("learning_rate"),
+        "Optimizer.lr.learning_rate: missing required key",
+    ),
     "missing section": (lambda d: d.pop("Arch"), "Arch: missing required section"),
     "unknown model": (lambda d: d["Arch"].update(name="ViT-B-61"), "Arch.name: 'ViT-B-61' is not one of"),
-    "unknown loss": (lambda d: d["Loss"].update(Train=[{"ClipLos": {}}]),
-                     "Loss.Train.0.ClipLos: unknown name; did you mean 'ClipLoss'?"),
+    "unknown loss": (
+        lambda d: d["Loss"].update(Train=[{"ClipLos": {}}]),
+        "Loss.Train.0.ClipLos: unknown name; did you mean 'ClipLoss'?",
+    ),
     "bad choice": (lambda d: d["Optimizer"].update(name="adamw"), "Optimizer.name: 'adamw' is not one of"),
-    "negative": (lambda d: d["DataLoader"]["Train"]["sampler"].update(batch_size=-4),
-                 "DataLoader.Train.sampler.batch_size: -4 must be > 0"),
+    "negative": (
+        lambda d: d["DataLoader"]["Train"]["sampler"].update(batch_size=-4),
+        "DataLoader.Train.sampler.batch_size: -4 must be > 0",
+    ),
     "bool as int": (lambda d: d["Global"].update(epochs=True), "Global.epochs: expected int, got bool True"),
-    "list item type": (lambda d: d["Metric"]["Eval"][0]["Recall"].update(topk=[1, "5"]),
-                       "Metric.Eval.0.Recall.topk: expected list of int"),
+    "list item type": (
+        lambda d: d["Metric"]["Eval"][0]["Recall"].update(topk=[1, "5"]),
+        "Metric.Eval.0.Recall.topk: expected list of int",
+    ),
     "section as value": (lambda d: d.update(Global=3), "Global: expected a section (mapping), got int 3"),
-    "unknown arch field": (lambda d: d["Arch"].update(vision_layer=2),
-                           "Arch.vision_layer: unknown key; did you mean 'vision_layers'?"),
+    "unknown arch field": (
+        lambda d: d["Arch"].update(vision_layer=2),
+        "Arch.vision_layer: unknown key; did you mean 'vision_layers'?",
+    ),
 }
 
 
@@ -114,14 +131,21 @@ def test_apply_override_creates_missing_sections():
     assert cfg["AMP"] == {"use_amp": True}
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["-o", "Global.epochz=1"], "config error: Global.epochz: unknown key; did you mean 'epochs'?"),
-    (["-o", "Global.epochs=1", "Global.device=7"], "config error: Global.device: expected str, got int 7"),
-    (["-o", "Global.epochs=1", "-o", "Optimizer.lr.name=Cosin"], "config error: Optimizer.lr.name: 'Cosin' is not"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["-o", "Global.epochz=1"], "config error: Global.epochz: unknown key; did you mean 'epochs'?"),
+        (["-o", "Global.epochs=1", "Global.device=7"], "config error: Global.device: expected str, got int 7"),
+        (["-o", "Global.epochs=1", "-o", "Optimizer.lr.name=Cosin"], "config error: Optimizer.lr.name: 'Cosin' is not"),
+    ],
+)
 def test_cli_prints_one_line_and_exits_2(argv, expected):
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(QUICKSTART), *argv],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(QUICKSTART), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == [lines[0]] and lines[0].startswith(expected), proc.stderr
@@ -131,8 +155,12 @@ def test_cli_prints_one_line_and_exits_2(argv, expected):
 @pytest.mark.parametrize("case", sorted(BAD_OVERRIDES))
 def test_every_bad_override_exits_2_through_the_tool(case):
     override, expected = BAD_OVERRIDES[case]
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(QUICKSTART), "-o", override],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(QUICKSTART), "-o", override],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
 
@@ -140,15 +168,23 @@ def test_every_bad_override_exits_2_through_the_tool(case):
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_every_bad_file_exits_2_through_the_tool(tmp_path, case):
     mutate, expected = BAD_FILES[case]
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(_write(tmp_path, mutate))],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(_write(tmp_path, mutate))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
 
 
 def test_missing_config_file_exits_2(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(tmp_path / "nope.yml")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(tmp_path / "nope.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -160,4 +196,5 @@ def test_docs_reference_is_current():
     spec.loader.exec_module(gen)
     render = gen.render
     assert (ROOT / "docs" / "config_reference.md").read_text(encoding="utf-8") == render(), (
-        "docs/config_reference.md is stale: run python tools/dev/gen_config_reference.py")
+        "docs/config_reference.md is stale: run python tools/dev/gen_config_reference.py"
+    )

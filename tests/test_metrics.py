@@ -69,5 +69,8 @@ def test_image_to_text_direction_uses_the_transpose():
 
 def test_score_json_matches_chinese_clip_shape():
     out = chinese_clip_score_json({"r1": 10.0, "r5": 20.0, "r10": 30.0, "mean_recall": 20.0})
-    assert out == {"success": True, "score": 20.0,
-                   "scoreJson": {"score": 20.0, "mean_recall": 20.0, "r1": 10.0, "r5": 20.0, "r10": 30.0}}
+    assert out == {
+        "success": True,
+        "score": 20.0,
+        "scoreJson": {"score": 20.0, "mean_recall": 20.0, "r1": 10.0, "r5": 20.0, "r10": 30.0},
+    }

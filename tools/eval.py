@@ -15,7 +15,9 @@ def main() -> None:
     g, section = cfg["Global"], cfg["DataLoader"]["Eval"]
     with exit_on_config_error():
         if not g["pretrained_model"]:
-            raise ConfigError("Global.pretrained_model: missing; pass -o Global.pretrained_model=output/<run>/best_model")
+            raise ConfigError(
+                "Global.pretrained_model: missing; pass -o Global.pretrained_model=output/<run>/best_model"
+            )
         if section is None:
             raise ConfigError("DataLoader.Eval: missing; tools/eval.py needs an Eval dataset section")
 
@@ -31,19 +33,34 @@ def main() -> None:
     model = load_model(path)
     corpus = load_split(section["dataset"])
     topk = tuple(sorted({k for item in cfg["Metric"]["Eval"] for k in item["Recall"]["topk"]} | {1, 5, 10}))
-    m = evaluate(model, corpus, build_transform(section["dataset"], model.config.image_resolution),
-                 build_tokenizer(model.config.context_length), section["sampler"]["batch_size"],
-                 section["loader"]["num_workers"], topk, progress=g["progress_bar"])
+    m = evaluate(
+        model,
+        corpus,
+        build_transform(section["dataset"], model.config.image_resolution),
+        build_tokenizer(model.config.context_length),
+        section["sampler"]["batch_size"],
+        section["loader"]["num_workers"],
+        topk,
+        progress=g["progress_bar"],
+    )
     for name, key in (("text -> image", "t2i"), ("image -> text", "i2t")):
-        print(f"{name}: " + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in topk)
-              + f", MR: {m[key]['mean_recall']:.2f}")
+        print(
+            f"{name}: "
+            + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in topk)
+            + f", MR: {m[key]['mean_recall']:.2f}"
+        )
     data = f"{section['dataset']['root']} ({section['dataset']['split']})"
     print(f"MR (both directions): {m['MR']:.2f}   [{data}: {len(corpus.images)} images, {len(corpus.texts)} texts]")
     if not m["skipped"].startswith("skipped 0 "):
         print(m["skipped"])
     result = {
-        "checkpoint": str(path), "data": data, "MR": m["MR"], "t2i": m["t2i"], "i2t": m["i2t"],
-        "text_to_image": chinese_clip_score_json(m["t2i"]), "image_to_text": chinese_clip_score_json(m["i2t"]),
+        "checkpoint": str(path),
+        "data": data,
+        "MR": m["MR"],
+        "t2i": m["t2i"],
+        "i2t": m["i2t"],
+        "text_to_image": chinese_clip_score_json(m["t2i"]),
+        "image_to_text": chinese_clip_score_json(m["i2t"]),
     }
     out = Path(g["output_dir"]) / cfg["Arch"]["name"] / f"eval_{section['dataset']['split']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

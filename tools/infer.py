@@ -19,7 +19,9 @@ def main() -> None:
     eval_section = cfg["DataLoader"]["Eval"]
     with exit_on_config_error():
         if not g["pretrained_model"]:
-            raise ConfigError("Global.pretrained_model: missing; pass -o Global.pretrained_model=output/<run>/best_model")
+            raise ConfigError(
+                "Global.pretrained_model: missing; pass -o Global.pretrained_model=output/<run>/best_model"
+            )
         root = inf["root"] or (eval_section["dataset"]["root"] if eval_section else None)
         if not root:
             raise ConfigError("Infer.root: missing; set the gallery directory with -o Infer.root=...")
@@ -46,8 +48,10 @@ def main() -> None:
     if inf["queries"]:
         feats = encode_texts(model, inf["queries"], tokenizer, inf["batch_size"], progress=False)
         for query, hits in zip(inf["queries"], search(feats, gallery.image_features, inf["topk"])):
-            rows = [{"image_id": gallery.image_ids[c], "score": s, "caption": by_image.get(gallery.image_ids[c], "")}
-                    for c, s in hits]
+            rows = [
+                {"image_id": gallery.image_ids[c], "score": s, "caption": by_image.get(gallery.image_ids[c], "")}
+                for c, s in hits
+            ]
             results["text_to_image"].append({"query": query, "results": rows})
             print(f"\n[text -> image] {query}")
             for r in rows:
@@ -61,7 +65,9 @@ def main() -> None:
         with paddle.no_grad():
             feats = F.normalize(model.encode_image(paddle.to_tensor(pixels)), axis=-1).numpy()
         for path, hits in zip(inf["query_images"], search(feats, gallery.text_features, inf["topk"])):
-            rows = [{"text_id": gallery.texts[c].text_id, "score": s, "caption": gallery.texts[c].text} for c, s in hits]
+            rows = [
+                {"text_id": gallery.texts[c].text_id, "score": s, "caption": gallery.texts[c].text} for c, s in hits
+            ]
             results["image_to_text"].append({"query": path, "results": rows})
             print(f"\n[image -> text] {path}")
             for r in rows:

@@ -104,7 +104,7 @@ def _param_renames(model) -> dict[str, str]:
 def _rename_key(key: str, rename: dict[str, str]) -> str:
     for old in sorted(rename, key=len, reverse=True):
         if key.startswith(old + "_") or key == old:
-            return rename[old] + key[len(old):]
+            return rename[old] + key[len(old) :]
     return key
 
 
@@ -163,5 +163,7 @@ def load_checkpoint(path: str | Path, model, optimizer=None) -> dict[str, Any]:
     if optimizer is not None:
         if not (path / OPTIMIZER_FILE).is_file():
             raise FileNotFoundError(f"{path} has no {OPTIMIZER_FILE}: it is a model, not a resumable checkpoint")
-        load_optimizer_state(optimizer, model, load_safetensors(path / OPTIMIZER_FILE), state.get("optimizer_scalars", {}))
+        load_optimizer_state(
+            optimizer, model, load_safetensors(path / OPTIMIZER_FILE), state.get("optimizer_scalars", {})
+        )
     return state

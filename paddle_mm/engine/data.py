@@ -18,8 +18,16 @@ class GlobalBatchSampler(paddle.io.BatchSampler):
     the r-th slice of each. One process with batch 2B therefore sees exactly the batches that two
     processes with batch B see together. ``set_epoch(epoch, skip)`` resumes mid-epoch."""
 
-    def __init__(self, n: int, batch_size: int, world: int = 1, rank: int = 0, shuffle: bool = True,
-                 drop_last: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        world: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+    ):
         self.n, self.batch_size, self.world, self.rank = n, batch_size, world, rank
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.epoch, self.skip = 0, 0
@@ -45,8 +53,8 @@ class GlobalBatchSampler(paddle.io.BatchSampler):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         per_global = self.batch_size * self.world
         for b in range(self.skip, self.n_batches()):
-            chunk = order[b * per_global:(b + 1) * per_global]
-            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+            chunk = order[b * per_global : (b + 1) * per_global]
+            mine = chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
             if len(mine):
                 yield mine.tolist()
 
@@ -63,14 +71,20 @@ def load_split(dataset_cfg: dict[str, Any]) -> ImageTextCorpus:
     return load_corpus(dataset_cfg["root"], dataset_cfg["split"], dataset_cfg["format"])
 
 
-def build_train_loader(section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int,
-                       seed: int) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
+def build_train_loader(
+    section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int, seed: int
+) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
     corpus = load_split(section["dataset"])
     dataset = PairDataset(corpus, build_transform(section["dataset"], image_size), build_tokenizer(context_length))
     s = section["sampler"]
     sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_skip_bad,
-                                  num_workers=section["loader"]["num_workers"], return_list=True)
+    loader = paddle.io.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_skip_bad,
+        num_workers=section["loader"]["num_workers"],
+        return_list=True,
+    )
     return loader, sampler, dataset
 
 

@@ -73,7 +73,7 @@ def average_gradients(params: list[paddle.Tensor]) -> None:
     offset = 0
     for g in grads:
         size = g.size
-        g.set_value(flat[offset:offset + size].reshape(g.shape))
+        g.set_value(flat[offset : offset + size].reshape(g.shape))
         offset += size
 
 

@@ -26,12 +26,19 @@ class EncodedCorpus:
 
 
 @paddle.no_grad()
-def encode_images(model, corpus: ImageTextCorpus, transform: Callable, batch_size: int, num_workers: int = 0,
-                  progress: bool = True) -> tuple[list[int], np.ndarray, str]:
+def encode_images(
+    model, corpus: ImageTextCorpus, transform: Callable, batch_size: int, num_workers: int = 0, progress: bool = True
+) -> tuple[list[int], np.ndarray, str]:
     """Normalized features of every readable image; bad images are skipped and summarized."""
     dataset = ImageDataset(corpus, transform)
-    loader = paddle.io.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_bad,
-                                  num_workers=num_workers, return_list=True)
+    loader = paddle.io.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate_skip_bad,
+        num_workers=num_workers,
+        return_list=True,
+    )
     counter, ids, feats = BadSampleCounter(), [], []
     for batch in tqdm(loader, desc="encode images", disable=not progress, leave=False):
         counter.update(batch)
@@ -47,13 +54,20 @@ def encode_images(model, corpus: ImageTextCorpus, transform: Callable, batch_siz
 def encode_texts(model, texts: list[str], tokenizer: Callable, batch_size: int, progress: bool = True) -> np.ndarray:
     feats = []
     for start in tqdm(range(0, len(texts), batch_size), desc="encode texts", disable=not progress, leave=False):
-        ids = trim_padding(np.asarray(tokenizer(texts[start:start + batch_size])), model.config.pad_id)
+        ids = trim_padding(np.asarray(tokenizer(texts[start : start + batch_size])), model.config.pad_id)
         feats.append(F.normalize(model.encode_text(paddle.to_tensor(ids)), axis=-1).numpy())
     return np.concatenate(feats) if feats else np.zeros((0, model.config.embed_dim), "float32")
 
 
-def encode_corpus(model, corpus: ImageTextCorpus, transform: Callable, tokenizer: Callable, batch_size: int,
-                  num_workers: int = 0, progress: bool = True) -> EncodedCorpus:
+def encode_corpus(
+    model,
+    corpus: ImageTextCorpus,
+    transform: Callable,
+    tokenizer: Callable,
+    batch_size: int,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> EncodedCorpus:
     was_training = model.training
     model.eval()
     try:
@@ -76,8 +90,16 @@ def score(encoded: EncodedCorpus, topk: tuple[int, ...] = (1, 5, 10)) -> dict[st
     return retrieval_metrics(sim, positives, topk)
 
 
-def evaluate(model, corpus: ImageTextCorpus, transform: Callable, tokenizer: Callable, batch_size: int,
-             num_workers: int = 0, topk: tuple[int, ...] = (1, 5, 10), progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    model,
+    corpus: ImageTextCorpus,
+    transform: Callable,
+    tokenizer: Callable,
+    batch_size: int,
+    num_workers: int = 0,
+    topk: tuple[int, ...] = (1, 5, 10),
+    progress: bool = True,
+) -> dict[str, Any]:
     encoded = encode_corpus(model, corpus, transform, tokenizer, batch_size, num_workers, progress)
     metrics = score(encoded, topk)
     metrics["skipped"] = encoded.skipped

@@ -81,10 +81,24 @@ def _reseed(seed: int, step: int) -> None:
     paddle.seed(int(np.random.SeedSequence([seed, step, dist.rank()]).generate_state(1)[0]) & 0x7FFFFFFF)
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], float], state: TrainState,
-                    *, epochs: int, accum_steps: int, seed: int, print_every: int, amp: dict[str, Any],
-                    on_step: Callable[[TrainState], None], vdl=None, metrics_file: Path | None = None,
-                    progress: bool = True) -> BadSampleCounter:
+def train_one_epoch(
+    model,
+    loader,
+    loss_fn,
+    optimizer,
+    lr_at: Callable[[int], float],
+    state: TrainState,
+    *,
+    epochs: int,
+    accum_steps: int,
+    seed: int,
+    print_every: int,
+    amp: dict[str, Any],
+    on_step: Callable[[TrainState], None],
+    vdl=None,
+    metrics_file: Path | None = None,
+    progress: bool = True,
+) -> BadSampleCounter:
     """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step.
 
     Every ``print_every`` steps it logs a PaddleClas-style line and appends {epoch, step, loss, lr} to
@@ -94,8 +108,14 @@ def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], fl
     params = [p for p in model.parameters() if not p.stop_gradient]
     steps_total = len(loader) // accum_steps + state.step_in_epoch
     bad = BadSampleCounter()
-    bar = tqdm(total=steps_total, initial=state.step_in_epoch, desc=f"epoch {state.epoch}/{epochs}",
-               disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=steps_total,
+        initial=state.step_in_epoch,
+        desc=f"epoch {state.epoch}/{epochs}",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
     t_start, samples, micro = time.time(), 0, 0
     for batch in loader:
         bad.update(batch)
@@ -133,8 +153,12 @@ def train_one_epoch(model, loader, loss_fn, optimizer, lr_at: Callable[[int], fl
             )
             if metrics_file is not None:
                 with open(metrics_file, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"epoch": state.epoch, "step": state.global_step, "loss": loss,
-                                        "lr": optimizer.get_lr()}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {"epoch": state.epoch, "step": state.global_step, "loss": loss, "lr": optimizer.get_lr()}
+                        )
+                        + "\n"
+                    )
             if vdl is not None:
                 vdl.add_scalar("train/loss", loss, state.global_step)
                 vdl.add_scalar("train/lr", optimizer.get_lr(), state.global_step)
@@ -167,12 +191,15 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     model = build_model({k: v for k, v in cfg["Arch"].items() if v is not None})
     mcfg = model.config
-    loader, sampler, dataset = build_train_loader(cfg["DataLoader"]["Train"], mcfg.image_resolution,
-                                                  mcfg.context_length, world, dist.rank(), g["seed"])
+    loader, sampler, dataset = build_train_loader(
+        cfg["DataLoader"]["Train"], mcfg.image_resolution, mcfg.context_length, world, dist.rank(), g["seed"]
+    )
     steps_per_epoch = len(sampler) // g["accum_steps"]
     if steps_per_epoch == 0:
-        raise ValueError(f"an epoch has {len(sampler)} batches, fewer than Global.accum_steps={g['accum_steps']}; "
-                         "lower accum_steps or the batch size")
+        raise ValueError(
+            f"an epoch has {len(sampler)} batches, fewer than Global.accum_steps={g['accum_steps']}; "
+            "lower accum_steps or the batch size"
+        )
     lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
     optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
     loss_fn = build_loss(cfg["Loss"]["Train"])
@@ -181,8 +208,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     if g["checkpoints"]:
         saved = load_checkpoint(g["checkpoints"], model, optimizer)
         state = TrainState(**saved["train_state"])
-        logger.info(f"resumed from {resolve_checkpoint(g['checkpoints'])}: epoch {state.epoch}, "
-                    f"step {state.step_in_epoch}/{steps_per_epoch}, global step {state.global_step}")
+        logger.info(
+            f"resumed from {resolve_checkpoint(g['checkpoints'])}: epoch {state.epoch}, "
+            f"step {state.step_in_epoch}/{steps_per_epoch}, global step {state.global_step}"
+        )
         if state.step_in_epoch >= steps_per_epoch:  # saved exactly at an epoch's end
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
     elif g["pretrained_model"]:
@@ -195,15 +224,21 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     eval_section = cfg["DataLoader"]["Eval"]
     eval_data = None
     if main and eval_section is not None and g["eval_during_train"]:
-        eval_data = (load_split(eval_section["dataset"]), build_transform(eval_section["dataset"], mcfg.image_resolution),
-                     build_tokenizer(mcfg.context_length), eval_section)
+        eval_data = (
+            load_split(eval_section["dataset"]),
+            build_transform(eval_section["dataset"], mcfg.image_resolution),
+            build_tokenizer(mcfg.context_length),
+            eval_section,
+        )
     vdl = _visualdl(out_dir) if main and g["use_visualdl"] else None
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yml").write_text(dump_config(cfg), encoding="utf-8")
-        logger.info(f"training {cfg['Arch']['name']} on {device} x {world} process(es): {len(dataset)} pairs, "
-                    f"{steps_per_epoch} steps/epoch, global batch "
-                    f"{cfg['DataLoader']['Train']['sampler']['batch_size'] * world * g['accum_steps']}")
+        logger.info(
+            f"training {cfg['Arch']['name']} on {device} x {world} process(es): {len(dataset)} pairs, "
+            f"{steps_per_epoch} steps/epoch, global batch "
+            f"{cfg['DataLoader']['Train']['sampler']['batch_size'] * world * g['accum_steps']}"
+        )
 
     def save(name: str) -> None:
         if main:
@@ -220,10 +255,23 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     for epoch in range(state.epoch, g["epochs"] + 1):
         state.epoch = epoch
         sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
-        bad = train_one_epoch(model, loader, loss_fn, optimizer, lr_at, state, epochs=g["epochs"],
-                              accum_steps=g["accum_steps"], seed=g["seed"], print_every=g["print_batch_step"],
-                              amp=amp, on_step=on_step, vdl=vdl, progress=main and g["progress_bar"],
-                              metrics_file=out_dir / "train_metrics.jsonl" if main else None)
+        bad = train_one_epoch(
+            model,
+            loader,
+            loss_fn,
+            optimizer,
+            lr_at,
+            state,
+            epochs=g["epochs"],
+            accum_steps=g["accum_steps"],
+            seed=g["seed"],
+            print_every=g["print_batch_step"],
+            amp=amp,
+            on_step=on_step,
+            vdl=vdl,
+            progress=main and g["progress_bar"],
+            metrics_file=out_dir / "train_metrics.jsonl" if main else None,
+        )
         if main and bad.n_bad:
             logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
         record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
@@ -242,19 +290,28 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     if main:
         (out_dir / "train_summary.json").write_text(json.dumps(state.__dict__, indent=1), encoding="utf-8")
         if eval_data is not None:
-            logger.info(f"best MR {state.best_metric:.2f} at epoch {state.best_epoch}; "
-                        f"checkpoints in {out_dir}")
+            logger.info(f"best MR {state.best_metric:.2f} at epoch {state.best_epoch}; checkpoints in {out_dir}")
     return state.__dict__
 
 
 def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
     corpus, transform, tokenizer, section = eval_data
     topk = tuple(sorted({k for item in cfg["Metric"]["Eval"] for k in item["Recall"]["topk"]} | {1, 5, 10}))
-    m = evaluate(model, corpus, transform, tokenizer, section["sampler"]["batch_size"],
-                 section["loader"]["num_workers"], topk, progress=cfg["Global"]["progress_bar"])
+    m = evaluate(
+        model,
+        corpus,
+        transform,
+        tokenizer,
+        section["sampler"]["batch_size"],
+        section["loader"]["num_workers"],
+        topk,
+        progress=cfg["Global"]["progress_bar"],
+    )
     line = " ".join(f"{d} R@{k}: {m[d][f'r{k}']:.2f}" for d in ("t2i", "i2t") for k in topk)
-    logger.info(f"[Eval][Epoch {epoch}] {line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, "
-                f"MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}")
+    logger.info(
+        f"[Eval][Epoch {epoch}] {line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, "
+        f"MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}"
+    )
     if m["skipped"].startswith("skipped 0 ") is False:
         logger.warning(f"[Eval][Epoch {epoch}] {m['skipped']}")
     if vdl is not None:

@@ -302,9 +302,7 @@ class CLIP(nn.Layer):
             [cfg.text_hidden_size, cfg.embed_dim],
             default_initializer=nn.initializer.Normal(std=cfg.text_hidden_size**-0.5),
         )
-        self.logit_scale = self.create_parameter(
-            [], default_initializer=nn.initializer.Constant(math.log(1 / 0.07))
-        )
+        self.logit_scale = self.create_parameter([], default_initializer=nn.initializer.Constant(math.log(1 / 0.07)))
         self._init_weights()
 
     def _init_weights(self) -> None:

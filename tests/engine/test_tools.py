@@ -12,7 +12,9 @@ RUN = "CN-CLIP-Tiny"
 
 
 def test_eval_reproduces_the_numbers_logged_during_training(tiny_run, tiny_data):
-    proc = run_tool("eval.py", *tiny_args(tiny_data, tiny_run, "-o", f"Global.pretrained_model={tiny_run / RUN / 'epoch_2'}"))
+    proc = run_tool(
+        "eval.py", *tiny_args(tiny_data, tiny_run, "-o", f"Global.pretrained_model={tiny_run / RUN / 'epoch_2'}")
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tiny_run / RUN / "eval_valid.json").read_text(encoding="utf-8"))
     logged = json.loads((tiny_run / RUN / "train_summary.json").read_text())["history"][1]
@@ -27,8 +29,9 @@ def test_eval_reproduces_the_numbers_logged_during_training(tiny_run, tiny_data)
 def test_eval_without_weights_is_a_config_error(tiny_data, tmp_path):
     proc = run_tool("eval.py", *tiny_args(tiny_data, tmp_path))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("config error: Global.pretrained_model: missing; pass "
-                                   "-o Global.pretrained_model=output/<run>/best_model")
+    assert proc.stderr.strip() == (
+        "config error: Global.pretrained_model: missing; pass -o Global.pretrained_model=output/<run>/best_model"
+    )
 
 
 def test_eval_on_a_missing_checkpoint_names_it(tiny_data, tmp_path):
@@ -42,10 +45,20 @@ def test_infer_ranks_the_gallery_both_ways(tiny_run, tiny_data, tmp_path):
     first = (tiny_data / "valid_imgs.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")
     query_png = tmp_path / "q.png"
     query_png.write_bytes(base64.b64decode(first[1]))
-    proc = run_tool("infer.py", *tiny_args(tiny_data, tiny_run, "-o", f"Global.pretrained_model={tiny_run / RUN / 'latest'}",
-                                           f"Infer.root={tiny_data}", "Infer.split=valid", "Infer.topk=3",
-                                           "Infer.queries=['左上角有一个红色的圆形', '图中有两个蓝色的三角形']",
-                                           f"Infer.query_images=['{query_png}']"))
+    proc = run_tool(
+        "infer.py",
+        *tiny_args(
+            tiny_data,
+            tiny_run,
+            "-o",
+            f"Global.pretrained_model={tiny_run / RUN / 'latest'}",
+            f"Infer.root={tiny_data}",
+            "Infer.split=valid",
+            "Infer.topk=3",
+            "Infer.queries=['左上角有一个红色的圆形', '图中有两个蓝色的三角形']",
+            f"Infer.query_images=['{query_png}']",
+        ),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tiny_run / RUN / "infer_results.json").read_text(encoding="utf-8"))
     assert [q["query"] for q in res["text_to_image"]] == ["左上角有一个红色的圆形", "图中有两个蓝色的三角形"]

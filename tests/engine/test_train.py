@@ -104,7 +104,9 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(baseline, tiny_data, 
     steps_per_epoch = json.loads((baseline / RUN / "epoch_1" / "state.json").read_text())["train_state"]["global_step"]
     cmd = [sys.executable, str(ROOT / "tools" / "train.py"), *tiny_args(tiny_data, tmp_path)]
     saved_step = _kill_mid_epoch(cmd, tmp_path / RUN / "latest", steps_per_epoch)
-    proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path, "-o", f"Global.checkpoints={tmp_path / RUN / 'latest'}"))
+    proc = run_tool(
+        "train.py", *tiny_args(tiny_data, tmp_path, "-o", f"Global.checkpoints={tmp_path / RUN / 'latest'}")
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resumed from {tmp_path / RUN / 'latest'}" in proc.stdout or "resumed from" in proc.stdout
     resumed, ref = losses(tmp_path), losses(baseline)
@@ -116,7 +118,9 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(baseline, tiny_data, 
 
 
 def test_resume_from_finished_epoch_checkpoint_continues(baseline, tiny_data, tmp_path):
-    proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path, "-o", f"Global.checkpoints={baseline / RUN / 'epoch_1'}"))
+    proc = run_tool(
+        "train.py", *tiny_args(tiny_data, tmp_path, "-o", f"Global.checkpoints={baseline / RUN / 'epoch_1'}")
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed, ref = losses(tmp_path), losses(baseline)
     assert min(resumed) > max(s for s in ref if s <= min(resumed) - 1)  # started after epoch 1
@@ -124,8 +128,17 @@ def test_resume_from_finished_epoch_checkpoint_continues(baseline, tiny_data, tm
 
 
 def test_pretrained_model_fine_tunes_from_its_weights(baseline, tiny_data, tmp_path):
-    proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path, "-o", f"Global.pretrained_model={baseline / RUN / 'latest'}",
-                                           "Global.epochs=1", "Global.seed=99"))
+    proc = run_tool(
+        "train.py",
+        *tiny_args(
+            tiny_data,
+            tmp_path,
+            "-o",
+            f"Global.pretrained_model={baseline / RUN / 'latest'}",
+            "Global.epochs=1",
+            "Global.seed=99",
+        ),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "loaded pretrained weights" in proc.stdout
     scratch = losses(baseline)
@@ -144,8 +157,10 @@ def test_corrupt_images_are_counted_and_skipped(tmp_path):
     bad_pairs = sum(1 for t in texts for i in t["image_ids"] if i in bad_ids)
     total_pairs = sum(len(t["image_ids"]) for t in texts)
     assert len(bad_ids) == 5 and bad_pairs >= 5
-    proc = run_tool("train.py", *tiny_args(data, tmp_path / "out", "-o", "Global.epochs=1",
-                                           "DataLoader.Train.sampler.drop_last=false"))
+    proc = run_tool(
+        "train.py",
+        *tiny_args(data, tmp_path / "out", "-o", "Global.epochs=1", "DataLoader.Train.sampler.drop_last=false"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (tmp_path / "out" / RUN / "train.log").read_text(encoding="utf-8")
     line = next(ln for ln in log.splitlines() if "[Train][Epoch 1] skipped" in ln)
@@ -160,13 +175,36 @@ def test_missing_device_is_a_clear_error(tiny_data, tmp_path):
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tiny_data, tmp_path):
-    one = run_tool("train.py", *tiny_args(tiny_data, tmp_path / "one", "-o", "Global.epochs=1",
-                                          "DataLoader.Train.sampler.batch_size=16", "Global.eval_during_train=false"))
+    one = run_tool(
+        "train.py",
+        *tiny_args(
+            tiny_data,
+            tmp_path / "one",
+            "-o",
+            "Global.epochs=1",
+            "DataLoader.Train.sampler.batch_size=16",
+            "Global.eval_during_train=false",
+        ),
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "log"),
-           str(ROOT / "tools" / "train.py"),
-           *tiny_args(tiny_data, tmp_path / "two", "-o", "Global.epochs=1", "DataLoader.Train.sampler.batch_size=8",
-                      "Global.eval_during_train=false")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        str(tmp_path / "log"),
+        str(ROOT / "tools" / "train.py"),
+        *tiny_args(
+            tiny_data,
+            tmp_path / "two",
+            "-o",
+            "Global.epochs=1",
+            "DataLoader.Train.sampler.batch_size=8",
+            "Global.eval_during_train=false",
+        ),
+    ]
     two = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     logs = "".join(p.read_text(errors="replace")[-2000:] for p in sorted((tmp_path / "log").glob("*")) if p.is_file())
     assert two.returncode == 0, two.stderr[-2000:] + logs
@@ -176,12 +214,15 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_data, tmp_path)
     assert max_weight_diff(tmp_path / "one" / RUN / "latest", tmp_path / "two" / RUN / "latest") < 1e-3
     # rank 1 wrote nothing: only one log file and one set of checkpoints under the output dir
     assert sorted(p.name for p in (tmp_path / "two" / RUN).iterdir()) == sorted(
-        p.name for p in (tmp_path / "one" / RUN).iterdir())
+        p.name for p in (tmp_path / "one" / RUN).iterdir()
+    )
 
 
 def test_visualdl_logs_and_amp_on_cpu_warns(tiny_data, tmp_path):
-    proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path, "-o", "Global.epochs=1", "Global.use_visualdl=true",
-                                           "AMP.use_amp=true"))
+    proc = run_tool(
+        "train.py",
+        *tiny_args(tiny_data, tmp_path, "-o", "Global.epochs=1", "Global.use_visualdl=true", "AMP.use_amp=true"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "AMP.use_amp ignored: Paddle has no mixed-precision autocast on cpu" in proc.stdout
     records = list((tmp_path / RUN / "vdl").glob("vdlrecords.*.log"))

@@ -7,14 +7,27 @@ from hardware import cpu as hw_cpu
 from hardware.device import DeviceError, DeviceSpec, amp_dtype, collective_backend, parse_device
 
 
-@pytest.mark.parametrize("text, spec", [("cpu", DeviceSpec("cpu", 0)), ("GPU:1", DeviceSpec("gpu", 1)),
-                                        ("npu:3", DeviceSpec("npu", 3)), (" xpu ", DeviceSpec("xpu", 0))])
+@pytest.mark.parametrize(
+    "text, spec",
+    [
+        ("cpu", DeviceSpec("cpu", 0)),
+        ("GPU:1", DeviceSpec("gpu", 1)),
+        ("npu:3", DeviceSpec("npu", 3)),
+        (" xpu ", DeviceSpec("xpu", 0)),
+    ],
+)
 def test_parse_device(text, spec):
     assert parse_device(text) == spec
 
 
-@pytest.mark.parametrize("text, message", [("tpu", "unknown device 'tpu'"), ("gpu:x", "must be a non-negative integer"),
-                                           ("gpu:-1", "must be a non-negative integer")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tpu", "unknown device 'tpu'"),
+        ("gpu:x", "must be a non-negative integer"),
+        ("gpu:-1", "must be a non-negative integer"),
+    ],
+)
 def test_parse_device_errors_name_the_string(text, message):
     with pytest.raises(DeviceError, match=message):
         parse_device(text)

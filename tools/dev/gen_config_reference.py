@@ -1,7 +1,7 @@
 """Write docs/config_reference.md from paddle_mm/config_schema.py (the single source of truth).
 
-    python tools/dev/gen_config_reference.py          # rewrite the page
-    python tools/dev/gen_config_reference.py --check  # exit 1 if the page is stale
+python tools/dev/gen_config_reference.py          # rewrite the page
+python tools/dev/gen_config_reference.py --check  # exit 1 if the page is stale
 """
 
 from __future__ import annotations
@@ -65,9 +65,11 @@ def render() -> str:
         if section.doc:
             out.append(f"{section.doc[0].upper()}{section.doc[1:]}.\n")
         if name == "Arch":
-            out.append(f"`Arch.name` is one of: {', '.join(f'`{m}`' for m in list_models())} "
-                       "(`paddle_mm/models/model_configs/<name>.json`). Every field of that file may be overridden "
-                       "here; defaults shown for ViT-B-16.\n")
+            out.append(
+                f"`Arch.name` is one of: {', '.join(f'`{m}`' for m in list_models())} "
+                "(`paddle_mm/models/model_configs/<name>.json`). Every field of that file may be overridden "
+                "here; defaults shown for ViT-B-16.\n"
+            )
         out.append("| key | type | default | meaning |\n|---|---|---|---|")
         out.extend(_rows(section, name))
     return "\n".join(out) + "\n"

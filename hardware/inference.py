@@ -1,0 +1,148 @@
+"""Device decisions for deployed models: Paddle Inference configs, ONNX Runtime providers, thread counts
+and the machine identity that backend measurements are cached under.
+
+Like the rest of ``hardware``, this imports paddle and onnxruntime lazily and never imports paddle_mm.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+from .cpu import cpu_vendor
+from .device import _CUSTOM_TYPES, DeviceError, DeviceSpec, available_devices
+
+# oneDNN keeps compiled primitives per input shape; a dynamic batch and text length would grow that cache
+# without bound, so keep the most recent shapes only (Paddle's own advice for variable-shape models).
+MKLDNN_SHAPE_CACHE = 16
+
+# ONNX Runtime execution providers by device type, in order of preference.
+_ORT_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "gpu": ("CUDAExecutionProvider",),
+    "dcu": ("ROCMExecutionProvider", "MIGraphXExecutionProvider"),
+    "npu": ("CANNExecutionProvider",),
+}
+
+
+def default_threads() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int | None) -> int:
+    """``threads`` or the default; raises ValueError naming a non-positive value."""
+    if threads is None:
+        return default_threads()
+    if int(threads) != threads or threads < 1:
+        raise ValueError(f"threads={threads!r}: use a positive integer, or None for all {default_threads()} cores")
+    return int(threads)
+
+
+def paddle_inference_config(
+    model_file: str, params_file: str, spec: DeviceSpec, threads: int | None = None, mkldnn: bool = True
+):
+    """A ``paddle.inference.Config`` for a ``.json`` + ``.pdiparams`` model on ``spec``.
+
+    On CPU: oneDNN (``mkldnn``) with ``threads`` math threads. On accelerators the device must be present
+    (checked first: an absent custom-device plugin would abort the process, not raise).
+    """
+    import paddle.inference as pi
+
+    config = pi.Config(str(model_file), str(params_file))
+    config.disable_glog_info()
+    config.enable_memory_optim()
+    if spec.type == "cpu":
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(check_threads(threads))
+        if mkldnn:
+            config.enable_mkldnn()
+            config.set_mkldnn_cache_capacity(MKLDNN_SHAPE_CACHE)
+        return config
+    _require_device(spec)
+    if spec.type in ("gpu", "dcu"):
+        config.enable_use_gpu(256, spec.index)
+    elif spec.type == "xpu":
+        config.enable_xpu()
+        config.set_xpu_device_id(spec.index)
+    elif spec.type in _CUSTOM_TYPES:
+        config.enable_custom_device(spec.type, spec.index)
+    else:
+        raise DeviceError(f"Paddle Inference has no configuration for device {str(spec)!r} in paddle_mm yet")
+    return config
+
+
+def _require_device(spec: DeviceSpec) -> None:
+    found = available_devices()
+    if found.get(spec.type, 0) <= spec.index:
+        raise DeviceError(
+            f"device {str(spec)!r} is not available to Paddle on this machine (available: {found}); "
+            "use device='cpu' or install the Paddle build / plugin for this accelerator"
+        )
+
+
+def onnxruntime_providers(spec: DeviceSpec) -> list[str | tuple[str, dict]]:
+    """ONNX Runtime providers for ``spec`` (CPU last as the fallback for unsupported ops).
+
+    Raises DeviceError naming the providers this onnxruntime build has when none fits the device.
+    """
+    import onnxruntime as ort
+
+    if spec.type == "cpu":
+        return ["CPUExecutionProvider"]
+    have = ort.get_available_providers()
+    for name in _ORT_PROVIDERS.get(spec.type, ()):
+        if name in have:
+            return [(name, {"device_id": spec.index}), "CPUExecutionProvider"]
+    raise DeviceError(
+        f"this onnxruntime build has no provider for device {str(spec)!r} (it has {have}); "
+        "install the onnxruntime package for that accelerator or use the paddle_inference backend"
+    )
+
+
+def onnxruntime_session_options(threads: int | None = None):
+    """Session options: all graph optimizations, ``threads`` intra-op threads, sequential execution."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = check_threads(threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: the export's unused-initializer notes are not news
+    return options
+
+
+def machine_fingerprint() -> dict[str, str]:
+    """What makes a speed measurement valid only on this machine: CPU model and count, accelerator kind,
+    and the versions of the runtimes measured. Cached backend choices are keyed by it."""
+    return {
+        "cpu": _cpu_model() or platform.processor() or platform.machine(),
+        "cpu_vendor": cpu_vendor(),
+        "cores": str(default_threads()),
+        "machine": platform.machine(),
+        "paddlepaddle": _version("paddlepaddle"),
+        "onnxruntime": _version("onnxruntime"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
