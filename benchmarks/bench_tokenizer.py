@@ -49,8 +49,16 @@ SUBJECTS = [
 ]
 ACTIONS = ["正在睡觉", "在草地上奔跑", "站在门口", "停在路边", "吃竹子", "在公园里打太极拳", "飞过天空", "冒着热气"]
 PLACES = ["在北京的胡同里", "在海边", "在雨后的街道上", "在樱花树下", "在超市", "在山顶", "在夕阳下", ""]
-ENGLISH = ["a photo of a cat", "two dogs playing frisbee", "sunset over the sea", "a red car parked outside",
-           "people walking in Shanghai", "a bowl of noodles", "the Great Wall in winter", "an iPhone 15 Pro case"]  # fmt: skip
+ENGLISH = [
+    "a photo of a cat",
+    "two dogs playing frisbee",
+    "sunset over the sea",
+    "a red car parked outside",
+    "people walking in Shanghai",
+    "a bowl of noodles",
+    "the Great Wall in winter",
+    "an iPhone 15 Pro case",
+]
 EXTRAS = ["", "，高清", "。", "！", " 4K", "（摄影）", " #旅行", " 2024年"]
 
 

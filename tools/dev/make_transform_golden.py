@@ -110,9 +110,8 @@ def main() -> None:
             arrays[f"mean/{name}/{size}"] = tensor.astype(np.float64).mean(axis=(1, 2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
-    print(
-        f"wrote {len(arrays)} arrays for {len(images) + len(photos)} images to {args.out} ({args.out.stat().st_size} bytes)"
-    )
+    size = args.out.stat().st_size
+    print(f"wrote {len(arrays)} arrays for {len(images) + len(photos)} images to {args.out} ({size} bytes)")
 
 
 if __name__ == "__main__":
