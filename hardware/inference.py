@@ -55,7 +55,6 @@ def paddle_inference_config(
 
     config = pi.Config(str(model_file), str(params_file))
     config.disable_glog_info()
-    config.enable_memory_optim()
     if spec.type == "cpu":
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(check_threads(threads))

@@ -1,0 +1,158 @@
+"""Export a CLIP model for deployment: Paddle inference graphs, cleaned ONNX, INT8 towers, inference.yml.
+
+:func:`export_model` writes into ``out_dir`` (see :mod:`paddle_mm.inference.model_dir` for the layout),
+verifies every written graph against the eager model at several batch sizes, and only then writes
+``inference.yml``: a directory without it is an unfinished or failed export, and predictors refuse it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from hardware import DeviceSpec
+
+from ..inference.model_dir import INFERENCE_YML, ExportInfo, GraphInfo, write_inference_yml
+from ..text.tokenizer import WordPieceTokenizer
+from ..vision.transforms import ImageTransform
+from .graphs import GRAPHS, GraphSpec, graph_specs
+from .onnx_export import DEFAULT_OPSET, paddle_to_onnx, save_onnx
+from .quantize import quantize_int8
+from .verify import verify_export
+
+TOWERS = ("image", "text")  # graphs that get an INT8 variant
+
+
+@dataclass
+class ExportOptions:
+    """What to write and how strictly to check it.
+
+    graphs: any of ``image``, ``text``, ``clip``. onnx: also write ONNX (needed for INT8). int8: quantized
+    towers. verify_batches: batch sizes every variant is checked at. atol: allowed max abs diff of fp32
+    variants, relative to max(1, max |output|). int8_min_cosine: lowest allowed feature cosine of INT8.
+    """
+
+    graphs: tuple[str, ...] = GRAPHS
+    onnx: bool = True
+    int8: bool = True
+    opset: int = DEFAULT_OPSET
+    verify_batches: tuple[int, ...] = (1, 3, 8)
+    atol: float = 1e-4
+    int8_min_cosine: float = 0.99
+    threads: int | None = None
+
+    def check(self) -> None:
+        unknown = [g for g in self.graphs if g not in GRAPHS]
+        if unknown or not self.graphs:
+            raise ValueError(f"graphs {list(self.graphs)}: choose a non-empty subset of {list(GRAPHS)}")
+        if self.int8 and not self.onnx:
+            raise ValueError("int8=True needs onnx=True: INT8 towers are quantized from the ONNX export")
+        if not self.verify_batches or min(self.verify_batches) < 1:
+            raise ValueError(f"verify_batches {self.verify_batches}: give one or more positive batch sizes")
+
+
+def export_model(model: paddle.nn.Layer, out_dir: str | Path, transform: ImageTransform, model_name: str = "",
+                 options: ExportOptions | None = None, log=print) -> ExportInfo:
+    """Write, verify and describe the export of ``model`` (a CLIP in eval mode) into ``out_dir``.
+
+    ``transform`` is the image pre-processing the model was trained with (its size must equal the model's
+    ``image_resolution``). Raises ExportVerificationError, leaving no inference.yml, when a graph disagrees.
+    """
+    options = options or ExportOptions()
+    options.check()
+    cfg = model.config
+    if transform.size != cfg.image_resolution:
+        raise ValueError(f"transform size {transform.size} differs from the model's image_resolution "
+                         f"{cfg.image_resolution}; export with ImageTransform(size={cfg.image_resolution})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / INFERENCE_YML).unlink(missing_ok=True)  # the directory is not a valid export until verified
+    model.eval()
+    specs = graph_specs(cfg.image_resolution, cfg.embed_dim)
+    export: dict[str, Any] = {"id": uuid.uuid4().hex, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                              "opset": options.opset if options.onnx else None, "versions": _versions()}
+    graphs = {}
+    for name in options.graphs:
+        start = time.perf_counter()
+        graphs[name], int8 = _export_graph(model, specs[name], out_dir, options)
+        if int8:
+            export.setdefault("int8", {})[name] = int8
+        log(f"[export] {name}: {', '.join(f'{b}/{p}' for b, p in graphs[name].variants())} "
+            f"({time.perf_counter() - start:.1f} s)")
+    info = ExportInfo(out_dir, _model_section(cfg, model_name), _preprocess(transform, cfg, out_dir),
+                      {"l2_normalize": True}, graphs, export)
+    start = time.perf_counter()
+    export["verification"] = {"batches": list(options.verify_batches), "atol": options.atol,
+                              "int8_min_cosine": options.int8_min_cosine,
+                              "results": verify_export(model, info, specs, options.verify_batches, options.atol,
+                                                       options.int8_min_cosine, DeviceSpec("cpu"), options.threads)}
+    log(f"[export] verified {len(graphs)} graphs at batch sizes {list(options.verify_batches)} "
+        f"({time.perf_counter() - start:.1f} s)")
+    write_inference_yml(info)
+    return info
+
+
+def _export_graph(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path,
+                  options: ExportOptions) -> tuple[GraphInfo, dict[str, Any] | None]:
+    files: dict[str, dict[str, list[str]]] = {"fp32": {"paddle_inference": save_paddle(model, spec, out_dir)}}
+    int8 = None
+    if options.onnx:
+        onnx_files = save_onnx(paddle_to_onnx(out_dir / f"{spec.name}.json", out_dir / f"{spec.name}.pdiparams",
+                                              spec, options.opset), out_dir / f"{spec.name}.onnx")
+        files["fp32"]["onnxruntime"] = onnx_files
+        if options.int8 and spec.name in TOWERS:
+            int8_name = f"{spec.name}.int8.onnx"
+            int8 = quantize_int8(out_dir / onnx_files[0], out_dir / int8_name, external_data=len(onnx_files) > 1)
+            files["int8"] = {"onnxruntime": [int8_name]}
+    inputs = [t.as_dict() for t in spec.inputs]
+    outputs = [t.as_dict() for t in spec.outputs]
+    return GraphInfo(spec.name, inputs, outputs, files), int8
+
+
+def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[str]:
+    """``paddle.jit.save`` one graph with a dynamic batch; return the written file names (json, pdiparams)."""
+    layer = spec.layer(model)
+    layer.eval()
+    static = paddle.jit.to_static(layer, input_spec=spec.input_spec(), full_graph=True)
+    paddle.jit.save(static, str(out_dir / spec.name))
+    names = [f"{spec.name}.json", f"{spec.name}.pdiparams"]
+    missing = [n for n in names if not (out_dir / n).is_file()]
+    if missing:
+        raise RuntimeError(f"paddle.jit.save did not write {missing} in {out_dir}; Paddle >= 3.0 (PIR) is required")
+    return names
+
+
+def _model_section(cfg, model_name: str) -> dict[str, Any]:
+    return {"name": model_name, "embed_dim": cfg.embed_dim, "image_resolution": cfg.image_resolution,
+            "context_length": cfg.context_length, "pad_id": cfg.pad_id}
+
+
+def _preprocess(transform: ImageTransform, cfg, out_dir: Path) -> dict[str, Any]:
+    tokenizer = WordPieceTokenizer(context_length=cfg.context_length)
+    if tokenizer.pad_id != cfg.pad_id or tokenizer.vocab_size > cfg.vocab_size:
+        raise ValueError(f"the bundled vocabulary (size {tokenizer.vocab_size}, [PAD] {tokenizer.pad_id}) does not fit "
+                         f"the model (vocab_size {cfg.vocab_size}, pad_id {cfg.pad_id})")
+    vocab = Path(tokenizer.save_vocabulary(out_dir)).name
+    return {
+        "image": {"size": transform.size, "mean": list(transform.mean), "std": list(transform.std),
+                  "interpolation": transform.interpolation, "layout": "NCHW RGB float32"},
+        "text": {"tokenizer": "chinese_clip_wordpiece", "vocab_file": vocab, "context_length": cfg.context_length,
+                 "pad_id": cfg.pad_id},
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for package in ("paddlepaddle", "paddle2onnx", "onnx", "onnxruntime"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "absent"
+    return found

@@ -1,0 +1,174 @@
+"""Predictor: an exported directory -> normalized features and image-text scores, on a chosen backend.
+
+    p = Predictor("inference/", backend="auto", precision="fp32")
+    img = p.encode_images(["a.jpg", "b.png"])           # (2, D), L2-normalized
+    txt = p.encode_texts(["一只猫", "一只狗"])              # (2, D)
+    logits = p.score(["a.jpg"], ["一只猫", "一只狗"])       # (1, 2): the combined graph
+
+Pre-processing (Chinese-CLIP's resize + normalize, its WordPiece tokenizer) is rebuilt from
+``inference.yml`` and ``vocab.txt`` alone. Inputs are cut into batches of ``batch_size``; each text batch
+drops its all-padding columns (exact: pad keys are masked) so short captions cost less.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hardware import DeviceSpec, parse_device
+
+from ..text.tokenizer import WordPieceTokenizer
+from ..vision.transforms import ImageTransform
+from . import auto
+from .backends import Backend, build_backend
+from .model_dir import BACKENDS, PRECISIONS, ExportDirError, ExportInfo, read_inference_yml
+
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+class Predictor:
+    """Runs an export directory written by ``tools/export_model.py``.
+
+    Args:
+        model_dir: the export directory (holding ``inference.yml``).
+        backend: ``paddle_inference``, ``onnxruntime`` or ``auto`` (fastest here, measured once and cached;
+            see :mod:`paddle_mm.inference.auto`).
+        precision: ``fp32`` or ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph).
+        device: ``cpu``, ``gpu:0``, ``npu:0``...; checked by :mod:`hardware`.
+        threads: CPU threads per backend (default: the cores this process may use).
+        batch_size: inputs per backend call.
+    """
+
+    def __init__(self, model_dir: str | Path, backend: str = "auto", precision: str = "fp32", device: str = "cpu",
+                 threads: int | None = None, batch_size: int = 8, cache_dir: str | Path | None = None):
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKEND_CHOICES}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: use a positive integer")
+        self.info: ExportInfo = read_inference_yml(model_dir)
+        self.backend, self.precision, self.batch_size = backend, precision, batch_size
+        self.device: DeviceSpec = parse_device(device)
+        self.threads = threads
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.transform, self.tokenizer = _preprocessors(self.info)
+        self.pad_id = int(self.info.preprocess["text"]["pad_id"])
+        self._runners: dict[str, Backend] = {}
+        self.choices: dict[str, auto.Choice] = {}  # graph -> what auto picked (when backend="auto")
+
+    # -- backends --------------------------------------------------------------------------------------------
+    def runner(self, graph: str) -> Backend:
+        """The backend running ``graph`` (built, and for ``auto`` chosen, on first use)."""
+        if graph not in self._runners:
+            self._runners[graph] = self._build(graph)
+        return self._runners[graph]
+
+    def _build(self, graph: str) -> Backend:
+        if self.backend != "auto":
+            return build_backend(self.backend, self.info.files(graph, self.backend, self.precision), self.device,
+                                 self.threads)
+        variants = [b for b, p in self.info.graph(graph).variants() if p == self.precision]
+        if not variants:
+            raise ExportDirError(f"{self.info.directory}: graph {graph!r} has no {self.precision} model; "
+                                 f"use precision='fp32' or re-export with INT8")
+        candidates = {b: self._builder(graph, b) for b in variants}
+        backend, choice = auto.choose(candidates, self.sample_feeds(graph), self._key(graph),
+                                      directory=self.cache_dir)
+        self.choices[graph] = choice
+        return backend
+
+    def _builder(self, graph: str, backend: str):
+        files = self.info.files(graph, backend, self.precision)
+        return lambda: build_backend(backend, files, self.device, self.threads)
+
+    def _key(self, graph: str) -> dict[str, str]:
+        from hardware.inference import check_threads, machine_fingerprint
+
+        return {"export_id": str(self.info.export.get("id", self.info.directory.resolve())), "graph": graph,
+                "precision": self.precision, "device": str(self.device), "threads": str(check_threads(self.threads)),
+                "batch": str(self.batch_size), **machine_fingerprint()}
+
+    def sample_feeds(self, graph: str, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs of the graph's shapes (full-length text): what ``auto`` measures with."""
+        rng = np.random.default_rng(seed)
+        batch = batch or self.batch_size
+        feeds = {}
+        for name in self.info.graph(graph).input_names():
+            if name == "pixel_values":
+                size = self.transform.size
+                feeds[name] = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+            else:
+                ids = rng.integers(1000, self.tokenizer.vocab_size, (batch, self.tokenizer.context_length))
+                ids[:, 0] = self.tokenizer.cls_id
+                feeds[name] = ids.astype(np.int64)
+        return feeds
+
+    # -- features --------------------------------------------------------------------------------------------
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        """L2-normalized features (N, D) of images (paths, bytes, uint8 arrays, PIL images)."""
+        return self.encode_pixels(self.preprocess_images(images))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalized features (N, D) of texts."""
+        return self.encode_ids(self.tokenizer.encode_batch(list(texts)))
+
+    def preprocess_images(self, images: Sequence[Any]) -> np.ndarray:
+        """float32 (N, 3, S, S) model inputs, as Chinese-CLIP preprocesses them."""
+        size = self.transform.size
+        if not len(images):
+            return np.zeros((0, 3, size, size), np.float32)
+        return np.stack([self.transform(image) for image in images])
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Features of preprocessed images, batched through the image graph."""
+        runner = self.runner("image")
+        out = [runner.run({"pixel_values": pixels[i:i + self.batch_size]})[0]
+               for i in range(0, len(pixels), self.batch_size)]
+        return _normalize(np.concatenate(out) if out else self._empty())
+
+    def encode_ids(self, input_ids: np.ndarray) -> np.ndarray:
+        """Features of token ids [N, L], batched through the text graph."""
+        runner = self.runner("text")
+        out = [runner.run({"input_ids": trim_padding(input_ids[i:i + self.batch_size], self.pad_id)})[0]
+               for i in range(0, len(input_ids), self.batch_size)]
+        return _normalize(np.concatenate(out) if out else self._empty())
+
+    def score(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
+        """``logits_per_image`` (len(images), len(texts)) from the combined graph in one call."""
+        if self.precision != "fp32":
+            raise ExportDirError("the combined graph is exported in fp32 only; score with precision='fp32', or "
+                                 "compare encode_images and encode_texts of an int8 predictor")
+        feeds = {"pixel_values": self.preprocess_images(images),
+                 "input_ids": trim_padding(self.tokenizer.encode_batch(list(texts)), self.pad_id)}
+        return self.runner("clip").run(feeds)[2]
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, int(self.info.model["embed_dim"])), np.float32)
+
+
+def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
+    """Drop trailing columns that are padding in every row (exact: pad keys are masked in attention).
+
+    The same as ``paddle_mm.engine.data.trim_padding``, repeated here because that module imports paddle
+    and an ONNX Runtime deployment should not need it."""
+    used = np.flatnonzero((input_ids != pad_id).any(axis=0))
+    return np.ascontiguousarray(input_ids[:, : (used[-1] + 1 if used.size else 1)])
+
+
+def _normalize(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=-1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def _preprocessors(info: ExportInfo) -> tuple[ImageTransform, WordPieceTokenizer]:
+    image, text = info.preprocess["image"], info.preprocess["text"]
+    transform = ImageTransform(size=int(image["size"]), mean=tuple(image["mean"]), std=tuple(image["std"]),
+                               interpolation=image["interpolation"])
+    tokenizer = WordPieceTokenizer(info.directory / text["vocab_file"], context_length=int(text["context_length"]))
+    if tokenizer.pad_id != int(text["pad_id"]):
+        raise ExportDirError(f"{info.directory}: vocab.txt's [PAD] id is {tokenizer.pad_id} but inference.yml says "
+                             f"pad_id {text['pad_id']}; re-export so that the model and vocabulary agree")
+    return transform, tokenizer
