@@ -1,18 +1,25 @@
 """Chinese-CLIP in Paddle.
 
 Chinese-CLIP (Yang et al., 2022, "Chinese CLIP: Contrastive Vision-Language Pretraining in Chinese")
-pairs a CLIP ViT image tower with a BERT / RoBERTa-wwm text tower pooled at [CLS]. Parameter names
-follow cn_clip's state dict (``visual.transformer.resblocks.0.attn.in_proj_weight``,
-``bert.encoder.layer.0.attention.self.query.weight``, ...) so official checkpoints map one to one;
-the only layout difference is that Paddle stores Linear weights as [in, out] (torch: [out, in]).
+pairs a CLIP image tower (a ViT, or for RN50 OpenAI CLIP's ModifiedResNet with attention pooling) with a
+BERT / RoBERTa-wwm text tower pooled at [CLS]. Parameter and buffer names follow cn_clip's state dict
+(``visual.transformer.resblocks.0.attn.in_proj_weight``, ``visual.layer1.0.bn1.running_mean``,
+``bert.encoder.layer.0.attention.self.query.weight``, ...) so official checkpoints map one to one; the only
+layout difference is that Paddle stores Linear weights as [in, out] (torch: [out, in]).
 
-Read top to bottom: activations and attention, the vision tower, the BERT text tower, then CLIP.
+Training-only switches from the config: ``grad_checkpointing`` (recompute each transformer block in backward
+instead of keeping its activations) and ``mask_ratio`` (FLIP: drop that share of the ViT's patch tokens at
+random). Neither changes anything in eval mode.
+
+Read top to bottom: activations and attention, the ResNet image tower, the ViT image tower, the BERT text
+tower, then CLIP.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import paddle
 import paddle.nn as nn
@@ -24,13 +31,18 @@ _BERT_MASK_VALUE = -10000.0
 
 @dataclass
 class CLIPConfig:
-    """The architecture, with cn_clip's field names (see ``model_configs/*.json``)."""
+    """The architecture, with cn_clip's field names (see ``model_configs/*.json``).
+
+    ``vision_layers`` picks the image tower as in cn_clip: an int is the depth of a ViT; a list of four
+    ints is the number of bottleneck blocks per stage of a ModifiedResNet (RN50: ``[3, 4, 6, 3]``, with
+    ``vision_patch_size`` null).
+    """
 
     embed_dim: int
     image_resolution: int
-    vision_layers: int
+    vision_layers: int | list[int]
     vision_width: int
-    vision_patch_size: int
+    vision_patch_size: int | None
     vocab_size: int
     text_hidden_size: int
     text_num_hidden_layers: int
@@ -46,17 +58,53 @@ class CLIPConfig:
     # No default on purpose in spirit: these two must match the tokenizer (cn_clip: [PAD] = 0, 52 tokens).
     context_length: int = 52
     pad_id: int = 0
+    # Training-time switches (eval outputs do not depend on them).
+    grad_checkpointing: bool = False  # recompute transformer blocks in backward: less memory, one more forward
+    mask_ratio: float = 0.0  # FLIP patch dropout for ViT towers: share of patch tokens dropped per image
+
+    @property
+    def is_resnet(self) -> bool:
+        return isinstance(self.vision_layers, (list, tuple))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CLIPConfig":
+    def from_dict(cls, d: dict[str, Any]) -> "CLIPConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise KeyError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the field when the combination cannot be built."""
+        if self.is_resnet:
+            if len(self.vision_layers) != 4 or not all(isinstance(n, int) and n > 0 for n in self.vision_layers):
+                raise ValueError(
+                    f"vision_layers {self.vision_layers!r}: a ResNet needs four positive block counts "
+                    "(RN50: [3, 4, 6, 3])"
+                )
+            if self.image_resolution % 32:
+                raise ValueError(f"image_resolution {self.image_resolution} must be a multiple of 32 for a ResNet")
+            if self.mask_ratio:
+                raise ValueError(
+                    f"mask_ratio {self.mask_ratio} applies to ViT image towers only (as in cn_clip); "
+                    "set it to 0 for a ResNet"
+                )
+        elif self.vision_patch_size is None:
+            raise ValueError("vision_patch_size is null but vision_layers is an int (a ViT): give the patch size")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio {self.mask_ratio} must be in [0, 1)")
 
 
 # ----------------------------------------------------------------------------- shared layers
+
+
+def _recompute(layer: nn.Layer, *args: paddle.Tensor) -> paddle.Tensor:
+    """Run ``layer`` without storing its activations; backward runs it again (gradient checkpointing)."""
+    from paddle.distributed.fleet.utils import recompute  # imported on first use: the import costs seconds
+
+    return recompute(layer, *args)
 
 
 class QuickGELU(nn.Layer):
@@ -110,19 +158,190 @@ class ResidualAttentionBlock(nn.Layer):
 class Transformer(nn.Layer):
     def __init__(self, width: int, layers: int, heads: int):
         super().__init__()
+        self.grad_checkpointing = False
         self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads) for _ in range(layers)])
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if self.grad_checkpointing and self.training:
+            for block in self.resblocks:
+                x = _recompute(block, x)
+            return x
         return self.resblocks(x)
 
 
-# ----------------------------------------------------------------------------- vision tower
+# ----------------------------------------------------------------------------- ResNet image tower (RN50)
+
+
+class BatchNorm(nn.Layer):
+    """2-D batch norm with torch's names (``running_mean``, ``running_var``, ``num_batches_tracked``).
+
+    Paddle's BatchNorm2D calls its statistics ``_mean`` / ``_variance``; these names let ResNet checkpoints
+    map one to one. Same defaults as torch (eps 1e-5, momentum 0.1 on the new batch).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = self.create_parameter([num_features], default_initializer=nn.initializer.Constant(1.0))
+        self.bias = self.create_parameter([num_features], is_bias=True)
+        self.register_buffer("running_mean", paddle.zeros([num_features]))
+        self.register_buffer("running_var", paddle.ones([num_features]))
+        self.register_buffer("num_batches_tracked", paddle.zeros([], dtype="int64"))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not self.training:
+            return self._batch_norm(x)
+        old_var = self.running_var.clone()
+        out = self._batch_norm(x)
+        with paddle.no_grad():
+            paddle.assign(self.num_batches_tracked + 1, self.num_batches_tracked)
+            # Paddle updates running_var with the biased batch variance, torch with the unbiased one: rescale
+            # the batch part, (1 - m) * old + m * var * n / (n - 1), so running statistics evolve as in cn_clip.
+            n = math.prod(x.shape) // x.shape[1]  # values per channel
+            if n > 1:
+                decayed = (1.0 - self.momentum) * old_var
+                paddle.assign(decayed + (self.running_var - decayed) * (n / (n - 1)), self.running_var)
+        return out
+
+    def _batch_norm(self, x: paddle.Tensor) -> paddle.Tensor:
+        # Paddle's momentum weights the running statistic, torch's the batch statistic.
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            training=self.training,
+            momentum=1.0 - self.momentum,
+            epsilon=self.eps,
+        )
+
+
+class Bottleneck(nn.Layer):
+    """ResNet bottleneck with anti-aliased downsampling: an average pool before strided paths."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2D(inplanes, planes, 1, bias_attr=False)
+        self.bn1 = BatchNorm(planes)
+        self.conv2 = nn.Conv2D(planes, planes, 3, padding=1, bias_attr=False)
+        self.bn2 = BatchNorm(planes)
+        self.avgpool = nn.AvgPool2D(stride) if stride > 1 else nn.Identity()
+        self.conv3 = nn.Conv2D(planes, planes * self.expansion, 1, bias_attr=False)
+        self.bn3 = BatchNorm(planes * self.expansion)
+        self.relu = nn.ReLU()
+        self.downsample = None
+        if stride > 1 or inplanes != planes * self.expansion:
+            self.downsample = nn.Sequential(
+                ("-1", nn.AvgPool2D(stride)),  # the names "-1", "0", "1" are cn_clip's
+                ("0", nn.Conv2D(inplanes, planes * self.expansion, 1, bias_attr=False)),
+                ("1", BatchNorm(planes * self.expansion)),
+            )
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.avgpool(self.relu(self.bn2(self.conv2(out))))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class AttentionPool2d(nn.Layer):
+    """Pool a feature map with one multi-head attention query: the mean token, attending over all positions."""
+
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"ResNet feature width {embed_dim} is not divisible by {num_heads} attention heads")
+        self.positional_embedding = self.create_parameter(
+            [spacial_dim**2 + 1, embed_dim], default_initializer=nn.initializer.Normal(std=embed_dim**-0.5)
+        )
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.c_proj = nn.Linear(embed_dim, output_dim)
+        self.num_heads = num_heads
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        B, C, H, W = x.shape
+        nh, hd = self.num_heads, C // self.num_heads
+        x = x.reshape([B, C, H * W]).transpose([0, 2, 1])  # (B, HW, C)
+        x = paddle.concat([x.mean(axis=1, keepdim=True), x], axis=1) + self.positional_embedding  # (B, 1+HW, C)
+        # cn_clip attends from every position and keeps position 0; computing only that query gives the same.
+        q = self.q_proj(x[:, :1]).reshape([B, 1, nh, hd]).transpose([0, 2, 1, 3])  # (B, nh, 1, hd)
+        k = self.k_proj(x).reshape([B, -1, nh, hd]).transpose([0, 2, 1, 3])  # (B, nh, 1+HW, hd)
+        v = self.v_proj(x).reshape([B, -1, nh, hd]).transpose([0, 2, 1, 3])  # (B, nh, 1+HW, hd)
+        attn = F.softmax(paddle.matmul(q * hd**-0.5, k, transpose_y=True), axis=-1)  # (B, nh, 1, 1+HW)
+        out = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([B, C])  # (B, C)
+        return self.c_proj(out)
+
+
+class ModifiedResNet(nn.Layer):
+    """OpenAI CLIP's ResNet: a 3-conv stem with an average pool, anti-aliased strided blocks, attention pooling."""
+
+    def __init__(self, layers: list[int], output_dim: int, heads: int, input_resolution: int, width: int):
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.conv1 = nn.Conv2D(3, width // 2, kernel_size=3, stride=2, padding=1, bias_attr=False)
+        self.bn1 = BatchNorm(width // 2)
+        self.conv2 = nn.Conv2D(width // 2, width // 2, kernel_size=3, padding=1, bias_attr=False)
+        self.bn2 = BatchNorm(width // 2)
+        self.conv3 = nn.Conv2D(width // 2, width, kernel_size=3, padding=1, bias_attr=False)
+        self.bn3 = BatchNorm(width)
+        self.avgpool = nn.AvgPool2D(2)
+        self.relu = nn.ReLU()
+        self._inplanes = width  # grows as _make_layer adds stages
+        self.layer1 = self._make_layer(width, layers[0])
+        self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
+        self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        layers = [Bottleneck(self._inplanes, planes, stride)]
+        self._inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self._inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            x = self.relu(bn(conv(x)))
+        x = self.avgpool(x)  # (B, width, S/4, S/4)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 32 * width, S/32, S/32)
+        return self.attnpool(x)  # (B, output_dim)
+
+
+# ----------------------------------------------------------------------------- ViT image tower
+
+
+def random_masking(x: paddle.Tensor, mask_ratio: float) -> paddle.Tensor:
+    """FLIP patch dropout (cn_clip's ``random_masking``): keep the class token and a random
+    ``int((L - 1) * (1 - mask_ratio))`` of the L - 1 patch tokens, chosen per image."""
+    B, L, D = x.shape
+    keep = int((L - 1) * (1 - mask_ratio))
+    ids_keep = paddle.argsort(paddle.rand([B, L - 1]), axis=1)[:, :keep] + 1  # (B, keep) patch positions
+    patches = paddle.take_along_axis(x, ids_keep.unsqueeze(-1).expand([B, keep, D]), axis=1)  # (B, keep, D)
+    return paddle.concat([x[:, :1, :], patches], axis=1)  # (B, 1 + keep, D)
 
 
 class VisualTransformer(nn.Layer):
-    """ViT: patchify, prepend a class token, transformer, LayerNorm on the class token, project."""
+    """ViT: patchify, prepend a class token, transformer, LayerNorm on the class token, project.
 
-    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int):
+    With ``mask_ratio`` > 0, training drops that share of the patch tokens (after the position embedding).
+    """
+
+    def __init__(
+        self,
+        input_resolution: int,
+        patch_size: int,
+        width: int,
+        layers: int,
+        heads: int,
+        output_dim: int,
+        mask_ratio: float = 0.0,
+    ):
         super().__init__()
         if input_resolution % patch_size:
             raise ValueError(
@@ -130,6 +349,7 @@ class VisualTransformer(nn.Layer):
                 "choose sizes that divide evenly"
             )
         self.input_resolution = input_resolution
+        self.mask_ratio = mask_ratio
         self.conv1 = nn.Conv2D(3, width, kernel_size=patch_size, stride=patch_size, bias_attr=False)
         scale = width**-0.5
         n_patches = (input_resolution // patch_size) ** 2
@@ -148,8 +368,10 @@ class VisualTransformer(nn.Layer):
         x = x.reshape([B, W, -1]).transpose([0, 2, 1])  # (B, grid*grid, width)
         cls = self.class_embedding.reshape([1, 1, W]).expand([B, 1, W])
         x = paddle.concat([cls.astype(x.dtype), x], axis=1)  # (B, 1 + grid*grid, width)
-        x = self.ln_pre(x + self.positional_embedding)
-        x = self.transformer(x)
+        x = x + self.positional_embedding
+        if self.training and self.mask_ratio > 0:
+            x = random_masking(x, self.mask_ratio)  # (B, 1 + kept patches, width)
+        x = self.transformer(self.ln_pre(x))
         return paddle.matmul(self.ln_post(x[:, 0, :]), self.proj)  # (B, output_dim)
 
 
@@ -249,11 +471,12 @@ class BertLayer(nn.Layer):
 class BertEncoder(nn.Layer):
     def __init__(self, cfg: CLIPConfig):
         super().__init__()
+        self.grad_checkpointing = False
         self.layer = nn.LayerList([BertLayer(cfg) for _ in range(cfg.text_num_hidden_layers)])
 
     def forward(self, x: paddle.Tensor, mask_bias: paddle.Tensor) -> paddle.Tensor:
         for layer in self.layer:
-            x = layer(x, mask_bias)
+            x = _recompute(layer, x, mask_bias) if self.grad_checkpointing and self.training else layer(x, mask_bias)
         return x
 
 
@@ -280,24 +503,43 @@ class BertModel(nn.Layer):
 
 
 class CLIP(nn.Layer):
-    """Dual encoder. ``forward`` returns a dict: normalized features, logits and the logit scale."""
+    """Dual encoder. ``forward`` returns a dict: normalized features, logits and the logit scale.
+
+    The image tower is a ModifiedResNet when ``cfg.vision_layers`` is a list (RN50), else a ViT.
+    ``grad_checkpointing`` covers the ViT and BERT blocks; like cn_clip it leaves a ResNet tower alone (recomputing
+    a block would update its BatchNorm statistics twice).
+    """
 
     def __init__(self, cfg: CLIPConfig):
         super().__init__()
+        cfg.check()
         self.config = cfg
-        if cfg.vision_width % cfg.vision_head_width:
-            raise ValueError(
-                f"vision_width {cfg.vision_width} is not divisible by vision_head_width {cfg.vision_head_width}"
+        if cfg.is_resnet:
+            # cn_clip: the attention pool works on 32 * width channels, split into heads of vision_head_width.
+            self.visual = ModifiedResNet(
+                layers=list(cfg.vision_layers),
+                output_dim=cfg.embed_dim,
+                heads=cfg.vision_width * 32 // cfg.vision_head_width,
+                input_resolution=cfg.image_resolution,
+                width=cfg.vision_width,
             )
-        self.visual = VisualTransformer(
-            input_resolution=cfg.image_resolution,
-            patch_size=cfg.vision_patch_size,
-            width=cfg.vision_width,
-            layers=cfg.vision_layers,
-            heads=cfg.vision_width // cfg.vision_head_width,
-            output_dim=cfg.embed_dim,
-        )
+        else:
+            if cfg.vision_width % cfg.vision_head_width:
+                raise ValueError(
+                    f"vision_width {cfg.vision_width} is not divisible by vision_head_width {cfg.vision_head_width}"
+                )
+            self.visual = VisualTransformer(
+                input_resolution=cfg.image_resolution,
+                patch_size=cfg.vision_patch_size,
+                width=cfg.vision_width,
+                layers=cfg.vision_layers,
+                heads=cfg.vision_width // cfg.vision_head_width,
+                output_dim=cfg.embed_dim,
+                mask_ratio=cfg.mask_ratio,
+            )
+            self.visual.transformer.grad_checkpointing = cfg.grad_checkpointing
         self.bert = BertModel(cfg)
+        self.bert.encoder.grad_checkpointing = cfg.grad_checkpointing
         self.text_projection = self.create_parameter(
             [cfg.text_hidden_size, cfg.embed_dim],
             default_initializer=nn.initializer.Normal(std=cfg.text_hidden_size**-0.5),
@@ -306,7 +548,8 @@ class CLIP(nn.Layer):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """BERT's normal(0.02) init for the text tower; open_clip's depth-scaled init for the ViT."""
+        """BERT's normal(0.02) init for the text tower; open_clip's depth-scaled init for the ViT; cn_clip's
+        init for the ResNet (attention pool ~ N(0, 1/width), last BatchNorm of each block zero)."""
         cfg = self.config
         normal = nn.initializer.Normal
         for layer in self.bert.sublayers():
@@ -314,6 +557,14 @@ class CLIP(nn.Layer):
                 normal(std=cfg.text_initializer_range)(layer.weight)
             if isinstance(layer, nn.Linear) and layer.bias is not None:
                 nn.initializer.Constant(0.0)(layer.bias)
+        if isinstance(self.visual, ModifiedResNet):
+            pool = self.visual.attnpool
+            for linear in (pool.q_proj, pool.k_proj, pool.v_proj, pool.c_proj):
+                normal(std=pool.c_proj.weight.shape[0] ** -0.5)(linear.weight)
+            for stage in (self.visual.layer1, self.visual.layer2, self.visual.layer3, self.visual.layer4):
+                for block in stage:
+                    nn.initializer.Constant(0.0)(block.bn3.weight)  # each residual branch starts as identity
+            return
         width, depth = cfg.vision_width, cfg.vision_layers
         proj_std = width**-0.5 * (2 * depth) ** -0.5
         for block in self.visual.transformer.resblocks:
