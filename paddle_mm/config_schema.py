@@ -236,14 +236,32 @@ def arch_fields(name: str) -> Section:
     fields: dict[str, Any] = {
         "name": Field(STR, doc="named architecture", choices=tuple(list_models())),
         "freeze_vision": Field(BOOL, False, "freeze the image tower (LiT stage 1)"),
+        "grad_checkpointing": Field(
+            BOOL,
+            False,
+            "recompute each ViT / BERT block in backward instead of keeping its activations "
+            "(less memory, about one more forward; a ResNet tower is left as is, as in cn_clip)",
+        ),
+        "mask_ratio": Field(
+            FLOAT,
+            0.0,
+            "FLIP patch dropout: share of a ViT's patch tokens dropped at random in training (0: off; "
+            "eval never drops)",
+            check=_ratio,
+        ),
     }
     try:
         base = get_model_config(name)
     except KeyError:
         base = {}
     for key, value in base.items():
-        kind = FLOAT if isinstance(value, float) else (type(value),)
-        fields[key] = Field(kind, None, f"override the named model's {key} (default {value!r})")
+        doc = f"override the named model's {key} (default {value!r})"
+        if isinstance(value, list):  # RN50's vision_layers: blocks per ResNet stage
+            fields[key] = Field((list,), None, doc, item_type=int)
+        elif value is None:  # RN50's vision_patch_size
+            fields[key] = Field(INT, None, doc)
+        else:
+            fields[key] = Field(FLOAT if isinstance(value, float) else (type(value),), None, doc)
     return Section(fields, doc="model", required=True)
 
 
