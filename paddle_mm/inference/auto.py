@@ -44,9 +44,10 @@ def cache_key(fields: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def median_ms(backend: Backend, feeds: dict[str, np.ndarray], repeats: int) -> float:
-    """Median wall time of ``repeats`` runs after one warm-up run (which compiles kernels and plans)."""
-    backend.run(feeds)
+def median_ms(backend: Backend, feeds: dict[str, np.ndarray], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``repeats`` runs after ``warmup`` runs (oneDNN builds kernels on the first two)."""
+    for _ in range(warmup):
+        backend.run(feeds)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -1,0 +1,301 @@
+"""Inference speed, side by side in one run: cn_clip PyTorch eager, paddle_mm eager, Paddle Inference fp32,
+ONNX Runtime fp32 and INT8, for the image and text towers at several batch sizes.
+
+    python tools/benchmark.py [--model ViT-B-16] [--batches 1 8] [--threads 2] [--out benchmark.json]
+
+Weights are random (speed does not depend on their values). Every row runs in its own fresh process, one
+after another, on the same saved inputs (texts are full 52-token rows, so no backend gains from trimming
+padding), so a row's peak memory is its own and no runtime's thread pool competes with another's. cn_clip
+runs under ``--torch-python`` (default /work/refvenv/bin/python) when that interpreter imports cn_clip;
+otherwise its rows are reported as skipped. The table gives throughput (items/s at the median latency),
+p50/p90 latency, the worker's peak RSS, the ratio to cn_clip and the GFLOP/s reached; the JSON holds
+every latency. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("cn_clip", "paddle_eager", "paddle_inference/fp32", "onnxruntime/fp32", "onnxruntime/int8")
+CN_CLIP_TEXT = {"ViT-B-16": "RoBERTa-wwm-ext-base-chinese", "ViT-L-14": "RoBERTa-wwm-ext-base-chinese",
+                "ViT-L-14-336": "RoBERTa-wwm-ext-base-chinese", "ViT-H-14": "RoBERTa-wwm-ext-large-chinese"}
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+
+def tower_flops(cfg: dict, tower: str, text_length: int) -> float:
+    """Floating-point operations per item (2 per multiply-add of matmuls and convolutions; the rest is small)."""
+    if tower == "image":
+        n = (cfg["image_resolution"] // cfg["vision_patch_size"]) ** 2
+        t, w = n + 1, cfg["vision_width"]
+        per_layer = 24 * t * w * w + 4 * t * t * w  # qkv 6tw^2, out 2tw^2, mlp 16tw^2; scores and mix 4t^2w
+        patches = 2 * n * 3 * cfg["vision_patch_size"] ** 2 * w
+        return patches + cfg["vision_layers"] * per_layer + 2 * w * cfg["embed_dim"]
+    t, h, i = text_length, cfg["text_hidden_size"], cfg["text_intermediate_size"]
+    per_layer = 8 * t * h * h + 4 * t * t * h + 4 * t * h * i
+    return cfg["text_num_hidden_layers"] * per_layer + 2 * h * cfg["embed_dim"]
+
+
+# ----------------------------------------------------------------------------- workers (one per row)
+
+
+def time_runs(run, min_runs: int, min_seconds: float, max_runs: int = 50, warmup: int = 2) -> list[float]:
+    """Latencies (ms) after ``warmup`` calls (oneDNN builds its kernels on the first two): at least ``min_runs``
+    runs and ``min_seconds`` of running."""
+    for _ in range(warmup):
+        run()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
+    """A zero-argument function running one batch of ``inputs`` on the worker's variant."""
+    if args.worker == "cn_clip":
+        return _cn_clip_runner(args, inputs)
+    if args.worker == "paddle_eager":
+        return _paddle_eager_runner(args, inputs)
+    sys.path.insert(0, str(ROOT))
+    from hardware import DeviceSpec
+    from paddle_mm.inference.backends import build_backend
+    from paddle_mm.inference.model_dir import read_inference_yml
+
+    backend, precision = args.worker.split("/")
+    info = read_inference_yml(args.export_dir)
+    runner = build_backend(backend, info.files(args.tower, backend, precision), DeviceSpec("cpu"), args.threads)
+    name = "pixel_values" if args.tower == "image" else "input_ids"
+    return lambda: runner.run({name: inputs})
+
+
+def _cn_clip_runner(args: argparse.Namespace, inputs: np.ndarray):
+    import contextlib
+
+    import torch
+    from cn_clip.clip.utils import create_model
+
+    torch.set_num_threads(args.threads)
+    with contextlib.redirect_stdout(sys.stderr):  # cn_clip prints its config; stdout carries our JSON
+        model = create_model(f"{args.model}@{CN_CLIP_TEXT[args.model]}").float().eval()
+    x = torch.from_numpy(inputs)
+    encode = model.encode_image if args.tower == "image" else model.encode_text
+
+    def run():
+        with torch.no_grad():
+            encode(x)
+
+    return run
+
+
+def _paddle_eager_runner(args: argparse.Namespace, inputs: np.ndarray):
+    sys.path.insert(0, str(ROOT))
+    import paddle
+
+    from paddle_mm.models import load_model
+
+    paddle.set_device("cpu")
+    model = load_model(args.model_dir)
+    x = paddle.to_tensor(inputs)
+    encode = model.encode_image if args.tower == "image" else model.encode_text
+
+    def run():
+        with paddle.no_grad():
+            encode(x)
+
+    return run
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    inputs = np.load(args.inputs)
+    run = worker_runner(args, inputs)
+    times = time_runs(run, args.min_runs, args.min_seconds)
+    print(json.dumps({"latencies_ms": times, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Not ru_maxrss: Linux carries the parent's peak across fork + exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def prepare(args: argparse.Namespace, work: Path) -> dict:
+    """Random model saved for the eager worker, its verified export, and the input files; returns the model config."""
+    sys.path.insert(0, str(ROOT))
+    import hardware
+
+    hardware.tune_cpu_env()  # before paddle loads; inherited by every worker, cn_clip's included
+    import paddle
+
+    from paddle_mm.export import ExportOptions, export_model
+    from paddle_mm.models import create_model, load_model, save_model
+    from paddle_mm.vision.transforms import ImageTransform
+
+    paddle.seed(args.seed)
+    if not (work / "model" / "model.safetensors").is_file():
+        save_model(create_model(args.model), work / "model")
+    model = load_model(work / "model")
+    cfg = vars(model.config)
+    if not (work / "export" / "inference.yml").is_file():
+        export_model(model, work / "export", ImageTransform(cfg["image_resolution"]), args.model,
+                     ExportOptions(graphs=("image", "text"), verify_batches=(1, 2), threads=args.threads))
+    rng = np.random.default_rng(args.seed)
+    for b in args.batches:
+        size = cfg["image_resolution"]
+        np.save(work / f"image_b{b}.npy", rng.standard_normal((b, 3, size, size)).astype(np.float32))
+        ids = rng.integers(1000, 20000, (b, cfg["context_length"]))
+        ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], no padding
+        np.save(work / f"text_b{b}.npy", ids.astype(np.int64))
+    return cfg
+
+
+def auto_choices(args: argparse.Namespace, work: Path) -> dict:
+    """What ``backend='auto'`` picks for each tower at the largest batch (measured here, cached in work/cache)."""
+    from paddle_mm.inference import Predictor
+
+    predictor = Predictor(work / "export", backend="auto", threads=args.threads, batch_size=max(args.batches),
+                          cache_dir=work / "cache")
+    out = {}
+    for tower in args.towers:
+        predictor.runner(tower)
+        c = predictor.choices[tower]
+        out[tower] = {"backend": c.backend, "timings_ms": c.timings_ms, "cached": c.cached}
+    return out
+
+
+def run_row(args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int) -> dict:
+    python = args.torch_python if variant == "cn_clip" else sys.executable
+    cmd = [python, str(Path(__file__).resolve()), "--worker", variant, "--tower", tower, "--model", args.model,
+           "--inputs", str(work / f"{tower}_b{batch}.npy"), "--model-dir", str(work / "model"),
+           "--export-dir", str(work / "export"), "--threads", str(args.threads),
+           "--min-runs", str(args.min_runs), "--min-seconds", str(args.min_seconds)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarize(row: dict, batch: int, flops: float) -> dict:
+    lat = np.asarray(row["latencies_ms"])
+    p50, p90 = float(np.percentile(lat, 50)), float(np.percentile(lat, 90))
+    throughput = batch / (p50 / 1e3)
+    return {**row, "runs": len(lat), "p50_ms": p50, "p90_ms": p90, "items_per_s": throughput,
+            "gflop_per_s": throughput * flops / 1e9}
+
+
+def torch_available(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", "import torch, cn_clip"], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def print_table(rows: list[dict], auto: dict) -> None:
+    print(f"\n{'tower':5} {'batch':>5} {'variant':29} {'items/s':>8} {'p50 ms':>9} {'p90 ms':>9} "
+          f"{'peak MB':>8} {'vs cn_clip':>10} {'GFLOP/s':>8}")
+    for r in rows:
+        head = f"{r['tower']:5} {r['batch']:>5} {r['variant'] + (' (auto)' if r.get('auto') else ''):29}"
+        if "items_per_s" not in r:
+            print(f"{head} {r.get('error', 'skipped')}")
+            continue
+        ratio = f"{r['vs_cn_clip']:.2f}x" if r.get("vs_cn_clip") else "-"
+        print(f"{head} {r['items_per_s']:8.2f} {r['p50_ms']:9.1f} {r['p90_ms']:9.1f} {r['peak_rss_mb']:8.0f} "
+              f"{ratio:>10} {r['gflop_per_s']:8.1f}")
+    for tower, c in auto.items():
+        timings = ", ".join(f"{k} {v:.0f} ms" for k, v in c["timings_ms"].items())
+        print(f"auto picks {c['backend']} for the {tower} tower (measured: {timings})")
+
+
+def main_run(args: argparse.Namespace) -> None:
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    cfg = prepare(args, work)
+    auto = auto_choices(args, work)
+    variants = [v for v in args.variants if v != "cn_clip" or torch_available(args.torch_python)]
+    rows = []
+    for tower in args.towers:
+        flops = tower_flops(cfg, tower, cfg["context_length"])
+        for batch in args.batches:
+            base = None
+            for variant in args.variants:
+                row = {"tower": tower, "batch": batch, "variant": variant, "gflop_per_item": flops / 1e9}
+                if variant == "cn_clip" and args.model not in CN_CLIP_TEXT:
+                    row["error"] = f"skipped: cn_clip has no model {args.model!r}"
+                elif variant not in variants:
+                    row["error"] = f"skipped: {args.torch_python} cannot import torch and cn_clip"
+                else:
+                    result = run_row(args, work, variant, tower, batch)
+                    row.update(summarize(result, batch, flops) if "latencies_ms" in result else result)
+                row["auto"] = variant == f"{auto[tower]['backend']}/fp32"
+                base = row.get("items_per_s") if variant == "cn_clip" else base
+                row["vs_cn_clip"] = row["items_per_s"] / base if base and "items_per_s" in row else None
+                rows.append(row)
+                print(f"[bench] {tower} b{batch} {variant}: " +
+                      (f"{row['items_per_s']:.2f} items/s" if "items_per_s" in row else row.get("error", "")),
+                      flush=True)
+    print_table(rows, auto)
+    from hardware.inference import machine_fingerprint
+    from paddle_mm.inference import read_inference_yml
+
+    int8 = read_inference_yml(work / "export").export.get("int8", {})
+    report = {"model": args.model, "threads": args.threads, "machine": machine_fingerprint(),
+              "env": {k: os.environ.get(k) for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")},
+              "settings": {"min_runs": args.min_runs, "min_seconds": args.min_seconds,
+                           "text_length": cfg["context_length"]},
+              "auto": auto, "int8_sizes": int8, "rows": rows, "wall_s": time.time() - started}
+    Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"wrote {args.out} ({time.time() - started:.0f} s)")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="ViT-B-16", help="paddle_mm model name (random weights)")
+    p.add_argument("--towers", nargs="+", default=["image", "text"], choices=["image", "text"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--threads", type=int, default=2, help="threads for every runtime")
+    p.add_argument("--min-runs", type=int, default=5, help="timed runs per row, at least")
+    p.add_argument("--min-seconds", type=float, default=10.0, help="timed seconds per row, at least")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", default="output/benchmark", help="model, export, inputs and auto cache")
+    p.add_argument("--out", default="output/benchmark/benchmark.json")
+    p.add_argument("--torch-python", default="/work/refvenv/bin/python", help="interpreter with torch + cn_clip")
+    # internal: one row in a fresh process
+    p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--tower", help=argparse.SUPPRESS)
+    p.add_argument("--inputs", help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", help=argparse.SUPPRESS)
+    p.add_argument("--export-dir", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.worker:
+        worker_main(arguments)
+    else:
+        main_run(arguments)

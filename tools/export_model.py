@@ -1,0 +1,63 @@
+"""Export a trained model for deployment, verified against the eager model before success is reported:
+
+    python tools/export_model.py -c configs/quickstart.yml -o Global.pretrained_model=output/<run>/best_model \
+        -o Global.save_inference_dir=./inference [--graphs image text clip] [--no-int8] [--no-onnx]
+
+Writes into save_inference_dir: <graph>.json + <graph>.pdiparams (Paddle inference), <graph>.onnx,
+<graph>.int8.onnx for the towers, vocab.txt and inference.yml (see docs/export.md). Exit code 1 when
+the exported graphs disagree with the eager model; no inference.yml is written then.
+"""
+
+import argparse
+
+from _common import ConfigError, exit_on_config_error
+
+from paddle_mm.config import add_config_args, flatten_overrides, load_config
+
+
+def parse_args() -> tuple[dict, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--graphs", nargs="+", default=["image", "text", "clip"], choices=["image", "text", "clip"])
+    parser.add_argument("--no-onnx", action="store_true", help="write Paddle inference graphs only (implies --no-int8)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 towers")
+    parser.add_argument("--atol", type=float, default=1e-4, help="allowed fp32 max abs diff vs eager (x output scale)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for verification (default: all)")
+    args = parser.parse_args()
+    with exit_on_config_error():
+        cfg = load_config(args.config, flatten_overrides(args.override))
+        if not cfg["Global"]["pretrained_model"]:
+            raise ConfigError("Global.pretrained_model: missing; pass -o Global.pretrained_model=<run dir>/best_model")
+    return cfg, args
+
+
+def main() -> None:
+    cfg, args = parse_args()
+    g = cfg["Global"]
+    dataset = (cfg["DataLoader"]["Eval"] or cfg["DataLoader"]["Train"])["dataset"]
+
+    from paddle_mm.engine.checkpoint import resolve_checkpoint
+    from paddle_mm.export import ExportOptions, ExportVerificationError, export_model
+    from paddle_mm.models import load_model
+    from paddle_mm.vision.transforms import ImageTransform
+
+    model = load_model(resolve_checkpoint(g["pretrained_model"]))
+    transform = ImageTransform(size=model.config.image_resolution, interpolation=dataset["interpolation"])
+    options = ExportOptions(graphs=tuple(args.graphs), onnx=not args.no_onnx, int8=not (args.no_int8 or args.no_onnx),
+                            atol=args.atol, threads=args.threads)
+    try:
+        info = export_model(model, g["save_inference_dir"], transform, cfg["Arch"]["name"], options)
+    except ExportVerificationError as err:
+        raise SystemExit(f"export failed verification: {err}") from None
+    for name, rows in info.export["verification"]["results"].items():
+        for variant, by_batch in rows.items():
+            what = "min cosine" if variant.endswith("int8") else "max abs diff"
+            print(f"  {name:5s} {variant:22s} {what}: " + ", ".join(f"b{b} {v:.3g}" for b, v in by_batch.items()))
+    for name, q in info.export.get("int8", {}).items():
+        mb = q["int8_bytes"] / 1e6, q["fp32_bytes"] / 1e6
+        print(f"  {name:5s} INT8 size {mb[0]:.1f} MB = {q['size_ratio']:.2f} x fp32 {mb[1]:.1f} MB")
+    print(f"exported and verified: {info.directory}/inference.yml")
+
+
+if __name__ == "__main__":
+    main()
