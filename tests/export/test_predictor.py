@@ -1,0 +1,103 @@
+"""Predictor: pre-processing from inference.yml, features equal to eager, batching, INT8, auto and its cache."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from paddle_mm.inference import ExportDirError, Predictor
+from paddle_mm.inference.auto import CACHE_FILE
+
+TEXTS = ["左上角有一个红色的圆形", "图中有两个蓝色的三角形", "右下角有一个大的绿色正方形", "一只猫", "黄色"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[str]:
+    rng = np.random.default_rng(0)
+    out = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, (h, w) in enumerate([(40, 56), (32, 32), (97, 61), (20, 80), (64, 64)]):
+        path = out / f"{i}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        paths.append(str(path))
+    return paths
+
+
+def eager_features(model, images, texts):
+    import paddle
+    import paddle.nn.functional as F
+
+    from paddle_mm.text.tokenizer import tokenize
+    from paddle_mm.vision.transforms import ImageTransform
+
+    transform = ImageTransform(model.config.image_resolution)
+    with paddle.no_grad():
+        img = model.encode_image(paddle.to_tensor(np.stack([transform(p) for p in images])))
+        txt = model.encode_text(paddle.to_tensor(tokenize(texts)))
+    return F.normalize(img, axis=-1).numpy(), F.normalize(txt, axis=-1).numpy(), float(model.logit_scale.exp())
+
+
+@pytest.mark.parametrize("backend", ["paddle_inference", "onnxruntime"])
+def test_features_equal_eager_from_inference_yml_alone(export_dir, tiny_model, images, backend, tmp_path):
+    predictor = Predictor(export_dir, backend=backend, threads=1, batch_size=2, cache_dir=tmp_path)
+    img, txt, scale = eager_features(tiny_model, images, TEXTS)
+    np.testing.assert_allclose(predictor.encode_images(images), img, atol=1e-5)
+    np.testing.assert_allclose(predictor.encode_texts(TEXTS), txt, atol=1e-5)
+    np.testing.assert_allclose(predictor.score(images[:3], TEXTS), scale * img[:3] @ txt.T, atol=1e-4 * scale)
+
+
+def test_batch_size_does_not_change_results(export_dir, images, tmp_path):
+    one = Predictor(export_dir, backend="onnxruntime", threads=1, batch_size=1, cache_dir=tmp_path)
+    many = Predictor(export_dir, backend="onnxruntime", threads=1, batch_size=8, cache_dir=tmp_path)
+    np.testing.assert_allclose(one.encode_images(images), many.encode_images(images), atol=1e-6)
+    np.testing.assert_allclose(one.encode_texts(TEXTS), many.encode_texts(TEXTS), atol=1e-6)
+    assert one.encode_texts([]).shape == (0, 32)
+
+
+def test_int8_features_stay_close_to_fp32(export_dir, images, tmp_path):
+    fp32 = Predictor(export_dir, backend="onnxruntime", threads=1, cache_dir=tmp_path)
+    int8 = Predictor(export_dir, backend="auto", precision="int8", threads=1, cache_dir=tmp_path)
+    for a, b in ((fp32.encode_images(images), int8.encode_images(images)),
+                 (fp32.encode_texts(TEXTS), int8.encode_texts(TEXTS))):
+        cosine = (a * b).sum(-1)
+        assert cosine.min() >= 0.99 and cosine.min() < 1.0  # quantized: close, not identical
+    assert int8.choices["image"].backend == "onnxruntime"  # the only int8 runtime
+
+
+def test_unexported_variants_are_refused_with_the_alternatives(export_dir, tmp_path):
+    with pytest.raises(ExportDirError, match="no int8 paddle_inference model; exported variants"):
+        Predictor(export_dir, backend="paddle_inference", precision="int8", cache_dir=tmp_path).encode_texts(["a"])
+    with pytest.raises(ExportDirError, match="combined graph is exported in fp32 only"):
+        Predictor(export_dir, precision="int8", cache_dir=tmp_path).score([], ["a"])
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        Predictor(export_dir, backend="tensorrt")
+
+
+def test_auto_measures_once_then_uses_the_cache(export_dir, tmp_path):
+    first = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
+    first.runner("image")
+    measured = first.choices["image"]
+    assert not measured.cached
+    assert set(measured.timings_ms) == {"paddle_inference", "onnxruntime"}
+    assert measured.backend == min(measured.timings_ms, key=measured.timings_ms.get)
+
+    second = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
+    second.runner("image")
+    assert second.choices["image"].cached and second.choices["image"].backend == measured.backend
+
+    other = Predictor(export_dir, backend="auto", threads=2, batch_size=2, cache_dir=tmp_path)
+    other.runner("image")
+    assert not other.choices["image"].cached  # another thread count is another measurement
+    entries = json.loads((tmp_path / CACHE_FILE).read_text(encoding="utf-8"))
+    assert len(entries) == 2 and all(e["key"]["graph"] == "image" for e in entries.values())
+
+
+def test_a_corrupt_cache_costs_only_a_new_measurement(export_dir, tmp_path):
+    (tmp_path / CACHE_FILE).write_text("{not json", encoding="utf-8")
+    predictor = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
+    predictor.runner("text")
+    assert not predictor.choices["text"].cached
+    assert len(json.loads((tmp_path / CACHE_FILE).read_text(encoding="utf-8"))) == 1
