@@ -190,25 +190,30 @@ class BatchNorm(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not self.training:
-            return self._batch_norm(x)
+            return self._batch_norm(x, self.running_mean, self.running_var)
+        # The kernel updates the statistics it is given in place, and backward checks that tensors it saved were not
+        # modified since: hand it copies, then write the buffers.
         old_var = self.running_var.clone()
-        out = self._batch_norm(x)
+        mean, var = self.running_mean.clone(), self.running_var.clone()
+        out = self._batch_norm(x, mean, var)
         with paddle.no_grad():
-            paddle.assign(self.num_batches_tracked + 1, self.num_batches_tracked)
-            # Paddle updates running_var with the biased batch variance, torch with the unbiased one: rescale
-            # the batch part, (1 - m) * old + m * var * n / (n - 1), so running statistics evolve as in cn_clip.
+            # Paddle updates running_var with the biased batch variance, torch with the unbiased one: rescale the
+            # batch part, (1 - m) * old + m * var * n / (n - 1), so running statistics evolve as in cn_clip.
             n = math.prod(x.shape) // x.shape[1]  # values per channel
             if n > 1:
                 decayed = (1.0 - self.momentum) * old_var
-                paddle.assign(decayed + (self.running_var - decayed) * (n / (n - 1)), self.running_var)
+                var = decayed + (var - decayed) * (n / (n - 1))
+            paddle.assign(mean, self.running_mean)
+            paddle.assign(var, self.running_var)
+            paddle.assign(self.num_batches_tracked + 1, self.num_batches_tracked)
         return out
 
-    def _batch_norm(self, x: paddle.Tensor) -> paddle.Tensor:
+    def _batch_norm(self, x: paddle.Tensor, mean: paddle.Tensor, var: paddle.Tensor) -> paddle.Tensor:
         # Paddle's momentum weights the running statistic, torch's the batch statistic.
         return F.batch_norm(
             x,
-            self.running_mean,
-            self.running_var,
+            mean,
+            var,
             self.weight,
             self.bias,
             training=self.training,

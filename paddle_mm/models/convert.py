@@ -11,9 +11,13 @@ Parameter names are the same on both sides (see ``chinese_clip.py``); what diffe
   the pooler commented out and its trainer drops it on load) and ``bert.embeddings.position_ids`` (a
   buffer of newer BERT implementations) are dropped: CLIP never uses them.
 
-Any other name that is not a parameter of the ViT Chinese-CLIP model is an error naming the key, so a
-checkpoint of an architecture we do not build (RN50's ModifiedResNet, a flash-attention ``Wqkv`` layout)
-fails here instead of loading half its weights.
+Any other name that is not a parameter or buffer of paddle_mm's Chinese-CLIP (ViT or RN50's ModifiedResNet)
+is an error naming the key, so a checkpoint layout we do not build (cn_clip's flash-attention ``Wqkv``) fails
+here instead of loading half its weights.
+
+PaddleNLP's ``ChineseCLIPModel`` is Paddle too ([in, out] Linear weights) but names and packs things
+differently: :func:`paddlenlp_to_paddle` / :func:`paddle_to_paddlenlp` map between the two (split / join of
+the ViT's packed q/k/v, renamed BERT modules, ``logit_scale`` [1] vs our 0-d). PaddleNLP has no ResNet tower.
 
 No paddle (or torch) import: this runs where neither is installed. Arrays keep their dtype (released
 checkpoints may be fp16); the loader casts.
@@ -26,7 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["DROPPED_KEYS", "cn_clip_to_paddle", "paddle_to_cn_clip"]
+__all__ = ["DROPPED_KEYS", "cn_clip_to_paddle", "paddle_to_cn_clip", "paddle_to_paddlenlp", "paddlenlp_to_paddle"]
 
 CHECKPOINT_PREFIX = "module."
 
@@ -39,7 +43,9 @@ _KEEP, _TRANSPOSE = "keep", "transpose"
 # (and the packed q/k/v projection of nn.MultiheadAttention, which torch applies as a Linear).
 _RES = r"visual\.transformer\.resblocks\.\d+\."
 _BERT = r"bert\.encoder\.layer\.\d+\."
+_BLOCK = r"visual\.layer[1-4]\.\d+\."  # a ModifiedResNet bottleneck
 _LN = r"(weight|bias)"
+_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), action)
     for pattern, action in (
@@ -54,6 +60,14 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (_RES + r"mlp\.(c_fc|c_proj)\.weight", _TRANSPOSE),
         (_RES + r"mlp\.(c_fc|c_proj)\.bias", _KEEP),
         (_RES + rf"(ln_1|ln_2)\.{_LN}", _KEEP),
+        # ModifiedResNet image tower (RN50): convolutions and BatchNorm keep their layout
+        (r"visual\.conv[23]\.weight", _KEEP),
+        (rf"visual\.bn[123]\.{_BN}", _KEEP),
+        (_BLOCK + r"(conv[123]|downsample\.0)\.weight", _KEEP),
+        (_BLOCK + rf"(bn[123]|downsample\.1)\.{_BN}", _KEEP),
+        (r"visual\.attnpool\.positional_embedding", _KEEP),
+        (r"visual\.attnpool\.[qkvc]_proj\.weight", _TRANSPOSE),
+        (r"visual\.attnpool\.[qkvc]_proj\.bias", _KEEP),
         # text tower
         (r"bert\.embeddings\.(word|position|token_type)_embeddings\.weight", _KEEP),  # [num, dim] on both sides
         (rf"bert\.embeddings\.LayerNorm\.{_LN}", _KEEP),
@@ -67,8 +81,6 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"logit_scale", _KEEP),
     )
 )
-
-_RN50_HINT = re.compile(r"visual\.(attnpool|layer\d|bn\d|conv[23])\.")
 
 
 def cn_clip_to_paddle(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -115,10 +127,113 @@ def _action(name: str, key: str) -> str:
     for pattern, action in _RULES:
         if pattern.fullmatch(name):
             return action
-    hint = (
-        "it belongs to the ModifiedResNet (RN50) image tower, which paddle_mm does not build yet"
-        if _RN50_HINT.match(name)
-        else "it is not a parameter of paddle_mm's ViT Chinese-CLIP; check that this is a Chinese-CLIP "
-        "(cn_clip / QA-CLIP) state dict, or add a rule for it in paddle_mm/models/convert.py"
+    raise KeyError(
+        f"cannot convert weight {key!r}: it is not a parameter of paddle_mm's Chinese-CLIP; check that this is a "
+        "Chinese-CLIP (cn_clip / QA-CLIP) state dict, or add a rule for it in paddle_mm/models/convert.py"
     )
-    raise KeyError(f"cannot convert weight {key!r}: {hint}")
+
+
+# ----------------------------------------------------------------------------- PaddleNLP ChineseCLIPModel
+
+# PaddleNLP's ViT packs nothing: q/k/v are three Linears where we (and cn_clip) keep one [d, 3d] weight.
+_NLP_QKV = ("q_proj", "k_proj", "v_proj")
+# (paddle_mm name, PaddleNLP name) templates: {i} a layer index, {p} weight or bias, {e} an embedding table.
+_NLP_NAMES: tuple[tuple[str, str], ...] = (
+    ("visual.proj", "vision_projection"),
+    ("visual.class_embedding", "vision_model.class_embedding"),
+    ("visual.positional_embedding", "vision_model.positional_embedding.weight"),
+    ("visual.conv1.weight", "vision_model.conv1.weight"),
+    ("visual.ln_pre.{p}", "vision_model.ln_pre.{p}"),
+    ("visual.ln_post.{p}", "vision_model.ln_post.{p}"),
+    (
+        "visual.transformer.resblocks.{i}.attn.out_proj.{p}",
+        "vision_model.transformer.layers.{i}.self_attn.out_proj.{p}",
+    ),
+    ("visual.transformer.resblocks.{i}.ln_1.{p}", "vision_model.transformer.layers.{i}.norm1.{p}"),
+    ("visual.transformer.resblocks.{i}.ln_2.{p}", "vision_model.transformer.layers.{i}.norm2.{p}"),
+    ("visual.transformer.resblocks.{i}.mlp.c_fc.{p}", "vision_model.transformer.layers.{i}.linear1.{p}"),
+    ("visual.transformer.resblocks.{i}.mlp.c_proj.{p}", "vision_model.transformer.layers.{i}.linear2.{p}"),
+    ("bert.embeddings.{e}_embeddings.weight", "text_model.embeddings.{e}_embeddings.weight"),
+    ("bert.embeddings.LayerNorm.{p}", "text_model.embeddings.layer_norm.{p}"),
+    ("bert.encoder.layer.{i}.attention.self.query.{p}", "text_model.encoder.layers.{i}.self_attn.q_proj.{p}"),
+    ("bert.encoder.layer.{i}.attention.self.key.{p}", "text_model.encoder.layers.{i}.self_attn.k_proj.{p}"),
+    ("bert.encoder.layer.{i}.attention.self.value.{p}", "text_model.encoder.layers.{i}.self_attn.v_proj.{p}"),
+    ("bert.encoder.layer.{i}.attention.output.dense.{p}", "text_model.encoder.layers.{i}.self_attn.out_proj.{p}"),
+    ("bert.encoder.layer.{i}.attention.output.LayerNorm.{p}", "text_model.encoder.layers.{i}.norm1.{p}"),
+    ("bert.encoder.layer.{i}.intermediate.dense.{p}", "text_model.encoder.layers.{i}.linear1.{p}"),
+    ("bert.encoder.layer.{i}.output.dense.{p}", "text_model.encoder.layers.{i}.linear2.{p}"),
+    ("bert.encoder.layer.{i}.output.LayerNorm.{p}", "text_model.encoder.layers.{i}.norm2.{p}"),
+    ("text_projection", "text_projection"),
+    ("logit_scale", "logit_scale"),
+)
+_SLOTS = {"i": r"\d+", "p": "weight|bias", "e": "word|position|token_type"}
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    pattern = re.escape(template)
+    for slot, alternatives in _SLOTS.items():
+        pattern = pattern.replace(re.escape("{" + slot + "}"), f"(?P<{slot}>{alternatives})")
+    return re.compile(pattern)
+
+
+_TO_NLP = tuple((_template_regex(ours), theirs) for ours, theirs in _NLP_NAMES)
+_FROM_NLP = tuple((_template_regex(theirs), ours) for ours, theirs in _NLP_NAMES)
+_NLP_PACKED = re.compile(r"vision_model\.transformer\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)")
+# Keys a PaddleNLP checkpoint may carry that CLIP never uses: position-id buffers, BERT's pooler.
+NLP_DROPPED_KEYS = (re.compile(r".*position_ids"), re.compile(r"text_model\.pooler\..+"))
+
+
+def paddle_to_paddlenlp(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """paddle_mm weights (ViT towers only) -> PaddleNLP ``ChineseCLIPModel`` state dict (both [in, out])."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        value = np.asarray(value)
+        packed = re.fullmatch(r"visual\.transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)", key)
+        if packed:
+            layer, kind = packed.groups()
+            for name, part in zip(_NLP_QKV, np.split(value, 3, axis=-1)):  # [d, 3d] -> 3 x [d, d]
+                out[f"vision_model.transformer.layers.{layer}.self_attn.{name}.{kind}"] = np.ascontiguousarray(part)
+            continue
+        out[_rename(key, _TO_NLP, "paddle_mm", "PaddleNLP")] = value.reshape(1) if key == "logit_scale" else value
+    return out
+
+
+def paddlenlp_to_paddle(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """PaddleNLP ``ChineseCLIPModel`` state dict -> paddle_mm's (the inverse of :func:`paddle_to_paddlenlp`).
+
+    Drops :data:`NLP_DROPPED_KEYS`; raises ``KeyError`` naming a key it cannot map or a q/k/v part missing.
+    """
+    out: dict[str, np.ndarray] = {}
+    parts: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for key, value in state.items():
+        if any(p.fullmatch(key) for p in NLP_DROPPED_KEYS):
+            continue
+        value = np.asarray(value)
+        packed = _NLP_PACKED.fullmatch(key)
+        if packed:
+            layer, which, kind = packed.groups()
+            parts.setdefault((layer, kind), {})[which] = value
+            continue
+        name = _rename(key, _FROM_NLP, "PaddleNLP", "paddle_mm")
+        out[name] = value.reshape(()) if name == "logit_scale" else value
+    for (layer, kind), qkv in sorted(parts.items()):
+        missing = [w for w in "qkv" if w not in qkv]
+        if missing:
+            raise KeyError(
+                f"vision layer {layer}: {kind} of {[f'{w}_proj' for w in missing]} missing; q, k and v come together"
+            )
+        out[f"visual.transformer.resblocks.{layer}.attn.in_proj_{kind}"] = np.concatenate(
+            [qkv["q"], qkv["k"], qkv["v"]], axis=-1
+        )
+    return out
+
+
+def _rename(key: str, rules: tuple[tuple[re.Pattern[str], str], ...], source: str, target: str) -> str:
+    for pattern, template in rules:
+        match = pattern.fullmatch(key)
+        if match:
+            return template.format(**match.groupdict())
+    raise KeyError(
+        f"cannot map {source} weight {key!r} to {target}: no rule matches it (PaddleNLP's ChineseCLIPModel has ViT "
+        "image towers only; RN50 checkpoints stay in the paddle_mm / cn_clip formats)"
+    )

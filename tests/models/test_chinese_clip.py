@@ -16,7 +16,8 @@ import paddle
 import pytest
 
 import paddle_mm
-from paddle_mm.models.chinese_clip import CLIP, CLIPConfig
+from paddle_mm.models import get_model_config
+from paddle_mm.models.chinese_clip import CLIP, BatchNorm, CLIPConfig, ModifiedResNet, VisualTransformer
 from paddle_mm.models.convert import DROPPED_KEYS, cn_clip_to_paddle, paddle_to_cn_clip
 
 GOLDEN = Path(__file__).parent / "golden" / "cn_clip_tiny.npz"
@@ -158,8 +159,8 @@ def test_documented_keys_are_dropped(cn_state):
     [
         ("module.visual.transformer.resblocks.0.attn.Wqkv.weight", "not a parameter of paddle_mm"),
         ("module.bert.encoder.layer.0.attention.self.Wqkv.weight", "not a parameter of paddle_mm"),
-        ("module.visual.attnpool.q_proj.weight", "ModifiedResNet"),
-        ("module.visual.layer1.0.conv1.weight", "ModifiedResNet"),
+        ("module.visual.attnpool.Wqkv.weight", "not a parameter of paddle_mm"),
+        ("module.visual.layer5.0.conv1.weight", "not a parameter of paddle_mm"),
         ("module.text_projection.weight", "not a parameter of paddle_mm"),
         ("optimizer", "not a parameter of paddle_mm"),
     ],
@@ -208,6 +209,8 @@ SMALL = {
     "text_intermediate_size": 128,
     "text_max_position_embeddings": 64,
 }
+# ResNet towers (RN50) shrink differently: four stages of one block, 8 channels wide (256 at the attention pool).
+SMALL_RESNET = {**SMALL, "vision_layers": [1, 1, 1, 1], "vision_width": 8, "vision_patch_size": None}
 OUTPUT_KEYS = {"image_features", "text_features", "logit_scale", "logits_per_image", "logits_per_text"}
 
 
@@ -241,10 +244,27 @@ def _random_inputs(cfg: CLIPConfig, batch: int, seed: int) -> tuple[paddle.Tenso
     return paddle.to_tensor(pixels), paddle.to_tensor(ids)
 
 
+def _small(name: str, **extra) -> CLIP:
+    paddle.seed(0)
+    resnet = isinstance(get_model_config(name)["vision_layers"], list)
+    model = paddle_mm.create_model(name, **{**(SMALL_RESNET if resnet else SMALL), **extra})
+    for layer in model.sublayers():
+        if isinstance(layer, BatchNorm):
+            # cn_clip zero-inits each block's last BatchNorm scale, which zeroes every gradient before it at step 0;
+            # a scale of 1 lets the sweep see each parameter's gradient.
+            paddle.nn.initializer.Constant(1.0)(layer.weight)
+    return model
+
+
 @pytest.fixture(params=paddle_mm.list_models())
 def small_model(request) -> CLIP:
-    paddle.seed(0)
-    return paddle_mm.create_model(request.param, **SMALL)
+    return _small(request.param)
+
+
+def test_every_architecture_is_named():
+    assert {"RN50", "ViT-B-16", "ViT-B-32", "ViT-L-14", "ViT-L-14-336", "ViT-H-14"} <= set(paddle_mm.list_models())
+    assert isinstance(_small("RN50").visual, ModifiedResNet)
+    assert isinstance(_small("ViT-H-14").visual, VisualTransformer)
 
 
 def test_sweep_forward_backward(small_model):
@@ -290,3 +310,89 @@ def test_sweep_jit_save_load_dynamic_batch(small_model, tmp_path):
                 eager, static = tower(x).numpy(), loaded(x).numpy()
             assert static.shape == (batch, cfg.embed_dim)
             np.testing.assert_allclose(static, eager, rtol=0, atol=1e-5, err_msg=f"{name} tower, batch {batch}")
+
+
+# ----------------------------------------------------------------------------- training switches
+
+
+def _grads(model: CLIP, seed: int = 0) -> dict[str, np.ndarray]:
+    pixels, ids = _random_inputs(model.config, batch=2, seed=seed)
+    model.train()
+    paddle.seed(seed)  # the same dropout masks in both runs
+    out = model(pixels, ids)
+    (out["logits_per_image"].sum() + out["text_features"].sum()).backward()
+    return {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    plain, checkpointed = _small("ViT-B-16"), _small("ViT-B-16", grad_checkpointing=True)
+    checkpointed.set_state_dict(plain.state_dict())
+    assert checkpointed.visual.transformer.grad_checkpointing and checkpointed.bert.encoder.grad_checkpointing
+    expected, got = _grads(plain), _grads(checkpointed)
+    assert expected.keys() == got.keys() and len(got) == len(list(plain.parameters()))
+    for name, grad in expected.items():
+        np.testing.assert_allclose(got[name], grad, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_mask_ratio_drops_patches_in_training_only():
+    model = _small("ViT-B-16", mask_ratio=0.75, image_resolution=64)  # 16 patches: 4 kept
+    reference = _small("ViT-B-16", image_resolution=64)
+    reference.set_state_dict(model.state_dict())
+    pixels, _ = _random_inputs(model.config, batch=2, seed=1)
+    seen: list[list[int]] = []
+    hook = model.visual.ln_pre.register_forward_post_hook(lambda layer, inp, out: seen.append(out.shape))
+    model.eval(), reference.eval()
+    with paddle.no_grad():
+        np.testing.assert_array_equal(model.encode_image(pixels).numpy(), reference.encode_image(pixels).numpy())
+        model.train()
+        paddle.seed(1)
+        first = model.encode_image(pixels).numpy()
+        second = model.encode_image(pixels).numpy()
+    hook.remove()
+    assert seen == [[2, 17, 64], [2, 5, 64], [2, 5, 64]]  # class token + 16 patches, then + int(16 * 0.25)
+    assert not np.allclose(first, second)  # a new random subset of patches each step
+
+
+def test_masking_keeps_the_class_token_and_distinct_patches():
+    from paddle_mm.models.chinese_clip import random_masking
+
+    x = paddle.arange(2 * 11 * 3, dtype="float32").reshape([2, 11, 3])  # (B, 1 + 10 patches, D)
+    out = random_masking(x, 0.5).numpy()
+    assert out.shape == (2, 6, 3)
+    np.testing.assert_array_equal(out[:, 0], x.numpy()[:, 0])
+    for b in range(2):
+        rows = {tuple(r) for r in out[b, 1:]}
+        assert len(rows) == 5 and rows <= {tuple(r) for r in x.numpy()[b, 1:]}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"mask_ratio": 0.5}, "ViT image towers only"),
+        ({"mask_ratio": 1.0, "vision_layers": 2, "vision_patch_size": 16}, r"mask_ratio 1.0 must be in \[0, 1\)"),
+        ({"vision_layers": [3, 4, 6]}, "four positive block counts"),
+        ({"image_resolution": 48}, "multiple of 32"),
+        ({"vision_layers": 12}, "vision_patch_size is null"),
+    ],
+)
+def test_bad_architecture_fields_raise(override, message):
+    cfg = {**get_model_config("RN50"), **override}
+    with pytest.raises(ValueError, match=message):
+        CLIPConfig.from_dict(cfg)
+
+
+def test_resnet_batchnorm_running_statistics_follow_torch():
+    """Running variance uses the unbiased batch variance (torch), not Paddle's biased one."""
+    bn = BatchNorm(2)
+    x = np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32)
+    bn.train()
+    for _ in range(2):
+        bn(paddle.to_tensor(x))
+    per_channel = x.transpose(1, 0, 2, 3).reshape(2, -1)
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.19 * per_channel.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.81 + 0.19 * per_channel.var(1, ddof=1), rtol=1e-5)
+    assert int(bn.num_batches_tracked) == 2
+    bn.eval()
+    before = bn.running_var.numpy().copy()
+    bn(paddle.to_tensor(x))
+    np.testing.assert_array_equal(bn.running_var.numpy(), before)
