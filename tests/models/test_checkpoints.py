@@ -189,10 +189,12 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _torch_zip(path: Path, payload: bytes, storages: dict[str, bytes] | None = None) -> Path:
+def _torch_zip(path: Path, payload: bytes, storages: dict[str, bytes] | None = None, byteorder: str = "") -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("archive/data.pkl", payload)
         zf.writestr("archive/version", "3\n")
+        if byteorder:
+            zf.writestr("archive/byteorder", byteorder)
         for key, data in (storages or {}).items():
             zf.writestr(f"archive/data/{key}", data)
     return path
@@ -264,6 +266,14 @@ def test_strided_and_typed_storages_are_read(tmp_path):
     assert (
         state["t"].dtype == np.float32 and state["n"].dtype == np.int64 and state["n"].shape == () and state["n"] == 7
     )
+
+
+def test_big_endian_archive_is_read(tmp_path):
+    payload = _pickle_state({"w": (("storage", "FloatStorage", "0", "cpu", 3), 0, (3,), (1,))})
+    values = np.array([1.5, -2.0, 3.25], dtype=">f4")
+    state = load_torch_state(_torch_zip(tmp_path / "be.pt", payload, {"0": values.tobytes()}, byteorder="big"))
+    np.testing.assert_array_equal(state["w"], values.astype(np.float32))
+    assert state["w"].dtype == np.dtype("float32")  # native order
 
 
 def _pickle_state(tensors: dict) -> bytes:
