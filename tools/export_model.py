@@ -51,8 +51,8 @@ def main() -> None:
         raise SystemExit(f"export failed verification: {err}") from None
     for name, rows in info.export["verification"]["results"].items():
         for variant, by_batch in rows.items():
-            what = "min cosine" if variant.endswith("int8") else "max abs diff"
-            print(f"  {name:5s} {variant:22s} {what}: " + ", ".join(f"b{b} {v:.3g}" for b, v in by_batch.items()))
+            what, fmt = ("min cosine", ".5f") if variant.endswith("int8") else ("max abs diff", ".3g")
+            print(f"  {name:5s} {variant:22s} {what}: " + ", ".join(f"b{b} {v:{fmt}}" for b, v in by_batch.items()))
     for name, q in info.export.get("int8", {}).items():
         mb = q["int8_bytes"] / 1e6, q["fp32_bytes"] / 1e6
         print(f"  {name:5s} INT8 size {mb[0]:.1f} MB = {q['size_ratio']:.2f} x fp32 {mb[1]:.1f} MB")
