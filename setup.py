@@ -19,7 +19,14 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["paddle_mm", "paddle_mm.*", "hardware", "hardware.*"]),
     package_data={
-        "paddle_mm": ["models/model_configs/*.json", "text/vocab.txt", "text/NOTICE"],
+        "paddle_mm": [
+            "models/model_configs/*.json",
+            "text/vocab.txt",
+            "text/NOTICE",
+            "data/zeroshot/*.txt",
+            "data/zeroshot/*.json",
+            "data/zeroshot/NOTICE",
+        ],
     },
     install_requires=[
         "paddlepaddle==3.3.1",
@@ -32,7 +39,7 @@ setup(
         "cryptography>=41",
     ],
     extras_require={
-        "train": ["visualdl>=2.5"],
+        "train": ["visualdl>=2.5", "lmdb"],
         "export": ["paddle2onnx==2.1.0", "onnxruntime"],
         "nlp": ["paddlenlp==3.0.0b4", "paddlex==3.1.4", "aistudio-sdk==0.2.6", "huggingface_hub<0.27",
                 "datasets==2.19.2", "pyarrow<18"],

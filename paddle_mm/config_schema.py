@@ -105,6 +105,12 @@ GLOBAL = Section(
         "save_inference_dir": Field(STR, "./inference", "where export tools write inference models"),
         "accum_steps": Field(INT, 1, "gradient accumulation: micro-batches per optimizer step", check=_positive),
         "progress_bar": Field(BOOL, True, "show tqdm progress bars (rank 0 only)"),
+        "drop_duplicate_captions": Field(
+            BOOL,
+            False,
+            "leave captions that repeat an earlier caption of the batch out of the loss (class names as "
+            "captions, Chinese-CLIP #240); a warning is logged either way",
+        ),
     },
     doc="run-wide settings",
 )
@@ -177,7 +183,9 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
             "name": Field(STR, "ImageTextDataset", "dataset reader", choices=("ImageTextDataset",)),
             "root": Field(STR, doc="data directory (Chinese-CLIP TSV/JSONL files or the folder format)"),
             "split": Field(STR, split, "split name: reads {split}_imgs.tsv + {split}_texts.jsonl or {split}/"),
-            "format": Field(STR, "auto", "file format", choices=("auto", "tsv", "folder")),
+            "format": Field(
+                STR, "auto", "file format (auto: tsv or folder)", choices=("auto", "tsv", "folder", "lmdb")
+            ),
             "interpolation": Field(
                 STR,
                 "pil_bicubic",

@@ -34,7 +34,7 @@ from .data.datasets import bad_reason
 from .data.zeroshot import ZeroShotFolder, check_templates
 from .engine.data import trim_padding
 from .metrics import topk_indices
-from .text.tokenizer import tokenize
+from .text.tokenizer import preprocess_caption, tokenize
 from .vision.transforms import ImageDecodeError, ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ logger = logging.getLogger(__name__)
 Tokenizer = Callable[[list[str]], np.ndarray]  # list of N texts -> int64 [N, L]
 
 
-def preprocess_text(text: str) -> str:
-    """cn_clip's ``_preprocess_text``, applied to every text it evaluates: lower-case, “ and ” -> '"'."""
-    return text.lower().replace("“", '"').replace("”", '"')
+preprocess_text = preprocess_caption  # cn_clip's ``_preprocess_text``: lower-case, “ and ” -> '"'
 
 
 def class_prompts(classnames: Sequence[str], templates: Sequence[str]) -> list[str]:

@@ -367,8 +367,13 @@ def split_files(root: str | Path, split: str) -> dict[str, dict[str, Path]]:
 def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageTextCorpus:
     """Load ``split`` ("train", "valid", "test"...) of the dataset in ``root``.
 
-    ``format`` is "tsv", "folder" or "auto" (whichever layout is present; an error if both or neither are).
+    ``format`` is "tsv", "folder", "lmdb" (Chinese-CLIP's ``lmdb/{split}/{imgs,pairs}``) or "auto" (tsv or
+    folder, whichever layout is present; an error if both or neither are).
     """
+    if format == "lmdb":
+        from .lmdb_reader import load_lmdb_corpus
+
+        return load_lmdb_corpus(root, split)
     files = split_files(root, split)
     if format == "auto":
         present = [fmt for fmt, p in files.items() if p["images"].exists() and p["texts"].exists()]
@@ -381,7 +386,7 @@ def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageText
             )
         format = present[0]
     if format not in files:
-        raise ValueError(f"unknown format {format!r}; use 'tsv', 'folder' or 'auto'")
+        raise ValueError(f"unknown format {format!r}; use 'tsv', 'folder', 'lmdb' or 'auto'")
     name = f"{root} {split}"
     if format == "tsv":
         return ImageTextCorpus.from_tsv(files["tsv"]["images"], files["tsv"]["texts"], name)

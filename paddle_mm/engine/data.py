@@ -9,7 +9,7 @@ import paddle
 
 from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
-from ..text.tokenizer import tokenize
+from ..text.tokenizer import preprocess_caption, tokenize
 from ..vision.transforms import ImageTransform
 
 
@@ -64,7 +64,8 @@ def build_transform(dataset_cfg: dict[str, Any], image_size: int) -> ImageTransf
 
 
 def build_tokenizer(context_length: int):
-    return lambda texts: tokenize(texts, context_length=context_length)
+    """Texts -> [N, context_length] ids exactly as cn_clip's datasets make them (``_preprocess_text`` first)."""
+    return lambda texts: tokenize([preprocess_caption(t) for t in texts], context_length=context_length)
 
 
 def load_split(dataset_cfg: dict[str, Any]) -> ImageTextCorpus:

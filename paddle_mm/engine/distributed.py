@@ -93,6 +93,14 @@ def mean_over_ranks(value: float) -> float:
     return float(t.item()) / world_size()
 
 
+def min_over_ranks(value: int) -> int:
+    if world_size() == 1:
+        return value
+    t = paddle.to_tensor([value], dtype="int64")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()

@@ -23,6 +23,7 @@ import hardware
 
 from ..config import dump_config
 from ..data.collate import BadSampleCounter
+from ..data.duplicates import DuplicateCaptionGuard
 from ..losses import build_loss
 from ..models import build_model
 from ..optim import build_lr_schedule, build_optimizer
@@ -95,6 +96,7 @@ def train_one_epoch(
     print_every: int,
     amp: dict[str, Any],
     on_step: Callable[[TrainState], None],
+    dup_guard: DuplicateCaptionGuard,
     vdl=None,
     metrics_file: Path | None = None,
     progress: bool = True,
@@ -119,16 +121,18 @@ def train_one_epoch(
     t_start, samples, micro = time.time(), 0, 0
     for batch in loader:
         bad.update(batch)
-        n = int(min_over_ranks(int(batch["n_good"])))  # every rank must contribute the same batch size
+        n = dist.min_over_ranks(int(batch["n_good"]))  # every rank must contribute the same batch size
         if n == 0:
             continue
-        pixels = batch["pixel_values"][:n]
-        ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n]), model.config.pad_id))
+        keep = dup_guard(np.asarray(batch["input_ids"][:n]))  # all rows, or the first of each repeated caption
+        keep = keep[: dist.min_over_ranks(len(keep))]
+        pixels = paddle.gather(batch["pixel_values"][:n], paddle.to_tensor(keep))
+        ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n])[keep], model.config.pad_id))
         with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
             losses = loss_fn(model(pixels, ids))
         (losses["loss"] / accum_steps).backward()
         micro += 1
-        samples += n * dist.world_size()
+        samples += len(keep) * dist.world_size()
         if micro % accum_steps:
             continue
         dist.average_gradients(params)
@@ -142,37 +146,48 @@ def train_one_epoch(
         _reseed(seed, state.global_step)
         bar.update(1)
         if state.step_in_epoch % print_every == 0 or state.step_in_epoch == steps_total:
-            loss = dist.mean_over_ranks(float(losses["loss"]))
             elapsed = time.time() - t_start
-            ips = samples / max(elapsed, 1e-9)
             left = (steps_total - state.step_in_epoch) + (epochs - state.epoch) * steps_total
-            logger.info(
-                f"[Train][Epoch {state.epoch}/{epochs}][Iter {state.step_in_epoch}/{steps_total}] "
-                f"loss: {loss:.5f}, lr: {optimizer.get_lr():.6f}, logit_scale: {float(model.logit_scale.exp()):.2f}, "
-                f"ips: {ips:.2f} samples/s, eta: {_eta(left * accum_steps * elapsed / max(micro, 1))}"
+            _log_step(
+                state,
+                epochs,
+                steps_total,
+                dist.mean_over_ranks(float(losses["loss"])),
+                optimizer.get_lr(),
+                float(model.logit_scale.exp()),
+                samples / max(elapsed, 1e-9),
+                left * accum_steps * elapsed / max(micro, 1),
+                metrics_file,
+                vdl,
             )
-            if metrics_file is not None:
-                with open(metrics_file, "a", encoding="utf-8") as f:
-                    f.write(
-                        json.dumps(
-                            {"epoch": state.epoch, "step": state.global_step, "loss": loss, "lr": optimizer.get_lr()}
-                        )
-                        + "\n"
-                    )
-            if vdl is not None:
-                vdl.add_scalar("train/loss", loss, state.global_step)
-                vdl.add_scalar("train/lr", optimizer.get_lr(), state.global_step)
         on_step(state)
     bar.close()
     return bad
 
 
-def min_over_ranks(value: int) -> int:
-    if dist.world_size() == 1:
-        return value
-    t = paddle.to_tensor([value], dtype="int64")
-    paddle.distributed.all_reduce(t, op=paddle.distributed.ReduceOp.MIN)
-    return int(t.item())
+def _log_step(
+    state: TrainState,
+    epochs: int,
+    steps_total: int,
+    loss: float,
+    lr: float,
+    scale: float,
+    ips: float,
+    eta_s: float,
+    metrics_file: Path | None,
+    vdl,
+) -> None:
+    logger.info(
+        f"[Train][Epoch {state.epoch}/{epochs}][Iter {state.step_in_epoch}/{steps_total}] loss: {loss:.5f}, "
+        f"lr: {lr:.6f}, logit_scale: {scale:.2f}, ips: {ips:.2f} samples/s, eta: {_eta(eta_s)}"
+    )
+    if metrics_file is not None:
+        record = {"epoch": state.epoch, "step": state.global_step, "loss": loss, "lr": lr}
+        with open(metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    if vdl is not None:
+        vdl.add_scalar("train/loss", loss, state.global_step)
+        vdl.add_scalar("train/lr", lr, state.global_step)
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -203,6 +218,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
     optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
     loss_fn = build_loss(cfg["Loss"]["Train"])
+    dup_guard = DuplicateCaptionGuard(drop=g["drop_duplicate_captions"], log=logger.warning)
 
     state = TrainState()
     if g["checkpoints"]:
@@ -268,12 +284,15 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             print_every=g["print_batch_step"],
             amp=amp,
             on_step=on_step,
+            dup_guard=dup_guard,
             vdl=vdl,
             progress=main and g["progress_bar"],
             metrics_file=out_dir / "train_metrics.jsonl" if main else None,
         )
         if main and bad.n_bad:
             logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
+        if main and dup_guard.n_batches_with_repeats:
+            logger.info(f"[Train][Epoch {epoch}] {dup_guard.summary()}")
         record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
         if eval_data is not None and epoch % g["eval_interval"] == 0:
             record.update(_evaluate_and_log(model, eval_data, cfg, epoch, vdl, state))

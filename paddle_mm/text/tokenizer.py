@@ -29,7 +29,7 @@ from itertools import chain, islice
 
 import numpy as np
 
-__all__ = ["DEFAULT_VOCAB_FILE", "ChineseClipTextTokenizer", "WordPieceTokenizer", "tokenize"]
+__all__ = ["DEFAULT_VOCAB_FILE", "ChineseClipTextTokenizer", "WordPieceTokenizer", "preprocess_caption", "tokenize"]
 
 DEFAULT_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab.txt")
 DEFAULT_CONTEXT_LENGTH = 52  # Chinese-CLIP's context length for every released model
@@ -263,3 +263,9 @@ def tokenize(texts: TextInput | Sequence[TextInput], context_length: int = DEFAU
     A single string gives one row. The attention mask, if needed, is ``ids != 0``.
     """
     return _default_tokenizer(context_length).encode_batch(texts)
+
+
+def preprocess_caption(text: str) -> str:
+    """cn_clip's ``_preprocess_text``, applied by its training and evaluation datasets before ``tokenize``:
+    lower-case and curly quotes to ``"`` (the vocabulary has no “ ”, which would otherwise become [UNK])."""
+    return text.lower().replace("\u201c", '"').replace("\u201d", '"')

@@ -227,3 +227,29 @@ def test_visualdl_logs_and_amp_on_cpu_warns(tiny_data, tmp_path):
     assert "AMP.use_amp ignored: Paddle has no mixed-precision autocast on cpu" in proc.stdout
     records = list((tmp_path / RUN / "vdl").glob("vdlrecords.*.log"))
     assert records and records[0].stat().st_size > 0
+
+
+def test_duplicate_captions_are_reported_and_can_be_dropped(tiny_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "classes"
+    data.mkdir()
+    for split in ("train", "valid"):  # class names as captions (Chinese-CLIP #240): 3 texts over all images
+        shutil.copy(tiny_data / f"{split}_imgs.tsv", data / f"{split}_imgs.tsv")
+        ids = [int(line.split("\t")[0]) for line in (data / f"{split}_imgs.tsv").read_text().splitlines()]
+        names = ["红色的圆形", "蓝色的三角形", "绿色的正方形"]
+        rows = [{"text_id": k, "text": name, "image_ids": ids[k::3]} for k, name in enumerate(names)]
+        (data / f"{split}_texts.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
+    warn = run_tool("train.py", *tiny_args(data, tmp_path / "warn", "-o", "Global.epochs=1"))
+    assert warn.returncode == 0, warn.stderr[-3000:]
+    assert "InfoNCE treats them as negatives of each other" in warn.stdout
+    assert "batches had repeated captions" in warn.stdout and "rows, kept)" in warn.stdout
+    drop = run_tool(
+        "train.py", *tiny_args(data, tmp_path / "drop", "-o", "Global.epochs=1", "Global.drop_duplicate_captions=true")
+    )
+    assert drop.returncode == 0, drop.stderr[-3000:]
+    assert "rows, dropped)" in drop.stdout
+    # at the first step (near-uniform logits) the loss is about log(batch): 16 rows kept, at most 3 after dropping
+    assert losses(tmp_path / "drop")[1] < np.log(4) < np.log(12) < losses(tmp_path / "warn")[1]

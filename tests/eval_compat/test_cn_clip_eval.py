@@ -285,7 +285,6 @@ def test_cn_clip_preprocesses_curly_quotes_before_tokenizing():
     assert tokenize([_preprocess_text(caption)])[0].tolist() != tokenize([caption])[0].tolist()
 
 
-@pytest.mark.xfail(strict=True, reason="engine.data.build_tokenizer does not yet apply cn_clip's _preprocess_text")
 def test_training_and_eval_tokenizer_preprocesses_like_cn_clip():
     caption = "他说“你好”"
     ours = build_tokenizer(52)([caption])
