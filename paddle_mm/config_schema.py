@@ -31,7 +31,7 @@ class Field:
             return True
         if not isinstance(value, self.types):
             return False
-        if self.item_type is not None:
+        if self.item_type is not None and isinstance(value, list):
             return all(isinstance(v, self.item_type) and not isinstance(v, bool) for v in value)
         return True
 

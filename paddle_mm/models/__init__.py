@@ -49,8 +49,7 @@ def build_model(arch: dict[str, Any]):
     freeze_vision = arch.pop("freeze_vision", False)
     model = create_model(name, **arch)
     if freeze_vision:
-        for p in model.visual.parameters():
-            p.stop_gradient = True
+        model.lock_image_tower()
     return model
 
 

@@ -579,6 +579,23 @@ class CLIP(nn.Layer):
             normal(std=(2 * width) ** -0.5)(block.mlp.c_fc.weight)
             normal(std=proj_std)(block.mlp.c_proj.weight)
 
+    def lock_image_tower(self) -> None:
+        """Freeze the image tower (LiT stage 1, cn_clip ``--freeze-vision``): no gradients reach it, and its
+        BatchNorm layers (RN50) keep their running statistics even while the model trains."""
+        for p in self.visual.parameters():
+            p.stop_gradient = True
+        self._image_tower_locked = True
+        if self.training:
+            self.train()
+
+    def train(self):
+        super().train()
+        if getattr(self, "_image_tower_locked", False):
+            for layer in self.visual.sublayers():
+                if isinstance(layer, BatchNorm):
+                    layer.eval()
+        return self
+
     def encode_image(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
         """[B, 3, S, S] normalized pixels -> [B, embed_dim] unnormalized features (like cn_clip)."""
         return self.visual(pixel_values)
