@@ -32,8 +32,9 @@ from .sm2 import DEFAULT_USER_ID
 from .sm3 import default_workers
 
 
-def hash_tree(root: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE,
-              workers: int | None = None) -> tuple[FileEntry, ...]:
+def hash_tree(
+    root: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE, workers: int | None = None
+) -> tuple[FileEntry, ...]:
     """Entries for every payload file under ``root`` (sorted by path), enforcing the file policy."""
     root_fd = fsio.open_root(root)
     try:
@@ -62,10 +63,19 @@ def _hash_file(pool: ThreadPoolExecutor, root_fd: int, entry: FileEntry, chunk_s
     return FileEntry(entry.path, size, tuple(digest.hex() for digest, _ in results))
 
 
-def sign_package(root: str | os.PathLike, signer: Signer, *, model: str, version: str, sequence: int,
-                 expires: dt.datetime | None = None, user_id: bytes = DEFAULT_USER_ID,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, now: dt.datetime | None = None,
-                 workers: int | None = None) -> Manifest:
+def sign_package(
+    root: str | os.PathLike,
+    signer: Signer,
+    *,
+    model: str,
+    version: str,
+    sequence: int,
+    expires: dt.datetime | None = None,
+    user_id: bytes = DEFAULT_USER_ID,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    now: dt.datetime | None = None,
+    workers: int | None = None,
+) -> Manifest:
     """Sign the model directory ``root`` in place and return the manifest written.
 
     ``sequence`` must grow with every release of ``model``: verifiers refuse anything older than
@@ -80,10 +90,16 @@ def sign_package(root: str | os.PathLike, signer: Signer, *, model: str, version
         raise PackageConfigError(f"expiry {format_time(expires)} is not in the future")
     files = hash_tree(root, chunk_size, workers)
     manifest = Manifest(
-        model=check_model_name(model), version=version, sequence=sequence, created=format_time(now),
-        expires=None if expires is None else format_time(expires), key_id=signer.public_key.key_id,
-        user_id=user_id.decode(), model_format=detect_model_format([f.path for f in files]),
-        chunk_size=chunk_size, files=files,
+        model=check_model_name(model),
+        version=version,
+        sequence=sequence,
+        created=format_time(now),
+        expires=None if expires is None else format_time(expires),
+        key_id=signer.public_key.key_id,
+        user_id=user_id.decode(),
+        model_format=detect_model_format([f.path for f in files]),
+        chunk_size=chunk_size,
+        files=files,
     )
     write_signed(root, manifest.encode(), sign_message(signer, manifest.encode(), user_id))
     return manifest

@@ -67,8 +67,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     key = PrivateKey.generate()
     secret = None if args.unencrypted else _passphrase(args, "new key passphrase: ", confirm=True)
     if secret is None and not args.unencrypted:
-        raise PackageConfigError("no passphrase given: use --passphrase-env VAR or --passphrase-file FILE, or "
-                                 "--unencrypted to store the key in the clear")
+        raise PackageConfigError(
+            "no passphrase given: use --passphrase-env VAR or --passphrase-file FILE, or "
+            "--unencrypted to store the key in the clear"
+        )
     out = Path(args.out)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -89,11 +91,21 @@ def cmd_sign(args: argparse.Namespace) -> int:
         signer = OpenSSLSigner(args.key, PublicKey.from_pem(Path(args.pub).read_bytes()), args.passphrase_env)
     else:
         signer = LocalSigner(_load_private(args, args.key))
-    manifest = sign_package(args.dir, signer, model=args.model, version=args.version, sequence=args.sequence,
-                            expires=_expiry(args), user_id=args.user_id.encode(), chunk_size=args.chunk_size)
+    manifest = sign_package(
+        args.dir,
+        signer,
+        model=args.model,
+        version=args.version,
+        sequence=args.sequence,
+        expires=_expiry(args),
+        user_id=args.user_id.encode(),
+        chunk_size=args.chunk_size,
+    )
     total = sum(f.size for f in manifest.files)
-    print(f"signed {manifest.model} {manifest.version} seq {manifest.sequence}: {len(manifest.files)} files, "
-          f"{total} bytes, key id {manifest.key_id}")
+    print(
+        f"signed {manifest.model} {manifest.version} seq {manifest.sequence}: {len(manifest.files)} files, "
+        f"{total} bytes, key id {manifest.key_id}"
+    )
     return 0
 
 
@@ -107,10 +119,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     decryptor = LocalDecryptor(_load_private(args, args.key)) if args.key else None
     result = verify_package(args.dir, trust, model=args.model, state=state, decryptor=decryptor)
     m = result.manifest
-    summary = {"model": m.model, "version": m.version, "sequence": m.sequence, "files": len(m.files),
-               "bytes": sum(f.size for f in m.files), "key_id": m.key_id, "manifest_sm3": result.manifest_sm3}
-    print(json.dumps(summary) if args.json else
-          f"OK {m.model} {m.version} seq {m.sequence}: {summary['files']} files, {summary['bytes']} bytes verified")
+    summary = {
+        "model": m.model,
+        "version": m.version,
+        "sequence": m.sequence,
+        "files": len(m.files),
+        "bytes": sum(f.size for f in m.files),
+        "key_id": m.key_id,
+        "manifest_sm3": result.manifest_sm3,
+    }
+    print(
+        json.dumps(summary)
+        if args.json
+        else f"OK {m.model} {m.version} seq {m.sequence}: {summary['files']} files, {summary['bytes']} bytes verified"
+    )
     return 0
 
 
@@ -129,8 +151,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"public key, key id {PublicKey.from_spki_der(body).key_id}")
         elif label == "CERTIFICATE":
             cert = Certificate.from_der(body)
-            print(f"certificate {cert.subject}, valid {cert.not_before} .. {cert.not_after}, "
-                  f"key id {cert.public_key.key_id}")
+            print(
+                f"certificate {cert.subject}, valid {cert.not_before} .. {cert.not_after}, "
+                f"key id {cert.public_key.key_id}"
+            )
         else:
             print(f"{label.lower()} (load it with `sign --key` to see its key id)")
     return 0
@@ -146,8 +170,9 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tools/package.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tools/package.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("keygen", help="generate an SM2 key pair (PKCS#8 PEM, encrypted by default)")
@@ -169,21 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--expires", help="expiry time, ISO 8601 (UTC if no zone)")
     p.add_argument("--user-id", default=DEFAULT_USER_ID.decode(), help="SM2 user ID (default %(default)s)")
     p.add_argument("--chunk-size", type=int, default=4 << 20, help="bytes per SM3 chunk (default 4 MiB)")
-    p.add_argument("--signer", choices=("local", "openssl"), default="local",
-                   help="sign in-process (default) or with the openssl command line (key stays in OpenSSL)")
+    p.add_argument(
+        "--signer",
+        choices=("local", "openssl"),
+        default="local",
+        help="sign in-process (default) or with the openssl command line (key stays in OpenSSL)",
+    )
     p.add_argument("--pub", help="signer's public key PEM (needed with --signer openssl)")
     _add_passphrase(p)
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="verify a package (exit 0 only if every check passes)")
     p.add_argument("dir")
-    p.add_argument("--trust", required=True, action="append", help="trusted public key or certificate PEM "
-                   "(repeatable)")
+    p.add_argument("--trust", required=True, action="append", help="trusted public key or certificate PEM (repeatable)")
     p.add_argument("--model", required=True, help="the model name this package must be for")
     p.add_argument("--user-id", default=DEFAULT_USER_ID.decode(), help="SM2 user ID the signer uses")
     st = p.add_mutually_exclusive_group()
-    st.add_argument("--state", help="rollback state file (default $PADDLE_MM_PACKAGE_STATE or "
-                    "~/.local/state/paddle_mm/package_sequences.json)")
+    st.add_argument(
+        "--state",
+        help="rollback state file (default $PADDLE_MM_PACKAGE_STATE or "
+        "~/.local/state/paddle_mm/package_sequences.json)",
+    )
     st.add_argument("--no-state", action="store_true", help="skip rollback protection (not for deployment)")
     p.add_argument("--key", help="recipient private key PEM, for encrypted packages (decrypts in memory only)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")

@@ -98,12 +98,14 @@ class EncryptedFile:
         offset = HEADER_SIZE + index * (self.segment_size + SEGMENT_OVERHEAD)
         stored = os.pread(self.fd, plain_len + SEGMENT_OVERHEAD, offset)
         if len(stored) < plain_len + SEGMENT_OVERHEAD:
-            raise TruncatedSegmentError(f"{self.path!r}: encrypted segment {index} of {count} is cut short or "
-                                        "missing; re-copy the package")
+            raise TruncatedSegmentError(
+                f"{self.path!r}: encrypted segment {index} of {count} is cut short or missing; re-copy the package"
+            )
         found = int.from_bytes(stored[:4], "big")
         if found != index:
-            raise SegmentOrderError(f"{self.path!r}: segment {found} found at position {index}; segments were "
-                                    "reordered")
+            raise SegmentOrderError(
+                f"{self.path!r}: segment {found} found at position {index}; segments were reordered"
+            )
         return self._open(index, index == count - 1, stored[4:-TAG_SIZE], stored[-TAG_SIZE:])
 
     def _open(self, index: int, final: bool, body: bytes, tag: bytes) -> bytes:
@@ -114,8 +116,9 @@ class EncryptedFile:
         try:
             return dec.update(body) + dec.finalize()
         except InvalidTag as exc:
-            raise SegmentAuthError(f"{self.path!r}: segment {index} fails SM4-GCM authentication (modified "
-                                   "ciphertext or header)") from exc
+            raise SegmentAuthError(
+                f"{self.path!r}: segment {index} fails SM4-GCM authentication (modified ciphertext or header)"
+            ) from exc
 
 
 def open_encrypted(fd: int, path: str, data_key: bytes, expected_size: int, segment_size: int) -> EncryptedFile:
@@ -158,13 +161,16 @@ class KeysFile:
         """The data key, or :class:`WrongDecryptionKeyError` when ``decryptor`` is not a recipient."""
         wrapped = self.wrapped.get(decryptor.key_id)
         if wrapped is None:
-            raise WrongDecryptionKeyError(f"key {decryptor.key_id[:16]}... is not a recipient of this package; "
-                                          f"recipients: {[k[:16] + '...' for k in sorted(self.wrapped)]}")
+            raise WrongDecryptionKeyError(
+                f"key {decryptor.key_id[:16]}... is not a recipient of this package; "
+                f"recipients: {[k[:16] + '...' for k in sorted(self.wrapped)]}"
+            )
         try:
             key = decryptor.decrypt(wrapped)
         except sm2.DecryptionError as exc:
-            raise WrongDecryptionKeyError(f"the data key for {decryptor.key_id[:16]}... does not unwrap: "
-                                          f"{exc}") from exc
+            raise WrongDecryptionKeyError(
+                f"the data key for {decryptor.key_id[:16]}... does not unwrap: {exc}"
+            ) from exc
         if len(key) != 16:
             raise WrongDecryptionKeyError(f"unwrapped data key is {len(key)} bytes; SM4 needs 16")
         return key

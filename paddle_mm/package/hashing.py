@@ -27,6 +27,7 @@ def chunk_count(size: int, chunk_size: int) -> int:
 def plain_reader(fd: int, path: str, size: int, chunk_size: int, data: bytes | None) -> Reader:
     """Chunk i of a plaintext file: a slice of ``data`` when the whole file is already in memory,
     else read into this thread's scratch buffer."""
+
     def read(i: int) -> memoryview:
         offset = i * chunk_size
         n = min(chunk_size, size - offset)

@@ -53,8 +53,10 @@ def _check_sm2_algorithm(alg: der.Tlv) -> None:
     items = der.children(der.expect(alg, der.SEQUENCE, "AlgorithmIdentifier"))
     oids = [der.to_oid(t) for t in items if t.tag == der.OID]
     if OID_SM2_CURVE not in oids:
-        raise PackageConfigError(f"key algorithm {oids} is not SM2 (curve {OID_SM2_CURVE}); make the key with "
-                                 "`tools/package.py keygen` or `openssl genpkey -algorithm SM2`")
+        raise PackageConfigError(
+            f"key algorithm {oids} is not SM2 (curve {OID_SM2_CURVE}); make the key with "
+            "`tools/package.py keygen` or `openssl genpkey -algorithm SM2`"
+        )
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class PublicKey:
         for label, body in pem_blocks(data):
             if label == "PUBLIC KEY":
                 return cls.from_spki_der(body)
-        raise PackageConfigError("no '-----BEGIN PUBLIC KEY-----' block; export one with "
-                                 "`openssl pkey -in KEY -pubout` or `tools/package.py keygen`")
+        raise PackageConfigError(
+            "no '-----BEGIN PUBLIC KEY-----' block; export one with "
+            "`openssl pkey -in KEY -pubout` or `tools/package.py keygen`"
+        )
 
     def verify(self, message: bytes, signature: bytes, user_id: bytes = sm2.DEFAULT_USER_ID) -> bool:
         """True when ``signature`` (DER) is SM2-with-SM3 over ``message`` with ``user_id``."""
@@ -127,8 +131,11 @@ class PrivateKey:
     def pkcs8_der(self) -> bytes:
         pub = self.public_key.spki_der()
         pub_bits = der.children(der.decode_one(pub, der.SEQUENCE))[1]
-        ec_key = der.encode_seq(der.encode_int(1), der.encode(der.OCTET_STRING, self.d.to_bytes(32, "big")),
-                                der.encode(0xA1, der.encode(pub_bits.tag, pub_bits.value)))
+        ec_key = der.encode_seq(
+            der.encode_int(1),
+            der.encode(der.OCTET_STRING, self.d.to_bytes(32, "big")),
+            der.encode(0xA1, der.encode(pub_bits.tag, pub_bits.value)),
+        )
         return der.encode_seq(der.encode_int(0), _sm2_algorithm(), der.encode(der.OCTET_STRING, ec_key))
 
     def to_pem(self, passphrase: bytes | None, iterations: int = DEFAULT_KDF_ITERATIONS) -> bytes:
@@ -148,8 +155,10 @@ class PrivateKey:
                 return cls._from_sec1(body)
             if label == "ENCRYPTED PRIVATE KEY":
                 if passphrase is None:
-                    raise PackageConfigError("the private key is encrypted; give its passphrase "
-                                             "(--passphrase-env VAR or --passphrase-file FILE)")
+                    raise PackageConfigError(
+                        "the private key is encrypted; give its passphrase "
+                        "(--passphrase-env VAR or --passphrase-file FILE)"
+                    )
                 return cls._from_pkcs8(_pbes2_decrypt(body, passphrase))
         raise PackageConfigError("no PKCS#8 or SEC1 private key PEM block found")
 
@@ -200,8 +209,9 @@ def _pbes2_encrypt(plain: bytes, passphrase: bytes, iterations: int) -> bytes:
     enc = _pbes2_cipher(OID_SM4_CBC, key, iv).encryptor()
     data = enc.update(padder.update(plain) + padder.finalize()) + enc.finalize()
     prf = der.encode_seq(der.encode_oid(OID_HMAC_SHA256), der.encode(der.NULL, b""))
-    kdf = der.encode_seq(der.encode_oid(OID_PBKDF2),
-                         der.encode_seq(der.encode(der.OCTET_STRING, salt), der.encode_int(iterations), prf))
+    kdf = der.encode_seq(
+        der.encode_oid(OID_PBKDF2), der.encode_seq(der.encode(der.OCTET_STRING, salt), der.encode_int(iterations), prf)
+    )
     scheme = der.encode_seq(der.encode_oid(OID_SM4_CBC), der.encode(der.OCTET_STRING, iv))
     alg = der.encode_seq(der.encode_oid(OID_PBES2), der.encode_seq(kdf, scheme))
     return der.encode_seq(alg, der.encode(der.OCTET_STRING, data))
@@ -213,8 +223,9 @@ def _pbes2_decrypt(body: bytes, passphrase: bytes) -> bytes:
     alg, data = der.children(der.decode_one(body, der.SEQUENCE))
     alg_oid, params = der.children(alg.value)
     if der.to_oid(alg_oid) != OID_PBES2:
-        raise PackageConfigError(f"key encryption {der.to_oid(alg_oid)} is not PBES2; re-encrypt with "
-                                 "`openssl pkcs8 -topk8 -v2 sm4-cbc`")
+        raise PackageConfigError(
+            f"key encryption {der.to_oid(alg_oid)} is not PBES2; re-encrypt with `openssl pkcs8 -topk8 -v2 sm4-cbc`"
+        )
     kdf, scheme = der.children(params.value)
     kdf_oid, kdf_params = der.children(kdf.value)
     if der.to_oid(kdf_oid) != OID_PBKDF2:
@@ -226,8 +237,9 @@ def _pbes2_decrypt(body: bytes, passphrase: bytes) -> bytes:
     cipher = der.to_oid(cipher_oid)
     key_len = 16 if cipher == OID_SM4_CBC else OID_AES_CBC.get(cipher)
     if key_len is None or prf not in (OID_HMAC_SHA256, OID_HMAC_SHA1):
-        raise PackageConfigError(f"key file cipher {cipher} / PRF {prf} not supported; use sm4-cbc or aes-cbc "
-                                 "with hmacWithSHA256")
+        raise PackageConfigError(
+            f"key file cipher {cipher} / PRF {prf} not supported; use sm4-cbc or aes-cbc with hmacWithSHA256"
+        )
     key = _pbkdf2(passphrase, salt, iterations, key_len, prf)
     dec = _pbes2_cipher(cipher, key, der.expect(iv, der.OCTET_STRING, "iv")).decryptor()
     try:
@@ -256,8 +268,12 @@ class Certificate:
         if tbs[0].tag == 0xA0:  # explicit version
             tbs = tbs[1:]
         validity = [_parse_time(t) for t in der.children(tbs[3].value)]
-        return cls(PublicKey.from_spki_der(der.encode(tbs[5].tag, tbs[5].value)), _name_string(tbs[4].value),
-                   validity[0], validity[1])
+        return cls(
+            PublicKey.from_spki_der(der.encode(tbs[5].tag, tbs[5].value)),
+            _name_string(tbs[4].value),
+            validity[0],
+            validity[1],
+        )
 
     @classmethod
     def from_pem(cls, data: bytes) -> Certificate:
@@ -318,8 +334,9 @@ class OpenSSLSigner:
     ``-passin env:NAME`` so it never appears on a command line).
     """
 
-    def __init__(self, key_path: str, public_key: PublicKey, passphrase_env: str | None = None,
-                 openssl: str = "openssl") -> None:
+    def __init__(
+        self, key_path: str, public_key: PublicKey, passphrase_env: str | None = None, openssl: str = "openssl"
+    ) -> None:
         import shutil  # here, not at module level: the verifier never needs it
 
         self.key_path, self._public_key, self.passphrase_env = key_path, public_key, passphrase_env
@@ -350,8 +367,10 @@ def sign_message(signer: Signer, message: bytes, user_id: bytes) -> bytes:
     if len(sig) == 64 and sig[0] != der.SEQUENCE:
         sig = sm2.raw_to_der(sig)
     if not public.verify(message, sig, user_id):
-        raise PackageConfigError(f"the signer returned a signature that does not verify under key "
-                                 f"{public.key_id[:16]}...; is it the right key and does it sign the digest e?")
+        raise PackageConfigError(
+            f"the signer returned a signature that does not verify under key "
+            f"{public.key_id[:16]}...; is it the right key and does it sign the digest e?"
+        )
     return sig
 
 

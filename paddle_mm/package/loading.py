@@ -51,8 +51,15 @@ class LoadedPackage:
             self._tmpdir = None
 
 
-def load_verified(path: str | os.PathLike, trust: TrustStore, *, model: str, state: RollbackStore | None,
-                  decryptor: Decryptor | None = None, now: dt.datetime | None = None) -> LoadedPackage:
+def load_verified(
+    path: str | os.PathLike,
+    trust: TrustStore,
+    *,
+    model: str,
+    state: RollbackStore | None,
+    decryptor: Decryptor | None = None,
+    now: dt.datetime | None = None,
+) -> LoadedPackage:
     """Verify the package at ``path`` (see :func:`verify_package`), then parse it from the verified bytes.
 
     Raises a :class:`PackageRefused` subclass before anything is parsed if any check fails.
@@ -82,11 +89,16 @@ def _load_safetensors(weights: dict[str, bytes]) -> dict[str, Any]:
 
 def _inference_pair(files: dict[str, bytes]) -> tuple[str, str]:
     params = [p for p in files if p.lower().endswith(".pdiparams")]
-    programs = [p for p in files if p.lower().endswith((".json", ".pdmodel")) and
-                os.path.splitext(p)[0] + ".pdiparams" in params]
+    programs = [
+        p
+        for p in files
+        if p.lower().endswith((".json", ".pdmodel")) and os.path.splitext(p)[0] + ".pdiparams" in params
+    ]
     if len(params) != 1 or len(programs) != 1:
-        raise FormatPolicyError(f"a Paddle inference package needs exactly one X.pdiparams with X.json or X.pdmodel; "
-                                f"found params {params}, programs {programs}")
+        raise FormatPolicyError(
+            f"a Paddle inference package needs exactly one X.pdiparams with X.json or X.pdmodel; "
+            f"found params {params}, programs {programs}"
+        )
     return programs[0], params[0]
 
 

@@ -38,13 +38,49 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 UTC = dt.timezone(dt.timedelta(0))  # dt.UTC needs Python 3.11; setup.py allows 3.9
 
 # Loading any of these runs code from the file (pickle), so they are refused even when signed.
-PICKLE_SUFFIXES = (".pdparams", ".pdopt", ".pdiparams.info", ".pdmodel.info", ".pkl", ".pickle", ".pt", ".pth",
-                   ".bin", ".ckpt", ".joblib", ".npy", ".npz", ".dill", ".tar")
-ALLOWED_SUFFIXES = (".safetensors", ".pdmodel", ".pdiparams", ".json", ".yml", ".yaml", ".txt", ".md", ".model",
-                    ".onnx")
+PICKLE_SUFFIXES = (
+    ".pdparams",
+    ".pdopt",
+    ".pdiparams.info",
+    ".pdmodel.info",
+    ".pkl",
+    ".pickle",
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".joblib",
+    ".npy",
+    ".npz",
+    ".dill",
+    ".tar",
+)
+ALLOWED_SUFFIXES = (
+    ".safetensors",
+    ".pdmodel",
+    ".pdiparams",
+    ".json",
+    ".yml",
+    ".yaml",
+    ".txt",
+    ".md",
+    ".model",
+    ".onnx",
+)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_FIELDS = {"format_version", "model", "version", "sequence", "created", "expires", "signer", "algorithms",
-           "model_format", "chunk_size", "files"}
+_FIELDS = {
+    "format_version",
+    "model",
+    "version",
+    "sequence",
+    "created",
+    "expires",
+    "signer",
+    "algorithms",
+    "model_format",
+    "chunk_size",
+    "files",
+}
 
 
 @dataclass(frozen=True)
@@ -76,11 +112,16 @@ class Manifest:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
-            "format_version": self.format_version, "model": self.model, "version": self.version,
-            "sequence": self.sequence, "created": self.created, "expires": self.expires,
+            "format_version": self.format_version,
+            "model": self.model,
+            "version": self.version,
+            "sequence": self.sequence,
+            "created": self.created,
+            "expires": self.expires,
             "signer": {"key_id": self.key_id, "user_id": self.user_id},
             "algorithms": {"hash": self.hash_algorithm, "signature": self.signature_algorithm},
-            "model_format": self.model_format, "chunk_size": self.chunk_size,
+            "model_format": self.model_format,
+            "chunk_size": self.chunk_size,
             "files": [{**asdict(f), "chunks": list(f.chunks)} for f in self.files],
         }
 
@@ -136,8 +177,10 @@ def decode_manifest(data: bytes) -> Manifest:
     Raises :class:`MalformedManifestError`; paths are checked later by :func:`check_paths`.
     """
     if len(data) > MAX_MANIFEST_BYTES or not data.startswith(MAGIC) or not data.endswith(b"\n"):
-        raise MalformedManifestError(f"not a paddle_mm manifest: it must start with {MAGIC!r}, end with a newline "
-                                     f"and be under {MAX_MANIFEST_BYTES} bytes")
+        raise MalformedManifestError(
+            f"not a paddle_mm manifest: it must start with {MAGIC!r}, end with a newline "
+            f"and be under {MAX_MANIFEST_BYTES} bytes"
+        )
     try:
         obj = json.loads(data[len(MAGIC) : -1], object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
@@ -150,11 +193,18 @@ def decode_manifest(data: bytes) -> Manifest:
     if expires is not None and not isinstance(expires, str):
         raise MalformedManifestError(f"manifest field 'expires' is {expires!r}; expected a time string or null")
     manifest = Manifest(
-        model=_need(obj, "model", str), version=_need(obj, "version", str), sequence=_need(obj, "sequence", int),
-        created=_need(obj, "created", str), expires=expires, key_id=_need(signer, "key_id", str),
-        user_id=_need(signer, "user_id", str), model_format=_need(obj, "model_format", str),
-        chunk_size=_need(obj, "chunk_size", int), files=tuple(_entry(f) for f in _need(obj, "files", list)),
-        hash_algorithm=_need(algorithms, "hash", str), signature_algorithm=_need(algorithms, "signature", str),
+        model=_need(obj, "model", str),
+        version=_need(obj, "version", str),
+        sequence=_need(obj, "sequence", int),
+        created=_need(obj, "created", str),
+        expires=expires,
+        key_id=_need(signer, "key_id", str),
+        user_id=_need(signer, "user_id", str),
+        model_format=_need(obj, "model_format", str),
+        chunk_size=_need(obj, "chunk_size", int),
+        files=tuple(_entry(f) for f in _need(obj, "files", list)),
+        hash_algorithm=_need(algorithms, "hash", str),
+        signature_algorithm=_need(algorithms, "signature", str),
         format_version=_need(obj, "format_version", int),
     )
     if manifest.encode() != data:
@@ -196,8 +246,10 @@ def check_file_type(path: str) -> None:
     """File-type policy by name: pickle formats refused, everything else must be allow-listed."""
     lower = path.lower()
     if lower.endswith(PICKLE_SUFFIXES):
-        raise PickleRefusedError(f"{path!r} is a pickle format and loading it can run code; convert the weights "
-                                 "to safetensors (safetensors.paddle.save_file) or export a Paddle inference model")
+        raise PickleRefusedError(
+            f"{path!r} is a pickle format and loading it can run code; convert the weights "
+            "to safetensors (safetensors.paddle.save_file) or export a Paddle inference model"
+        )
     if not lower.endswith(ALLOWED_SUFFIXES):
         raise FormatPolicyError(f"{path!r} is not an allowed file type; allowed suffixes: {list(ALLOWED_SUFFIXES)}")
 
@@ -205,8 +257,10 @@ def check_file_type(path: str) -> None:
 def check_file_content(path: str, head: bytes, size: int) -> None:
     """Content policy on the first bytes of a (verified) file: no pickle or zip, real safetensors."""
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        raise PickleRefusedError(f"{path!r} starts with a pickle header (protocol {head[1]}); it is refused "
-                                 "whatever its name; store weights as safetensors")
+        raise PickleRefusedError(
+            f"{path!r} starts with a pickle header (protocol {head[1]}); it is refused "
+            "whatever its name; store weights as safetensors"
+        )
     if head.startswith(b"PK\x03\x04"):
         raise PickleRefusedError(f"{path!r} is a zip archive (torch.save / np.savez style, which holds pickles)")
     if path.lower().endswith(".safetensors"):
@@ -221,7 +275,9 @@ def detect_model_format(paths: list[str]) -> str:
     has_st = any(p.endswith(".safetensors") for p in lower)
     has_inf = any(p.endswith(".pdiparams") for p in lower)
     if has_st == has_inf:
-        raise FormatPolicyError(f"cannot tell the model format of {sorted(paths)}: a package holds either "
-                                "*.safetensors weights or a Paddle inference model (*.pdiparams with *.pdmodel "
-                                "or *.json), not both or neither")
+        raise FormatPolicyError(
+            f"cannot tell the model format of {sorted(paths)}: a package holds either "
+            "*.safetensors weights or a Paddle inference model (*.pdiparams with *.pdmodel "
+            "or *.json), not both or neither"
+        )
     return "safetensors" if has_st else "paddle-inference"

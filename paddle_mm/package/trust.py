@@ -44,8 +44,9 @@ class TrustStore:
     def __init__(self, anchors: Iterable[TrustAnchor]) -> None:
         self._anchors = {a.public_key.key_id: a for a in anchors}
         if not self._anchors:
-            raise PackageConfigError("no trust anchors configured; pass the signer's public key or certificate "
-                                     "(--trust signer.pub)")
+            raise PackageConfigError(
+                "no trust anchors configured; pass the signer's public key or certificate (--trust signer.pub)"
+            )
 
     def __len__(self) -> int:
         return len(self._anchors)
@@ -97,8 +98,10 @@ class RollbackStore:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise PackageConfigError(f"rollback state {str(self.path)!r} is unreadable ({exc}); fix or restore it, "
-                                     "never delete it to get past a refusal") from exc
+            raise PackageConfigError(
+                f"rollback state {str(self.path)!r} is unreadable ({exc}); fix or restore it, "
+                "never delete it to get past a refusal"
+            ) from exc
         if not isinstance(data, dict):
             raise PackageConfigError(f"rollback state {str(self.path)!r} is not a JSON object")
         return data
@@ -115,8 +118,11 @@ class RollbackStore:
             entry = state.get(manifest.model)
             if entry and entry["sequence"] == manifest.sequence:
                 return
-            state[manifest.model] = {"sequence": manifest.sequence, "version": manifest.version,
-                                     "manifest_sm3": manifest_sm3}
+            state[manifest.model] = {
+                "sequence": manifest.sequence,
+                "version": manifest.version,
+                "manifest_sm3": manifest_sm3,
+            }
             self._write(state)
 
     @contextmanager
@@ -151,9 +157,13 @@ def _check_entry(entry: dict | None, manifest: Manifest, manifest_sm3: str) -> N
     if not isinstance(seen, int):
         raise PackageConfigError(f"rollback state for {manifest.model!r} is corrupt: {entry!r}")
     if manifest.sequence < seen:
-        raise RollbackError(f"model {manifest.model!r} sequence {manifest.sequence} (version {manifest.version!r}) "
-                            f"is older than sequence {seen} (version {entry.get('version')!r}) already accepted; "
-                            "sign the package again with a higher --sequence")
+        raise RollbackError(
+            f"model {manifest.model!r} sequence {manifest.sequence} (version {manifest.version!r}) "
+            f"is older than sequence {seen} (version {entry.get('version')!r}) already accepted; "
+            "sign the package again with a higher --sequence"
+        )
     if manifest.sequence == seen and manifest_sm3 != entry.get("manifest_sm3"):
-        raise RollbackError(f"model {manifest.model!r} sequence {seen} was already accepted with a different "
-                            "manifest; a sequence number must never be reused, sign with a higher --sequence")
+        raise RollbackError(
+            f"model {manifest.model!r} sequence {seen} was already accepted with a different "
+            "manifest; a sequence number must never be reused, sign with a higher --sequence"
+        )

@@ -76,9 +76,17 @@ class VerifiedPackage:
     files: dict[str, bytes] | None
 
 
-def verify_package(path: str | os.PathLike, trust: TrustStore, *, model: str, state: RollbackStore | None,
-                   decryptor: Decryptor | None = None, now: dt.datetime | None = None, keep: bool = False,
-                   workers: int | None = None) -> VerifiedPackage:
+def verify_package(
+    path: str | os.PathLike,
+    trust: TrustStore,
+    *,
+    model: str,
+    state: RollbackStore | None,
+    decryptor: Decryptor | None = None,
+    now: dt.datetime | None = None,
+    keep: bool = False,
+    workers: int | None = None,
+) -> VerifiedPackage:
     """Verify the package directory ``path`` as ``model``; raise a :class:`PackageRefused` subclass if not.
 
     ``state`` is the rollback store (pass None only where rollback protection is handled elsewhere).
@@ -107,43 +115,57 @@ def _check_origin(root_fd: int, trust: TrustStore, now: dt.datetime) -> tuple[by
     signature = fsio.read_small(root_fd, SIGNATURE_NAME, 1024)
     if data is None or signature is None:
         missing = [n for n, v in ((MANIFEST_NAME, data), (SIGNATURE_NAME, signature)) if v is None]
-        raise UnsignedPackageError(f"{missing} missing: the package is unsigned or was stripped; sign it with "
-                                   "`tools/package.py sign`")
+        raise UnsignedPackageError(
+            f"{missing} missing: the package is unsigned or was stripped; sign it with `tools/package.py sign`"
+        )
     manifest = decode_manifest(data)
     anchor = trust.find(manifest.key_id)
     if anchor is None:
-        raise UntrustedKeyError(f"signer key {manifest.key_id} is not a configured trust anchor; add its public key "
-                                "or certificate with --trust if (and only if) you trust it")
+        raise UntrustedKeyError(
+            f"signer key {manifest.key_id} is not a configured trust anchor; add its public key "
+            "or certificate with --trust if (and only if) you trust it"
+        )
     if not anchor.valid_at(now):
-        raise UntrustedKeyError(f"trust anchor {anchor.source} is valid {anchor.not_before} .. {anchor.not_after}, "
-                                f"not at {now:%Y-%m-%dT%H:%M:%SZ}; renew the certificate")
+        raise UntrustedKeyError(
+            f"trust anchor {anchor.source} is valid {anchor.not_before} .. {anchor.not_after}, "
+            f"not at {now:%Y-%m-%dT%H:%M:%SZ}; renew the certificate"
+        )
     if manifest.user_id.encode() != anchor.user_id:
-        raise WrongUserIdError(f"manifest signed with SM2 user ID {manifest.user_id!r}, but the anchor is configured "
-                               f"for {anchor.user_id.decode(errors='replace')!r}; pass --user-id to match the signer")
+        raise WrongUserIdError(
+            f"manifest signed with SM2 user ID {manifest.user_id!r}, but the anchor is configured "
+            f"for {anchor.user_id.decode(errors='replace')!r}; pass --user-id to match the signer"
+        )
     if not anchor.public_key.verify(data, signature, anchor.user_id):
-        raise BadSignatureError(f"SM2 signature in {SIGNATURE_NAME} does not verify over {MANIFEST_NAME} with key "
-                                f"{manifest.key_id[:16]}... and user ID {manifest.user_id!r}: the manifest or "
-                                "signature was changed, or signed with another user ID")
+        raise BadSignatureError(
+            f"SM2 signature in {SIGNATURE_NAME} does not verify over {MANIFEST_NAME} with key "
+            f"{manifest.key_id[:16]}... and user ID {manifest.user_id!r}: the manifest or "
+            "signature was changed, or signed with another user ID"
+        )
     return data, manifest, anchor
 
 
-def _check_claims(manifest: Manifest, model: str, state: RollbackStore | None, digest: str,
-                  now: dt.datetime) -> None:
+def _check_claims(manifest: Manifest, model: str, state: RollbackStore | None, digest: str, now: dt.datetime) -> None:
     if manifest.model != model:
-        raise ModelMismatchError(f"package is for model {manifest.model!r}, not {model!r}: another model's "
-                                 "package (replay); deploy the right package or fix --model")
+        raise ModelMismatchError(
+            f"package is for model {manifest.model!r}, not {model!r}: another model's "
+            "package (replay); deploy the right package or fix --model"
+        )
     if state is not None:
         state.check(manifest, digest)
     expiry = manifest.expiry()
     if expiry is not None and now > expiry:
-        raise ExpiredError(f"package {manifest.model} {manifest.version} expired at {manifest.expires}; "
-                           "ask the publisher for a newly signed package")
+        raise ExpiredError(
+            f"package {manifest.model} {manifest.version} expired at {manifest.expires}; "
+            "ask the publisher for a newly signed package"
+        )
     parse_time(manifest.created)
     claimed = (manifest.format_version, manifest.hash_algorithm, manifest.signature_algorithm)
     allowed = (FORMAT_VERSION, HASH_ALGORITHM, SIGNATURE_ALGORITHM)
     if claimed != allowed or manifest.model_format not in MODEL_FORMATS:
-        raise AlgorithmError(f"format version, hash, signature {claimed} and model format {manifest.model_format!r} "
-                             f"must be {allowed} and one of {MODEL_FORMATS}")
+        raise AlgorithmError(
+            f"format version, hash, signature {claimed} and model format {manifest.model_format!r} "
+            f"must be {allowed} and one of {MODEL_FORMATS}"
+        )
     if not MIN_CHUNK_SIZE <= manifest.chunk_size <= MAX_CHUNK_SIZE:
         raise AlgorithmError(f"chunk size {manifest.chunk_size} outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
     _check_entries(manifest)
@@ -157,8 +179,10 @@ def _check_entries(manifest: Manifest) -> None:
     for entry in manifest.files:
         check_file_type(entry.path)
         if entry.size < 0 or len(entry.chunks) != hashing.chunk_count(entry.size, manifest.chunk_size):
-            raise MalformedManifestError(f"{entry.path!r}: {len(entry.chunks)} chunk digests do not fit size "
-                                         f"{entry.size} with chunk size {manifest.chunk_size}")
+            raise MalformedManifestError(
+                f"{entry.path!r}: {len(entry.chunks)} chunk digests do not fit size "
+                f"{entry.size} with chunk size {manifest.chunk_size}"
+            )
 
 
 def _read_keys(root_fd: int, manifest: Manifest, decryptor: Decryptor | None) -> tuple[KeysFile, bytes] | None:
@@ -167,11 +191,14 @@ def _read_keys(root_fd: int, manifest: Manifest, decryptor: Decryptor | None) ->
         return None
     keys = KeysFile.decode(data)
     if keys.segment_size != manifest.chunk_size:
-        raise MalformedManifestError(f"{KEYS_NAME} segment size {keys.segment_size} differs from the manifest's "
-                                     f"chunk size {manifest.chunk_size}")
+        raise MalformedManifestError(
+            f"{KEYS_NAME} segment size {keys.segment_size} differs from the manifest's chunk size {manifest.chunk_size}"
+        )
     if decryptor is None:
-        raise EncryptedPackageError("the package is encrypted; pass a recipient private key (--key) to decrypt "
-                                    "it in memory and check its digests")
+        raise EncryptedPackageError(
+            "the package is encrypted; pass a recipient private key (--key) to decrypt "
+            "it in memory and check its digests"
+        )
     return keys, keys.unwrap(decryptor)
 
 
@@ -182,8 +209,10 @@ def _check_layout(root_fd: int, manifest: Manifest, keys: tuple[KeysFile, bytes]
     expected = {f.path: f for f in manifest.files}
     missing, extra = sorted(set(expected) - set(present)), sorted(set(present) - set(expected))
     if missing and extra:
-        raise RenamedFileError(f"listed files {missing} are missing and unlisted files {extra} are present: "
-                               "renamed or swapped files; re-copy the package as signed")
+        raise RenamedFileError(
+            f"listed files {missing} are missing and unlisted files {extra} are present: "
+            "renamed or swapped files; re-copy the package as signed"
+        )
     if missing:
         raise MissingFileError(f"files {missing} are listed in the manifest but missing; re-copy the package")
     if extra:
@@ -197,8 +226,9 @@ def _check_size(entry: FileEntry, size: int, chunk_size: int, encrypted: bool) -
     if size == want:
         return
     if encrypted and size < want:
-        raise TruncatedSegmentError(f"{entry.path!r}: encrypted file is {size} bytes, {want} expected: segments "
-                                    "are missing or cut")
+        raise TruncatedSegmentError(
+            f"{entry.path!r}: encrypted file is {size} bytes, {want} expected: segments are missing or cut"
+        )
     raise SizeMismatchError(f"{entry.path!r} is {size} bytes; the manifest says {want} (truncated or changed)")
 
 
@@ -206,8 +236,9 @@ def _auto_workers(manifest: Manifest) -> int:
     return default_workers() if sum(f.size for f in manifest.files) >= PARALLEL_MIN_BYTES else 1
 
 
-def _check_contents(root_fd: int, manifest: Manifest, keys: tuple[KeysFile, bytes] | None, keep: bool,
-                    workers: int) -> dict[str, bytes] | None:
+def _check_contents(
+    root_fd: int, manifest: Manifest, keys: tuple[KeysFile, bytes] | None, keep: bool, workers: int
+) -> dict[str, bytes] | None:
     kept: dict[str, bytes | bytearray] = {}
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(manifest.files), _FILES_PER_BATCH):
@@ -216,8 +247,14 @@ def _check_contents(root_fd: int, manifest: Manifest, keys: tuple[KeysFile, byte
     return kept if keep else None
 
 
-def _check_batch(pool: ThreadPoolExecutor, root_fd: int, batch: tuple[FileEntry, ...], chunk_size: int,
-                 keys: tuple[KeysFile, bytes] | None, kept: dict[str, bytes | bytearray] | None) -> None:
+def _check_batch(
+    pool: ThreadPoolExecutor,
+    root_fd: int,
+    batch: tuple[FileEntry, ...],
+    chunk_size: int,
+    keys: tuple[KeysFile, bytes] | None,
+    kept: dict[str, bytes | bytearray] | None,
+) -> None:
     fds: list[int] = []
     jobs: list[tuple[FileEntry, list[Future]]] = []
     try:
@@ -255,8 +292,10 @@ def _compare(entry: FileEntry, futures: list[Future], chunk_size: int) -> None:
     for index, future in enumerate(futures):
         digest, head = future.result()
         if digest.hex() != entry.chunks[index]:
-            raise DigestMismatchError(f"{entry.path!r} chunk {index} (from byte {index * chunk_size}) has SM3 "
-                                      f"{digest.hex()[:16]}..., the manifest {entry.chunks[index][:16]}...: the "
-                                      "file was modified; re-copy the package as signed")
+            raise DigestMismatchError(
+                f"{entry.path!r} chunk {index} (from byte {index * chunk_size}) has SM3 "
+                f"{digest.hex()[:16]}..., the manifest {entry.chunks[index][:16]}...: the "
+                "file was modified; re-copy the package as signed"
+            )
         if index == 0:
             check_file_content(entry.path, head, entry.size)
