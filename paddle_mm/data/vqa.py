@@ -1,0 +1,319 @@
+"""Built-in Chinese VQA data on the synthetic shapes world (no downloads), and its reader.
+
+Every image carries exactly one question of one of five types (equal shares):
+
+- ``count``: 「图中有几个蓝色的三角形？」 -> 0, 1, 2 or 3;
+- ``colour``: 「左上角的图形是什么颜色？」 -> one of 8 colours;
+- ``shape``: 「中间的图形是什么形状？」 -> one of 6 shapes;
+- ``position``: 「红色的圆形在哪里？」 -> one of 9 cells (the only such object in the image);
+- ``exist``: 「图中有绿色的菱形吗？」 -> 是 / 否.
+
+Why a text-only model cannot do well: a question is made by drawing its type, then its answer uniformly from
+the type's answers, then the words of the question (colour, shape, cell, phrasing) independently of the answer;
+only then is the scene built to make that answer true. The question therefore carries no information about the
+answer beyond its type, and the best a text-only model can do is the per-type prior (about 23 % overall).
+
+Files under ``out`` (``{split}`` in train / val / test):
+
+- ``{split}_imgs.tsv``: ``image_id<TAB>base64(PNG)``, as the caption data;
+- ``{split}_questions.jsonl``: ``{"question_id", "image_id", "question", "question_type", "answer", "answers"}``
+  where ``answers`` is the VQA-style list of 10 annotator answers (all equal here: the world is exact);
+- ``{split}_scenes.jsonl``: the objects of each image (for debugging and analysis);
+- ``answers.json``: the answer vocabulary in class-index order; ``vqa_info.json``: how the data was made.
+
+Same seed, same bytes; each split draws from its own generator, so changing one split's size leaves the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .synthetic import (
+    CELLS,
+    COLOURS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Obj,
+    Scene,
+    encode_png,
+    random_objects,
+    random_style,
+    render_scene,
+)
+from .writers import atomic_open, write_imgs_tsv
+
+QUESTION_TYPES: tuple[str, ...] = ("count", "colour", "shape", "position", "exist")
+COUNT_ANSWERS: tuple[str, ...] = ("0", "1", "2", "3")
+YES, NO = "是", "否"
+ANSWERS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "count": COUNT_ANSWERS,
+    "colour": tuple(zh for zh, _ in COLOURS.values()),
+    "shape": tuple(SHAPES.values()),
+    "position": tuple(POSITIONS[c][0] for c in CELLS),
+    "exist": (YES, NO),
+}
+# Class index order of the answer head: fixed, so a model trained on one generated copy reads another.
+ANSWERS: tuple[str, ...] = tuple(a for t in QUESTION_TYPES for a in ANSWERS_BY_TYPE[t])
+N_ANNOTATORS = 10  # VQA v2 keeps 10 human answers per question; soft accuracy is computed over them
+VQA_SPLITS: tuple[str, ...] = ("train", "val", "test")
+VQA_DEFAULT_SIZES: dict[str, int] = {"train": 6000, "val": 500, "test": 1000}
+VQA_ID_BASE: dict[str, int] = {"train": 10_000_000, "val": 20_000_000, "test": 30_000_000}
+MAX_VQA_OBJECTS = 6
+
+_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "count": ("图中有几个{cs}？", "{cs}有几个？", "图片里一共有多少个{cs}？"),
+    "colour": ("{pos}的图形是什么颜色？", "位于{pos}的图形是什么颜色的？"),
+    "shape": ("{pos}的图形是什么形状？", "位于{pos}的是什么图形？"),
+    "position": ("{cs}在哪里？", "{cs}位于图片的什么位置？"),
+    "exist": ("图中有{cs}吗？", "图片里有没有{cs}？"),
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: int
+    image_id: int
+    question: str
+    question_type: str
+    answer: str
+    params: dict  # what the question mentions: colour / shape names (English keys) and cell [row, col]
+
+    def to_json(self) -> dict:
+        """One ``{split}_questions.jsonl`` record."""
+        return {
+            "question_id": self.question_id,
+            "image_id": self.image_id,
+            "question": self.question,
+            "question_type": self.question_type,
+            "answer": self.answer,
+            "answers": [self.answer] * N_ANNOTATORS,
+            "params": self.params,
+        }
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _colour_shape(colour: str, shape: str) -> str:
+    return f"{COLOURS[colour][0]}的{SHAPES[shape]}"
+
+
+def _without(objects: list[Obj], colour: str, shape: str) -> list[Obj]:
+    return [o for o in objects if (o.colour, o.shape) != (colour, shape)]
+
+
+def _free_cells(objects: list[Obj], rng: np.random.Generator) -> list[tuple[int, int]]:
+    used = {o.cell for o in objects}
+    free = [c for c in CELLS if c not in used]
+    return [free[int(i)] for i in rng.permutation(len(free))]
+
+
+def _add_group(objects: list[Obj], colour: str, shape: str, n: int, rng: np.random.Generator) -> list[Obj]:
+    """``objects`` without any (colour, shape) object, plus ``n`` of them on free cells (others make room)."""
+    objects = _without(objects, colour, shape)
+    while len(objects) + n > MAX_VQA_OBJECTS:
+        objects.pop(int(rng.integers(len(objects))))
+    cells = _free_cells(objects, rng)
+    return objects + [Obj(cells[k], colour, shape, _pick(rng, tuple(SIZES))) for k in range(n)]
+
+
+def _set_cell(objects: list[Obj], cell: tuple[int, int], colour: str, shape: str, rng) -> list[Obj]:
+    rest = [o for o in objects if o.cell != cell]
+    return rest + [Obj(cell, colour, shape, _pick(rng, tuple(SIZES)))]
+
+
+def make_question(objects: list[Obj], qtype: str, rng: np.random.Generator) -> tuple[str, str, dict, list[Obj]]:
+    """Draw a ``qtype`` question and its answer independently of each other, then edit ``objects`` so the answer
+    is true. Returns (question text, answer, what the question mentions, edited objects)."""
+    if qtype not in ANSWERS_BY_TYPE:
+        raise ValueError(f"unknown question type {qtype!r}; expected one of {QUESTION_TYPES}")
+    answer = _pick(rng, ANSWERS_BY_TYPE[qtype])
+    template = _pick(rng, _TEMPLATES[qtype])
+    colour, shape, cell = _pick(rng, tuple(COLOURS)), _pick(rng, tuple(SHAPES)), _pick(rng, CELLS)
+    if qtype == "count":
+        objects = _add_group(objects, colour, shape, int(answer), rng)
+    elif qtype == "exist":
+        objects = _add_group(objects, colour, shape, int(rng.integers(1, 3)) if answer == YES else 0, rng)
+    elif qtype == "position":
+        cell = CELLS[ANSWERS_BY_TYPE["position"].index(answer)]
+        objects = _set_cell(_without(objects, colour, shape), cell, colour, shape, rng)
+    elif qtype == "colour":
+        colour = next(c for c, (zh, _) in COLOURS.items() if zh == answer)
+        objects = _set_cell(objects, cell, colour, _pick(rng, tuple(SHAPES)), rng)
+    else:  # shape
+        shape = next(s for s, zh in SHAPES.items() if zh == answer)
+        objects = _set_cell(objects, cell, _pick(rng, tuple(COLOURS)), shape, rng)
+    if not objects:  # "0 red circles" with nothing else: keep one unrelated object so no image is empty
+        other = next(s for s in SHAPES if s != shape)
+        objects = [Obj(_free_cells(objects, rng)[0], colour, other, "large")]
+    text = template.format(cs=_colour_shape(colour, shape), pos=_pick(rng, POSITIONS[cell]))
+    params = {"cell": list(cell)} if qtype in ("colour", "shape") else {"colour": colour, "shape": shape}
+    return text, answer, params, sorted(objects)
+
+
+def check_answer(objects: list[Obj], qtype: str, params: dict, answer: str) -> bool:
+    """Whether ``answer`` is true of ``objects`` for a question with ``params`` (tests verify the generator)."""
+    colour, shape = params.get("colour"), params.get("shape")
+    cell = tuple(params["cell"]) if "cell" in params else None
+    if qtype == "count":
+        return sum((o.colour, o.shape) == (colour, shape) for o in objects) == int(answer)
+    if qtype == "exist":
+        return any((o.colour, o.shape) == (colour, shape) for o in objects) == (answer == YES)
+    if qtype == "position":
+        cells = [o.cell for o in objects if (o.colour, o.shape) == (colour, shape)]
+        return len(cells) == 1 and POSITIONS[cells[0]][0] == answer
+    at = [o for o in objects if o.cell == cell]
+    if qtype == "colour":
+        return len(at) == 1 and COLOURS[at[0].colour][0] == answer
+    return len(at) == 1 and SHAPES[at[0].shape] == answer
+
+
+def generate_split(n: int, rng: np.random.Generator, first_id: int) -> list[tuple[Scene, Question]]:
+    """``n`` (scene, question) pairs; question types cycle in a shuffled order so every type gets n / 5."""
+    types = [QUESTION_TYPES[i % len(QUESTION_TYPES)] for i in range(n)]
+    types = [types[int(i)] for i in rng.permutation(n)]
+    out = []
+    for k, qtype in enumerate(types):
+        base = list(random_objects(rng))
+        text, answer, params, objects = make_question(base, qtype, rng)
+        scene = Scene(first_id + k, k, "vqa", tuple(objects), random_style(rng))
+        out.append((scene, Question(first_id + k, first_id + k, text, qtype, answer, params)))
+    return out
+
+
+@dataclass
+class VQASplitStats:
+    split: str
+    n: int
+    per_type: dict[str, int]
+    answers: dict[str, int]
+
+
+def make_vqa_split(
+    out: str | Path, split: str, n: int, seed: int = 0, image_size: int = 64, progress: Callable[[int], None] = None
+) -> VQASplitStats:
+    """Generate and write one split; ``progress(k)`` is called as images are rendered."""
+    if split not in VQA_ID_BASE:
+        raise ValueError(f"unknown VQA split {split!r}; expected one of {VQA_SPLITS}")
+    if image_size < 24:
+        raise ValueError(f"image_size {image_size} is too small to draw 3x3 cells of shapes; use 24 or more")
+    rng = np.random.default_rng([seed, zlib.crc32(split.encode("utf-8")), 7])
+    pairs = generate_split(n, rng, VQA_ID_BASE[split])
+    out = Path(out)
+    images = []
+    for k, (scene, _) in enumerate(pairs):
+        images.append((scene.image_id, encode_png(render_scene(scene, image_size))))
+        if progress is not None and (k % 100 == 99 or k == n - 1):
+            progress(k % 100 + 1)
+    write_imgs_tsv(out / f"{split}_imgs.tsv", images)
+    with atomic_open(out / f"{split}_questions.jsonl") as f:
+        for _, q in pairs:
+            f.write(json.dumps(q.to_json(), ensure_ascii=False) + "\n")
+    with atomic_open(out / f"{split}_scenes.jsonl") as f:
+        for scene, _ in pairs:
+            f.write(json.dumps({"image_id": scene.image_id, "objects": scene.to_json()["objects"]}) + "\n")
+    return VQASplitStats(
+        split,
+        n,
+        dict(Counter(q.question_type for _, q in pairs)),
+        dict(sorted(Counter(q.answer for _, q in pairs).items())),
+    )
+
+
+def make_vqa_dataset(
+    out: str | Path,
+    sizes: dict[str, int] | None = None,
+    seed: int = 0,
+    image_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> list[VQASplitStats]:
+    """Generate every split in ``sizes`` (default VQA_DEFAULT_SIZES; 0 skips a split) under ``out``."""
+    sizes = dict(VQA_DEFAULT_SIZES if sizes is None else sizes)
+    stats = [make_vqa_split(out, s, n, seed, image_size, progress) for s, n in sizes.items() if n > 0]
+    out = Path(out)
+    with atomic_open(out / "answers.json") as f:
+        f.write(json.dumps(list(ANSWERS), ensure_ascii=False, indent=1) + "\n")
+    info = {"generator": "paddle_mm.data.vqa", "seed": seed, "image_size": image_size, "sizes": sizes}
+    with atomic_open(out / "vqa_info.json") as f:
+        f.write(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return stats
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class VQASplit:
+    """One split in memory: decoded RGB images and the question records.
+
+    ``images`` is uint8 [N_images, S, S, 3]; ``image_index[q]`` is the row of question q's image.
+    """
+
+    images: np.ndarray
+    image_index: np.ndarray
+    questions: list[dict]
+    answers: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def answer_scores(self) -> np.ndarray:
+        """[N, n_answers] VQA soft scores: min(1, annotators who gave the answer / 3) per class."""
+        scores = np.zeros((len(self.questions), len(self.answers)), dtype=np.float32)
+        col = {a: i for i, a in enumerate(self.answers)}
+        for q, rec in enumerate(self.questions):
+            for a, k in Counter(rec["answers"]).items():
+                if a in col:
+                    scores[q, col[a]] = min(1.0, k / 3)
+        return scores
+
+
+def read_answers(root: str | Path) -> tuple[str, ...]:
+    path = Path(root) / "answers.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; generate the data with tools/make_vqa_data.py --out {root}")
+    return tuple(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_vqa_split(root: str | Path, split: str, image_size: int | None = None) -> VQASplit:
+    """Read ``{split}_imgs.tsv`` + ``{split}_questions.jsonl`` under ``root``; images are resized (bicubic) to
+    ``image_size`` when given and different."""
+    root = Path(root)
+    imgs, qs = root / f"{split}_imgs.tsv", root / f"{split}_questions.jsonl"
+    for path in (imgs, qs):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found; generate the data with tools/make_vqa_data.py --out {root} (splits: {VQA_SPLITS})"
+            )
+    ids, arrays = [], []
+    with open(imgs, encoding="utf-8") as f:
+        for line in f:
+            image_id, b64 = line.rstrip("\n").split("\t", 1)
+            bgr = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"{imgs}: image {image_id} cannot be decoded; regenerate the data")
+            if image_size is not None and bgr.shape[0] != image_size:
+                bgr = cv2.resize(bgr, (image_size, image_size), interpolation=cv2.INTER_CUBIC)
+            ids.append(int(image_id))
+            arrays.append(bgr[:, :, ::-1])
+    row = {image_id: k for k, image_id in enumerate(ids)}
+    questions = [json.loads(line) for line in qs.read_text(encoding="utf-8").splitlines() if line.strip()]
+    missing = [q["image_id"] for q in questions if q["image_id"] not in row]
+    if missing:
+        raise KeyError(f"{qs}: questions refer to images missing from {imgs}: {missing[:5]}")
+    index = np.array([row[q["image_id"]] for q in questions], dtype=np.int64)
+    return VQASplit(np.stack(arrays), index, questions, read_answers(root))
