@@ -111,6 +111,14 @@ GLOBAL = Section(
             "leave captions that repeat an earlier caption of the batch out of the loss (class names as "
             "captions, Chinese-CLIP #240); a warning is logged either way",
         ),
+        "task": Field(
+            STR,
+            "retrieval",
+            "what to train: retrieval (CLIP contrastive, the default), vqa (answer classification, VQA soft "
+            "accuracy) or classification (one label per sample); vqa and classification need Arch.fusion and "
+            "DataLoader.*.dataset.name: VQADataset (see docs/fusion.md)",
+            choices=("retrieval", "vqa", "classification"),
+        ),
     },
     doc="run-wide settings",
 )
@@ -137,8 +145,32 @@ CLIP_LOSS = Section(
     }
 )
 
+VQA_LOSS = Section(
+    {
+        "weight": Field(FLOAT, 1.0, "weight of this loss term"),
+        "kind": Field(
+            STR,
+            "softmax",
+            "softmax: cross-entropy against the normalised soft scores; bce: MMF's per-answer logit BCE",
+            choices=("softmax", "bce"),
+        ),
+    }
+)
+
+CLASSIFICATION_LOSS = Section(
+    {
+        "weight": Field(FLOAT, 1.0, "weight of this loss term"),
+        "label_smoothing": Field(FLOAT, 0.0, "label smoothing of the cross-entropy", check=_ratio),
+    }
+)
+
 LOSS = Section(
-    {"Train": ListOf(OneOf({"ClipLoss": CLIP_LOSS}), "loss terms summed during training")},
+    {
+        "Train": ListOf(
+            OneOf({"ClipLoss": CLIP_LOSS, "VQALoss": VQA_LOSS, "ClassificationLoss": CLASSIFICATION_LOSS}),
+            "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification)",
+        )
+    },
     doc="losses",
     required=True,
 )
@@ -180,7 +212,13 @@ OPTIMIZER = Section(
 def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) -> Section:
     dataset = Section(
         {
-            "name": Field(STR, "ImageTextDataset", "dataset reader", choices=("ImageTextDataset",)),
+            "name": Field(
+                STR,
+                "ImageTextDataset",
+                "dataset reader: ImageTextDataset (captions, retrieval) or VQADataset ({split}_imgs.tsv + "
+                "{split}_questions.jsonl + answers.json from tools/make_vqa_data.py; splits train/val/test)",
+                choices=("ImageTextDataset", "VQADataset"),
+            ),
             "root": Field(STR, doc="data directory (Chinese-CLIP TSV/JSONL files or the folder format)"),
             "split": Field(STR, split, "split name: reads {split}_imgs.tsv + {split}_texts.jsonl or {split}/"),
             "format": Field(
@@ -237,6 +275,37 @@ INFER = Section(
 )
 
 
+FUSION = Section(
+    {
+        "name": Field(
+            STR,
+            doc="fusion module (paddle_mm/models/fusion.py): concat (early), late, attention (per-sample modality "
+            "weights), cross_attention, filip (token-wise late interaction), mfb (bilinear); text_only / "
+            "image_only baselines",
+            choices=("concat", "late", "attention", "cross_attention", "filip", "mfb", "text_only", "image_only"),
+        ),
+        "hidden": Field(INT, 128, "width of the fusion layers and of the head's hidden layer", check=_positive),
+        "dropout": Field(FLOAT, 0.1, "dropout in the fusion and the head", check=_ratio),
+        "layers": Field(INT, 2, "cross_attention: stacked layers", check=_positive),
+        "heads": Field(INT, 4, "cross_attention: attention heads (must divide hidden)", check=_positive),
+        "factor": Field(INT, 5, "mfb: rank k of the factorized bilinear pooling", check=_positive),
+        "attend": Field(BOOL, True, "mfb: question-guided attention over image patches (false: pooled image)"),
+        "towers": Field(
+            STR,
+            "full",
+            "train the CLIP towers fully, partly (the last train_layers blocks of each) or not at all",
+            choices=("full", "partial", "frozen"),
+        ),
+        "train_layers": Field(INT, 1, "towers: partial: blocks trained at the top of each tower", check=_positive),
+        "clip_weights": Field(
+            STR, None, "model directory (model.safetensors) of a trained CLIP whose towers to start from"
+        ),
+    },
+    doc="multimodal fusion on the CLIP towers (Global.task vqa / classification); absent for retrieval",
+    optional=True,
+)
+
+
 def arch_fields(name: str) -> Section:
     """The ``Arch`` section for one named model: any field of its JSON config may be overridden."""
     from .models import get_model_config, list_models
@@ -258,6 +327,7 @@ def arch_fields(name: str) -> Section:
             check=_ratio,
         ),
     }
+    fields["fusion"] = FUSION
     try:
         base = get_model_config(name)
     except KeyError:

@@ -64,3 +64,40 @@ def build_loss(items: list[dict[str, dict[str, Any]]]) -> CombinedLoss:
             raise KeyError(f"unknown loss {name!r}; available: {sorted(LOSSES)}")
         terms[name] = LOSSES[name](**(kwargs or {}))
     return CombinedLoss(terms)
+
+
+class VQALoss(nn.Layer):
+    """Answer classification against VQA soft scores ``answer_scores`` [B, A] (min(1, annotators / 3)).
+
+    ``softmax``: cross-entropy with the scores normalised to a distribution (a row without any known answer
+    contributes 0); ``bce``: MMF's logit BCE, per answer, scaled by the number of answers as MMF does.
+    """
+
+    def __init__(self, weight: float = 1.0, kind: str = "softmax"):
+        super().__init__()
+        if kind not in ("softmax", "bce"):
+            raise ValueError(f"VQALoss kind {kind!r}: expected 'softmax' or 'bce'")
+        self.weight, self.kind = weight, kind
+
+    def forward(self, logits: paddle.Tensor, answer_scores: paddle.Tensor, **_: Any) -> paddle.Tensor:
+        if self.kind == "bce":
+            loss = F.binary_cross_entropy_with_logits(logits, answer_scores) * logits.shape[1]
+            return self.weight * loss
+        total = answer_scores.sum(axis=1, keepdim=True)  # (B, 1)
+        target = answer_scores / total.clip(min=1e-6)
+        per_row = -(target * F.log_softmax(logits, axis=-1)).sum(axis=1)  # (B,)
+        return self.weight * per_row.sum() / (total > 0).astype(per_row.dtype).sum().clip(min=1.0)
+
+
+class ClassificationLoss(nn.Layer):
+    """Cross-entropy of ``logits`` [B, C] against integer ``labels`` [B] (multimodal classification)."""
+
+    def __init__(self, weight: float = 1.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.weight, self.label_smoothing = weight, label_smoothing
+
+    def forward(self, logits: paddle.Tensor, labels: paddle.Tensor, **_: Any) -> paddle.Tensor:
+        return self.weight * F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+
+
+LOSSES.update({"VQALoss": VQALoss, "ClassificationLoss": ClassificationLoss})

@@ -65,3 +65,72 @@ def chinese_clip_score_json(direction: dict[str, float]) -> dict:
             "r10": direction["r10"],
         },
     }
+
+
+# ----------------------------------------------------------------------------- classification, VQA and ranking
+
+
+def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Share (x100) of ``pred`` equal to ``labels`` (1-D integer arrays of one length)."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if pred.shape != labels.shape or pred.ndim != 1:
+        raise ValueError(f"pred {pred.shape} and labels {labels.shape} must be 1-D arrays of one length")
+    return float(np.mean(pred == labels) * 100) if len(pred) else 0.0
+
+
+def f1_scores(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, float]:
+    """``macro_f1`` (unweighted mean over the classes that occur in ``labels`` or ``pred``) and ``micro_f1``
+    (equal to accuracy for single-label data), both x100. A class with no true and no predicted sample is left
+    out of the macro mean rather than counted as 0 or 1."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    tp = np.bincount(labels[pred == labels], minlength=n_classes).astype(np.float64)
+    n_pred = np.bincount(pred, minlength=n_classes).astype(np.float64)
+    n_true = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = (n_pred + n_true) > 0
+    f1 = np.divide(2 * tp, n_pred + n_true, out=np.zeros(n_classes), where=present)
+    micro = 2 * tp.sum() / max(n_pred.sum() + n_true.sum(), 1.0)
+    return {"macro_f1": float(f1[present].mean() * 100) if present.any() else 0.0, "micro_f1": float(micro * 100)}
+
+
+def vqa_soft_accuracy(pred: Sequence[str], answers: Sequence[Sequence[str]]) -> float:
+    """VQA accuracy (x100) with the official formula: for a question with n >= 2 human answers, the mean over
+    the n leave-one-out subsets of min(1, matches in the subset / 3); with a single answer, exact match.
+    Answers are compared as given (normalise them beforehand if needed)."""
+    if len(pred) != len(answers):
+        raise ValueError(f"{len(pred)} predictions but {len(answers)} answer lists")
+    scores = []
+    for p, human in zip(pred, answers):
+        matches = sum(a == p for a in human)
+        if len(human) < 2:
+            scores.append(float(matches > 0))
+            continue
+        # leaving out a matching annotator leaves matches - 1 matches, any other leaves all of them
+        left_out = [min(1.0, (matches - (a == p)) / 3) for a in human]
+        scores.append(float(np.mean(left_out)))
+    return float(np.mean(scores) * 100) if scores else 0.0
+
+
+def ndcg_at_k(scores: np.ndarray, relevance: np.ndarray, k: int) -> float:
+    """Mean NDCG@K (x100) over queries: ``scores`` and graded ``relevance`` are [Q, N]; gains 2^rel - 1,
+    discount log2(rank + 1); a query without relevant items scores 0."""
+    if scores.shape != relevance.shape:
+        raise ValueError(f"scores {scores.shape} and relevance {relevance.shape} must have one shape")
+    top = topk_indices(scores, k)  # (Q, k)
+    discount = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
+    dcg = ((2.0 ** np.take_along_axis(relevance, top, axis=1) - 1) * discount).sum(axis=1)
+    ideal = np.sort(relevance, axis=1)[:, ::-1][:, : top.shape[1]]
+    idcg = ((2.0**ideal - 1) * discount).sum(axis=1)
+    return float(np.mean(np.divide(dcg, idcg, out=np.zeros_like(dcg, dtype=np.float64), where=idcg > 0)) * 100)
+
+
+def mean_reciprocal_rank(scores: np.ndarray, positives: Sequence[set[int]]) -> float:
+    """MRR (x100): mean over queries of 1 / rank of the first positive (ties broken by lower index, as in
+    :func:`topk_indices`); a query whose positives are empty scores 0."""
+    if scores.shape[0] != len(positives):
+        raise ValueError(f"{scores.shape[0]} score rows but {len(positives)} ground-truth sets")
+    order = topk_indices(scores, scores.shape[1])
+    rr = []
+    for q, gt in enumerate(positives):
+        hits = np.flatnonzero(np.isin(order[q], list(gt)))
+        rr.append(1.0 / (hits[0] + 1) if hits.size else 0.0)
+    return float(np.mean(rr) * 100) if rr else 0.0

@@ -31,6 +31,7 @@ from . import distributed as dist
 from .checkpoint import load_checkpoint, load_state_into, resolve_checkpoint, save_checkpoint
 from .data import build_tokenizer, build_train_loader, build_transform, load_split, trim_padding
 from .evaluate import evaluate
+from .tasks import build_task
 
 logger = logging.getLogger("paddle_mm")
 
@@ -100,8 +101,13 @@ def train_one_epoch(
     vdl=None,
     metrics_file: Path | None = None,
     progress: bool = True,
+    prepare: Callable | None = None,
 ) -> BadSampleCounter:
     """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step.
+
+    ``prepare(batch) -> (model inputs, loss targets, samples)`` serves the non-retrieval tasks
+    (:mod:`paddle_mm.engine.tasks`): the loss then gets the model's outputs plus the targets. Without it the batch
+    is a CLIP image-text batch (duplicate-caption guard, padding trimmed, logit scale clamped).
 
     Every ``print_every`` steps it logs a PaddleClas-style line and appends {epoch, step, loss, lr} to
     ``metrics_file`` (JSON lines), which is how a resumed run can be compared with an uninterrupted one.
@@ -120,27 +126,32 @@ def train_one_epoch(
     )
     t_start, samples, micro = time.time(), 0, 0
     for batch in loader:
-        bad.update(batch)
-        n = dist.min_over_ranks(int(batch["n_good"]))  # every rank must contribute the same batch size
-        if n == 0:
-            continue
-        keep = dup_guard(np.asarray(batch["input_ids"][:n]))  # all rows, or the first of each repeated caption
-        keep = keep[: dist.min_over_ranks(len(keep))]
-        pixels = paddle.gather(batch["pixel_values"][:n], paddle.to_tensor(keep))
-        ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n])[keep], model.config.pad_id))
+        if prepare is None:
+            bad.update(batch)
+            n = dist.min_over_ranks(int(batch["n_good"]))  # every rank must contribute the same batch size
+            if n == 0:
+                continue
+            keep = dup_guard(np.asarray(batch["input_ids"][:n]))  # all rows, or the first of each repeated caption
+            keep = keep[: dist.min_over_ranks(len(keep))]
+            pixels = paddle.gather(batch["pixel_values"][:n], paddle.to_tensor(keep))
+            ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n])[keep], model.config.pad_id))
+            inputs, targets, n_used = (pixels, ids), {}, len(keep)
+        else:
+            inputs, targets, n_used = prepare(batch)
         with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
-            losses = loss_fn(model(pixels, ids))
+            losses = loss_fn({**model(*inputs), **targets})
         (losses["loss"] / accum_steps).backward()
         micro += 1
-        samples += len(keep) * dist.world_size()
+        samples += n_used * dist.world_size()
         if micro % accum_steps:
             continue
         dist.average_gradients(params)
         optimizer.set_lr(lr_at(state.global_step))
         optimizer.step()
         optimizer.clear_grad()
-        with paddle.no_grad():  # CLIP clamps the temperature at 100
-            model.logit_scale.set_value(paddle.clip(model.logit_scale, 0, 4.6052))
+        if prepare is None:
+            with paddle.no_grad():  # CLIP clamps the temperature at 100
+                model.logit_scale.set_value(paddle.clip(model.logit_scale, 0, 4.6052))
         state.global_step += 1
         state.step_in_epoch += 1
         _reseed(seed, state.global_step)
@@ -154,7 +165,7 @@ def train_one_epoch(
                 steps_total,
                 dist.mean_over_ranks(float(losses["loss"])),
                 optimizer.get_lr(),
-                float(model.logit_scale.exp()),
+                float(model.logit_scale.exp()) if prepare is None else None,
                 samples / max(elapsed, 1e-9),
                 left * accum_steps * elapsed / max(micro, 1),
                 metrics_file,
@@ -171,7 +182,7 @@ def _log_step(
     steps_total: int,
     loss: float,
     lr: float,
-    scale: float,
+    scale: float | None,
     ips: float,
     eta_s: float,
     metrics_file: Path | None,
@@ -179,7 +190,8 @@ def _log_step(
 ) -> None:
     logger.info(
         f"[Train][Epoch {state.epoch}/{epochs}][Iter {state.step_in_epoch}/{steps_total}] loss: {loss:.5f}, "
-        f"lr: {lr:.6f}, logit_scale: {scale:.2f}, ips: {ips:.2f} samples/s, eta: {_eta(eta_s)}"
+        f"lr: {lr:.6f}, {'' if scale is None else f'logit_scale: {scale:.2f}, '}ips: {ips:.2f} samples/s, "
+        f"eta: {_eta(eta_s)}"
     )
     if metrics_file is not None:
         record = {"epoch": state.epoch, "step": state.global_step, "loss": loss, "lr": lr}
@@ -204,11 +216,20 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     paddle.seed(g["seed"])
     np.random.seed(g["seed"])
 
-    model = build_model({k: v for k, v in cfg["Arch"].items() if v is not None})
-    mcfg = model.config
-    loader, sampler, dataset = build_train_loader(
-        cfg["DataLoader"]["Train"], mcfg.image_resolution, mcfg.context_length, world, dist.rank(), g["seed"]
-    )
+    task = build_task(cfg)  # None: retrieval, the CLIP path below
+    if task is None:
+        model = build_model({k: v for k, v in cfg["Arch"].items() if v is not None and k != "fusion"})
+        mcfg = model.config
+        loader, sampler, dataset = build_train_loader(
+            cfg["DataLoader"]["Train"], mcfg.image_resolution, mcfg.context_length, world, dist.rank(), g["seed"]
+        )
+    else:
+        model = task.build_model(cfg["Arch"])
+        mcfg = model.config
+        loader, sampler, dataset = task.build_train_loader(
+            cfg["DataLoader"]["Train"], mcfg, world, dist.rank(), g["seed"]
+        )
+    metric_name = "MR" if task is None else task.main_metric
     steps_per_epoch = len(sampler) // g["accum_steps"]
     if steps_per_epoch == 0:
         raise ValueError(
@@ -239,7 +260,9 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     eval_section = cfg["DataLoader"]["Eval"]
     eval_data = None
-    if main and eval_section is not None and g["eval_during_train"]:
+    if main and eval_section is not None and g["eval_during_train"] and task is not None:
+        eval_data = (task.load(eval_section["dataset"], mcfg), eval_section["sampler"]["batch_size"])
+    elif main and eval_section is not None and g["eval_during_train"]:
         eval_data = (
             load_split(eval_section["dataset"]),
             build_transform(eval_section["dataset"], mcfg.image_resolution),
@@ -288,6 +311,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             vdl=vdl,
             progress=main and g["progress_bar"],
             metrics_file=out_dir / "train_metrics.jsonl" if main else None,
+            prepare=None if task is None else lambda batch: task.prepare(batch, mcfg.pad_id),
         )
         if main and bad.n_bad:
             logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
@@ -295,11 +319,14 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             logger.info(f"[Train][Epoch {epoch}] {dup_guard.summary()}")
         record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
         if eval_data is not None and epoch % g["eval_interval"] == 0:
-            record.update(_evaluate_and_log(model, eval_data, cfg, epoch, vdl, state))
+            if task is None:
+                record.update(_evaluate_and_log(model, eval_data, cfg, epoch, vdl, state))
+            else:
+                record.update(_evaluate_task_and_log(task, model, eval_data, epoch, vdl, state))
         state.history.append(record)
         state.step_in_epoch = steps_per_epoch
-        if main and record.get("MR", -1.0) > state.best_metric:
-            state.best_metric, state.best_epoch = record["MR"], epoch
+        if main and record.get(metric_name, -1.0) > state.best_metric:
+            state.best_metric, state.best_epoch = record[metric_name], epoch
             save("best_model")
         if epoch % g["save_interval"] == 0:
             save(f"epoch_{epoch}")
@@ -309,7 +336,9 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     if main:
         (out_dir / "train_summary.json").write_text(json.dumps(state.__dict__, indent=1), encoding="utf-8")
         if eval_data is not None:
-            logger.info(f"best MR {state.best_metric:.2f} at epoch {state.best_epoch}; checkpoints in {out_dir}")
+            logger.info(
+                f"best {metric_name} {state.best_metric:.2f} at epoch {state.best_epoch}; checkpoints in {out_dir}"
+            )
     return state.__dict__
 
 
@@ -337,6 +366,20 @@ def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState)
         vdl.add_scalar("eval/MR", m["MR"], state.global_step)
     model.train()
     return {"MR": m["MR"], "t2i": m["t2i"], "i2t": m["i2t"]}
+
+
+def _evaluate_task_and_log(task, model, eval_data, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
+    dataset, batch_size = eval_data
+    m = task.evaluate(model, dataset, batch_size)
+    per_type = ", ".join(f"{t}: {v:.1f}" for t, v in m["per_type"].items())
+    logger.info(
+        f"[Eval][Epoch {epoch}] vqa_acc: {m['vqa_acc']:.2f}, accuracy: {m['accuracy']:.2f}, "
+        f"macro_f1: {m['macro_f1']:.2f}; accuracy per type: {per_type}"
+    )
+    if vdl is not None:
+        vdl.add_scalar(f"eval/{task.main_metric}", m[task.main_metric], state.global_step)
+    model.train()
+    return m
 
 
 def _visualdl(out_dir: Path):

@@ -1,0 +1,422 @@
+"""Multimodal fusion over the Chinese-CLIP towers: a tower pair, one fusion module, one task head.
+
+A model is built from a plain dict (the ``Arch`` config section with a ``fusion`` sub-section)::
+
+    build_fusion_model({"name": "CN-CLIP-Tiny", "fusion": {"name": "cross_attention", "layers": 2}}, n_outputs=29)
+
+Fusions (``FUSIONS``), each mapping tower outputs to ``n_outputs`` logits:
+
+- ``concat``: early fusion; the pooled image and text embeddings concatenated, then an MLP (MMF's concat_bert).
+- ``late``: one head per modality, their logits averaged (MMF's late fusion). Additive, so it cannot model
+  questions whose answer depends on both inputs jointly.
+- ``attention``: both embeddings projected to one width, mixed with per-sample softmax modality weights from a
+  gate on both; the weights are returned as ``modality_weights``.
+- ``cross_attention``: text tokens attend over image patch tokens (with text self-attention) in stacked
+  pre-norm layers; the [CLS] position feeds the head (ViLBERT / LXMERT's text stream, one direction).
+- ``filip``: FILIP's token-wise late interaction (Yao et al., 2021): every text token picks its most similar
+  patch; the mean of those maxima is the retrieval score (``token_similarity``), and the token / matched-patch
+  pairs, pooled, feed the head.
+- ``mfb``: Multi-modal Factorized Bilinear pooling (Yu et al., 2017), with question-guided MFB attention over
+  the patches (``attend: true``, the paper's MFB+CoAtt without its second glimpse) or on pooled features.
+- ``text_only`` / ``image_only``: unimodal baselines (an MLP on one pooled embedding).
+
+``forward(pixel_values, input_ids)`` returns a dict with ``logits`` ([B, n_outputs]) and, where a fusion has
+them, ``modality_weights`` / ``token_similarity``; the task losses in :mod:`paddle_mm.losses` read these keys.
+Token-level fusions need a ViT image tower (patch tokens); an RN50 tower is rejected with that explanation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+# Defaults of every Arch.fusion key; config_schema.FUSION documents them.
+FUSION_DEFAULTS: dict[str, Any] = {
+    "hidden": 128,  # width of the fusion layers and of the head's hidden layer
+    "dropout": 0.1,
+    "layers": 2,  # cross_attention: stacked layers
+    "heads": 4,  # cross_attention: attention heads
+    "factor": 5,  # mfb: k, the rank of the factorized bilinear map
+    "attend": True,  # mfb: question-guided attention over patches (False: pooled image embedding)
+    "towers": "full",  # full | partial | frozen
+    "train_layers": 1,  # partial: the last this many blocks of each tower are trained
+    "clip_weights": None,  # directory with a CLIP model.safetensors to start the towers from
+}
+TOWER_MODES = ("full", "partial", "frozen")
+TOKEN_FUSIONS = ("cross_attention", "filip", "mfb")
+
+
+# ----------------------------------------------------------------------------- tower outputs
+
+
+def vit_tokens(visual: nn.Layer, pixel_values: paddle.Tensor) -> paddle.Tensor:
+    """All output tokens of a CLIP ViT tower, LayerNorm'd: [B, 1 + grid*grid, width] ([CLS] first).
+
+    Runs the tower's own layers as ``VisualTransformer.forward`` does, without patch dropout and keeping every
+    token; ``tokens[:, 0] @ visual.proj`` equals ``encode_image`` in eval mode.
+    """
+    x = visual.conv1(pixel_values)  # (B, width, grid, grid)
+    B, W = x.shape[0], x.shape[1]
+    x = x.reshape([B, W, -1]).transpose([0, 2, 1])  # (B, grid*grid, width)
+    cls = visual.class_embedding.reshape([1, 1, W]).expand([B, 1, W])
+    x = paddle.concat([cls.astype(x.dtype), x], axis=1) + visual.positional_embedding  # (B, 1+grid*grid, width)
+    return visual.ln_post(visual.transformer(visual.ln_pre(x)))
+
+
+def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
+
+
+def _masked_mean(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+    """Mean over axis 1 of [B, L, D] where ``mask`` [B, L] is 1."""
+    m = mask.astype(x.dtype).unsqueeze(-1)  # (B, L, 1)
+    return (x * m).sum(axis=1) / m.sum(axis=1).clip(min=1.0)
+
+
+# ----------------------------------------------------------------------------- pooled-feature fusions
+
+
+class ConcatFusion(nn.Layer):
+    """Early fusion: MLP over [image embedding ; text embedding]."""
+
+    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, **_: Any):
+        super().__init__()
+        self.mlp = _mlp(2 * dims["embed"], hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        return {"logits": self.mlp(paddle.concat([f["image_embed"], f["text_embed"]], axis=-1))}
+
+
+class LateFusion(nn.Layer):
+    """MMF-style late fusion: an MLP head per modality; the two logit vectors are averaged."""
+
+    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, **_: Any):
+        super().__init__()
+        self.image_head = _mlp(dims["embed"], hidden, n_outputs, dropout)
+        self.text_head = _mlp(dims["embed"], hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        return {"logits": (self.image_head(f["image_embed"]) + self.text_head(f["text_embed"])) / 2}
+
+
+class AttentionFusion(nn.Layer):
+    """Per-sample modality weights: h_m = tanh(W_m x_m); w = softmax(gate([h_i; h_t])); fused = sum_m w_m h_m."""
+
+    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, **_: Any):
+        super().__init__()
+        self.image_proj = nn.Linear(dims["embed"], hidden)
+        self.text_proj = nn.Linear(dims["embed"], hidden)
+        self.gate = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 2))
+        self.head = _mlp(hidden, hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        h = paddle.stack(
+            [paddle.tanh(self.image_proj(f["image_embed"])), paddle.tanh(self.text_proj(f["text_embed"]))], 1
+        )
+        weights = F.softmax(self.gate(h.reshape([h.shape[0], -1])), axis=-1)  # (B, 2): image, text
+        fused = (h * weights.unsqueeze(-1)).sum(axis=1)  # (B, hidden)
+        return {"logits": self.head(fused), "modality_weights": weights}
+
+
+class UnimodalHead(nn.Layer):
+    """Baseline: an MLP on one modality's pooled embedding; the other input is ignored."""
+
+    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, *, key: str, **_: Any):
+        super().__init__()
+        self.key = key
+        self.mlp = _mlp(dims["embed"], hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        return {"logits": self.mlp(f[self.key])}
+
+
+# ----------------------------------------------------------------------------- token-level fusions
+
+
+class CrossAttention(nn.Layer):
+    """Multi-head attention from ``x`` [B, Lq, D] over ``memory`` [B, Lk, D]; ``bias`` [B, 1, 1, Lk] masks keys."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"Arch.fusion.hidden {d} is not divisible by Arch.fusion.heads {heads}")
+        self.heads, self.head_dim = heads, d // heads
+        self.q, self.k, self.v, self.out = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def _split(self, x: paddle.Tensor) -> paddle.Tensor:
+        B, L, _ = x.shape
+        return x.reshape([B, L, self.heads, self.head_dim]).transpose([0, 2, 1, 3])  # (B, nh, L, hd)
+
+    def forward(self, x: paddle.Tensor, memory: paddle.Tensor, bias: paddle.Tensor | None = None) -> paddle.Tensor:
+        q, k, v = self._split(self.q(x)), self._split(self.k(memory)), self._split(self.v(memory))
+        scores = paddle.matmul(q, k, transpose_y=True) * self.head_dim**-0.5  # (B, nh, Lq, Lk)
+        if bias is not None:
+            scores = scores + bias
+        out = paddle.matmul(F.softmax(scores, axis=-1), v).transpose([0, 2, 1, 3])  # (B, Lq, nh, hd)
+        return self.out(out.reshape([x.shape[0], x.shape[1], -1]))  # (B, Lq, D)
+
+
+class CrossAttentionLayer(nn.Layer):
+    """Pre-norm: text self-attention, text-over-image cross-attention, MLP; each with a residual."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.ln_self, self.ln_cross, self.ln_img, self.ln_mlp = (nn.LayerNorm(d) for _ in range(4))
+        self.self_attn = CrossAttention(d, heads)
+        self.cross_attn = CrossAttention(d, heads)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+
+    def forward(self, x: paddle.Tensor, image: paddle.Tensor, text_bias: paddle.Tensor) -> paddle.Tensor:
+        h = self.ln_self(x)
+        x = x + self.self_attn(h, h, text_bias)
+        x = x + self.cross_attn(self.ln_cross(x), self.ln_img(image))
+        return x + self.mlp(self.ln_mlp(x))
+
+
+class CrossAttentionFusion(nn.Layer):
+    """Text tokens (queries) over image patch tokens, ``layers`` deep; the [CLS] position feeds the head."""
+
+    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, layers: int, heads: int, **_):
+        super().__init__()
+        self.text_in = nn.Linear(dims["text_width"], hidden)
+        self.image_in = nn.Linear(dims["image_width"], hidden)
+        self.layers = nn.LayerList([CrossAttentionLayer(hidden, heads, dropout) for _ in range(layers)])
+        self.ln = nn.LayerNorm(hidden)
+        self.head = _mlp(hidden, hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        x, image = self.text_in(f["text_tokens"]), self.image_in(f["image_tokens"])  # (B, L, H), (B, 1+N, H)
+        bias = (1.0 - f["text_mask"].astype(x.dtype))[:, None, None, :] * -1e4  # (B, 1, 1, L): padded keys off
+        for layer in self.layers:
+            x = layer(x, image, bias)
+        return {"logits": self.head(self.ln(x[:, 0]))}
+
+
+class FILIPFusion(nn.Layer):
+    """Token-wise late interaction: cosine similarities of text tokens and patches, max over patches per token.
+
+    ``token_similarity`` [B] is FILIP's text-to-image score (masked mean over text tokens of the per-token max).
+    For classification, each text token is paired with its best patch ([t; p; t*p]), mapped by an MLP and
+    averaged over the text tokens.
+    """
+
+    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, **_: Any):
+        super().__init__()
+        self.text_in = nn.Linear(dims["text_width"], hidden)
+        self.image_in = nn.Linear(dims["image_width"], hidden)
+        self.pair = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU())
+        self.head = _mlp(hidden, hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        t = F.normalize(self.text_in(f["text_tokens"]), axis=-1)  # (B, L, H)
+        p = F.normalize(self.image_in(f["image_tokens"][:, 1:]), axis=-1)  # (B, N, H) patches only
+        sim = paddle.matmul(t, p, transpose_y=True)  # (B, L, N)
+        best = sim.argmax(axis=-1)  # (B, L)
+        matched = paddle.take_along_axis(p, best.unsqueeze(-1).expand([-1, -1, p.shape[-1]]), axis=1)  # (B, L, H)
+        mask = f["text_mask"]
+        pooled = _masked_mean(self.pair(paddle.concat([t, matched, t * matched], axis=-1)), mask)  # (B, H)
+        return {
+            "logits": self.head(pooled),
+            "token_similarity": _masked_mean(sim.max(axis=-1, keepdim=True), mask)[:, 0],
+        }
+
+
+class MFB(nn.Layer):
+    """z = SumPool_k(U x * V y) over ``factor`` k, then signed square root and L2 normalisation: [B, out]."""
+
+    def __init__(self, d_x: int, d_y: int, out: int, factor: int, dropout: float):
+        super().__init__()
+        self.out, self.factor = out, factor
+        self.u, self.v = nn.Linear(d_x, out * factor), nn.Linear(d_y, out * factor)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
+        z = self.dropout(self.u(x) * self.v(y))  # (..., out * k)
+        z = z.reshape([*z.shape[:-1], self.out, self.factor]).sum(axis=-1)  # (..., out)
+        z = paddle.sign(z) * paddle.sqrt(paddle.abs(z) + 1e-8)
+        return F.normalize(z, axis=-1)
+
+
+class MFBFusion(nn.Layer):
+    """MFB between the question embedding and the image: attended patches (``attend``) or the pooled embedding."""
+
+    def __init__(
+        self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, factor: int, attend: bool, **_: Any
+    ):
+        super().__init__()
+        self.attend = attend
+        image_dim = dims["image_width"] if attend else dims["embed"]
+        if attend:
+            self.att_mfb = MFB(image_dim, dims["embed"], hidden, factor, dropout)
+            self.att_logit = nn.Linear(hidden, 1)
+        self.mfb = MFB(image_dim, dims["embed"], hidden, factor, dropout)
+        self.head = _mlp(hidden, hidden, n_outputs, dropout)
+
+    def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        q = f["text_embed"]  # (B, D)
+        if self.attend:
+            patches = f["image_tokens"][:, 1:]  # (B, N, W)
+            q_tiled = q.unsqueeze(1).expand([-1, patches.shape[1], -1])  # (B, N, D)
+            att = F.softmax(self.att_logit(self.att_mfb(patches, q_tiled)), axis=1)  # (B, N, 1)
+            image = (att * patches).sum(axis=1)  # (B, W)
+        else:
+            image = f["image_embed"]
+        return {"logits": self.head(self.mfb(image, q))}
+
+
+FUSIONS: dict[str, type] = {
+    "concat": ConcatFusion,
+    "late": LateFusion,
+    "attention": AttentionFusion,
+    "cross_attention": CrossAttentionFusion,
+    "filip": FILIPFusion,
+    "mfb": MFBFusion,
+    "text_only": UnimodalHead,
+    "image_only": UnimodalHead,
+}
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class FusionModel(nn.Layer):
+    """CLIP towers + a fusion. ``forward(pixel_values, input_ids)`` -> dict with ``logits`` [B, n_outputs]."""
+
+    def __init__(self, clip: nn.Layer, fusion_name: str, fusion_cfg: dict[str, Any], n_outputs: int):
+        super().__init__()
+        self.clip = clip
+        self.config = clip.config  # image_resolution, context_length, pad_id: what the data pipeline reads
+        self.fusion_name = fusion_name
+        self.fusion_cfg = dict(fusion_cfg)
+        self.n_outputs = n_outputs
+        self.needs_tokens = fusion_name in TOKEN_FUSIONS and not (fusion_name == "mfb" and not fusion_cfg["attend"])
+        if self.needs_tokens and clip.config.is_resnet:
+            raise ValueError(
+                f"fusion {fusion_name!r} reads image patch tokens, which only a ViT image tower has; "
+                "use a ViT model (e.g. Arch.name: CN-CLIP-Tiny) or a pooled fusion (concat, late, attention)"
+            )
+        dims = {
+            "embed": clip.config.embed_dim,
+            "image_width": clip.config.vision_width,
+            "text_width": clip.config.text_hidden_size,
+        }
+        self.uses_image, self.uses_text = fusion_name != "text_only", fusion_name != "image_only"
+        extra = {"key": "text_embed" if fusion_name == "text_only" else "image_embed"}
+        self.fusion = FUSIONS[fusion_name](dims, n_outputs, **fusion_cfg, **extra)
+
+    def features(self, pixel_values: paddle.Tensor | None, input_ids: paddle.Tensor | None) -> dict[str, paddle.Tensor]:
+        """Tower outputs the fusion reads: ``image_embed`` [B, D] and, for token fusions, ``image_tokens``
+        [B, 1+N, width]; ``text_embed`` [B, D], ``text_tokens`` [B, L, h] and ``text_mask`` [B, L]. A baseline
+        runs only its own tower (the other input may be None)."""
+        f: dict[str, paddle.Tensor] = {}
+        if self.uses_text:
+            mask = input_ids != self.config.pad_id
+            f["text_tokens"] = self.clip.bert(input_ids, mask)  # (B, L, h)
+            f["text_mask"] = mask
+            f["text_embed"] = paddle.matmul(f["text_tokens"][:, 0], self.clip.text_projection)
+        if self.uses_image and self.needs_tokens:
+            f["image_tokens"] = vit_tokens(self.clip.visual, pixel_values)
+            f["image_embed"] = paddle.matmul(f["image_tokens"][:, 0], self.clip.visual.proj)
+        elif self.uses_image:
+            f["image_embed"] = self.clip.encode_image(pixel_values)
+        return f
+
+    def forward(
+        self, pixel_values: paddle.Tensor | None = None, input_ids: paddle.Tensor | None = None
+    ) -> dict[str, paddle.Tensor]:
+        return self.fusion(self.features(pixel_values, input_ids))
+
+
+# ----------------------------------------------------------------------------- export
+
+
+class _BothInputs(nn.Layer):
+    def __init__(self, model: FusionModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor) -> paddle.Tensor:
+        return self.model(pixel_values, input_ids)["logits"]
+
+
+class _ImageInput(_BothInputs):
+    def forward(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
+        return self.model(pixel_values, None)["logits"]
+
+
+class _TextInput(_BothInputs):
+    def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
+        return self.model(None, input_ids)["logits"]
+
+
+def export_fusion_model(model: FusionModel, path: str) -> list[str]:
+    """``paddle.jit.save`` the logits graph at ``path`` (prefix; writes ``.json`` + ``.pdiparams``) with a dynamic
+    batch and text length. Returns the graph's input names in order: a baseline takes only its own input."""
+    from paddle.static import InputSpec
+
+    S = model.config.image_resolution
+    specs = {
+        "pixel_values": InputSpec([None, 3, S, S], "float32", "pixel_values"),
+        "input_ids": InputSpec([None, None], "int64", "input_ids"),
+    }
+    names = [n for n, used in (("pixel_values", model.uses_image), ("input_ids", model.uses_text)) if used]
+    wrapper = {2: _BothInputs, 1: _ImageInput if model.uses_image else _TextInput}[len(names)](model)
+    wrapper.eval()
+    static = paddle.jit.to_static(wrapper, input_spec=[specs[n] for n in names], full_graph=True)
+    paddle.jit.save(static, path)
+    return names
+
+
+def _set_tower_training(clip: nn.Layer, mode: str, train_layers: int) -> None:
+    """full: everything trains; frozen: no tower parameter does; partial: the last ``train_layers`` blocks of
+    each tower plus its output LayerNorm / projection. ``logit_scale`` never trains (no contrastive loss)."""
+    if mode not in TOWER_MODES:
+        raise ValueError(f"Arch.fusion.towers {mode!r}: expected one of {TOWER_MODES}")
+    for p in clip.parameters():
+        p.stop_gradient = mode != "full"
+    clip.logit_scale.stop_gradient = True
+    if mode != "partial":
+        return
+    trained: list[nn.Layer] = list(clip.bert.encoder.layer)[-train_layers:]
+    if clip.config.is_resnet:
+        trained += [clip.visual.layer4, clip.visual.attnpool]
+    else:
+        trained += list(clip.visual.transformer.resblocks)[-train_layers:] + [clip.visual.ln_post]
+        clip.visual.proj.stop_gradient = False
+    clip.text_projection.stop_gradient = False
+    for layer in trained:
+        for p in layer.parameters():
+            p.stop_gradient = False
+
+
+def build_fusion_model(arch: dict[str, Any], n_outputs: int) -> FusionModel:
+    """Build from an ``Arch`` section whose ``fusion`` sub-dict names the fusion (other Arch keys shape the towers).
+
+    ``n_outputs`` is the head size (the task's number of answers or classes). Missing fusion keys take
+    ``FUSION_DEFAULTS``; unknown ones are an error.
+    """
+    from . import create_model
+
+    arch = {k: v for k, v in arch.items() if v is not None}
+    fusion = dict(arch.pop("fusion"))
+    name = fusion.pop("name", None)
+    if name not in FUSIONS:
+        raise KeyError(f"unknown fusion {name!r} in Arch.fusion.name; available: {sorted(FUSIONS)}")
+    unknown = sorted(set(fusion) - set(FUSION_DEFAULTS))
+    if unknown:
+        raise KeyError(f"unknown Arch.fusion keys {unknown}; known: {sorted(FUSION_DEFAULTS)}")
+    cfg = {**FUSION_DEFAULTS, **{k: v for k, v in fusion.items() if v is not None}}
+    arch.pop("freeze_vision", None)  # tower training is Arch.fusion.towers for fusion models
+    clip = create_model(arch.pop("name"), **arch)
+    if cfg["clip_weights"]:
+        from pathlib import Path
+
+        from ..engine.checkpoint import load_state_into
+
+        load_state_into(clip, Path(cfg["clip_weights"]) / "model.safetensors")
+    _set_tower_training(clip, cfg.pop("towers"), cfg.pop("train_layers"))
+    cfg.pop("clip_weights")
+    return FusionModel(clip, name, cfg, n_outputs)
