@@ -3,13 +3,13 @@ ONNX Runtime fp32 and INT8, for the image and text towers at several batch sizes
 
     python tools/benchmark.py [--model ViT-B-16] [--batches 1 8] [--threads 2] [--out benchmark.json]
 
-Weights are random (speed does not depend on their values). Every row runs in its own fresh process, one
-after another, on the same saved inputs (texts are full 52-token rows, so no backend gains from trimming
-padding), so a row's peak memory is its own and no runtime's thread pool competes with another's. cn_clip
-runs under ``--torch-python`` (default /work/refvenv/bin/python) when that interpreter imports cn_clip;
-otherwise its rows are reported as skipped. The table gives throughput (items/s at the median latency),
-p50/p90 latency, the worker's peak RSS, the ratio to cn_clip and the GFLOP/s reached; the JSON holds
-every latency. See docs/performance.md.
+Weights are random (speed does not depend on their values). Every row has its own process (so its peak
+memory is its own) and every row gets the same saved inputs (texts are full 52-token rows, so no backend
+gains from trimming padding). The rows of one (tower, batch) are timed in interleaved rounds, one row's
+runs at a time, so a change in background load hits them alike. cn_clip runs under ``--torch-python``
+(default /work/refvenv/bin/python) when that interpreter imports cn_clip; otherwise its rows say skipped.
+The table gives throughput (items/s at the median latency), p50/p90 latency, the worker's peak RSS, the
+ratio to cn_clip and the GFLOP/s reached; the JSON holds every latency. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("cn_clip", "paddle_eager", "paddle_inference/fp32", "onnxruntime/fp32", "onnxruntime/int8")
+WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
 CN_CLIP_TEXT = {"ViT-B-16": "RoBERTa-wwm-ext-base-chinese", "ViT-L-14": "RoBERTa-wwm-ext-base-chinese",
                 "ViT-L-14-336": "RoBERTa-wwm-ext-base-chinese", "ViT-H-14": "RoBERTa-wwm-ext-large-chinese"}
 
@@ -48,20 +49,6 @@ def tower_flops(cfg: dict, tower: str, text_length: int) -> float:
 
 
 # ----------------------------------------------------------------------------- workers (one per row)
-
-
-def time_runs(run, min_runs: int, min_seconds: float, max_runs: int = 50, warmup: int = 2) -> list[float]:
-    """Latencies (ms) after ``warmup`` calls (oneDNN builds its kernels on the first two): at least ``min_runs``
-    runs and ``min_seconds`` of running."""
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
 
 
 def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
@@ -120,10 +107,34 @@ def _paddle_eager_runner(args: argparse.Namespace, inputs: np.ndarray):
 
 
 def worker_main(args: argparse.Namespace) -> None:
-    inputs = np.load(args.inputs)
-    run = worker_runner(args, inputs)
-    times = time_runs(run, args.min_runs, args.min_seconds)
-    print(json.dumps({"latencies_ms": times, "peak_rss_mb": peak_rss_mb()}))
+    """Serve one row: build, warm up, then time ``run N`` requests from stdin until ``quit``.
+
+    Replies go to stdout prefixed with ``@@`` (libraries may print there too): ``@@ready <ms>`` after the
+    warm-up, ``@@<ms> <ms> ...`` per request, ``@@{"peak_rss_mb": ...}`` on quit.
+    """
+    run = worker_runner(args, np.load(args.inputs))
+    t0 = time.perf_counter()
+    for _ in range(WARMUP):
+        t0 = time.perf_counter()
+        run()
+    _reply(f"ready {(time.perf_counter() - t0) * 1e3:.3f}")
+    for line in sys.stdin:
+        command = line.split()
+        if command[:1] == ["run"]:
+            times = []
+            for _ in range(int(command[1])):
+                t0 = time.perf_counter()
+                run()
+                times.append((time.perf_counter() - t0) * 1e3)
+            _reply(" ".join(f"{t:.3f}" for t in times))
+        else:
+            _reply(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+            return
+
+
+def _reply(text: str) -> None:
+    sys.stdout.write(f"@@{text}\n")
+    sys.stdout.flush()
 
 
 def peak_rss_mb() -> float:
@@ -185,17 +196,74 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
     return out
 
 
-def run_row(args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int) -> dict:
-    python = args.torch_python if variant == "cn_clip" else sys.executable
-    cmd = [python, str(Path(__file__).resolve()), "--worker", variant, "--tower", tower, "--model", args.model,
-           "--inputs", str(work / f"{tower}_b{batch}.npy"), "--model-dir", str(work / "model"),
-           "--export-dir", str(work / "export"), "--threads", str(args.threads),
-           "--min-runs", str(args.min_runs), "--min-seconds", str(args.min_seconds)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class Worker:
+    """One row's process: started, warmed up, then asked for timed runs in turn with the other rows."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int):
+        python = args.torch_python if variant == "cn_clip" else sys.executable
+        cmd = [python, str(Path(__file__).resolve()), "--worker", variant, "--tower", tower, "--model", args.model,
+               "--inputs", str(work / f"{tower}_b{batch}.npy"), "--model-dir", str(work / "model"),
+               "--export-dir", str(work / "export"), "--threads", str(args.threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2"}
+        self.variant, self.latencies, self.error = variant, [], ""
+        self.log = work / "logs" / f"{tower}_b{batch}_{variant.replace('/', '_')}.log"
+        self.log.parent.mkdir(exist_ok=True)
+        with open(self.log, "w", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                         env=env, cwd=ROOT)
+        self.warm_ms = 0.0
+
+    def request(self, command: str) -> str | None:
+        """Send a command, return the reply (None once the worker has failed; the error is kept)."""
+        if self.error:
+            return None
+        try:
+            if command:
+                self.proc.stdin.write(command + "\n")
+                self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                if line.startswith("@@"):
+                    return line[2:].strip()
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.wait()
+        lines = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        self.error = f"worker failed ({lines[-1][:300] if lines else 'no output'}); log: {self.log}"
+        return None
+
+    def ready(self) -> None:
+        reply = self.request("")
+        if reply is not None:
+            self.warm_ms = float(reply.split()[1])
+
+    def run(self, n: int) -> None:
+        reply = self.request(f"run {n}")
+        if reply is not None:
+            self.latencies += [float(t) for t in reply.split()]
+
+    def finish(self) -> dict:
+        reply = self.request("quit")
+        self.proc.wait()
+        if self.error:
+            return {"error": self.error}
+        return {"latencies_ms": self.latencies, **json.loads(reply)}
+
+
+def run_group(args: argparse.Namespace, work: Path, variants: list[str], tower: str, batch: int) -> dict[str, dict]:
+    """Time every variant of one (tower, batch) in interleaved rounds, so background load hits all alike.
+
+    All workers are started and warmed up first; then each round asks each worker (in a rotating order)
+    for as many runs as fit in twice the fastest worker's single-run time (at least 1, at most 20), so a
+    round costs little more than one run of each and fast rows still collect several samples.
+    """
+    workers = [Worker(args, work, v, tower, batch) for v in variants]
+    for w in workers:
+        w.ready()
+    budget = 2 * min((w.warm_ms for w in workers if not w.error), default=0.0)
+    for r in range(args.rounds):
+        for w in workers[r % len(workers):] + workers[:r % len(workers)]:
+            w.run(max(1, min(20, round(budget / max(w.warm_ms, 1e-3)))))
+    return {w.variant: w.finish() for w in workers}
 
 
 def summarize(row: dict, batch: int, flops: float) -> dict:
@@ -235,28 +303,28 @@ def main_run(args: argparse.Namespace) -> None:
     started = time.time()
     cfg = prepare(args, work)
     auto = auto_choices(args, work)
-    variants = [v for v in args.variants if v != "cn_clip" or torch_available(args.torch_python)]
+    skipped = {}
+    if "cn_clip" in args.variants and args.model not in CN_CLIP_TEXT:
+        skipped["cn_clip"] = f"skipped: cn_clip has no model {args.model!r}"
+    elif "cn_clip" in args.variants and not torch_available(args.torch_python):
+        skipped["cn_clip"] = f"skipped: {args.torch_python} cannot import torch and cn_clip"
+    runnable = [v for v in args.variants if v not in skipped]
     rows = []
     for tower in args.towers:
         flops = tower_flops(cfg, tower, cfg["context_length"])
         for batch in args.batches:
-            base = None
+            results = run_group(args, work, [v for v in args.variants if v in runnable], tower, batch)
+            base = results.get("cn_clip", {}).get("latencies_ms")
             for variant in args.variants:
-                row = {"tower": tower, "batch": batch, "variant": variant, "gflop_per_item": flops / 1e9}
-                if variant == "cn_clip" and args.model not in CN_CLIP_TEXT:
-                    row["error"] = f"skipped: cn_clip has no model {args.model!r}"
-                elif variant not in variants:
-                    row["error"] = f"skipped: {args.torch_python} cannot import torch and cn_clip"
-                else:
-                    result = run_row(args, work, variant, tower, batch)
-                    row.update(summarize(result, batch, flops) if "latencies_ms" in result else result)
-                row["auto"] = variant == f"{auto[tower]['backend']}/fp32"
-                base = row.get("items_per_s") if variant == "cn_clip" else base
-                row["vs_cn_clip"] = row["items_per_s"] / base if base and "items_per_s" in row else None
+                row = {"tower": tower, "batch": batch, "variant": variant, "gflop_per_item": flops / 1e9,
+                       "auto": variant == f"{auto[tower]['backend']}/fp32"}
+                result = results.get(variant, {"error": skipped.get(variant, "skipped")})
+                row.update(summarize(result, batch, flops) if "latencies_ms" in result else result)
+                if base and "items_per_s" in row:
+                    row["vs_cn_clip"] = row["items_per_s"] / (batch / (float(np.median(base)) / 1e3))
                 rows.append(row)
-                print(f"[bench] {tower} b{batch} {variant}: " +
-                      (f"{row['items_per_s']:.2f} items/s" if "items_per_s" in row else row.get("error", "")),
-                      flush=True)
+                done = f"{row['items_per_s']:.2f} items/s" if "items_per_s" in row else row["error"]
+                print(f"[bench] {tower} b{batch} {variant}: {done}", flush=True)
     print_table(rows, auto)
     from hardware.inference import machine_fingerprint
     from paddle_mm.inference import read_inference_yml
@@ -264,8 +332,7 @@ def main_run(args: argparse.Namespace) -> None:
     int8 = read_inference_yml(work / "export").export.get("int8", {})
     report = {"model": args.model, "threads": args.threads, "machine": machine_fingerprint(),
               "env": {k: os.environ.get(k) for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")},
-              "settings": {"min_runs": args.min_runs, "min_seconds": args.min_seconds,
-                           "text_length": cfg["context_length"]},
+              "settings": {"rounds": args.rounds, "warmup_runs": WARMUP, "text_length": cfg["context_length"]},
               "auto": auto, "int8_sizes": int8, "rows": rows, "wall_s": time.time() - started}
     Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")
@@ -278,8 +345,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime")
-    p.add_argument("--min-runs", type=int, default=5, help="timed runs per row, at least")
-    p.add_argument("--min-seconds", type=float, default=10.0, help="timed seconds per row, at least")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per (tower, batch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", default="output/benchmark", help="model, export, inputs and auto cache")
     p.add_argument("--out", default="output/benchmark/benchmark.json")
