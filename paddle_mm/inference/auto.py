@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,11 +28,13 @@ CACHE_FILE = "backend_choice.json"
 
 @dataclass
 class Choice:
-    """The backend auto picked, its per-candidate median milliseconds, and whether it came from the cache."""
+    """The backend auto picked, its per-candidate median milliseconds, whether it came from the cache, and
+    the candidates that could not be built (name -> error)."""
 
     backend: str
     timings_ms: dict[str, float]
     cached: bool
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def cache_dir() -> Path:
@@ -56,8 +58,13 @@ def median_ms(backend: Backend, feeds: dict[str, np.ndarray], repeats: int, warm
     return float(np.median(times))
 
 
-def choose(candidates: dict[str, Callable[[], Backend]], feeds: dict[str, np.ndarray], key_fields: dict[str, str],
-           repeats: int = 3, directory: Path | None = None) -> tuple[Backend, Choice]:
+def choose(
+    candidates: dict[str, Callable[[], Backend]],
+    feeds: dict[str, np.ndarray],
+    key_fields: dict[str, str],
+    repeats: int = 3,
+    directory: Path | None = None,
+) -> tuple[Backend, Choice]:
     """Build the cached winner, or measure every candidate, cache the winner and return it built.
 
     ``candidates`` maps a backend name to a function building it. A candidate that fails to build is not a
@@ -69,7 +76,8 @@ def choose(candidates: dict[str, Callable[[], Backend]], feeds: dict[str, np.nda
     key = cache_key(key_fields)
     entry = _read_cache(path).get(key)
     if entry and entry.get("backend") in candidates:
-        return candidates[entry["backend"]](), Choice(entry["backend"], entry["timings_ms"], cached=True)
+        return candidates[entry["backend"]](), Choice(entry["backend"], entry["timings_ms"], True,
+                                                      entry.get("failed", {}))
     best, best_ms, timings, errors = None, float("inf"), {}, {}
     for name, build in candidates.items():
         try:
@@ -82,9 +90,18 @@ def choose(candidates: dict[str, Callable[[], Backend]], feeds: dict[str, np.nda
             best, best_ms = (name, backend), timings[name]
     if best is None:
         raise RuntimeError(f"no backend could be built: {errors}")
-    _write_cache(path, key, {"backend": best[0], "timings_ms": timings, "failed": errors, "key": key_fields,
-                             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return best[1], Choice(best[0], timings, cached=False)
+    _write_cache(
+        path,
+        key,
+        {
+            "backend": best[0],
+            "timings_ms": timings,
+            "failed": errors,
+            "key": key_fields,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+    return best[1], Choice(best[0], timings, False, errors)
 
 
 def _read_cache(path: Path) -> dict:

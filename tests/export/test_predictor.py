@@ -101,3 +101,30 @@ def test_a_corrupt_cache_costs_only_a_new_measurement(export_dir, tmp_path):
     predictor.runner("text")
     assert not predictor.choices["text"].cached
     assert len(json.loads((tmp_path / CACHE_FILE).read_text(encoding="utf-8"))) == 1
+
+
+def test_auto_skips_a_backend_that_cannot_be_built_and_says_why(tmp_path):
+    from paddle_mm.inference.auto import choose
+
+    class Fast:
+        def run(self, feeds):
+            return []
+
+    def broken():
+        raise RuntimeError("no provider for npu:0")
+
+    backend, choice = choose({"paddle_inference": broken, "onnxruntime": Fast}, {}, {"k": "v"}, directory=tmp_path)
+    assert isinstance(backend, Fast) and choice.backend == "onnxruntime"
+    assert choice.failed == {"paddle_inference": "RuntimeError: no provider for npu:0"}
+    with pytest.raises(RuntimeError, match="no backend could be built.*no provider for npu:0"):
+        choose({"paddle_inference": broken}, {}, {"k": "other"}, directory=tmp_path)
+
+
+def test_importing_the_predictor_loads_no_runtime():
+    import subprocess
+    import sys
+
+    code = ("import sys, paddle_mm.inference; "
+            "print(sorted(m for m in ('paddle', 'onnxruntime', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
