@@ -1,0 +1,283 @@
+"""Robustness benchmark of trained fusion models on the built-in VQA test split.
+
+    python tools/benchmark_tasks.py --configs configs/fusion/*_vqa.yml --out output/fusion_benchmark [--split test]
+                                   [--train-missing] [--data data/vqa]
+
+For every config it loads ``<Global.output_dir>/<Arch.name>/best_model`` (``--train-missing`` first trains the
+configs without one through tools/train.py), then measures VQA accuracy on the clean split and under
+
+- image corruptions in the ImageNet-C style at severities 1-5: gaussian noise, gaussian blur, occlusion,
+  brightness, JPEG;
+- Chinese text perturbations at severities 1-5 (per-character rate 0.1 ... 0.5): character deletion, swap of
+  adjacent characters, near-homophone / synonym substitution;
+- a missing modality: a blank (mean-grey) image, or an empty question.
+
+Robustness = corrupted accuracy / clean accuracy, averaged over the severities of a family. Writes
+``benchmark.json``, ``benchmark.md`` (tables) and ``robustness.png`` (accuracy against severity per model) in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from _common import exit_on_config_error, load_config
+
+SEVERITIES = (1, 2, 3, 4, 5)
+IMAGE_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "occlusion", "brightness", "jpeg")
+TEXT_PERTURBATIONS = ("char_delete", "char_swap", "homophone")
+TEXT_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
+# Near-homophones (same or close pinyin) and synonyms for the characters of the question templates.
+HOMOPHONES = {
+    "蓝": "兰", "红": "洪", "绿": "律", "黄": "皇", "紫": "子", "橙": "成", "黑": "嘿", "白": "百",
+    "圆": "园", "方": "芳", "角": "脚", "星": "心", "形": "型", "菱": "凌", "色": "瑟", "几": "机",
+    "个": "各", "有": "友", "图": "涂", "中": "钟", "左": "佐", "右": "又", "上": "尚", "下": "夏",
+    "间": "坚", "位": "为", "置": "至", "哪": "那", "里": "理", "状": "壮", "颜": "言", "么": "嘛",
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- corruptions
+
+
+def corrupt_images(images: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.ndarray:
+    """uint8 RGB [N, S, S, 3] -> corrupted copy. Parameters follow ImageNet-C (Hendrycks & Dietterich, 2019);
+    blur radii and occluder sizes are scaled to the image side."""
+    rng = np.random.default_rng([seed, severity, IMAGE_CORRUPTIONS.index(kind)])
+    x = images.astype(np.float32) / 255.0
+    S = images.shape[1]
+    s = severity - 1
+    if kind == "gaussian_noise":
+        x = x + rng.normal(0.0, (0.08, 0.12, 0.18, 0.26, 0.38)[s], x.shape)
+    elif kind == "gaussian_blur":
+        sigma = (1, 2, 3, 4, 6)[s] * S / 224 * 1.5  # ImageNet-C's sigmas at 224 px, scaled (x1.5: small images)
+        x = np.stack([cv2.GaussianBlur(im, (0, 0), sigma) for im in x])
+    elif kind == "occlusion":  # grey squares covering about this share of the image, at random places
+        share = (0.05, 0.1, 0.2, 0.3, 0.4)[s]
+        side = max(1, int(round(S * np.sqrt(share / 2))))
+        x = x.copy()
+        for im in x:
+            for _ in range(2):
+                r, c = rng.integers(0, S - side + 1, size=2)
+                im[r : r + side, c : c + side] = 0.5
+    elif kind == "brightness":
+        hsv = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2HSV) for im in x])
+        hsv[..., 2] = np.clip(hsv[..., 2] + (0.1, 0.2, 0.3, 0.4, 0.5)[s], 0, 1)
+        x = np.stack([cv2.cvtColor(im, cv2.COLOR_HSV2RGB) for im in hsv])
+    elif kind == "jpeg":
+        q = (25, 18, 15, 10, 7)[s]
+        out = []
+        for im in images:
+            ok, buf = cv2.imencode(".jpg", im[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+            out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+        return np.stack(out)
+    else:
+        raise ValueError(f"unknown image corruption {kind!r}; expected one of {IMAGE_CORRUPTIONS}")
+    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+
+
+def perturb_text(text: str, kind: str, severity: int, rng: np.random.Generator) -> str:
+    """One question perturbed: each character (each adjacent pair for swaps) is hit with rate TEXT_RATES[s-1];
+    the final question mark is kept."""
+    p = TEXT_RATES[severity - 1]
+    body, end = (text[:-1], text[-1]) if text.endswith("？") else (text, "")
+    chars = list(body)
+    if kind == "char_delete":
+        chars = [c for c in chars if rng.random() >= p]
+    elif kind == "char_swap":
+        i = 0
+        while i < len(chars) - 1:
+            if rng.random() < p:
+                chars[i], chars[i + 1] = chars[i + 1], chars[i]
+                i += 1
+            i += 1
+    elif kind == "homophone":
+        chars = [HOMOPHONES[c] if c in HOMOPHONES and rng.random() < p else c for c in chars]
+    else:
+        raise ValueError(f"unknown text perturbation {kind!r}; expected one of {TEXT_PERTURBATIONS}")
+    return "".join(chars) + end
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def load_trained(cfg: dict):
+    """The config's best checkpoint as a model in eval mode, with its task."""
+    from paddle_mm.engine.checkpoint import load_state_into
+    from paddle_mm.engine.tasks import VQATask
+
+    task = VQATask(cfg)
+    model = task.build_model(cfg["Arch"])
+    path = Path(cfg["Global"]["output_dir"]) / cfg["Arch"]["name"] / "best_model"
+    load_state_into(model, path / "model.safetensors")
+    model.eval()
+    return task, model, path
+
+
+def benchmark_model(task, model, data_cfg: dict, batch_size: int, seed: int) -> dict:
+    """Clean accuracy and accuracy under every corruption / perturbation / missing modality (x100)."""
+    from paddle_mm.engine.tasks import normalize_images, predict_logits, task_metrics
+    from paddle_mm.text.tokenizer import tokenize
+
+    data = task.load(data_cfg, model.config)
+    images = data.split.images[data.split.image_index]  # (N, S, S, 3), one row per question
+
+    def acc(pixels=None, ids=None) -> float:
+        return task_metrics(predict_logits(model, data, batch_size, pixels, ids), data)["vqa_acc"]
+
+    clean = task_metrics(predict_logits(model, data, batch_size), data)
+    out = {"clean": clean["vqa_acc"], "clean_per_type": clean["per_type"], "image": {}, "text": {}}
+    for kind in IMAGE_CORRUPTIONS:
+        if not model.uses_image:  # the model never reads the image: corrupting it changes nothing
+            out["image"][kind] = [clean["vqa_acc"]] * len(SEVERITIES)
+            continue
+        out["image"][kind] = [acc(pixels=normalize_images(corrupt_images(images, kind, s, seed))) for s in SEVERITIES]
+    questions = [q["question"] for q in data.split.questions]
+    L = model.config.context_length
+    for kind in TEXT_PERTURBATIONS:
+        if not model.uses_text:
+            out["text"][kind] = [clean["vqa_acc"]] * len(SEVERITIES)
+            continue
+        accs = []
+        for s in SEVERITIES:
+            rng = np.random.default_rng([seed, s, TEXT_PERTURBATIONS.index(kind)])
+            accs.append(acc(ids=np.asarray(tokenize([perturb_text(q, kind, s, rng) for q in questions], L))))
+        out["text"][kind] = accs
+    grey = np.full_like(images, 128)
+    out["missing"] = {
+        "image": acc(pixels=normalize_images(grey)) if model.uses_image else clean["vqa_acc"],
+        "text": acc(ids=np.asarray(tokenize([""] * len(questions), L))) if model.uses_text else clean["vqa_acc"],
+    }
+    out["robustness"] = robustness(out)
+    return out
+
+
+def robustness(result: dict) -> dict[str, float]:
+    """Per family: mean over severities of corrupted / clean accuracy; missing modalities: one ratio each."""
+    clean = max(result["clean"], 1e-9)
+    scores = {k: float(np.mean(v) / clean) for part in ("image", "text") for k, v in result[part].items()}
+    scores.update({f"missing_{k}": v / clean for k, v in result["missing"].items()})
+    return scores
+
+
+def answer_priors(data_cfg: dict) -> dict[str, float]:
+    """Accuracy (x100) of answering from the question type alone, with the train split's statistics: the
+    global majority answer, and the majority answer of each question type."""
+    from paddle_mm.data.vqa import load_vqa_split
+
+    train = load_vqa_split(data_cfg["root"], "train").questions
+    test = load_vqa_split(data_cfg["root"], data_cfg["split"]).questions
+    overall = max({q["answer"] for q in train}, key=[q["answer"] for q in train].count)
+    per_type: dict[str, dict[str, int]] = {}
+    for q in train:
+        counts = per_type.setdefault(q["question_type"], {})
+        counts[q["answer"]] = counts.get(q["answer"], 0) + 1
+    best = {t: max(c, key=c.get) for t, c in per_type.items()}
+    return {
+        "global_majority": float(np.mean([q["answer"] == overall for q in test]) * 100),
+        "per_type_majority": float(np.mean([q["answer"] == best.get(q["question_type"]) for q in test]) * 100),
+    }
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def markdown(results: dict[str, dict], priors: dict[str, float]) -> str:
+    fam = [*IMAGE_CORRUPTIONS, *TEXT_PERTURBATIONS, "missing_image", "missing_text"]
+    lines = [
+        "| model | clean acc | " + " | ".join(fam) + " |",
+        "|---" * (len(fam) + 2) + "|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['clean']:.1f} | " + " | ".join(f"{r['robustness'][f]:.2f}" for f in fam) + " |")
+    types = sorted(next(iter(results.values()))["clean_per_type"])
+    lines += ["", "Clean accuracy per question type:", "", "| model | " + " | ".join(types) + " |"]
+    lines.append("|---" * (len(types) + 1) + "|")
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r['clean_per_type'][t]:.1f}" for t in types) + " |")
+    lines += [
+        "",
+        f"Answer priors on this split: global majority answer {priors['global_majority']:.1f}, "
+        f"majority answer per question type {priors['per_type_majority']:.1f}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = [("image", k) for k in IMAGE_CORRUPTIONS] + [("text", k) for k in TEXT_PERTURBATIONS]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5), sharey=True)
+    for ax, (part, kind) in zip(axes.flat, fams):
+        for name, r in results.items():
+            ax.plot([0, *SEVERITIES], [r["clean"], *r[part][kind]], marker="o", ms=3, label=name)
+        ax.set_title(f"{part}: {kind}")
+        ax.set_xlabel("severity (0 = clean)")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("VQA accuracy (%)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Built-in Chinese VQA, test split: accuracy against corruption severity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", required=True, help="training configs (configs/fusion/*_vqa.yml)")
+    p.add_argument("--out", required=True, help="folder for benchmark.json / .md / robustness.png")
+    p.add_argument("--split", default="test")
+    p.add_argument("--data", help="VQA data folder (default: each config's DataLoader.Train.dataset.root)")
+    p.add_argument("--train-missing", action="store_true", help="train configs that have no best_model yet")
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random corruptions")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, data_cfg = {}, None
+    for config in args.configs:
+        overrides = [f"DataLoader.Train.dataset.root={args.data}"] if args.data else []
+        with exit_on_config_error():
+            cfg = load_config(config, overrides)
+        name = cfg["Arch"]["fusion"]["name"]
+        best = Path(cfg["Global"]["output_dir"]) / cfg["Arch"]["name"] / "best_model"
+        if args.train_missing and not best.is_dir():
+            print(f"training {config} ...", flush=True)
+            cmd = [
+                sys.executable,
+                str(Path(__file__).with_name("train.py")),
+                "-c",
+                config,
+                "-o",
+                "Global.progress_bar=false",
+            ]
+            subprocess.run(cmd + [f"{k}" for k in overrides], check=True)
+        start = time.time()
+        task, model, path = load_trained(cfg)
+        data_cfg = dict(cfg["DataLoader"]["Train"]["dataset"], split=args.split)
+        results[name] = benchmark_model(task, model, data_cfg, args.batch_size, args.seed)
+        results[name]["checkpoint"] = str(path)
+        print(f"{name}: clean {results[name]['clean']:.1f} ({time.time() - start:.0f}s)", flush=True)
+    priors = answer_priors(data_cfg)
+    report = {"split": args.split, "priors": priors, "severities": SEVERITIES, "text_rates": TEXT_RATES}
+    (out / "benchmark.json").write_text(json.dumps({**report, "models": results}, indent=1), encoding="utf-8")
+    (out / "benchmark.md").write_text(markdown(results, priors), encoding="utf-8")
+    plot(results, out / "robustness.png")
+    print(markdown(results, priors))
+    print(f"wrote {out}/benchmark.json, benchmark.md, robustness.png")
+
+
+if __name__ == "__main__":
+    main()
