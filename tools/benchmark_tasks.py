@@ -55,8 +55,9 @@ def corrupt_images(images: np.ndarray, kind: str, severity: int, seed: int = 0) 
     if kind == "gaussian_noise":
         x = x + rng.normal(0.0, (0.08, 0.12, 0.18, 0.26, 0.38)[s], x.shape)
     elif kind == "gaussian_blur":
-        sigma = (1, 2, 3, 4, 6)[s] * S / 224 * 1.5  # ImageNet-C's sigmas at 224 px, scaled (x1.5: small images)
-        x = np.stack([cv2.GaussianBlur(im, (0, 0), sigma) for im in x])
+        sigma = (0.5, 0.8, 1.1, 1.5, 2.0)[s] * S / 64  # ImageNet-C's 1-6 px at 224 px, for 64-px shapes
+        k = 2 * int(np.ceil(3 * sigma)) + 1
+        x = np.stack([cv2.GaussianBlur(im, (k, k), sigma) for im in x])
     elif kind == "occlusion":  # grey squares covering about this share of the image, at random places
         share = (0.05, 0.1, 0.2, 0.3, 0.4)[s]
         side = max(1, int(round(S * np.sqrt(share / 2))))

@@ -1,0 +1,85 @@
+"""One tiny VQA training through tools/train.py (Global.task: vqa), and the benchmark's corruptions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, run_tool
+
+CONFIG = ROOT / "configs" / "fusion" / "cross_attention_vqa.yml"
+
+
+@pytest.fixture(scope="module")
+def vqa_data(tmp_path_factory):
+    from paddle_mm.data.vqa import make_vqa_dataset
+
+    out = tmp_path_factory.mktemp("vqa_train")
+    make_vqa_dataset(out, {"train": 96, "val": 40}, seed=5, image_size=32)
+    return out
+
+
+def test_train_vqa_end_to_end(vqa_data, tmp_path):
+    args = [
+        "-c",
+        str(CONFIG),
+        "-o",
+        f"DataLoader.Train.dataset.root={vqa_data}",
+        f"DataLoader.Eval.dataset.root={vqa_data}",
+        f"Global.output_dir={tmp_path}",
+        "Global.epochs=2",
+        "Global.progress_bar=false",
+        "Global.print_batch_step=1",
+        "Arch.image_resolution=32",
+        "DataLoader.Train.sampler.batch_size=32",
+    ]
+    proc = run_tool("train.py", *args)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run = tmp_path / "CN-CLIP-Tiny"
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert all(
+        0.0 <= h["vqa_acc"] <= 100.0 and set(h["per_type"]) == {"count", "colour", "shape", "position", "exist"}
+        for h in summary["history"]
+    )
+    assert summary["best_metric"] == max(h["vqa_acc"] for h in summary["history"])
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert "[Eval][Epoch 2] vqa_acc:" in log and "logit_scale" not in log
+    for name in ("best_model", "latest"):
+        assert (run / name / "model.safetensors").is_file()
+    rows = [json.loads(line) for line in (run / "train_metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 3 and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_vqa_task_rejects_a_caption_dataset(vqa_data, tmp_path):
+    proc = run_tool(
+        "train.py",
+        "-c",
+        str(CONFIG),
+        "-o",
+        f"DataLoader.Train.dataset.root={vqa_data}",
+        "DataLoader.Train.dataset.name=ImageTextDataset",
+        f"Global.output_dir={tmp_path}",
+    )
+    assert proc.returncode != 0 and "VQADataset" in proc.stderr
+
+
+def test_image_corruptions_grow_with_severity():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from benchmark_tasks import IMAGE_CORRUPTIONS, corrupt_images, perturb_text
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    for kind in IMAGE_CORRUPTIONS:
+        diffs = [np.abs(corrupt_images(images, kind, s).astype(float) - images).mean() for s in (1, 3, 5)]
+        assert 0 < diffs[0] < diffs[2], (kind, diffs)
+        np.testing.assert_array_equal(corrupt_images(images, kind, 2), corrupt_images(images, kind, 2))  # seeded
+    rng = np.random.default_rng(0)
+    q = "图中有几个蓝色的三角形？"
+    assert perturb_text(q, "homophone", 5, rng) != q and perturb_text(q, "homophone", 5, rng).endswith("？")
+    assert len(perturb_text(q, "char_delete", 5, rng)) < len(q)
+    swapped = perturb_text(q, "char_swap", 5, rng)
+    assert sorted(swapped) == sorted(q) and swapped != q
