@@ -214,7 +214,9 @@ def test_load_corpus_format_detection_errors(tmp_path, shapes_tsv):
     with pytest.raises(FileNotFoundError, match="found neither layout for split 'train'.*format='tsv' or 'folder'"):
         load_corpus(tmp_path, "train")
     root = shapes_tsv[0]
-    with pytest.raises(ValueError, match="unknown format 'lmdb'"):
+    with pytest.raises(ValueError, match="unknown format 'parquet'; use 'tsv', 'folder', 'lmdb' or 'auto'"):
+        load_corpus(root, "train", format="parquet")
+    with pytest.raises(FileNotFoundError, match="no LMDB split 'train'.*tools/build_lmdb.py"):
         load_corpus(root, "train", format="lmdb")
     with pytest.raises(FileNotFoundError, match="train/images"):
         load_corpus(root, "train", format="folder")
