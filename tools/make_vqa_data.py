@@ -1,6 +1,6 @@
 """Generate the built-in Chinese VQA data (questions on count, colour, shape, position, existence).
 
-    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 6000 --val 500 --test 1000] [--image-size 64]
+    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 6000 --val 500 --test 1000] [--image-size 96]
 
 Same seed, same files. See paddle_mm/data/vqa.py and docs/fusion.md for how the questions are made.
 """
@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for split in VQA_SPLITS:
         n = VQA_DEFAULT_SIZES[split]
         p.add_argument(f"--{split}", type=int, default=n, metavar="N", help=f"questions (= images) in {split} ({n})")
-    p.add_argument("--image-size", type=int, default=64, help="rendered image side in pixels (default 64)")
+    p.add_argument("--image-size", type=int, default=96, help="rendered image side in pixels (default 96: 3 x 32)")
     return p.parse_args(argv)
 
 

@@ -145,4 +145,12 @@ def test_bad_fusion_config_names_the_problem():
     with pytest.raises(KeyError, match="unknown fusion 'concatt'"):
         build_fusion_model({**TOWERS, "fusion": {"name": "concatt"}}, N_OUT)
     with pytest.raises(ValueError, match="ViT"):
-        build_fusion_model({"name": "RN50", "image_resolution": 64, "fusion": {"name": "cross_attention"}}, N_OUT)
+        small_resnet = {"vision_layers": [1, 1, 1, 1], "vision_width": 8, "vision_head_width": 8, "embed_dim": 32}
+        tiny_text = {
+            "text_hidden_size": 32,
+            "text_num_hidden_layers": 1,
+            "text_intermediate_size": 64,
+            "text_num_attention_heads": 2,
+        }
+        rn = {"name": "RN50", "image_resolution": 64, **small_resnet, **tiny_text}
+        build_fusion_model({**rn, "fusion": {"name": "cross_attention"}}, N_OUT)
