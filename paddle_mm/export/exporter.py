@@ -56,8 +56,14 @@ class ExportOptions:
             raise ValueError(f"verify_batches {self.verify_batches}: give one or more positive batch sizes")
 
 
-def export_model(model: paddle.nn.Layer, out_dir: str | Path, transform: ImageTransform, model_name: str = "",
-                 options: ExportOptions | None = None, log=print) -> ExportInfo:
+def export_model(
+    model: paddle.nn.Layer,
+    out_dir: str | Path,
+    transform: ImageTransform,
+    model_name: str = "",
+    options: ExportOptions | None = None,
+    log=print,
+) -> ExportInfo:
     """Write, verify and describe the export of ``model`` (a CLIP in eval mode) into ``out_dir``.
 
     ``transform`` is the image pre-processing the model was trained with (its size must equal the model's
@@ -67,43 +73,73 @@ def export_model(model: paddle.nn.Layer, out_dir: str | Path, transform: ImageTr
     options.check()
     cfg = model.config
     if transform.size != cfg.image_resolution:
-        raise ValueError(f"transform size {transform.size} differs from the model's image_resolution "
-                         f"{cfg.image_resolution}; export with ImageTransform(size={cfg.image_resolution})")
+        raise ValueError(
+            f"transform size {transform.size} differs from the model's image_resolution "
+            f"{cfg.image_resolution}; export with ImageTransform(size={cfg.image_resolution})"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / INFERENCE_YML).unlink(missing_ok=True)  # the directory is not a valid export until verified
     model.eval()
     specs = graph_specs(cfg.image_resolution, cfg.embed_dim)
-    export: dict[str, Any] = {"id": uuid.uuid4().hex, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                              "opset": options.opset if options.onnx else None, "versions": _versions()}
+    export: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "opset": options.opset if options.onnx else None,
+        "versions": _versions(),
+    }
     graphs = {}
     for name in options.graphs:
         start = time.perf_counter()
         graphs[name], int8 = _export_graph(model, specs[name], out_dir, options)
         if int8:
             export.setdefault("int8", {})[name] = int8
-        log(f"[export] {name}: {', '.join(f'{b}/{p}' for b, p in graphs[name].variants())} "
-            f"({time.perf_counter() - start:.1f} s)")
-    info = ExportInfo(out_dir, _model_section(cfg, model_name), _preprocess(transform, cfg, out_dir),
-                      {"l2_normalize": True}, graphs, export)
+        log(
+            f"[export] {name}: {', '.join(f'{b}/{p}' for b, p in graphs[name].variants())} "
+            f"({time.perf_counter() - start:.1f} s)"
+        )
+    info = ExportInfo(
+        out_dir,
+        _model_section(cfg, model_name),
+        _preprocess(transform, cfg, out_dir),
+        {"l2_normalize": True},
+        graphs,
+        export,
+    )
     start = time.perf_counter()
-    export["verification"] = {"batches": list(options.verify_batches), "atol": options.atol,
-                              "int8_min_cosine": options.int8_min_cosine,
-                              "results": verify_export(model, info, specs, options.verify_batches, options.atol,
-                                                       options.int8_min_cosine, DeviceSpec("cpu"), options.threads)}
-    log(f"[export] verified {len(graphs)} graphs at batch sizes {list(options.verify_batches)} "
-        f"({time.perf_counter() - start:.1f} s)")
+    export["verification"] = {
+        "batches": list(options.verify_batches),
+        "atol": options.atol,
+        "int8_min_cosine": options.int8_min_cosine,
+        "results": verify_export(
+            model,
+            info,
+            specs,
+            options.verify_batches,
+            options.atol,
+            options.int8_min_cosine,
+            DeviceSpec("cpu"),
+            options.threads,
+        ),
+    }
+    log(
+        f"[export] verified {len(graphs)} graphs at batch sizes {list(options.verify_batches)} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     write_inference_yml(info)
     return info
 
 
-def _export_graph(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path,
-                  options: ExportOptions) -> tuple[GraphInfo, dict[str, Any] | None]:
+def _export_graph(
+    model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path, options: ExportOptions
+) -> tuple[GraphInfo, dict[str, Any] | None]:
     files: dict[str, dict[str, list[str]]] = {"fp32": {"paddle_inference": save_paddle(model, spec, out_dir)}}
     int8 = None
     if options.onnx:
-        onnx_files = save_onnx(paddle_to_onnx(out_dir / f"{spec.name}.json", out_dir / f"{spec.name}.pdiparams",
-                                              spec, options.opset), out_dir / f"{spec.name}.onnx")
+        onnx_files = save_onnx(
+            paddle_to_onnx(out_dir / f"{spec.name}.json", out_dir / f"{spec.name}.pdiparams", spec, options.opset),
+            out_dir / f"{spec.name}.onnx",
+        )
         files["fp32"]["onnxruntime"] = onnx_files
         if options.int8 and spec.name in TOWERS:
             int8_name = f"{spec.name}.int8.onnx"
@@ -128,21 +164,37 @@ def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[
 
 
 def _model_section(cfg, model_name: str) -> dict[str, Any]:
-    return {"name": model_name, "embed_dim": cfg.embed_dim, "image_resolution": cfg.image_resolution,
-            "context_length": cfg.context_length, "pad_id": cfg.pad_id}
+    return {
+        "name": model_name,
+        "embed_dim": cfg.embed_dim,
+        "image_resolution": cfg.image_resolution,
+        "context_length": cfg.context_length,
+        "pad_id": cfg.pad_id,
+    }
 
 
 def _preprocess(transform: ImageTransform, cfg, out_dir: Path) -> dict[str, Any]:
     tokenizer = WordPieceTokenizer(context_length=cfg.context_length)
     if tokenizer.pad_id != cfg.pad_id or tokenizer.vocab_size > cfg.vocab_size:
-        raise ValueError(f"the bundled vocabulary (size {tokenizer.vocab_size}, [PAD] {tokenizer.pad_id}) does not fit "
-                         f"the model (vocab_size {cfg.vocab_size}, pad_id {cfg.pad_id})")
+        raise ValueError(
+            f"the bundled vocabulary (size {tokenizer.vocab_size}, [PAD] {tokenizer.pad_id}) does not fit "
+            f"the model (vocab_size {cfg.vocab_size}, pad_id {cfg.pad_id})"
+        )
     vocab = Path(tokenizer.save_vocabulary(out_dir)).name
     return {
-        "image": {"size": transform.size, "mean": list(transform.mean), "std": list(transform.std),
-                  "interpolation": transform.interpolation, "layout": "NCHW RGB float32"},
-        "text": {"tokenizer": "chinese_clip_wordpiece", "vocab_file": vocab, "context_length": cfg.context_length,
-                 "pad_id": cfg.pad_id},
+        "image": {
+            "size": transform.size,
+            "mean": list(transform.mean),
+            "std": list(transform.std),
+            "interpolation": transform.interpolation,
+            "layout": "NCHW RGB float32",
+        },
+        "text": {
+            "tokenizer": "chinese_clip_wordpiece",
+            "vocab_file": vocab,
+            "context_length": cfg.context_length,
+            "pad_id": cfg.pad_id,
+        },
     }
 
 

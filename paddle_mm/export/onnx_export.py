@@ -22,8 +22,9 @@ def paddle_to_onnx(model_file: str | Path, params_file: str | Path, spec: GraphS
     import onnx
     import paddle2onnx
 
-    raw = paddle2onnx.export(str(model_file), str(params_file), None, opset_version=opset,
-                             auto_upgrade_opset=False, enable_onnx_checker=True)
+    raw = paddle2onnx.export(
+        str(model_file), str(params_file), None, opset_version=opset, auto_upgrade_opset=False, enable_onnx_checker=True
+    )
     model = onnx.load_from_string(raw)
     clean_onnx(model, spec)
     onnx.checker.check_model(model)

@@ -31,11 +31,23 @@ def quantize_int8(fp32_file: str | Path, int8_file: str | Path, external_data: b
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_dynamic warns to run its shape pre-processing, which it does not need here
     try:
-        quantize_dynamic(str(fp32_file), str(int8_file), op_types_to_quantize=list(INT8_OPS), per_channel=False,
-                         weight_type=QuantType.QInt8, use_external_data_format=external_data)
+        quantize_dynamic(
+            str(fp32_file),
+            str(int8_file),
+            op_types_to_quantize=list(INT8_OPS),
+            per_channel=False,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=external_data,
+        )
     finally:
         root.setLevel(level)
     fp32_bytes, int8_bytes = Path(fp32_file).stat().st_size, Path(int8_file).stat().st_size
-    return {"method": "onnxruntime.quantization.quantize_dynamic", "ops": list(INT8_OPS), "weight_type": "QInt8",
-            "per_channel": False, "fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes,
-            "size_ratio": round(int8_bytes / fp32_bytes, 4)}
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "ops": list(INT8_OPS),
+        "weight_type": "QInt8",
+        "per_channel": False,
+        "fp32_bytes": fp32_bytes,
+        "int8_bytes": int8_bytes,
+        "size_ratio": round(int8_bytes / fp32_bytes, 4),
+    }

@@ -24,8 +24,9 @@ class ExportVerificationError(RuntimeError):
     """An exported graph disagrees with the eager model; the message lists every failing check."""
 
 
-def verification_feeds(spec: GraphSpec, batch: int, image_size: int, vocab_size: int, context_length: int,
-                       pad_id: int, seed: int) -> dict[str, np.ndarray]:
+def verification_feeds(
+    spec: GraphSpec, batch: int, image_size: int, vocab_size: int, context_length: int, pad_id: int, seed: int
+) -> dict[str, np.ndarray]:
     """Deterministic random inputs for one graph: normal pixels; texts of random lengths, padded, trimmed."""
     rng = np.random.default_rng([seed, batch])
     feeds = {}
@@ -58,9 +59,17 @@ def compare(variant: list[np.ndarray], eager: list[np.ndarray], precision: str) 
     return diff, scale
 
 
-def verify_export(model: paddle.nn.Layer, info: ExportInfo, specs: dict[str, GraphSpec], batches: tuple[int, ...],
-                  atol: float, int8_min_cosine: float, device: DeviceSpec, threads: int | None = None,
-                  seed: int = 0) -> dict[str, Any]:
+def verify_export(
+    model: paddle.nn.Layer,
+    info: ExportInfo,
+    specs: dict[str, GraphSpec],
+    batches: tuple[int, ...],
+    atol: float,
+    int8_min_cosine: float,
+    device: DeviceSpec,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Run every variant of every graph at every batch size; return the measurements or raise naming failures.
 
     Returns ``{graph: {"<backend>/<precision>": {batch: value}}}`` where value is the max abs diff (fp32)
@@ -73,8 +82,10 @@ def verify_export(model: paddle.nn.Layer, info: ExportInfo, specs: dict[str, Gra
         spec = specs[name]
         layer = spec.layer(model)
         layer.eval()
-        feeds = {b: verification_feeds(spec, b, cfg.image_resolution, cfg.vocab_size, cfg.context_length,
-                                       cfg.pad_id, seed) for b in batches}
+        feeds = {
+            b: verification_feeds(spec, b, cfg.image_resolution, cfg.vocab_size, cfg.context_length, cfg.pad_id, seed)
+            for b in batches
+        }
         eager = {b: eager_outputs(layer, spec, f) for b, f in feeds.items()}
         report[name] = {}
         for backend, precision in graph.variants():
@@ -86,8 +97,9 @@ def verify_export(model: paddle.nn.Layer, info: ExportInfo, specs: dict[str, Gra
                 if precision == "int8" and not value >= int8_min_cosine:
                     failures.append(f"{name} {backend}/int8 batch {b}: min cosine {value:.5f} < {int8_min_cosine}")
                 elif precision != "int8" and not value <= atol * scale:
-                    failures.append(f"{name} {backend}/{precision} batch {b}: max abs diff {value:.3g} > "
-                                    f"{atol} x scale {scale:.3g}")
+                    failures.append(
+                        f"{name} {backend}/{precision} batch {b}: max abs diff {value:.3g} > {atol} x scale {scale:.3g}"
+                    )
     if failures:
         raise ExportVerificationError("exported graphs disagree with the eager model: " + "; ".join(failures))
     return report

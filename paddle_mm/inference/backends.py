@@ -33,8 +33,7 @@ class PaddleInferenceBackend:
         from hardware.inference import paddle_inference_config
 
         model_file, params_file = (str(f) for f in files)
-        self._predictor = pi.create_predictor(paddle_inference_config(model_file, params_file, device, threads,
-                                                                      mkldnn))
+        self._predictor = pi.create_predictor(paddle_inference_config(model_file, params_file, device, threads, mkldnn))
         self.input_names = list(self._predictor.get_input_names())
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
 
@@ -59,8 +58,9 @@ class OnnxRuntimeBackend:
         from hardware.inference import onnxruntime_providers, onnxruntime_session_options
 
         # files[0] is the .onnx file; a second one is its external weights file, found by ONNX Runtime itself.
-        self._session = ort.InferenceSession(str(files[0]), onnxruntime_session_options(threads),
-                                             providers=onnxruntime_providers(device))
+        self._session = ort.InferenceSession(
+            str(files[0]), onnxruntime_session_options(threads), providers=onnxruntime_providers(device)
+        )
         self.input_names = [i.name for i in self._session.get_inputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -83,8 +83,13 @@ class ExportInfo:
 
     def to_dict(self) -> dict[str, Any]:
         graphs = {g.name: {"inputs": g.inputs, "outputs": g.outputs, "files": g.files} for g in self.graphs.values()}
-        return {"Model": self.model, "PreProcess": self.preprocess, "PostProcess": self.postprocess,
-                "Graphs": graphs, "Export": self.export}
+        return {
+            "Model": self.model,
+            "PreProcess": self.preprocess,
+            "PostProcess": self.postprocess,
+            "Graphs": graphs,
+            "Export": self.export,
+        }
 
 
 def write_inference_yml(info: ExportInfo) -> Path:
@@ -122,8 +127,9 @@ def _graph(name: str, data: dict[str, Any], path: Path) -> GraphInfo:
             raise ExportDirError(f"{path}: Graphs.{name}.files: unknown precision {precision!r}; known: {PRECISIONS}")
         for backend in by_backend:
             if backend not in BACKENDS:
-                raise ExportDirError(f"{path}: Graphs.{name}.files.{precision}: unknown backend {backend!r}; "
-                                     f"known: {BACKENDS}")
+                raise ExportDirError(
+                    f"{path}: Graphs.{name}.files.{precision}: unknown backend {backend!r}; known: {BACKENDS}"
+                )
     return GraphInfo(name, data["inputs"], data["outputs"], data["files"])
 
 
@@ -131,8 +137,10 @@ def _check_keys(data: dict[str, Any], required: tuple[str, ...], where: str) -> 
     for key in data:
         if key not in required:
             hint = difflib.get_close_matches(key, required, n=1)
-            raise ExportDirError(f"{where}: unknown key {key!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
-                                 f"expected {list(required)}")
+            raise ExportDirError(
+                f"{where}: unknown key {key!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                f"expected {list(required)}"
+            )
     missing = [k for k in required if k not in data]
     if missing:
         raise ExportDirError(f"{where}: missing {missing}; re-export the model with tools/export_model.py")
@@ -145,5 +153,7 @@ def _check_files(info: ExportInfo) -> None:
         names += [n for by_backend in g.files.values() for files in by_backend.values() for n in files]
     missing = [n for n in names if not (info.directory / n).is_file()]
     if missing:
-        raise ExportDirError(f"{info.directory}: files named in {INFERENCE_YML} are missing: {missing}; "
-                             "copy the whole export directory or re-export")
+        raise ExportDirError(
+            f"{info.directory}: files named in {INFERENCE_YML} are missing: {missing}; "
+            "copy the whole export directory or re-export"
+        )

@@ -41,8 +41,16 @@ class Predictor:
         batch_size: inputs per backend call.
     """
 
-    def __init__(self, model_dir: str | Path, backend: str = "auto", precision: str = "fp32", device: str = "cpu",
-                 threads: int | None = None, batch_size: int = 8, cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        backend: str = "auto",
+        precision: str = "fp32",
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 8,
+        cache_dir: str | Path | None = None,
+    ):
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKEND_CHOICES}")
         if precision not in PRECISIONS:
@@ -68,15 +76,17 @@ class Predictor:
 
     def _build(self, graph: str) -> Backend:
         if self.backend != "auto":
-            return build_backend(self.backend, self.info.files(graph, self.backend, self.precision), self.device,
-                                 self.threads)
+            return build_backend(
+                self.backend, self.info.files(graph, self.backend, self.precision), self.device, self.threads
+            )
         variants = [b for b, p in self.info.graph(graph).variants() if p == self.precision]
         if not variants:
-            raise ExportDirError(f"{self.info.directory}: graph {graph!r} has no {self.precision} model; "
-                                 f"use precision='fp32' or re-export with INT8")
+            raise ExportDirError(
+                f"{self.info.directory}: graph {graph!r} has no {self.precision} model; "
+                f"use precision='fp32' or re-export with INT8"
+            )
         candidates = {b: self._builder(graph, b) for b in variants}
-        backend, choice = auto.choose(candidates, self.sample_feeds(graph), self._key(graph),
-                                      directory=self.cache_dir)
+        backend, choice = auto.choose(candidates, self.sample_feeds(graph), self._key(graph), directory=self.cache_dir)
         self.choices[graph] = choice
         return backend
 
@@ -87,9 +97,15 @@ class Predictor:
     def _key(self, graph: str) -> dict[str, str]:
         from hardware.inference import check_threads, machine_fingerprint
 
-        return {"export_id": str(self.info.export.get("id", self.info.directory.resolve())), "graph": graph,
-                "precision": self.precision, "device": str(self.device), "threads": str(check_threads(self.threads)),
-                "batch": str(self.batch_size), **machine_fingerprint()}
+        return {
+            "export_id": str(self.info.export.get("id", self.info.directory.resolve())),
+            "graph": graph,
+            "precision": self.precision,
+            "device": str(self.device),
+            "threads": str(check_threads(self.threads)),
+            "batch": str(self.batch_size),
+            **machine_fingerprint(),
+        }
 
     def sample_feeds(self, graph: str, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """Random inputs of the graph's shapes (full-length text): what ``auto`` measures with."""
@@ -125,24 +141,32 @@ class Predictor:
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Features of preprocessed images, batched through the image graph."""
         runner = self.runner("image")
-        out = [runner.run({"pixel_values": pixels[i:i + self.batch_size]})[0]
-               for i in range(0, len(pixels), self.batch_size)]
+        out = [
+            runner.run({"pixel_values": pixels[i : i + self.batch_size]})[0]
+            for i in range(0, len(pixels), self.batch_size)
+        ]
         return _normalize(np.concatenate(out) if out else self._empty())
 
     def encode_ids(self, input_ids: np.ndarray) -> np.ndarray:
         """Features of token ids [N, L], batched through the text graph."""
         runner = self.runner("text")
-        out = [runner.run({"input_ids": trim_padding(input_ids[i:i + self.batch_size], self.pad_id)})[0]
-               for i in range(0, len(input_ids), self.batch_size)]
+        out = [
+            runner.run({"input_ids": trim_padding(input_ids[i : i + self.batch_size], self.pad_id)})[0]
+            for i in range(0, len(input_ids), self.batch_size)
+        ]
         return _normalize(np.concatenate(out) if out else self._empty())
 
     def score(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
         """``logits_per_image`` (len(images), len(texts)) from the combined graph in one call."""
         if self.precision != "fp32":
-            raise ExportDirError("the combined graph is exported in fp32 only; score with precision='fp32', or "
-                                 "compare encode_images and encode_texts of an int8 predictor")
-        feeds = {"pixel_values": self.preprocess_images(images),
-                 "input_ids": trim_padding(self.tokenizer.encode_batch(list(texts)), self.pad_id)}
+            raise ExportDirError(
+                "the combined graph is exported in fp32 only; score with precision='fp32', or "
+                "compare encode_images and encode_texts of an int8 predictor"
+            )
+        feeds = {
+            "pixel_values": self.preprocess_images(images),
+            "input_ids": trim_padding(self.tokenizer.encode_batch(list(texts)), self.pad_id),
+        }
         return self.runner("clip").run(feeds)[2]
 
     def _empty(self) -> np.ndarray:
@@ -165,10 +189,16 @@ def _normalize(features: np.ndarray) -> np.ndarray:
 
 def _preprocessors(info: ExportInfo) -> tuple[ImageTransform, WordPieceTokenizer]:
     image, text = info.preprocess["image"], info.preprocess["text"]
-    transform = ImageTransform(size=int(image["size"]), mean=tuple(image["mean"]), std=tuple(image["std"]),
-                               interpolation=image["interpolation"])
+    transform = ImageTransform(
+        size=int(image["size"]),
+        mean=tuple(image["mean"]),
+        std=tuple(image["std"]),
+        interpolation=image["interpolation"],
+    )
     tokenizer = WordPieceTokenizer(info.directory / text["vocab_file"], context_length=int(text["context_length"]))
     if tokenizer.pad_id != int(text["pad_id"]):
-        raise ExportDirError(f"{info.directory}: vocab.txt's [PAD] id is {tokenizer.pad_id} but inference.yml says "
-                             f"pad_id {text['pad_id']}; re-export so that the model and vocabulary agree")
+        raise ExportDirError(
+            f"{info.directory}: vocab.txt's [PAD] id is {tokenizer.pad_id} but inference.yml says "
+            f"pad_id {text['pad_id']}; re-export so that the model and vocabulary agree"
+        )
     return transform, tokenizer
