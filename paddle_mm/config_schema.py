@@ -115,9 +115,10 @@ GLOBAL = Section(
             STR,
             "retrieval",
             "what to train: retrieval (CLIP contrastive, the default), vqa (answer classification, VQA soft "
-            "accuracy) or classification (one label per sample); vqa and classification need Arch.fusion and "
+            "accuracy), classification (one label per sample) or matching (image-text matching with in-batch hard "
+            "negatives, evaluated by re-ranking); all but retrieval need Arch.fusion; vqa and classification read "
             "DataLoader.*.dataset.name: VQADataset (see docs/fusion.md)",
-            choices=("retrieval", "vqa", "classification"),
+            choices=("retrieval", "vqa", "classification", "matching"),
         ),
     },
     doc="run-wide settings",
@@ -167,8 +168,16 @@ CLASSIFICATION_LOSS = Section(
 LOSS = Section(
     {
         "Train": ListOf(
-            OneOf({"ClipLoss": CLIP_LOSS, "VQALoss": VQA_LOSS, "ClassificationLoss": CLASSIFICATION_LOSS}),
-            "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification)",
+            OneOf(
+                {
+                    "ClipLoss": CLIP_LOSS,
+                    "VQALoss": VQA_LOSS,
+                    "ClassificationLoss": CLASSIFICATION_LOSS,
+                    "MatchingLoss": Section({"weight": Field(FLOAT, 1.0, "weight of this loss term")}),
+                }
+            ),
+            "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification, "
+            "MatchingLoss + ClipLoss for matching)",
         )
     },
     doc="losses",

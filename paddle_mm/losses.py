@@ -100,4 +100,16 @@ class ClassificationLoss(nn.Layer):
         return self.weight * F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
 
-LOSSES.update({"VQALoss": VQALoss, "ClassificationLoss": ClassificationLoss})
+class MatchingLoss(nn.Layer):
+    """Image-text matching: binary cross-entropy of ``match_logits`` [N] against ``match_labels`` [N] (the
+    positives and in-batch hard negatives a matching :class:`~paddle_mm.models.fusion.FusionModel` returns)."""
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, match_logits: paddle.Tensor, match_labels: paddle.Tensor, **_: Any) -> paddle.Tensor:
+        return self.weight * F.binary_cross_entropy_with_logits(match_logits, match_labels)
+
+
+LOSSES.update({"VQALoss": VQALoss, "ClassificationLoss": ClassificationLoss, "MatchingLoss": MatchingLoss})

@@ -244,6 +244,12 @@ def main() -> None:
     p.add_argument("--train-missing", action="store_true", help="train configs that have no best_model yet")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--seed", type=int, default=0, help="seed of the random corruptions")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a model's results from <out>/models/<fusion>.json when present (resume, or split the models "
+        "over several processes and assemble the report with one more run)",
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -266,10 +272,16 @@ def main() -> None:
             ]
             subprocess.run(cmd + [f"{k}" for k in overrides], check=True)
         start = time.time()
-        task, model, path = load_trained(cfg)
         data_cfg = dict(cfg["DataLoader"]["Train"]["dataset"], split=args.split)
+        cached = out / "models" / f"{name}.json"
+        if args.reuse and cached.is_file():
+            results[name] = json.loads(cached.read_text(encoding="utf-8"))
+            continue
+        task, model, path = load_trained(cfg)
         results[name] = benchmark_model(task, model, data_cfg, args.batch_size, args.seed)
         results[name]["checkpoint"] = str(path)
+        cached.parent.mkdir(exist_ok=True)
+        cached.write_text(json.dumps(results[name], indent=1), encoding="utf-8")
         print(f"{name}: clean {results[name]['clean']:.1f} ({time.time() - start:.0f}s)", flush=True)
     priors = answer_priors(data_cfg)
     report = {"split": args.split, "priors": priors, "severities": SEVERITIES, "text_rates": TEXT_RATES}

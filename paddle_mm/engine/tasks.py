@@ -8,6 +8,11 @@ loss targets of a batch, and how to evaluate. Retrieval (the default) keeps the 
   accuracy, macro F1 and accuracy per question type.
 - ``classification``: the same data format, one label per sample (the ``answer`` field, a class name from
   ``answers.json``); the loss reads ``labels``; ``accuracy`` selects the best epoch.
+- ``matching``: image-text matching on caption data (``ImageTextDataset``): a one-logit fusion head scores
+  pairs, trained on the batch's positives and in-batch hard negatives (``MatchingLoss``, with ``ClipLoss`` on the
+  pooled embeddings that mine them). Evaluation re-ranks the contrastive top ``RERANK_K`` images of every caption
+  with the fusion score: R@1/5/10 (``mean_recall`` selects the best epoch), MRR and NDCG@10, next to the same
+  metrics of the contrastive ranking alone.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from ..text.tokenizer import tokenize
 from ..vision.transforms import CLIP_MEAN, CLIP_STD
 from .data import GlobalBatchSampler, trim_padding
 
-TASKS = ("retrieval", "vqa", "classification")
+TASKS = ("retrieval", "vqa", "classification", "matching")
+RERANK_K = 10
 
 _MEAN = np.array(CLIP_MEAN, np.float32).reshape(3, 1, 1)
 _STD = np.array(CLIP_STD, np.float32).reshape(3, 1, 1)
@@ -148,9 +154,90 @@ def task_metrics(logits: np.ndarray, dataset: VQADataset) -> dict[str, Any]:
     return out
 
 
-def build_task(cfg: dict[str, Any]) -> VQATask | None:
+class MatchingTask:
+    """``Global.task: matching``: see the module docstring."""
+
+    main_metric = "mean_recall"
+
+    def __init__(self, cfg: dict[str, Any]):
+        if cfg["Arch"].get("fusion") is None:
+            raise ValueError("Global.task=matching needs an Arch.fusion section, e.g. {name: cross_attention}")
+        for key in ("Train", "Eval"):
+            section = cfg["DataLoader"][key]
+            if section is not None and section["dataset"]["name"] != "ImageTextDataset":
+                raise ValueError(
+                    f"Global.task=matching reads caption data: set DataLoader.{key}.dataset.name: ImageTextDataset"
+                )
+
+    def build_model(self, arch: dict[str, Any]):
+        from ..models.fusion import build_fusion_model
+
+        return build_fusion_model(arch, 1, matching=True)
+
+    def build_train_loader(self, section: dict[str, Any], model_config, world: int, rank: int, seed: int):
+        from .data import build_train_loader
+
+        return build_train_loader(
+            section, model_config.image_resolution, model_config.context_length, world, rank, seed
+        )
+
+    def load(self, dataset_cfg: dict[str, Any], model_config):
+        from .data import build_tokenizer, build_transform, load_split
+
+        return (
+            load_split(dataset_cfg),
+            build_transform(dataset_cfg, model_config.image_resolution),
+            build_tokenizer(model_config.context_length),
+        )
+
+    def prepare(self, batch: dict[str, paddle.Tensor], pad_id: int) -> tuple[tuple, dict[str, paddle.Tensor], int]:
+        n = int(batch["n_good"])  # undecodable images were moved to the end of the batch
+        ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n]), pad_id))
+        return (batch["pixel_values"][:n], ids), {}, n
+
+    @paddle.no_grad()
+    def evaluate(self, model, data, batch_size: int) -> dict[str, Any]:
+        """Contrastive top-``RERANK_K`` per caption, re-ranked by the fusion's matching logit (metrics x100)."""
+        from ..data.datasets import ImageDataset
+        from .evaluate import encode_corpus
+
+        corpus, transform, tokenizer = data
+        was_training = model.training
+        model.eval()
+        enc = encode_corpus(model, corpus, transform, tokenizer, batch_size, progress=False)
+        pixels = {int(item["image_id"]): item["pixel_values"] for item in ImageDataset(corpus, transform)}
+        column = {image_id: c for c, image_id in enumerate(enc.image_ids)}
+        positives = [{column[i] for i in t.image_ids if i in column} for t in enc.texts]
+        sim = enc.text_features @ enc.image_features.T  # (n_texts, n_images)
+        reranked = sim.copy()
+        k = min(RERANK_K, sim.shape[1])
+        top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        ids_all = np.asarray(tokenizer([t.text for t in enc.texts]))
+        for t in range(len(enc.texts)):
+            px = paddle.to_tensor(np.stack([pixels[enc.image_ids[c]] for c in top[t]]))
+            ids = paddle.to_tensor(trim_padding(np.repeat(ids_all[t : t + 1], k, axis=0), model.config.pad_id))
+            scores = model.fusion(model.features(px, ids))["logits"][:, 0].numpy()
+            reranked[t, top[t]] = 10.0 + scores - scores.min()  # above every image outside the top k, in fusion order
+        if was_training:
+            model.train()
+        return {**_ranking_metrics(reranked, positives), "contrastive": _ranking_metrics(sim, positives)}
+
+
+def _ranking_metrics(sim: np.ndarray, positives: list[set[int]]) -> dict[str, float]:
+    from ..metrics import mean_reciprocal_rank, ndcg_at_k, recall_at_k
+
+    relevance = np.zeros_like(sim)
+    for t, cols in enumerate(positives):
+        relevance[t, list(cols)] = 1.0
+    r = recall_at_k(sim, positives, (1, 5, 10))
+    return {**r, "mrr": mean_reciprocal_rank(sim, positives), "ndcg@10": ndcg_at_k(sim, relevance, 10)}
+
+
+def build_task(cfg: dict[str, Any]) -> VQATask | MatchingTask | None:
     """The task object for ``Global.task``; None for retrieval (the trainer's CLIP path)."""
     name = cfg["Global"]["task"]
     if name not in TASKS:
         raise ValueError(f"Global.task {name!r}: expected one of {TASKS}")
+    if name == "matching":
+        return MatchingTask(cfg)
     return None if name == "retrieval" else VQATask(cfg)

@@ -371,14 +371,22 @@ def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState)
 def _evaluate_task_and_log(task, model, eval_data, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
     dataset, batch_size = eval_data
     m = task.evaluate(model, dataset, batch_size)
+    if vdl is not None:
+        vdl.add_scalar(f"eval/{task.main_metric}", m[task.main_metric], state.global_step)
+    model.train()
+    if "per_type" not in m:  # matching
+        c = m["contrastive"]
+        logger.info(
+            f"[Eval][Epoch {epoch}] re-ranked t2i R@1: {m['r1']:.2f} R@5: {m['r5']:.2f} R@10: {m['r10']:.2f}, "
+            f"mean_recall: {m['mean_recall']:.2f}, MRR: {m['mrr']:.2f}, NDCG@10: {m['ndcg@10']:.2f} "
+            f"(contrastive only: R@1 {c['r1']:.2f}, mean_recall {c['mean_recall']:.2f})"
+        )
+        return m
     per_type = ", ".join(f"{t}: {v:.1f}" for t, v in m["per_type"].items())
     logger.info(
         f"[Eval][Epoch {epoch}] vqa_acc: {m['vqa_acc']:.2f}, accuracy: {m['accuracy']:.2f}, "
         f"macro_f1: {m['macro_f1']:.2f}; accuracy per type: {per_type}"
     )
-    if vdl is not None:
-        vdl.add_scalar(f"eval/{task.main_metric}", m[task.main_metric], state.global_step)
-    model.train()
     return m
 
 

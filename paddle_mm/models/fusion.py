@@ -285,13 +285,16 @@ FUSIONS: dict[str, type] = {
 class FusionModel(nn.Layer):
     """CLIP towers + a fusion. ``forward(pixel_values, input_ids)`` -> dict with ``logits`` [B, n_outputs]."""
 
-    def __init__(self, clip: nn.Layer, fusion_name: str, fusion_cfg: dict[str, Any], n_outputs: int):
+    def __init__(
+        self, clip: nn.Layer, fusion_name: str, fusion_cfg: dict[str, Any], n_outputs: int, matching: bool = False
+    ):
         super().__init__()
         self.clip = clip
         self.config = clip.config  # image_resolution, context_length, pad_id: what the data pipeline reads
         self.fusion_name = fusion_name
         self.fusion_cfg = dict(fusion_cfg)
         self.n_outputs = n_outputs
+        self.matching = matching
         self.needs_tokens = fusion_name in TOKEN_FUSIONS and not (fusion_name == "mfb" and not fusion_cfg["attend"])
         if self.needs_tokens and clip.config.is_resnet:
             raise ValueError(
@@ -324,10 +327,50 @@ class FusionModel(nn.Layer):
             f["image_embed"] = self.clip.encode_image(pixel_values)
         return f
 
+    def encode_image(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
+        """The image tower's pooled embedding [B, D] (unnormalized), as ``CLIP.encode_image``."""
+        return self.clip.encode_image(pixel_values)
+
+    def encode_text(self, input_ids: paddle.Tensor) -> paddle.Tensor:
+        return self.clip.encode_text(input_ids)
+
     def forward(
         self, pixel_values: paddle.Tensor | None = None, input_ids: paddle.Tensor | None = None
     ) -> dict[str, paddle.Tensor]:
-        return self.fusion(self.features(pixel_values, input_ids))
+        """Fusion outputs for the given pairs (``logits`` [B, n_outputs]); a matching model (``matching=True``)
+        adds the in-batch hard-negative pairs and the contrastive features (see :meth:`matching_outputs`)."""
+        f = self.features(pixel_values, input_ids)
+        return self.matching_outputs(f, input_ids) if self.matching else self.fusion(f)
+
+    def matching_outputs(self, f: dict[str, paddle.Tensor], input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
+        """Image-text matching on a batch of B matching pairs (ALBEF-style): besides the B positives, each image is
+        paired with its hardest in-batch text and each text with its hardest in-batch image (highest cosine of the
+        pooled embeddings, rows with an identical caption excluded), giving ``match_logits`` [3B] and
+        ``match_labels`` [3B] (1, then 0). ``image_features`` / ``text_features`` / ``logit_scale`` feed ClipLoss,
+        which trains the embeddings the negatives are mined with."""
+        B = input_ids.shape[0]
+        img = F.normalize(f["image_embed"], axis=-1)
+        txt = F.normalize(f["text_embed"], axis=-1)
+        with paddle.no_grad():
+            sim = paddle.matmul(img, txt, transpose_y=True)  # (B images, B texts)
+            same = (input_ids.unsqueeze(1) == input_ids.unsqueeze(0)).all(axis=-1)  # (B, B) identical captions
+            sim = paddle.where(same, paddle.full_like(sim, -1e4), sim)
+            hard_text = sim.argmax(axis=1)  # (B,) for each image
+            hard_image = sim.argmax(axis=0)  # (B,) for each text
+        own = paddle.arange(B, dtype="int64")
+        image_rows = paddle.concat([own, own, hard_image])  # (3B,)
+        text_rows = paddle.concat([own, hard_text, own])
+        pairs = {k: paddle.gather(v, image_rows if k.startswith("image") else text_rows) for k, v in f.items()}
+        logits = self.fusion(pairs)["logits"][:, 0]  # (3B,)
+        labels = paddle.concat([paddle.ones([B]), paddle.zeros([2 * B])])
+        return {
+            "logits": logits[:B].unsqueeze(-1),
+            "match_logits": logits,
+            "match_labels": labels,
+            "image_features": img,
+            "text_features": txt,
+            "logit_scale": self.clip.logit_scale.exp(),
+        }
 
 
 # ----------------------------------------------------------------------------- export
@@ -339,17 +382,17 @@ class _BothInputs(nn.Layer):
         self.model = model
 
     def forward(self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor) -> paddle.Tensor:
-        return self.model(pixel_values, input_ids)["logits"]
+        return self.model.fusion(self.model.features(pixel_values, input_ids))["logits"]
 
 
 class _ImageInput(_BothInputs):
     def forward(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
-        return self.model(pixel_values, None)["logits"]
+        return self.model.fusion(self.model.features(pixel_values, None))["logits"]
 
 
 class _TextInput(_BothInputs):
     def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
-        return self.model(None, input_ids)["logits"]
+        return self.model.fusion(self.model.features(None, input_ids))["logits"]
 
 
 def export_fusion_model(model: FusionModel, path: str) -> list[str]:
@@ -392,11 +435,12 @@ def _set_tower_training(clip: nn.Layer, mode: str, train_layers: int) -> None:
             p.stop_gradient = False
 
 
-def build_fusion_model(arch: dict[str, Any], n_outputs: int) -> FusionModel:
+def build_fusion_model(arch: dict[str, Any], n_outputs: int, matching: bool = False) -> FusionModel:
     """Build from an ``Arch`` section whose ``fusion`` sub-dict names the fusion (other Arch keys shape the towers).
 
-    ``n_outputs`` is the head size (the task's number of answers or classes). Missing fusion keys take
-    ``FUSION_DEFAULTS``; unknown ones are an error.
+    ``n_outputs`` is the head size (the task's number of answers or classes; 1 for matching). Missing fusion keys
+    take ``FUSION_DEFAULTS``; unknown ones are an error. ``matching`` makes ``forward`` return the image-text
+    matching outputs with in-batch hard negatives (and lets ``logit_scale`` train for the contrastive term).
     """
     from . import create_model
 
@@ -419,4 +463,8 @@ def build_fusion_model(arch: dict[str, Any], n_outputs: int) -> FusionModel:
         load_state_into(clip, Path(cfg["clip_weights"]) / "model.safetensors")
     _set_tower_training(clip, cfg.pop("towers"), cfg.pop("train_layers"))
     cfg.pop("clip_weights")
-    return FusionModel(clip, name, cfg, n_outputs)
+    if matching:
+        if name in ("text_only", "image_only"):
+            raise ValueError(f"fusion {name!r} sees one modality and cannot score image-text pairs; pick a fusion")
+        clip.logit_scale.stop_gradient = False
+    return FusionModel(clip, name, cfg, n_outputs, matching)

@@ -8,6 +8,7 @@ import pytest
 
 from paddle_mm.config import validate
 from paddle_mm.config_schema import FUSION
+from paddle_mm.losses import build_loss
 from paddle_mm.models.fusion import FUSIONS, build_fusion_model, export_fusion_model, vit_tokens
 
 TOWERS = {
@@ -42,7 +43,7 @@ def arch_from_config(fusion: dict) -> dict:
 def inputs(batch: int = 3) -> tuple[paddle.Tensor, paddle.Tensor]:
     rng = np.random.default_rng(0)
     pixels = paddle.to_tensor(rng.standard_normal((batch, 3, 32, 32)).astype("float32"))
-    ids = np.zeros((batch, 9), dtype="int64")
+    ids = np.zeros((batch, max(9, 2 + 2 * batch)), dtype="int64")
     for b in range(batch):  # [CLS] question [SEP] then padding, lengths differ per row
         n = 4 + 2 * b
         ids[b, :n] = [101, *rng.integers(670, 7000, n - 2), 102]
@@ -154,3 +155,25 @@ def test_bad_fusion_config_names_the_problem():
         }
         rn = {"name": "RN50", "image_resolution": 64, **small_resnet, **tiny_text}
         build_fusion_model({**rn, "fusion": {"name": "cross_attention"}}, N_OUT)
+
+
+def test_matching_pairs_positives_with_in_batch_hard_negatives():
+    model = build_fusion_model(arch_from_config({"name": "cross_attention", "hidden": 32, "heads": 2}), 1, True)
+    model.eval()  # no dropout: the pair is scored again below
+    pixels, ids = inputs(batch=4)
+    ids = paddle.concat([ids[:3], ids[:1]])  # text 3 repeats text 0: never a negative for image 0 (or 3)
+    out = model(pixels, ids)
+    assert out["match_logits"].shape == [12] and out["logits"].shape == [4, 1]
+    np.testing.assert_array_equal(out["match_labels"].numpy(), [1] * 4 + [0] * 8)
+    sim = out["image_features"].numpy() @ out["text_features"].numpy().T
+    same = (ids.numpy()[:, None, :] == ids.numpy()[None, :, :]).all(-1)
+    sim[same] = -1e4
+    pair = model.fusion(model.features(pixels[:1], ids[int(sim[0].argmax()) : int(sim[0].argmax()) + 1]))
+    assert int(sim[0].argmax()) in (1, 2)
+    # the first negative pair is image 0 with its hardest allowed text, scored by the same fusion
+    assert float(out["match_logits"][4]) == pytest.approx(float(pair["logits"][0, 0]), abs=1e-5)
+    losses = build_loss([{"ClipLoss": {}}, {"MatchingLoss": {}}])(out)
+    losses["loss"].backward()
+    assert model.clip.logit_scale.grad is not None
+    with pytest.raises(ValueError, match="one modality"):
+        build_fusion_model(arch_from_config({"name": "text_only"}), 1, True)
