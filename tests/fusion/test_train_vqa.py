@@ -83,3 +83,27 @@ def test_image_corruptions_grow_with_severity():
     assert len(perturb_text(q, "char_delete", 5, rng)) < len(q)
     swapped = perturb_text(q, "char_swap", 5, rng)
     assert sorted(swapped) == sorted(q) and swapped != q
+
+
+def test_train_matching_end_to_end(tiny_data, tmp_path):
+    config = ROOT / "configs" / "fusion" / "cross_attention_matching.yml"
+    args = [
+        "-c",
+        str(config),
+        "-o",
+        f"DataLoader.Train.dataset.root={tiny_data}",
+        f"DataLoader.Eval.dataset.root={tiny_data}",
+        f"Global.output_dir={tmp_path}",
+        "Global.epochs=1",
+        "Global.progress_bar=false",
+        "Arch.image_resolution=32",
+        "DataLoader.Train.sampler.batch_size=32",
+    ]
+    proc = run_tool("train.py", *args)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "CN-CLIP-Tiny" / "train_summary.json").read_text())
+    (record,) = summary["history"]
+    for key in ("r1", "r5", "r10", "mean_recall", "mrr", "ndcg@10"):
+        assert 0.0 <= record[key] <= 100.0 and 0.0 <= record["contrastive"][key] <= 100.0
+    assert record["r10"] == record["contrastive"]["r10"]  # re-ranking the top 10 keeps the same 10 images
+    assert summary["best_metric"] == record["mean_recall"]
