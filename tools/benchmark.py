@@ -300,7 +300,7 @@ def print_table(rows: list[dict], auto: dict) -> None:
 def main_run(args: argparse.Namespace) -> None:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, load_before = time.time(), os.getloadavg()
     cfg = prepare(args, work)
     auto = auto_choices(args, work)
     skipped = {}
@@ -333,8 +333,10 @@ def main_run(args: argparse.Namespace) -> None:
     report = {"model": args.model, "threads": args.threads, "machine": machine_fingerprint(),
               "env": {k: os.environ.get(k) for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")},
               "settings": {"rounds": args.rounds, "warmup_runs": WARMUP, "text_length": cfg["context_length"]},
-              "auto": auto, "int8_sizes": int8, "rows": rows, "wall_s": time.time() - started}
+              "auto": auto, "int8_sizes": int8, "rows": rows, "wall_s": time.time() - started,
+              "load_average_1_5_15": {"start": load_before, "end": os.getloadavg()}}
     Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"load average (1, 5, 15 min) at start {load_before}, at end {os.getloadavg()} on {os.cpu_count()} CPUs")
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")
 
 
