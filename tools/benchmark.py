@@ -28,8 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("cn_clip", "paddle_eager", "paddle_inference/fp32", "onnxruntime/fp32", "onnxruntime/int8")
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
-CN_CLIP_TEXT = {"ViT-B-16": "RoBERTa-wwm-ext-base-chinese", "ViT-L-14": "RoBERTa-wwm-ext-base-chinese",
-                "ViT-L-14-336": "RoBERTa-wwm-ext-base-chinese", "ViT-H-14": "RoBERTa-wwm-ext-large-chinese"}
+CN_CLIP_TEXT = {
+    "ViT-B-16": "RoBERTa-wwm-ext-base-chinese",
+    "ViT-L-14": "RoBERTa-wwm-ext-base-chinese",
+    "ViT-L-14-336": "RoBERTa-wwm-ext-base-chinese",
+    "ViT-H-14": "RoBERTa-wwm-ext-large-chinese",
+}
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -170,8 +174,13 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
     model = load_model(work / "model")
     cfg = vars(model.config)
     if not (work / "export" / "inference.yml").is_file():
-        export_model(model, work / "export", ImageTransform(cfg["image_resolution"]), args.model,
-                     ExportOptions(graphs=("image", "text"), verify_batches=(1, 2), threads=args.threads))
+        export_model(
+            model,
+            work / "export",
+            ImageTransform(cfg["image_resolution"]),
+            args.model,
+            ExportOptions(graphs=("image", "text"), verify_batches=(1, 2), threads=args.threads),
+        )
     rng = np.random.default_rng(args.seed)
     for b in args.batches:
         size = cfg["image_resolution"]
@@ -186,8 +195,9 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
     """What ``backend='auto'`` picks for each tower at the largest batch (measured here, cached in work/cache)."""
     from paddle_mm.inference import Predictor
 
-    predictor = Predictor(work / "export", backend="auto", threads=args.threads, batch_size=max(args.batches),
-                          cache_dir=work / "cache")
+    predictor = Predictor(
+        work / "export", backend="auto", threads=args.threads, batch_size=max(args.batches), cache_dir=work / "cache"
+    )
     out = {}
     for tower in args.towers:
         predictor.runner(tower)
@@ -201,16 +211,32 @@ class Worker:
 
     def __init__(self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int):
         python = args.torch_python if variant == "cn_clip" else sys.executable
-        cmd = [python, str(Path(__file__).resolve()), "--worker", variant, "--tower", tower, "--model", args.model,
-               "--inputs", str(work / f"{tower}_b{batch}.npy"), "--model-dir", str(work / "model"),
-               "--export-dir", str(work / "export"), "--threads", str(args.threads)]
+        cmd = [
+            python,
+            str(Path(__file__).resolve()),
+            "--worker",
+            variant,
+            "--tower",
+            tower,
+            "--model",
+            args.model,
+            "--inputs",
+            str(work / f"{tower}_b{batch}.npy"),
+            "--model-dir",
+            str(work / "model"),
+            "--export-dir",
+            str(work / "export"),
+            "--threads",
+            str(args.threads),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2"}
         self.variant, self.latencies, self.error = variant, [], ""
         self.log = work / "logs" / f"{tower}_b{batch}_{variant.replace('/', '_')}.log"
         self.log.parent.mkdir(exist_ok=True)
         with open(self.log, "w", encoding="utf-8") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                         env=env, cwd=ROOT)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=ROOT
+            )
         self.warm_ms = 0.0
 
     def request(self, command: str) -> str | None:
@@ -261,7 +287,7 @@ def run_group(args: argparse.Namespace, work: Path, variants: list[str], tower: 
         w.ready()
     budget = 2 * min((w.warm_ms for w in workers if not w.error), default=0.0)
     for r in range(args.rounds):
-        for w in workers[r % len(workers):] + workers[:r % len(workers)]:
+        for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
             w.run(max(1, min(20, round(budget / max(w.warm_ms, 1e-3)))))
     return {w.variant: w.finish() for w in workers}
 
@@ -270,8 +296,14 @@ def summarize(row: dict, batch: int, flops: float) -> dict:
     lat = np.asarray(row["latencies_ms"])
     p50, p90 = float(np.percentile(lat, 50)), float(np.percentile(lat, 90))
     throughput = batch / (p50 / 1e3)
-    return {**row, "runs": len(lat), "p50_ms": p50, "p90_ms": p90, "items_per_s": throughput,
-            "gflop_per_s": throughput * flops / 1e9}
+    return {
+        **row,
+        "runs": len(lat),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "items_per_s": throughput,
+        "gflop_per_s": throughput * flops / 1e9,
+    }
 
 
 def torch_available(python: str) -> bool:
@@ -282,16 +314,20 @@ def torch_available(python: str) -> bool:
 
 
 def print_table(rows: list[dict], auto: dict) -> None:
-    print(f"\n{'tower':5} {'batch':>5} {'variant':29} {'items/s':>8} {'p50 ms':>9} {'p90 ms':>9} "
-          f"{'peak MB':>8} {'vs cn_clip':>10} {'GFLOP/s':>8}")
+    print(
+        f"\n{'tower':5} {'batch':>5} {'variant':29} {'items/s':>8} {'p50 ms':>9} {'p90 ms':>9} "
+        f"{'peak MB':>8} {'vs cn_clip':>10} {'GFLOP/s':>8}"
+    )
     for r in rows:
         head = f"{r['tower']:5} {r['batch']:>5} {r['variant'] + (' (auto)' if r.get('auto') else ''):29}"
         if "items_per_s" not in r:
             print(f"{head} {r.get('error', 'skipped')}")
             continue
         ratio = f"{r['vs_cn_clip']:.2f}x" if r.get("vs_cn_clip") else "-"
-        print(f"{head} {r['items_per_s']:8.2f} {r['p50_ms']:9.1f} {r['p90_ms']:9.1f} {r['peak_rss_mb']:8.0f} "
-              f"{ratio:>10} {r['gflop_per_s']:8.1f}")
+        print(
+            f"{head} {r['items_per_s']:8.2f} {r['p50_ms']:9.1f} {r['p90_ms']:9.1f} {r['peak_rss_mb']:8.0f} "
+            f"{ratio:>10} {r['gflop_per_s']:8.1f}"
+        )
     for tower, c in auto.items():
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in c["timings_ms"].items())
         print(f"auto picks {c['backend']} for the {tower} tower (measured: {timings})")
@@ -316,8 +352,13 @@ def main_run(args: argparse.Namespace) -> None:
             results = run_group(args, work, [v for v in args.variants if v in runnable], tower, batch)
             base = results.get("cn_clip", {}).get("latencies_ms")
             for variant in args.variants:
-                row = {"tower": tower, "batch": batch, "variant": variant, "gflop_per_item": flops / 1e9,
-                       "auto": variant == f"{auto[tower]['backend']}/fp32"}
+                row = {
+                    "tower": tower,
+                    "batch": batch,
+                    "variant": variant,
+                    "gflop_per_item": flops / 1e9,
+                    "auto": variant == f"{auto[tower]['backend']}/fp32",
+                }
                 result = results.get(variant, {"error": skipped.get(variant, "skipped")})
                 row.update(summarize(result, batch, flops) if "latencies_ms" in result else result)
                 if base and "items_per_s" in row:
@@ -330,11 +371,18 @@ def main_run(args: argparse.Namespace) -> None:
     from paddle_mm.inference import read_inference_yml
 
     int8 = read_inference_yml(work / "export").export.get("int8", {})
-    report = {"model": args.model, "threads": args.threads, "machine": machine_fingerprint(),
-              "env": {k: os.environ.get(k) for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")},
-              "settings": {"rounds": args.rounds, "warmup_runs": WARMUP, "text_length": cfg["context_length"]},
-              "auto": auto, "int8_sizes": int8, "rows": rows, "wall_s": time.time() - started,
-              "load_average_1_5_15": {"start": load_before, "end": os.getloadavg()}}
+    report = {
+        "model": args.model,
+        "threads": args.threads,
+        "machine": machine_fingerprint(),
+        "env": {k: os.environ.get(k) for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")},
+        "settings": {"rounds": args.rounds, "warmup_runs": WARMUP, "text_length": cfg["context_length"]},
+        "auto": auto,
+        "int8_sizes": int8,
+        "rows": rows,
+        "wall_s": time.time() - started,
+        "load_average_1_5_15": {"start": load_before, "end": os.getloadavg()},
+    }
     Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(f"load average (1, 5, 15 min) at start {load_before}, at end {os.getloadavg()} on {os.cpu_count()} CPUs")
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")

@@ -43,8 +43,13 @@ def main() -> None:
 
     model = load_model(resolve_checkpoint(g["pretrained_model"]))
     transform = ImageTransform(size=model.config.image_resolution, interpolation=dataset["interpolation"])
-    options = ExportOptions(graphs=tuple(args.graphs), onnx=not args.no_onnx, int8=not (args.no_int8 or args.no_onnx),
-                            atol=args.atol, threads=args.threads)
+    options = ExportOptions(
+        graphs=tuple(args.graphs),
+        onnx=not args.no_onnx,
+        int8=not (args.no_int8 or args.no_onnx),
+        atol=args.atol,
+        threads=args.threads,
+    )
     try:
         info = export_model(model, g["save_inference_dir"], transform, cfg["Arch"]["name"], options)
     except ExportVerificationError as err:

@@ -63,8 +63,11 @@ def main() -> None:
         m = evaluate_split(predictor, load_corpus(args.eval_root, args.eval_split))
         result["eval"] = {"root": args.eval_root, "split": args.eval_split, **m}
         for name, key in (("text -> image", "t2i"), ("image -> text", "i2t")):
-            print(f"{name}: " + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in (1, 5, 10))
-                  + f", MR: {m[key]['mean_recall']:.2f}")
+            print(
+                f"{name}: "
+                + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in (1, 5, 10))
+                + f", MR: {m[key]['mean_recall']:.2f}"
+            )
         print(f"MR (both directions): {m['MR']:.2f}")
     result["auto"] = {g: vars(c) for g, c in predictor.choices.items()}
     for graph, choice in predictor.choices.items():

@@ -76,8 +76,9 @@ def choose(
     key = cache_key(key_fields)
     entry = _read_cache(path).get(key)
     if entry and entry.get("backend") in candidates:
-        return candidates[entry["backend"]](), Choice(entry["backend"], entry["timings_ms"], True,
-                                                      entry.get("failed", {}))
+        return candidates[entry["backend"]](), Choice(
+            entry["backend"], entry["timings_ms"], True, entry.get("failed", {})
+        )
     best, best_ms, timings, errors = None, float("inf"), {}, {}
     for name, build in candidates.items():
         try:

@@ -27,6 +27,12 @@ def export_dir(tiny_model, tmp_path_factory) -> Path:
     from paddle_mm.vision.transforms import ImageTransform
 
     out = tmp_path_factory.mktemp("export")
-    export_model(tiny_model, out, ImageTransform(32), "CN-CLIP-Tiny", ExportOptions(verify_batches=(1, 3, 8)),
-                 log=lambda _msg: None)
+    export_model(
+        tiny_model,
+        out,
+        ImageTransform(32),
+        "CN-CLIP-Tiny",
+        ExportOptions(verify_batches=(1, 3, 8)),
+        log=lambda _msg: None,
+    )
     return out

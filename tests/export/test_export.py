@@ -21,7 +21,10 @@ def test_export_writes_every_graph_and_variant(export_dir):
     assert sorted(info.graphs) == ["clip", "image", "text"]
     for name in ("image", "text"):
         assert sorted(info.graph(name).variants()) == [
-            ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("paddle_inference", "fp32")]
+            ("onnxruntime", "fp32"),
+            ("onnxruntime", "int8"),
+            ("paddle_inference", "fp32"),
+        ]
     assert info.graph("clip").variants() == [("paddle_inference", "fp32"), ("onnxruntime", "fp32")]
     assert (export_dir / "image.json").is_file() and (export_dir / "image.pdiparams").is_file()
     assert info.graph("clip").output_names() == ["image_features", "text_features", "logits_per_image"]

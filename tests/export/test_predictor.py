@@ -60,8 +60,10 @@ def test_batch_size_does_not_change_results(export_dir, images, tmp_path):
 def test_int8_features_stay_close_to_fp32(export_dir, images, tmp_path):
     fp32 = Predictor(export_dir, backend="onnxruntime", threads=1, cache_dir=tmp_path)
     int8 = Predictor(export_dir, backend="auto", precision="int8", threads=1, cache_dir=tmp_path)
-    for a, b in ((fp32.encode_images(images), int8.encode_images(images)),
-                 (fp32.encode_texts(TEXTS), int8.encode_texts(TEXTS))):
+    for a, b in (
+        (fp32.encode_images(images), int8.encode_images(images)),
+        (fp32.encode_texts(TEXTS), int8.encode_texts(TEXTS)),
+    ):
         cosine = (a * b).sum(-1)
         assert cosine.min() >= 0.99 and cosine.min() < 1.0  # quantized: close, not identical
     assert int8.choices["image"].backend == "onnxruntime"  # the only int8 runtime
@@ -124,7 +126,9 @@ def test_importing_the_predictor_loads_no_runtime():
     import subprocess
     import sys
 
-    code = ("import sys, paddle_mm.inference; "
-            "print(sorted(m for m in ('paddle', 'onnxruntime', 'onnx') if m in sys.modules))")
+    code = (
+        "import sys, paddle_mm.inference; "
+        "print(sorted(m for m in ('paddle', 'onnxruntime', 'onnx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -18,8 +18,10 @@ def best_model(run) -> str:
 @pytest.fixture(scope="module")
 def exported(tiny_run, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("tool_export")
-    proc = run_tool("export_model.py",
-                    *tiny_args(tiny_data, tiny_run, "-o", best_model(tiny_run), f"Global.save_inference_dir={out}"))
+    proc = run_tool(
+        "export_model.py",
+        *tiny_args(tiny_data, tiny_run, "-o", best_model(tiny_run), f"Global.save_inference_dir={out}"),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "exported and verified" in proc.stdout
     return out
@@ -27,8 +29,21 @@ def exported(tiny_run, tiny_data, tmp_path_factory):
 
 def predict_eval(model_dir, data, tmp_path, precision: str) -> dict:
     out = tmp_path / f"{precision}.json"
-    proc = run_tool("predict.py", "--model_dir", str(model_dir), "--precision", precision, "--threads", "1",
-                    "--eval_root", str(data), "--eval_split", "valid", "--json", str(out))
+    proc = run_tool(
+        "predict.py",
+        "--model_dir",
+        str(model_dir),
+        "--precision",
+        precision,
+        "--threads",
+        "1",
+        "--eval_root",
+        str(data),
+        "--eval_split",
+        "valid",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(out.read_text(encoding="utf-8"))
 
@@ -53,8 +68,19 @@ def test_predict_ranks_texts_for_each_image(exported, tiny_data, tmp_path):
     image.write_bytes(corpus.read_image_bytes(corpus.images[0]))
     texts = [t.text for t in corpus.texts[:4]]
     out = tmp_path / "rank.json"
-    proc = run_tool("predict.py", "--model_dir", str(exported), "--backend", "onnxruntime", "--image", str(image),
-                    "--text", *texts, "--json", str(out))
+    proc = run_tool(
+        "predict.py",
+        "--model_dir",
+        str(exported),
+        "--backend",
+        "onnxruntime",
+        "--image",
+        str(image),
+        "--text",
+        *texts,
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranked = json.loads(out.read_text(encoding="utf-8"))["ranking"][0]["texts"]
     assert sorted(r["text"] for r in ranked) == sorted(texts)
