@@ -4,7 +4,7 @@ Code asks for capabilities (``resolve_device``, ``amp_dtype``, ``collective_back
 names. This package imports paddle lazily and never imports paddle_mm.
 """
 
-from .cpu import cpu_vendor, tune_cpu_env
+from .cpu import cpu_vendor, cpuinfo_field, tune_cpu_env
 from .device import (
     DeviceError,
     DeviceSpec,
@@ -22,6 +22,7 @@ __all__ = [
     "available_devices",
     "collective_backend",
     "cpu_vendor",
+    "cpuinfo_field",
     "parse_device",
     "resolve_device",
     "tune_cpu_env",

@@ -6,16 +6,22 @@ import os
 import platform
 
 
-def cpu_vendor() -> str:
-    """``AuthenticAMD``, ``HygonGenuine``, ``GenuineIntel``... or ``""`` when unknown (non-x86, no /proc)."""
+def cpuinfo_field(name: str) -> str:
+    """The first ``name`` line of /proc/cpuinfo (``vendor_id``, ``model name``...), or ``""`` when absent."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
     return ""
+
+
+def cpu_vendor() -> str:
+    """``AuthenticAMD``, ``HygonGenuine``, ``GenuineIntel``... or ``""`` when unknown (non-x86, no /proc)."""
+    return cpuinfo_field("vendor_id")
 
 
 def tune_cpu_env() -> dict[str, str]:

@@ -10,7 +10,7 @@ import os
 import platform
 from importlib import metadata
 
-from .cpu import cpu_vendor
+from .cpu import cpu_vendor, cpuinfo_field
 from .device import _CUSTOM_TYPES, DeviceError, DeviceSpec, available_devices
 
 # oneDNN keeps compiled primitives per input shape; a dynamic batch and text length would grow that cache
@@ -120,24 +120,13 @@ def machine_fingerprint() -> dict[str, str]:
     """What makes a speed measurement valid only on this machine: CPU model and count, accelerator kind,
     and the versions of the runtimes measured. Cached backend choices are keyed by it."""
     return {
-        "cpu": _cpu_model() or platform.processor() or platform.machine(),
+        "cpu": cpuinfo_field("model name") or platform.processor() or platform.machine(),
         "cpu_vendor": cpu_vendor(),
         "cores": str(default_threads()),
         "machine": platform.machine(),
         "paddlepaddle": _version("paddlepaddle"),
         "onnxruntime": _version("onnxruntime"),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def _version(package: str) -> str:
