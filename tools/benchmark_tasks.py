@@ -209,7 +209,7 @@ def markdown(results: dict[str, dict], priors: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, dict], path: Path) -> None:
+def plot(results: dict[str, dict], priors: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,14 +220,18 @@ def plot(results: dict[str, dict], path: Path) -> None:
     for ax, (part, kind) in zip(axes.flat, fams):
         for name, r in results.items():
             ax.plot([0, *SEVERITIES], [r["clean"], *r[part][kind]], marker="o", ms=3, label=name)
+        ax.axhline(priors["per_type_majority"], color="grey", ls=":", lw=1)
         ax.set_title(f"{part}: {kind}")
         ax.set_xlabel("severity (0 = clean)")
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("VQA accuracy (%)")
-    axes[0, 0].legend(fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    labels = [*labels, "answer prior per question type"]
+    handles = [*handles, plt.Line2D([], [], color="grey", ls=":")]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.suptitle("Built-in Chinese VQA, test split: accuracy against corruption severity")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -287,7 +291,7 @@ def main() -> None:
     report = {"split": args.split, "priors": priors, "severities": SEVERITIES, "text_rates": TEXT_RATES}
     (out / "benchmark.json").write_text(json.dumps({**report, "models": results}, indent=1), encoding="utf-8")
     (out / "benchmark.md").write_text(markdown(results, priors), encoding="utf-8")
-    plot(results, out / "robustness.png")
+    plot(results, priors, out / "robustness.png")
     print(markdown(results, priors))
     print(f"wrote {out}/benchmark.json, benchmark.md, robustness.png")
 
