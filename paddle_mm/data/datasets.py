@@ -178,19 +178,26 @@ class _TsvImages:
             payload = self._read_at(offset, length).strip()
         except OSError as err:
             raise ImageReadError("unreadable", image_id, f"{where}: {err}") from None
-        if not payload:
-            raise ImageReadError("empty", image_id, f"{where} has no image data")
-        try:
-            # Chinese-CLIP decodes with urlsafe_b64decode, so accept both alphabets, but reject other characters
-            return base64.b64decode(payload.translate(_URLSAFE_TO_STD), validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise ImageReadError("bad_base64", image_id, f"{where}: invalid base64 ({err})") from None
+        return decode_image_payload(payload, image_id, where)
 
     def describe(self, image_id: int) -> str:
         return f"{self.path}, line {self.index[image_id][2]}"
 
 
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+
+def decode_image_payload(payload: bytes, image_id: int, where: str) -> bytes:
+    """Base64 image bytes (TSV cell or LMDB value) -> raw image bytes; ImageReadError naming ``where``.
+
+    Chinese-CLIP decodes with urlsafe_b64decode, so both alphabets are accepted, but no other characters.
+    """
+    if not payload:
+        raise ImageReadError("empty", image_id, f"{where} has no image data")
+    try:
+        return base64.b64decode(payload.translate(_URLSAFE_TO_STD), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ImageReadError("bad_base64", image_id, f"{where}: invalid base64 ({err})") from None
 
 
 class _FolderImages:

@@ -22,8 +22,6 @@ evaluation and tools use it like a TSV or folder split. Needs the ``lmdb`` packa
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import os
 import pickle
@@ -31,11 +29,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .datasets import ImageReadError, ImageTextCorpus, LoadReport, TextRecord
+from .datasets import ImageReadError, ImageTextCorpus, LoadReport, TextRecord, decode_image_payload
 
 NUM_IMAGES_KEY = b"num_images"
 NUM_SAMPLES_KEY = b"num_samples"
-_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 _MiB = 1 << 20
 
 
@@ -144,13 +141,7 @@ class _LmdbImages:
             payload = txn.get(self.index[image_id])
         if payload is None:
             raise ImageReadError("unreadable", image_id, f"{where}: key vanished from the LMDB")
-        payload = bytes(payload).strip()
-        if not payload:
-            raise ImageReadError("empty", image_id, f"{where} has no image data")
-        try:
-            return base64.b64decode(payload.translate(_URLSAFE_TO_STD), validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise ImageReadError("bad_base64", image_id, f"{where}: invalid base64 ({err})") from None
+        return decode_image_payload(bytes(payload).strip(), image_id, where)
 
     def describe(self, image_id: int) -> str:
         return f"{self.env_dir}, key {self.index[image_id].decode()}"
