@@ -69,10 +69,10 @@ CLS_ID, SEP_ID, PAD_ID, FIRST_WORD_ID = 101, 102, 0, 103
 LOGIT_SCALE = math.log(100.0)  # what released checkpoints hold (~4.6052), not the log(1/0.07) init
 
 
-def build_model() -> CLIP:
-    """cn_clip's CLIP with seeded weights in which every parameter affects the outputs."""
-    torch.manual_seed(SEED)
-    model = CLIP(**CONFIG)
+def build(cfg: dict, seed: int) -> CLIP:
+    """cn_clip's CLIP with seeded weights in which every parameter and BatchNorm statistic affects the outputs."""
+    torch.manual_seed(seed)
+    model = CLIP(**cfg)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Linear):
@@ -81,13 +81,21 @@ def build_model() -> CLIP:
                 nn.init.normal_(module.in_proj_weight, std=module.embed_dim**-0.5)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.5)
-            elif isinstance(module, nn.LayerNorm):
+            elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
                 module.weight.copy_(1.0 + 0.1 * torch.randn_like(module.weight))
+            if isinstance(module, nn.BatchNorm2d):  # eval uses these: make them matter
+                module.running_mean.copy_(0.1 * torch.randn_like(module.running_mean))
+                module.running_var.copy_(torch.rand_like(module.running_var) + 0.5)
+                module.num_batches_tracked.fill_(7)
         for name, param in model.named_parameters():
             if name.endswith("bias"):
                 param.copy_(0.1 * torch.randn_like(param))
         model.logit_scale.fill_(LOGIT_SCALE)
     return model.eval()
+
+
+def build_model() -> CLIP:
+    return build(CONFIG, SEED)
 
 
 def make_inputs() -> tuple[torch.Tensor, torch.Tensor]:

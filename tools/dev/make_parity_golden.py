@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cn_clip.clip.model import CLIP
-from make_model_golden import CLS_ID, LOGIT_SCALE, PAD_ID, SEP_ID
-from torch import nn
+from make_model_golden import CLS_ID, PAD_ID, SEP_ID, build
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "models" / "golden" / "parity"
 SEED = 0
@@ -79,31 +78,6 @@ def full_config(name: str) -> dict:
     if isinstance(cfg["vision_layers"], str):
         cfg["vision_layers"] = json.loads(cfg["vision_layers"])
     return cfg
-
-
-def build(cfg: dict, seed: int) -> CLIP:
-    """cn_clip's CLIP with seeded weights in which every parameter and BatchNorm statistic affects the outputs."""
-    torch.manual_seed(seed)
-    model = CLIP(**cfg)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=module.in_features**-0.5)
-            elif isinstance(module, nn.MultiheadAttention):
-                nn.init.normal_(module.in_proj_weight, std=module.embed_dim**-0.5)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=0.5)
-            elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-                module.weight.copy_(1.0 + 0.1 * torch.randn_like(module.weight))
-            if isinstance(module, nn.BatchNorm2d):  # eval uses these: make them matter
-                module.running_mean.copy_(0.1 * torch.randn_like(module.running_mean))
-                module.running_var.copy_(torch.rand_like(module.running_var) + 0.5)
-                module.num_batches_tracked.fill_(7)
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.copy_(0.1 * torch.randn_like(param))
-        model.logit_scale.fill_(LOGIT_SCALE)
-    return model.eval()
 
 
 def make_inputs(cfg: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
