@@ -48,19 +48,26 @@ class PaddleInferenceBackend:
 
 
 class OnnxRuntimeBackend:
-    """ONNX Runtime session for ``<graph>.onnx`` or ``<graph>.int8.onnx`` with all graph optimizations."""
+    """ONNX Runtime session for ``<graph>.onnx`` or ``<graph>.int8.onnx`` with all graph optimizations.
+
+    ``files``: paths, or verified bytes by file name (:func:`build_backend_from_memory`); either way the
+    graph comes first and an external weights file (``<graph>.onnx.data``) second."""
 
     name = "onnxruntime"
 
-    def __init__(self, files: list[Path], device: DeviceSpec, threads: int | None = None):
+    def __init__(self, files: list[Path] | dict[str, bytes], device: DeviceSpec, threads: int | None = None):
         import onnxruntime as ort
 
         from hardware.inference import onnxruntime_providers, onnxruntime_session_options
 
-        # files[0] is the .onnx file; a second one is its external weights file, found by ONNX Runtime itself.
-        self._session = ort.InferenceSession(
-            str(files[0]), onnxruntime_session_options(threads), providers=onnxruntime_providers(device)
-        )
+        options = onnxruntime_session_options(threads)
+        if isinstance(files, dict):
+            (_, model), *weights = files.items()
+            if weights:
+                _weights_from_memory(options, dict(weights))
+        else:
+            model = str(files[0])  # a weights file beside it is found by ONNX Runtime itself
+        self._session = ort.InferenceSession(model, options, providers=onnxruntime_providers(device))
         self.input_names = [i.name for i in self._session.get_inputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -80,3 +87,32 @@ def build_backend(backend: str, files: list[Path], device: DeviceSpec, threads: 
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(files, device, threads)
     raise ValueError(f"unknown backend {backend!r}; choose 'paddle_inference', 'onnxruntime' or 'auto'")
+
+
+def build_backend_from_memory(
+    backend: str, files: dict[str, bytes], device: DeviceSpec, threads: int | None = None
+) -> Backend:
+    """A ready backend over verified bytes (file name -> bytes, main file first); nothing is read from disk.
+
+    ONNX Runtime takes the graph and its external weights as bytes. Paddle Inference cannot:
+    ``Config.set_model_buffer`` segfaults on PIR ``.json`` programs (Paddle 3.3.1), so it reads sealed
+    in-memory copies (:func:`paddle_mm.package.loading.sealed_paths`) that exist only while it is built."""
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(files, device, threads)
+    from ..package.loading import sealed_paths
+
+    with sealed_paths(files) as paths:
+        return build_backend(backend, [Path(paths[n]) for n in files], device, threads)
+
+
+def _weights_from_memory(options, weights: dict[str, bytes]) -> None:
+    # ONNX Runtime resolves (canonicalizes) external weight paths, so sealed-memfd links do not work here.
+    if not hasattr(options, "add_external_initializers_from_files_in_memory"):
+        raise RuntimeError(
+            f"this onnxruntime cannot take external weights {sorted(weights)} from memory; "
+            "upgrade onnxruntime (1.32 has it) or use backend='paddle_inference'"
+        )
+    names = [n.rsplit("/", 1)[-1] for n in weights]  # as the graph's external_data locations name them
+    options.add_external_initializers_from_files_in_memory(
+        names, list(weights.values()), [len(b) for b in weights.values()]
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -72,6 +72,10 @@ class ExportInfo:
 
     def files(self, graph: str, backend: str, precision: str) -> list[Path]:
         """Absolute paths of one graph variant; ExportDirError naming what exists when it is absent."""
+        return [self.directory / n for n in self.file_names(graph, backend, precision)]
+
+    def file_names(self, graph: str, backend: str, precision: str) -> list[str]:
+        """Names (relative to the directory) of one graph variant's files, main file first."""
         info = self.graph(graph)
         names = info.files.get(precision, {}).get(backend)
         if names is None:
@@ -79,7 +83,7 @@ class ExportInfo:
                 f"{self.directory}: graph {graph!r} has no {precision} {backend} model; exported variants: "
                 f"{[f'{b}/{p}' for b, p in info.variants()]}"
             )
-        return [self.directory / n for n in names]
+        return list(names)
 
     def to_dict(self) -> dict[str, Any]:
         graphs = {g.name: {"inputs": g.inputs, "outputs": g.outputs, "files": g.files} for g in self.graphs.values()}
@@ -110,17 +114,34 @@ def read_inference_yml(directory: str | Path) -> ExportInfo:
             f"{path} not found: pass a directory written by tools/export_model.py "
             "(-o Global.save_inference_dir=...), which writes inference.yml last, after verifying the export"
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ExportDirError(f"{path}: expected a mapping with sections {list(_SECTIONS)}, got {type(data).__name__}")
-    _check_keys(data, _SECTIONS, str(path))
-    graphs = {name: _graph(name, g, path) for name, g in data["Graphs"].items()}
-    info = ExportInfo(directory, data["Model"], data["PreProcess"], data["PostProcess"], graphs, data["Export"])
-    _check_files(info)
+    info = parse_inference_yml(path.read_text(encoding="utf-8"), directory)
+    _check_files(info, lambda name: (directory / name).is_file())
     return info
 
 
-def _graph(name: str, data: dict[str, Any], path: Path) -> GraphInfo:
+def parse_inference_yml(text: str, directory: Path, where: str | None = None) -> ExportInfo:
+    """Parse and check the text of an ``inference.yml`` that belongs to ``directory`` (files are not checked).
+
+    ``where`` names the file in messages (default ``<directory>/inference.yml``)."""
+    where = where or str(directory / INFERENCE_YML)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ExportDirError(f"{where}: expected a mapping with sections {list(_SECTIONS)}, got {type(data).__name__}")
+    _check_keys(data, _SECTIONS, where)
+    graphs = {name: _graph(name, g, where) for name, g in data["Graphs"].items()}
+    return ExportInfo(directory, data["Model"], data["PreProcess"], data["PostProcess"], graphs, data["Export"])
+
+
+def referenced_files(info: ExportInfo) -> list[str]:
+    """Every file name ``inference.yml`` refers to: the vocabulary and every graph variant's files."""
+    vocab = info.preprocess.get("text", {}).get("vocab_file")
+    names = [vocab] if vocab else []
+    for g in info.graphs.values():
+        names += [n for by_backend in g.files.values() for files in by_backend.values() for n in files]
+    return names
+
+
+def _graph(name: str, data: dict[str, Any], path: str) -> GraphInfo:
     _check_keys(data, ("inputs", "outputs", "files"), f"{path}: Graphs.{name}")
     for precision, by_backend in data["files"].items():
         if precision not in PRECISIONS:
@@ -146,12 +167,8 @@ def _check_keys(data: dict[str, Any], required: tuple[str, ...], where: str) -> 
         raise ExportDirError(f"{where}: missing {missing}; re-export the model with tools/export_model.py")
 
 
-def _check_files(info: ExportInfo) -> None:
-    vocab = info.preprocess.get("text", {}).get("vocab_file")
-    names = [vocab] if vocab else []
-    for g in info.graphs.values():
-        names += [n for by_backend in g.files.values() for files in by_backend.values() for n in files]
-    missing = [n for n in names if not (info.directory / n).is_file()]
+def _check_files(info: ExportInfo, exists: Callable[[str], bool]) -> None:
+    missing = [n for n in referenced_files(info) if not exists(n)]
     if missing:
         raise ExportDirError(
             f"{info.directory}: files named in {INFERENCE_YML} are missing: {missing}; "

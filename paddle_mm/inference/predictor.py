@@ -5,6 +5,9 @@
     txt = p.encode_texts(["一只猫", "一只狗"])              # (2, D)
     logits = p.score(["a.jpg"], ["一只猫", "一只狗"])       # (1, 2): the combined graph
 
+    # an export signed as a package (docs/model_package.md): verified, then run from the verified bytes
+    p = Predictor.from_package("pkg/", trust, model="cn-clip", state=RollbackStore(default_state_path()))
+
 Pre-processing (Chinese-CLIP's resize + normalize, its WordPiece tokenizer) is rebuilt from
 ``inference.yml`` and ``vocab.txt`` alone. Inputs are cut into batches of ``batch_size``; each text batch
 drops its all-padding columns (exact: pad keys are masked) so short captions cost less.
@@ -12,6 +15,8 @@ drops its all-padding columns (exact: pad keys are masked) so short captions cos
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,20 +24,24 @@ import numpy as np
 
 from hardware import DeviceSpec, parse_device
 
+from ..package.keys import Decryptor
+from ..package.trust import RollbackStore, TrustStore
 from ..text.tokenizer import WordPieceTokenizer
 from ..vision.transforms import ImageTransform
 from . import auto
-from .backends import Backend, build_backend
+from .backends import Backend, build_backend, build_backend_from_memory
 from .model_dir import BACKENDS, PRECISIONS, ExportDirError, ExportInfo, read_inference_yml
+from .verified import VerifiedExport, verify_export
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 class Predictor:
-    """Runs an export directory written by ``tools/export_model.py``.
+    """Runs an export directory written by ``tools/export_model.py``, or a verified package of one.
 
     Args:
-        model_dir: the export directory (holding ``inference.yml``).
+        model_dir: the export directory (holding ``inference.yml``), or a :class:`VerifiedExport` (what
+            :meth:`from_package` passes): then every model file is taken from the verified bytes in memory.
         backend: ``paddle_inference``, ``onnxruntime`` or ``auto`` (fastest here, measured once and cached;
             see :mod:`paddle_mm.inference.auto`).
         precision: ``fp32`` or ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph).
@@ -43,7 +52,7 @@ class Predictor:
 
     def __init__(
         self,
-        model_dir: str | Path,
+        model_dir: str | Path | VerifiedExport,
         backend: str = "auto",
         precision: str = "fp32",
         device: str = "cpu",
@@ -57,28 +66,67 @@ class Predictor:
             raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: use a positive integer")
-        self.info: ExportInfo = read_inference_yml(model_dir)
         self.backend, self.precision, self.batch_size = backend, precision, batch_size
+        if isinstance(model_dir, VerifiedExport):
+            self.info: ExportInfo = model_dir.info
+            self.manifest = model_dir.manifest
+            self._memory: dict[str, bytes] | None = self._needed(model_dir.files)  # dropped once built
+        else:
+            self.info, self.manifest, self._memory = read_inference_yml(model_dir), None, None
         self.device: DeviceSpec = parse_device(device)
         self.threads = threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.transform, self.tokenizer = _preprocessors(self.info)
+        self.transform, self.tokenizer = _preprocessors(self.info, self._memory)
         self.pad_id = int(self.info.preprocess["text"]["pad_id"])
         self._runners: dict[str, Backend] = {}
         self.choices: dict[str, auto.Choice] = {}  # graph -> what auto picked (when backend="auto")
+
+    @classmethod
+    def from_package(
+        cls,
+        path: str | os.PathLike,
+        trust: TrustStore,
+        *,
+        model: str,
+        state: RollbackStore | None,
+        decryptor: Decryptor | None = None,
+        now: dt.datetime | None = None,
+        **options: Any,
+    ) -> Predictor:
+        """A predictor for the SM-signed package of an export directory at ``path``.
+
+        The package is verified first (:func:`paddle_mm.inference.verified.verify_export`: signature by a
+        ``trust`` anchor, ``model`` name, rollback ``state``, expiry, every file's SM3 digest, decryption
+        with ``decryptor`` when encrypted); a refusal raises its :class:`paddle_mm.package.PackageRefused`
+        subclass before any byte reaches a runtime. The runtimes then get the verified bytes from memory.
+        ``options``: the other arguments of :class:`Predictor` (backend, precision, device, ...).
+        """
+        return cls(verify_export(path, trust, model=model, state=state, decryptor=decryptor, now=now), **options)
+
+    def _needed(self, files: dict[str, bytes]) -> dict[str, bytes]:
+        """The verified files this predictor may load (vocabulary; its precision's graphs for its backends)."""
+        backends = BACKENDS if self.backend == "auto" else (self.backend,)
+        names = {self.info.preprocess["text"]["vocab_file"]}
+        for graph in self.info.graphs.values():
+            for backend, graph_files in graph.files.get(self.precision, {}).items():
+                if backend in backends:
+                    names.update(graph_files)
+        return {n: files[n] for n in names}
 
     # -- backends --------------------------------------------------------------------------------------------
     def runner(self, graph: str) -> Backend:
         """The backend running ``graph`` (built, and for ``auto`` chosen, on first use)."""
         if graph not in self._runners:
             self._runners[graph] = self._build(graph)
+            if self._memory is not None:  # the runtime holds its own copy now
+                for files in self.info.graph(graph).files.get(self.precision, {}).values():
+                    for name in files:
+                        self._memory.pop(name, None)
         return self._runners[graph]
 
     def _build(self, graph: str) -> Backend:
         if self.backend != "auto":
-            return build_backend(
-                self.backend, self.info.files(graph, self.backend, self.precision), self.device, self.threads
-            )
+            return self._builder(graph, self.backend)()
         variants = [b for b, p in self.info.graph(graph).variants() if p == self.precision]
         if not variants:
             raise ExportDirError(
@@ -91,8 +139,12 @@ class Predictor:
         return backend
 
     def _builder(self, graph: str, backend: str):
-        files = self.info.files(graph, backend, self.precision)
-        return lambda: build_backend(backend, files, self.device, self.threads)
+        names = self.info.file_names(graph, backend, self.precision)
+        if self._memory is None:
+            files = [self.info.directory / n for n in names]
+            return lambda: build_backend(backend, files, self.device, self.threads)
+        data = {n: self._memory[n] for n in names}
+        return lambda: build_backend_from_memory(backend, data, self.device, self.threads)
 
     def _key(self, graph: str) -> dict[str, str]:
         from hardware.inference import check_threads, machine_fingerprint
@@ -187,7 +239,7 @@ def _normalize(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(norms, 1e-12)
 
 
-def _preprocessors(info: ExportInfo) -> tuple[ImageTransform, WordPieceTokenizer]:
+def _preprocessors(info: ExportInfo, memory: dict[str, bytes] | None) -> tuple[ImageTransform, WordPieceTokenizer]:
     image, text = info.preprocess["image"], info.preprocess["text"]
     transform = ImageTransform(
         size=int(image["size"]),
@@ -195,10 +247,23 @@ def _preprocessors(info: ExportInfo) -> tuple[ImageTransform, WordPieceTokenizer
         std=tuple(image["std"]),
         interpolation=image["interpolation"],
     )
-    tokenizer = WordPieceTokenizer(info.directory / text["vocab_file"], context_length=int(text["context_length"]))
+    tokenizer = _tokenizer(info, memory)
     if tokenizer.pad_id != int(text["pad_id"]):
         raise ExportDirError(
             f"{info.directory}: vocab.txt's [PAD] id is {tokenizer.pad_id} but inference.yml says "
             f"pad_id {text['pad_id']}; re-export so that the model and vocabulary agree"
         )
     return transform, tokenizer
+
+
+def _tokenizer(info: ExportInfo, memory: dict[str, bytes] | None) -> WordPieceTokenizer:
+    text = info.preprocess["text"]
+    vocab, length = text["vocab_file"], int(text["context_length"])
+    if memory is None:
+        return WordPieceTokenizer(info.directory / vocab, context_length=length)
+    from ..package.loading import sealed_paths
+
+    with sealed_paths({vocab: memory.pop(vocab)}) as paths:  # the tokenizer reads by path, once
+        tokenizer = WordPieceTokenizer(paths[vocab], context_length=length)
+    tokenizer.vocab_file = f"{info.directory / vocab} (verified)"  # the sealed copy is gone; name the source
+    return tokenizer

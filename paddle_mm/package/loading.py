@@ -12,6 +12,8 @@ import datetime as dt
 import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,12 +116,37 @@ def _inference_config(files: dict[str, bytes], loaded: LoadedPackage) -> Any:
 def _sealed_path(data: bytes, name: str, loaded: LoadedPackage) -> str:
     """A path (with the original file name, which Paddle uses to tell PIR JSON from .pdmodel) whose
     target is a sealed memfd holding ``data``."""
+    return _seal(data, name, loaded._tmpdir.name, loaded._fds)
+
+
+def _seal(data: bytes, name: str, directory: str, fds: list[int]) -> str:
     fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    loaded._fds.append(fd)
+    fds.append(fd)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-    link = os.path.join(loaded._tmpdir.name, name)
+    link = os.path.join(directory, name)
     os.symlink(f"/proc/{os.getpid()}/fd/{fd}", link)
     return link
+
+
+@contextmanager
+def sealed_paths(files: dict[str, bytes]) -> Iterator[dict[str, str]]:
+    """Paths to sealed in-memory copies of verified ``files`` (package path -> bytes), valid inside the block.
+
+    For runtimes that read only by path (Paddle Inference, ONNX Runtime's external weights, a vocabulary
+    reader): each file becomes a sealed memfd reached through a link with the file's base name, all in one
+    private directory, so files that refer to each other by name (``x.onnx`` -> ``x.onnx.data``) still do.
+    Build the runtime inside the block; the memfds and links are gone after it.
+    """
+    names = [p.rsplit("/", 1)[-1] for p in files]
+    if len(set(names)) != len(names):
+        raise FormatPolicyError(f"{sorted(files)}: files loaded together need distinct base names")
+    fds: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="paddle_mm_verified_") as tmpdir:
+        try:
+            yield {p: _seal(data, n, tmpdir, fds) for (p, data), n in zip(files.items(), names)}
+        finally:
+            for fd in fds:
+                os.close(fd)
