@@ -280,6 +280,39 @@ INFER = Section(
         "query_images": Field((list,), [], "image files (image -> top-k captions)", item_type=str),
         "topk": Field(INT, 5, "results per query", check=_positive),
         "batch_size": Field(INT, 64, "batch size for gallery encoding", check=_positive),
+        "model_dir": Field(
+            STR,
+            None,
+            "search with an export directory (tools/export_model.py) through the Predictor instead of "
+            "Global.pretrained_model",
+        ),
+        "package": Field(
+            STR,
+            None,
+            "search with an SM-signed package of an export directory (docs/model_package.md), verified "
+            "before any file is loaded; needs Infer.trust and Infer.package_model",
+        ),
+        "trust": Field(
+            (list,), [], "package: trust anchor files (the signer's public key or certificate PEM)", item_type=str
+        ),
+        "package_model": Field(STR, None, "package: the model name it must be signed for (no replay of another's)"),
+        "package_state": Field(
+            STR, None, "package: rollback state file (null: $PADDLE_MM_PACKAGE_STATE or ~/.local/state/paddle_mm/)"
+        ),
+        "decrypt_key": Field(STR, None, "package: a recipient's SM2 private key PEM, for an encrypted package"),
+        "decrypt_passphrase_env": Field(
+            STR, None, "package: environment variable holding decrypt_key's passphrase (when it is encrypted)"
+        ),
+        "backend": Field(
+            STR,
+            "auto",
+            "model_dir / package: runtime (auto: measured once)",
+            choices=("auto", "paddle_inference", "onnxruntime"),
+        ),
+        "precision": Field(STR, "fp32", "model_dir / package: fp32, or the INT8 ONNX towers", choices=("fp32", "int8")),
+        "threads": Field(
+            INT, None, "model_dir / package: CPU threads (null: all this process may use)", check=_positive
+        ),
     },
 )
 
