@@ -1,7 +1,7 @@
 """Export a trained model for deployment, verified against the eager model before success is reported:
 
     python tools/export_model.py -c configs/quickstart.yml -o Global.pretrained_model=output/<run>/best_model \
-        -o Global.save_inference_dir=./inference [--graphs image text clip] [--no-int8] [--no-onnx]
+        -o Global.save_inference_dir=./inference [--graphs image text clip] [--no-int8] [--no-onnx] [--no-fuse]
 
 Writes into save_inference_dir: <graph>.json + <graph>.pdiparams (Paddle inference), <graph>.onnx,
 <graph>.int8.onnx for the towers, vocab.txt and inference.yml (see docs/export.md). Exit code 1 when
@@ -21,6 +21,11 @@ def parse_args() -> tuple[dict, argparse.Namespace]:
     parser.add_argument("--graphs", nargs="+", default=["image", "text", "clip"], choices=["image", "text", "clip"])
     parser.add_argument("--no-onnx", action="store_true", help="write Paddle inference graphs only (implies --no-int8)")
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 towers")
+    parser.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="keep attention as plain ONNX ops instead of ONNX Runtime's Attention (slower; for other runtimes)",
+    )
     parser.add_argument("--atol", type=float, default=1e-4, help="allowed fp32 max abs diff vs eager (x output scale)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for verification (default: all)")
     args = parser.parse_args()
@@ -49,6 +54,7 @@ def main() -> None:
         int8=not (args.no_int8 or args.no_onnx),
         atol=args.atol,
         threads=args.threads,
+        fuse_attention=not args.no_fuse,
     )
     try:
         info = export_model(model, g["save_inference_dir"], transform, cfg["Arch"]["name"], options)
@@ -58,6 +64,11 @@ def main() -> None:
         for variant, by_batch in rows.items():
             what, fmt = ("min cosine", ".5f") if variant.endswith("int8") else ("max abs diff", ".3g")
             print(f"  {name:5s} {variant:22s} {what}: " + ", ".join(f"b{b} {v:{fmt}}" for b, v in by_batch.items()))
+    for name, f in info.export.get("onnx_fusion", {}).items():
+        print(
+            f"  {name:5s} attention blocks fused into ONNX Runtime Attention: {f['attention_fused']}, "
+            f"left unfused: {f['attention_skipped']}"
+        )
     for name, q in info.export.get("int8", {}).items():
         mb = q["int8_bytes"] / 1e6, q["fp32_bytes"] / 1e6
         print(f"  {name:5s} INT8 size {mb[0]:.1f} MB = {q['size_ratio']:.2f} x fp32 {mb[1]:.1f} MB")

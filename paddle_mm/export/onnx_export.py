@@ -3,7 +3,8 @@
 paddle2onnx 2.1 writes every weight as a ``Constant`` node. ONNX Runtime's ``quantize_dynamic`` only
 quantizes MatMul / Gather nodes whose weights are *initializers*, so on the raw export it silently does
 nothing. :func:`clean_onnx` therefore turns constants into initializers, drops ``Identity`` nodes, and
-gives inputs, outputs and dynamic dimensions the names the export spec declares.
+gives inputs, outputs and dynamic dimensions the names the export spec declares. :func:`paddle_to_onnx` then
+fuses each self-attention block into ONNX Runtime's ``Attention`` op (:mod:`.ort_fusion`) unless told not to.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from .graphs import GraphSpec, TensorInfo
+from .ort_fusion import FusionReport, fuse_attention
 
 DEFAULT_OPSET = 17
 
 
-def paddle_to_onnx(model_file: str | Path, params_file: str | Path, spec: GraphSpec, opset: int = DEFAULT_OPSET):
-    """Convert a ``.json`` + ``.pdiparams`` pair in memory and return the cleaned ``onnx.ModelProto``."""
+def paddle_to_onnx(
+    model_file: str | Path, params_file: str | Path, spec: GraphSpec, opset: int = DEFAULT_OPSET, fuse: bool = True
+):
+    """Convert a ``.json`` + ``.pdiparams`` pair in memory; return the cleaned ``onnx.ModelProto`` and what
+    the attention fusion did (``fuse=False``: a plain-ONNX graph any runtime can load, nothing fused)."""
     import onnx
     import paddle2onnx
 
@@ -27,8 +32,9 @@ def paddle_to_onnx(model_file: str | Path, params_file: str | Path, spec: GraphS
     )
     model = onnx.load_from_string(raw)
     clean_onnx(model, spec)
+    report = fuse_attention(model) if fuse else FusionReport()
     onnx.checker.check_model(model)
-    return model
+    return model, report
 
 
 # protobuf cannot serialize a message over 2 GiB; bigger graphs keep their weights in a side file.

@@ -9,9 +9,12 @@ Why this path (measured on Paddle 3.3.1 / onnxruntime 1.32, see docs/export.md):
   at run time, so there is no calibration set to choose or to drift from), keeps a dynamic batch, and runs
   MatMulInteger kernels that are the fastest option measured on this CPU.
 
-Weights of MatMul (all transformer projections), Gather (the token embedding table: most of a small text
-tower's bytes) and Conv (the patch embedding) become signed 8-bit with one scale per tensor; per-channel
-scales were measured less accurate on these graphs (lower feature cosine to fp32), so they are off.
+Weights of MatMul (all transformer projections), Attention (the packed q/k/v projection of the fused graph,
+see :mod:`.ort_fusion`; it becomes ``QAttention``, whose weights ONNX Runtime quantizes to 7 bits) and Gather
+(the token embedding table: most of a small text tower's bytes) become signed 8-bit with one scale per tensor;
+per-channel scales were measured less accurate on these graphs (lower feature cosine to fp32), so they are off.
+The patch-embedding Conv stays fp32: ``ConvInteger`` was measured slower than the fp32 Conv on AVX2 CPUs
+(58 vs 23 ms per batch of 8 at 224 px) for 1.8 MB of weights (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-INT8_OPS = ("MatMul", "Gather", "Conv")
+INT8_OPS = ("MatMul", "Attention", "Gather")
 
 
 def quantize_int8(fp32_file: str | Path, int8_file: str | Path, external_data: bool = False) -> dict[str, Any]:

@@ -81,12 +81,18 @@ def test_onnx_weights_are_initializers_so_int8_quantizes(export_dir):
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
 
 
-def test_int8_towers_are_at_most_a_third_of_fp32(export_dir):
+def test_int8_towers_are_at_most_a_third_of_fp32_apart_from_the_fp32_conv(export_dir):
+    import onnx
+    from onnx import numpy_helper
+
     int8 = read_inference_yml(export_dir).export["int8"]
     for tower in ("image", "text"):
         fp32_size = (export_dir / f"{tower}.onnx").stat().st_size
         int8_size = (export_dir / f"{tower}.int8.onnx").stat().st_size
-        assert int8_size <= fp32_size / 3, (tower, int8_size, fp32_size)
+        graph = onnx.load(str(export_dir / f"{tower}.int8.onnx")).graph
+        weights = {t.name: t for t in graph.initializer}
+        conv = sum(numpy_helper.to_array(weights[n.input[1]]).nbytes for n in graph.node if n.op_type == "Conv")
+        assert int8_size <= (fp32_size - conv) / 3 + conv, (tower, int8_size, fp32_size, conv)
         assert int8[tower]["int8_bytes"] == int8_size
 
 
