@@ -156,12 +156,16 @@ def peak_rss_mb() -> float:
 # ----------------------------------------------------------------------------- the run
 
 
-def prepare(args: argparse.Namespace, work: Path) -> dict:
-    """Random model saved for the eager worker, its verified export, and the input files; returns the model config."""
+def prepare(args: argparse.Namespace, work: Path) -> tuple[dict, dict[str, str]]:
+    """Random model saved for the eager worker, its verified export, and the input files.
+
+    Returns the model config and the environment variables ``hardware.tune_cpu_env`` set (paddle_mm's
+    workers inherit them; the cn_clip worker does not, see :func:`worker_env`).
+    """
     sys.path.insert(0, str(ROOT))
     import hardware
 
-    hardware.tune_cpu_env()  # before paddle loads; inherited by every worker, cn_clip's included
+    tuned = hardware.tune_cpu_env()  # before paddle loads
     import paddle
 
     from paddle_mm.export import ExportOptions, export_model
@@ -188,7 +192,20 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
         ids = rng.integers(1000, 20000, (b, cfg["context_length"]))
         ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], no padding
         np.save(work / f"text_b{b}.npy", ids.astype(np.int64))
-    return cfg
+    return cfg, tuned
+
+
+ENV_KEYS = ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")  # recorded per row
+
+
+def worker_env(args: argparse.Namespace, variant: str, tuned: dict[str, str]) -> dict[str, str]:
+    """One row's environment. paddle_mm rows get paddle_mm's CPU tuning; the cn_clip reference runs in the
+    environment the user started the benchmark with (a variable the user had already set is kept)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2"}
+    if variant == "cn_clip":
+        for key in tuned:
+            env.pop(key, None)
+    return env
 
 
 def auto_choices(args: argparse.Namespace, work: Path) -> dict:
@@ -209,7 +226,7 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
 class Worker:
     """One row's process: started, warmed up, then asked for timed runs in turn with the other rows."""
 
-    def __init__(self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int):
+    def __init__(self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int, env: dict):
         python = args.torch_python if variant == "cn_clip" else sys.executable
         cmd = [
             python,
@@ -229,7 +246,7 @@ class Worker:
             "--threads",
             str(args.threads),
         ]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2"}
+        self.env = {k: env.get(k) for k in ENV_KEYS}
         self.variant, self.latencies, self.error = variant, [], ""
         self.log = work / "logs" / f"{tower}_b{batch}_{variant.replace('/', '_')}.log"
         self.log.parent.mkdir(exist_ok=True)
@@ -271,18 +288,20 @@ class Worker:
         reply = self.request("quit")
         self.proc.wait()
         if self.error:
-            return {"error": self.error}
-        return {"latencies_ms": self.latencies, **json.loads(reply)}
+            return {"error": self.error, "env": self.env}
+        return {"latencies_ms": self.latencies, **json.loads(reply), "env": self.env}
 
 
-def run_group(args: argparse.Namespace, work: Path, variants: list[str], tower: str, batch: int) -> dict[str, dict]:
+def run_group(
+    args: argparse.Namespace, work: Path, variants: list[str], tower: str, batch: int, tuned: dict[str, str]
+) -> dict[str, dict]:
     """Time every variant of one (tower, batch) in interleaved rounds, so background load hits all alike.
 
     All workers are started and warmed up first; then each round asks each worker (in a rotating order)
     for as many runs as fit in twice the fastest worker's single-run time (at least 1, at most 20), so a
     round costs little more than one run of each and fast rows still collect several samples.
     """
-    workers = [Worker(args, work, v, tower, batch) for v in variants]
+    workers = [Worker(args, work, v, tower, batch, worker_env(args, v, tuned)) for v in variants]
     for w in workers:
         w.ready()
     budget = 2 * min((w.warm_ms for w in workers if not w.error), default=0.0)
@@ -337,7 +356,7 @@ def main_run(args: argparse.Namespace) -> None:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     started, load_before = time.time(), os.getloadavg()
-    cfg = prepare(args, work)
+    cfg, tuned = prepare(args, work)
     auto = auto_choices(args, work)
     skipped = {}
     if "cn_clip" in args.variants and args.model not in CN_CLIP_TEXT:
@@ -349,7 +368,7 @@ def main_run(args: argparse.Namespace) -> None:
     for tower in args.towers:
         flops = tower_flops(cfg, tower, cfg["context_length"])
         for batch in args.batches:
-            results = run_group(args, work, [v for v in args.variants if v in runnable], tower, batch)
+            results = run_group(args, work, [v for v in args.variants if v in runnable], tower, batch, tuned)
             base = results.get("cn_clip", {}).get("latencies_ms")
             for variant in args.variants:
                 row = {
@@ -375,7 +394,8 @@ def main_run(args: argparse.Namespace) -> None:
         "model": args.model,
         "threads": args.threads,
         "machine": machine_fingerprint(),
-        "env": {k: os.environ.get(k) for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")},
+        "env": {k: os.environ.get(k) for k in ENV_KEYS},  # paddle_mm's; each row has its own "env"
+        "env_set_by_tune_cpu_env": tuned,
         "settings": {"rounds": args.rounds, "warmup_runs": WARMUP, "text_length": cfg["context_length"]},
         "auto": auto,
         "int8_sizes": int8,
