@@ -1,10 +1,11 @@
 """Robustness benchmark of trained fusion models on the built-in VQA test split.
 
     python tools/benchmark_tasks.py --configs configs/fusion/*_vqa.yml --out output/fusion_benchmark [--split test]
-                                   [--train-missing] [--data data/vqa]
+                                   [--train-missing [--towers configs/fusion/towers_clip.yml]] [--data data/vqa]
 
 For every config it loads ``<Global.output_dir>/<Arch.name>/best_model`` (``--train-missing`` first trains the
-configs without one through tools/train.py), then measures VQA accuracy on the clean split and under
+configs without one through tools/train.py, after the ``--towers`` config whose CLIP weights they start from), then
+measures VQA accuracy on the clean split and under
 
 - image corruptions in the ImageNet-C style at severities 1-5: gaussian noise, gaussian blur, occlusion,
   brightness, JPEG;
@@ -239,6 +240,12 @@ def plot(results: dict[str, dict], priors: dict[str, float], path: Path) -> None
 # ----------------------------------------------------------------------------- command line
 
 
+def train(config: str, overrides: list[str]) -> None:
+    """Train one config through tools/train.py (a failed training stops the benchmark)."""
+    cmd = [sys.executable, str(Path(__file__).with_name("train.py")), "-c", config, "-o", "Global.progress_bar=false"]
+    subprocess.run(cmd + overrides, check=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", nargs="+", required=True, help="training configs (configs/fusion/*_vqa.yml)")
@@ -254,9 +261,20 @@ def main() -> None:
         help="take a model's results from <out>/models/<fusion>.json when present (resume, or split the models "
         "over several processes and assemble the report with one more run)",
     )
+    p.add_argument(
+        "--towers",
+        help="with --train-missing: the CLIP config the fusions' Arch.fusion.clip_weights come from "
+        "(configs/fusion/towers_clip.yml), trained first when its best_model is missing",
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.towers and args.train_missing:
+        with exit_on_config_error():
+            towers = load_config(args.towers, [])
+        if not (Path(towers["Global"]["output_dir"]) / towers["Arch"]["name"] / "best_model").is_dir():
+            print(f"training the towers {args.towers} ...", flush=True)
+            train(args.towers, [])
     results, data_cfg = {}, None
     for config in args.configs:
         overrides = [f"DataLoader.Train.dataset.root={args.data}"] if args.data else []
@@ -266,15 +284,7 @@ def main() -> None:
         best = Path(cfg["Global"]["output_dir"]) / cfg["Arch"]["name"] / "best_model"
         if args.train_missing and not best.is_dir():
             print(f"training {config} ...", flush=True)
-            cmd = [
-                sys.executable,
-                str(Path(__file__).with_name("train.py")),
-                "-c",
-                config,
-                "-o",
-                "Global.progress_bar=false",
-            ]
-            subprocess.run(cmd + [f"{k}" for k in overrides], check=True)
+            train(config, overrides)
         start = time.time()
         data_cfg = dict(cfg["DataLoader"]["Train"]["dataset"], split=args.split)
         cached = out / "models" / f"{name}.json"

@@ -1,6 +1,6 @@
 """Generate the built-in Chinese VQA data (questions on count, colour, shape, position, existence).
 
-    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 6000 --val 500 --test 1000] [--image-size 96]
+    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 30000 --val 500 --test 1000] [--image-size 96]
 
 Same seed, same files. See paddle_mm/data/vqa.py and docs/fusion.md for how the questions are made.
 """

@@ -69,7 +69,7 @@ ANSWERS_BY_TYPE: dict[str, tuple[str, ...]] = {
 ANSWERS: tuple[str, ...] = tuple(a for t in QUESTION_TYPES for a in ANSWERS_BY_TYPE[t])
 N_ANNOTATORS = 10  # VQA v2 keeps 10 human answers per question; soft accuracy is computed over them
 VQA_SPLITS: tuple[str, ...] = ("train", "val", "test")
-VQA_DEFAULT_SIZES: dict[str, int] = {"train": 6000, "val": 500, "test": 1000}
+VQA_DEFAULT_SIZES: dict[str, int] = {"train": 30000, "val": 500, "test": 1000}
 VQA_ID_BASE: dict[str, int] = {"train": 10_000_000, "val": 20_000_000, "test": 30_000_000}
 MAX_VQA_OBJECTS = 6
 

@@ -460,7 +460,16 @@ def build_fusion_model(arch: dict[str, Any], n_outputs: int, matching: bool = Fa
 
         from ..engine.checkpoint import load_state_into
 
-        load_state_into(clip, Path(cfg["clip_weights"]) / "model.safetensors")
+        weights = Path(cfg["clip_weights"]) / "model.safetensors"
+        if not weights.is_file():
+            from ..config import ConfigError
+
+            raise ConfigError(
+                f"Arch.fusion.clip_weights={cfg['clip_weights']!r} holds no model.safetensors; train the towers "
+                "first (python tools/train.py -c configs/fusion/towers_clip.yml) or set "
+                "Arch.fusion.clip_weights=null to train them from scratch"
+            )
+        load_state_into(clip, weights)
     _set_tower_training(clip, cfg.pop("towers"), cfg.pop("train_layers"))
     cfg.pop("clip_weights")
     if matching:

@@ -33,6 +33,7 @@ def test_train_vqa_end_to_end(vqa_data, tmp_path):
         "Global.progress_bar=false",
         "Global.print_batch_step=1",
         "Arch.image_resolution=32",
+        "Arch.fusion.clip_weights=null",
         "DataLoader.Train.sampler.batch_size=32",
     ]
     proc = run_tool("train.py", *args)
@@ -51,6 +52,36 @@ def test_train_vqa_end_to_end(vqa_data, tmp_path):
         assert (run / name / "model.safetensors").is_file()
     rows = [json.loads(line) for line in (run / "train_metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 3 and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_train_classification_end_to_end(vqa_data, tmp_path):
+    """Global.task: classification on the same data: one label per sample, accuracy selects the best epoch."""
+    args = [
+        "-c",
+        str(CONFIG),
+        "-o",
+        "Global.task=classification",
+        "Loss.Train=[{ClassificationLoss: {}}]",
+        f"DataLoader.Train.dataset.root={vqa_data}",
+        f"DataLoader.Eval.dataset.root={vqa_data}",
+        f"Global.output_dir={tmp_path}",
+        "Global.epochs=2",
+        "Global.progress_bar=false",
+        "Arch.image_resolution=32",
+        "Arch.fusion.clip_weights=null",
+        "DataLoader.Train.sampler.batch_size=32",
+    ]
+    proc = run_tool("train.py", *args)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run = tmp_path / "CN-CLIP-Tiny"
+    summary = json.loads((run / "train_summary.json").read_text())
+    history = summary["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert summary["best_metric"] == max(h["accuracy"] for h in history)
+    rows = [json.loads(line) for line in (run / "train_metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    # the loss is cross-entropy over the answer classes: it starts near log(29) with a fresh head
+    assert abs(rows[0]["loss"] - np.log(29)) < 1.0
 
 
 def test_vqa_task_rejects_a_caption_dataset(vqa_data, tmp_path):
@@ -97,6 +128,7 @@ def test_train_matching_end_to_end(tiny_data, tmp_path):
         "Global.epochs=1",
         "Global.progress_bar=false",
         "Arch.image_resolution=32",
+        "Arch.fusion.clip_weights=null",
         "DataLoader.Train.sampler.batch_size=32",
     ]
     proc = run_tool("train.py", *args)
