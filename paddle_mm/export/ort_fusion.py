@@ -72,7 +72,6 @@ class _Block:
     mask_keep: str | None  # bool [B, L], True = attend
     mask_filter_value: float | None
     output_node: object  # the final Reshape; Attention takes over its output name
-    name: str
 
 
 class _Graph:
@@ -90,10 +89,10 @@ class _Graph:
         for n in graph.node:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
-        self.new_nodes: dict[int, list] = {}  # id(node to insert before) -> nodes
+        self.new_nodes: dict[str, list] = {}  # output of the node to insert before -> nodes
         self.new_inits: list = []
         self.mask_casts: dict[str, str] = {}  # bool keep mask -> its int32 cast
-        self.replaced: set[int] = set()  # id() of the final Reshape of each fused block
+        self.replaced: set[str] = set()  # outputs of the final Reshapes that Attention nodes now produce
         self.value_info: list = []
 
     # ---- constants ----
@@ -182,7 +181,7 @@ class _Graph:
         q, k, scale, keep, filter_value = self.scores(softmax.input[0])
         output_node, v = self.context(softmax.output[0])
         x, weight, bias, num_heads = self.projections(q, k, v)
-        return _Block(x, weight, bias, num_heads, scale, keep, filter_value, output_node, softmax.output[0])
+        return _Block(x, weight, bias, num_heads, scale, keep, filter_value, output_node)
 
     def scores(self, name: str):
         """softmax input -> (q, k, scale, mask keep tensor or None, mask filter value or None)."""
@@ -289,19 +288,19 @@ class _Graph:
         ]
         inputs = [block.x, weight, bias]
         attrs = {"num_heads": block.num_heads, "scale": block.scale}
-        before = self.new_nodes.setdefault(id(block.output_node), [])
+        out = block.output_node.output[0]
+        before = self.new_nodes.setdefault(out, [])
         if block.mask_keep is not None:
             if block.mask_keep not in self.mask_casts:
                 cast = f"{block.mask_keep}.int32"
                 self.mask_casts[block.mask_keep] = cast
-                before.append(helper.make_node("Cast", [block.mask_keep], [cast], f"{cast}.cast", to=6))
+                before.append(helper.make_node("Cast", [block.mask_keep], [cast], f"{cast}.cast", to=TensorProto.INT32))
             inputs.append(self.mask_casts[block.mask_keep])
             attrs["mask_filter_value"] = block.mask_filter_value
-        out = block.output_node.output[0]
         before.append(helper.make_node("Attention", inputs, [out], base, domain=MS_DOMAIN, **attrs))
         # ONNX shape inference does not know contrib ops; quantize_dynamic needs the type of what follows
         self.value_info.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, None, None]))
-        self.replaced.add(id(block.output_node))
+        self.replaced.add(out)
 
     def finish(self, model) -> None:
         """Splice the new nodes in (each before the Reshape it replaces), drop dead nodes, declare the domain."""
@@ -311,8 +310,9 @@ class _Graph:
 
         nodes = []
         for node in self.graph.node:
-            nodes.extend(self.new_nodes.get(id(node), []))
-            if id(node) not in self.replaced:
+            key = node.output[0] if node.output else ""
+            nodes.extend(self.new_nodes.get(key, []))
+            if key not in self.replaced:
                 nodes.append(node)
         needed = {o.name for o in self.graph.output}
         live = []

@@ -99,6 +99,20 @@ def test_int8_of_the_fused_graph_uses_qattention(two_layer_graphs, tower, tmp_pa
     assert cosine.min() >= 0.99
 
 
+def test_a_block_that_does_not_match_stays_unfused_and_the_graph_still_agrees(two_layer_graphs):
+    import copy
+
+    _, spec, plain, _, _ = two_layer_graphs["text"]
+    odd = copy.deepcopy(plain)
+    first = next(n for n in odd.graph.node if n.op_type == "Softmax")
+    first.attribute[0].i = 2  # softmax over queries: not an attention this pass knows
+    partly = copy.deepcopy(odd)
+    report = fuse_attention(partly)
+    assert report.fused == LAYERS - 1 and len(report.skipped) == 1 and "last axis" in report.skipped[0]
+    feeds = verification_feeds(spec, 3, 32, 21128, 52, 0, seed=7)
+    np.testing.assert_allclose(session(partly).run(None, feeds)[0], session(odd).run(None, feeds)[0], atol=1e-5)
+
+
 def test_a_softmax_outside_attention_is_left_alone_and_counted():
     import onnx
     from onnx import TensorProto, helper
