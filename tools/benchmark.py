@@ -185,6 +185,8 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[dict, dict[str, str]]
             args.model,
             ExportOptions(graphs=("image", "text"), verify_batches=(1, 2), threads=args.threads),
         )
+    else:
+        warn_if_unfused(work / "export")
     rng = np.random.default_rng(args.seed)
     for b in args.batches:
         size = cfg["image_resolution"]
@@ -193,6 +195,19 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[dict, dict[str, str]]
         ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], no padding
         np.save(work / f"text_b{b}.npy", ids.astype(np.int64))
     return cfg, tuned
+
+
+def warn_if_unfused(export_dir: Path) -> None:
+    """A reused export from before attention fusion times slower ONNX graphs than a new export writes."""
+    from paddle_mm.inference import read_inference_yml
+
+    if "onnx_fusion" not in read_inference_yml(export_dir).export:
+        print(
+            f"[bench] note: {export_dir} was exported before attention fusion (no Export.onnx_fusion in its "
+            "inference.yml), so its onnxruntime rows time unfused graphs; use another --work-dir (copy its "
+            "model/ there) or delete the export to re-export",
+            flush=True,
+        )
 
 
 ENV_KEYS = ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")  # recorded per row
