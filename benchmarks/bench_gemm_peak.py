@@ -1,0 +1,96 @@
+"""What this CPU's matrix multiply reaches: the ceiling for every inference backend on a transformer tower.
+
+    python benchmarks/bench_gemm_peak.py [--threads 2] [--rounds 7]
+
+One ViT-B/16 MLP projection at batch 8 ([1576 x 768] x [768 x 3072], 2 FLOP per multiply-add) through
+numpy's BLAS, ONNX Runtime fp32 ``MatMul`` and ONNX Runtime's dynamic INT8 ``DynamicQuantizeMatMul`` (u8
+activations x s8 weights, the kernel ``quantize_dynamic`` exports use), timed in interleaved rounds; prints the
+median GFLOP/s of each and what that means for a 35.1-GFLOP ViT-B/16 image. A tower's throughput cannot beat
+its matmul ceiling, so this bounds the speed-up any backend can show over a reference that already reaches
+some fraction of it (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+M, K, N = 8 * 197, 768, 3072
+VIT_B16_GFLOP = 35.1
+
+
+def ort_session(nodes, initializers, threads: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=7)
+    args = p.parse_args()
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((M, K), dtype=np.float32)
+    w = rng.standard_normal((K, N), dtype=np.float32)
+    scale = np.float32(np.abs(w).max() / 127)
+    w8 = np.round(w / scale).astype(np.int8)
+    runners = {
+        "numpy BLAS fp32": lambda a: a @ w,
+        "onnxruntime MatMul fp32": ort_session(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")], args.threads
+        ),
+        "onnxruntime DynamicQuantizeMatMul int8": ort_session(
+            [helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s", "z"], ["y"], domain="com.microsoft")],
+            [
+                numpy_helper.from_array(w8, "w"),
+                numpy_helper.from_array(np.array(scale), "s"),
+                numpy_helper.from_array(np.array(0, np.int8), "z"),
+            ],
+            args.threads,
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for run in runners.values():  # warm-up
+        run(x)
+    for _ in range(args.rounds):  # interleaved: a change in background load hits every row alike
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(x)
+            times[name].append(time.perf_counter() - start)
+    flop = 2 * M * K * N
+    rate = {name: flop / float(np.median(ts)) / 1e9 for name, ts in times.items()}
+    print(
+        f"GEMM [{M} x {K}] x [{K} x {N}], {args.threads} threads, {args.rounds} interleaved rounds, "
+        f"load average at end {os.getloadavg()[0]:.2f}"
+    )
+    print("| kernel | median ms | GFLOP/s (GOP/s for int8) | ViT-B/16 img/s at this rate |")
+    print("|---|---|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {np.median(ts) * 1e3:.1f} | {rate[name]:.1f} | {rate[name] / VIT_B16_GFLOP:.2f} |")
+    int8, fp32 = rate["onnxruntime DynamicQuantizeMatMul int8"], rate["onnxruntime MatMul fp32"]
+    print(f"int8 / fp32 in onnxruntime: {int8 / fp32:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
