@@ -104,7 +104,15 @@ def onnxruntime_providers(spec: DeviceSpec) -> list[str | tuple[str, dict]]:
 
 
 def onnxruntime_session_options(threads: int | None = None):
-    """Session options: all graph optimizations, ``threads`` intra-op threads, sequential execution."""
+    """Session options: all graph optimizations, ``threads`` intra-op threads, sequential execution, and
+    worker threads that sleep instead of spinning when a run ends.
+
+    A predictor holds one session per graph, each with its own thread pool. With ONNX Runtime's default
+    spinning, the pool that just finished keeps the cores busy while the next session runs: alternating the
+    ViT-B-16 image and text towers (batch 2, 2 threads) made each text run 18-23 % slower than running it
+    alone, three times in a row; without spinning the alternation cost nothing and single-session runs were
+    as fast (docs/performance.md).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -112,6 +120,7 @@ def onnxruntime_session_options(threads: int | None = None):
     options.intra_op_num_threads = check_threads(threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: the export's unused-initializer notes are not news
     return options
 

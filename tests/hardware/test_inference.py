@@ -1,0 +1,23 @@
+"""ONNX Runtime session choices made in hardware/inference.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from hardware.inference import check_threads, onnxruntime_session_options
+
+
+def test_session_options_threads_and_no_spinning():
+    import onnxruntime as ort
+
+    options = onnxruntime_session_options(3)
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # a predictor's other sessions must not find this one's pool still spinning on the cores
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_thread_count_errors_name_the_value(bad):
+    with pytest.raises(ValueError, match=f"threads={bad!r}"):
+        check_threads(bad)
