@@ -76,28 +76,28 @@ def predictor_encoders(g: dict, inf: dict):
     if inf["model_dir"]:
         predictor = Predictor(inf["model_dir"], **options)
     else:
-        from paddle_mm.package import RollbackStore, TrustStore, default_state_path
-
-        trust = TrustStore.from_files(inf["trust"])
-        state = RollbackStore(inf["package_state"] or default_state_path())
-        predictor = Predictor.from_package(
-            inf["package"], trust, model=inf["package_model"], state=state, decryptor=decryptor(inf), **options
+        predictor = Predictor.from_package_files(
+            inf["package"],
+            inf["trust"],
+            model=inf["package_model"],
+            state_file=inf["package_state"],
+            decrypt_key_file=inf["decrypt_key"],
+            passphrase=passphrase(inf),
+            **options,
         )
         m = predictor.manifest
         print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
     return (lambda corpus: encode_split(predictor, corpus)), predictor.encode_texts, predictor.encode_images
 
 
-def decryptor(inf: dict):
-    if not inf["decrypt_key"]:
-        return None
-    from paddle_mm.package import LocalDecryptor, PrivateKey
-
+def passphrase(inf: dict) -> bytes | None:
+    """The decryption key's passphrase from the environment variable Infer.decrypt_passphrase_env names."""
     env = inf["decrypt_passphrase_env"]
-    if env and env not in os.environ:
+    if not (inf["decrypt_key"] and env):
+        return None
+    if env not in os.environ:
         raise ConfigError(f"Infer.decrypt_passphrase_env: environment variable {env!r} is not set")
-    secret = os.environ[env].encode() if env else None
-    return LocalDecryptor(PrivateKey.from_pem(Path(inf["decrypt_key"]).read_bytes(), secret))
+    return os.environ[env].encode()
 
 
 def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:

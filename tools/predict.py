@@ -2,6 +2,9 @@
 
     python tools/predict.py --model_dir ./inference --image a.jpg b.png --text 一只猫 一只狗 [--backend auto]
     python tools/predict.py --model_dir ./inference --precision int8 --eval_root data/shapes --eval_split valid
+    # a signed package of an export, verified before anything is loaded (docs/model_package.md):
+    python tools/predict.py --package /opt/models/cn-clip --trust signer.pub --package_model cn-clip-vit-b-16 \
+        --image a.jpg --text 一只猫
 
 With images and texts: cosine similarity of every image to every text, best text first. With --eval_root:
 R@1/5/10 and mean recall (MR) on that split, the numbers tools/eval.py gives for the eager model.
@@ -10,6 +13,8 @@ R@1/5/10 and mean recall (MR) on that split, the numbers tools/eval.py gives for
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
@@ -19,7 +24,14 @@ from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, Predictor
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_dir", required=True, help="export directory holding inference.yml")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model_dir", help="export directory holding inference.yml")
+    source.add_argument("--package", help="SM-signed package of an export directory (tools/package.py)")
+    p.add_argument("--trust", nargs="+", default=[], help="--package: the signers' public keys / certificates")
+    p.add_argument("--package_model", help="--package: the model name it must be signed for")
+    p.add_argument("--package_state", help="--package: rollback state file (default: the package tool's)")
+    p.add_argument("--decrypt_key", help="--package: recipient private key PEM of an encrypted package")
+    p.add_argument("--decrypt_passphrase_env", help="environment variable holding --decrypt_key's passphrase")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     p.add_argument("--device", default="cpu")
@@ -45,15 +57,51 @@ def rank(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict
     return rows
 
 
+def build_predictor(args: argparse.Namespace) -> Predictor:
+    """The predictor for --model_dir, or for --package once verified; a refused package exits with the
+    package tool's code (10-14), any other error with 1."""
+    from paddle_mm.package import PackageConfigError, PackageRefused
+
+    options = {"backend": args.backend, "precision": args.precision, "device": args.device}
+    options.update(threads=args.threads, batch_size=args.batch_size)
+    try:
+        if args.model_dir:
+            return Predictor(args.model_dir, **options)
+        if not (args.trust and args.package_model):
+            raise SystemExit("error: --package needs --trust <signer.pub ...> and --package_model <name>")
+        secret = None
+        if args.decrypt_passphrase_env:
+            if args.decrypt_passphrase_env not in os.environ:
+                raise SystemExit(f"error: environment variable {args.decrypt_passphrase_env!r} is not set")
+            secret = os.environ[args.decrypt_passphrase_env].encode()
+        return Predictor.from_package_files(
+            args.package,
+            args.trust,
+            model=args.package_model,
+            state_file=args.package_state,
+            decrypt_key_file=args.decrypt_key,
+            passphrase=secret,
+            **options,
+        )
+    except PackageRefused as err:
+        print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except (ExportDirError, PackageConfigError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def main() -> None:
     args = parse_args()
     if not (args.image and args.text) and not args.eval_root:
         raise SystemExit("nothing to do: pass --image ... and --text ..., or --eval_root DIR")
-    try:
-        predictor = Predictor(args.model_dir, args.backend, args.precision, args.device, args.threads, args.batch_size)
-    except (ExportDirError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
-    result: dict = {"model_dir": args.model_dir, "backend": args.backend, "precision": args.precision}
+    predictor = build_predictor(args)
+    result: dict = {"backend": args.backend, "precision": args.precision}
+    if args.package:
+        m = predictor.manifest
+        result["package"] = {"path": args.package, "model": m.model, "version": m.version, "sequence": m.sequence}
+        print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
+    else:
+        result["model_dir"] = args.model_dir
     if args.image and args.text:
         result["ranking"] = rank(predictor, args.image, args.text)
     if args.eval_root:
@@ -74,6 +122,7 @@ def main() -> None:
         timings = ", ".join(f"{k} {v:.1f} ms" for k, v in choice.timings_ms.items())
         print(f"[auto] {graph}: {choice.backend} ({'cached' if choice.cached else 'measured'}: {timings})")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.json}")
 

@@ -103,6 +103,31 @@ class Predictor:
         """
         return cls(verify_export(path, trust, model=model, state=state, decryptor=decryptor, now=now), **options)
 
+    @classmethod
+    def from_package_files(
+        cls,
+        path: str | os.PathLike,
+        trust_files: Sequence[str | os.PathLike],
+        *,
+        model: str,
+        state_file: str | os.PathLike | None = None,
+        decrypt_key_file: str | os.PathLike | None = None,
+        passphrase: bytes | None = None,
+        **options: Any,
+    ) -> Predictor:
+        """:meth:`from_package` with its trust anchors, rollback state and decryption key given as files, as
+        ``tools/infer.py`` and ``tools/predict.py`` take them: the signers' public keys or certificates
+        (``trust_files``), the rollback state file (default :func:`paddle_mm.package.default_state_path`) and,
+        for an encrypted package, the recipient's private key PEM (``passphrase`` if it is encrypted)."""
+        from ..package import LocalDecryptor, PrivateKey, RollbackStore, TrustStore, default_state_path
+
+        trust = TrustStore.from_files(list(trust_files))
+        state = RollbackStore(state_file or default_state_path())
+        decryptor = None
+        if decrypt_key_file:
+            decryptor = LocalDecryptor(PrivateKey.from_pem(Path(decrypt_key_file).read_bytes(), passphrase))
+        return cls.from_package(path, trust, model=model, state=state, decryptor=decryptor, **options)
+
     def _needed(self, files: dict[str, bytes]) -> dict[str, bytes]:
         """The verified files this predictor may load (vocabulary; its precision's graphs for its backends)."""
         backends = BACKENDS if self.backend == "auto" else (self.backend,)

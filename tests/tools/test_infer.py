@@ -136,3 +136,42 @@ def test_a_tampered_package_exits_with_the_refusal(tiny_data, signed, query_png,
 def test_model_source_config_errors_are_one_line(tiny_data, tmp_path, overrides, message):
     proc = run_tool("infer.py", *tiny_args(tiny_data, tmp_path, "-o", *overrides))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+
+
+def predict(out: Path, query_png: Path, *source: str):
+    result = out / "predict.json"
+    texts = ["左上角有一个红色的圆形", "图中有两个蓝色的三角形"]
+    proc = run_tool("predict.py", *source, "--image", str(query_png), "--text", *texts, "--json", str(result))
+    return proc, json.loads(result.read_text(encoding="utf-8")) if proc.returncode == 0 else None
+
+
+def test_predict_on_a_signed_package_matches_the_export(exported, signed, query_png, tmp_path):
+    pkg, pub = signed
+    proc, plain = predict(tmp_path / "dir", query_png, "--model_dir", str(exported), "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = tmp_path / "state.json"
+    args = ["--package", str(pkg), "--trust", str(pub), "--package_model", MODEL, "--package_state", str(state)]
+    proc, packaged = predict(tmp_path / "pkg", query_png, *args, "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"verified package {MODEL} 1.0 (sequence 1" in proc.stdout
+    assert packaged["package"] == {"path": str(pkg), "model": MODEL, "version": "1.0", "sequence": 1}
+    (got,), (want,) = packaged["ranking"], plain["ranking"]
+    assert [t["text"] for t in got["texts"]] == [t["text"] for t in want["texts"]]
+    for g, w in zip(got["texts"], want["texts"]):
+        assert abs(g["cosine"] - w["cosine"]) < 1e-5
+
+
+def test_predict_refuses_a_tampered_package(signed, query_png, tmp_path):
+    pkg, pub = signed
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg, copy)
+    data = bytearray((copy / "image.onnx").read_bytes())
+    data[-100] ^= 0x01
+    (copy / "image.onnx").write_bytes(bytes(data))
+    args = ["--package", str(copy), "--trust", str(pub), "--package_model", MODEL]
+    proc, _ = predict(tmp_path, query_png, *args, "--package_state", str(tmp_path / "state.json"))
+    assert proc.returncode == 12, proc.stderr[-3000:]
+    assert "REFUSED DigestMismatchError: 'image.onnx' chunk" in proc.stderr
+    assert not (tmp_path / "predict.json").exists()
+    proc, _ = predict(tmp_path, query_png, "--package", str(copy))
+    assert proc.returncode == 1 and "--package needs --trust" in proc.stderr
