@@ -13,7 +13,6 @@ printed and written to ``<output_dir>/<Arch.name>/infer_results.json``.
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -82,22 +81,12 @@ def predictor_encoders(g: dict, inf: dict):
             model=inf["package_model"],
             state_file=inf["package_state"],
             decrypt_key_file=inf["decrypt_key"],
-            passphrase=passphrase(inf),
+            passphrase_env=inf["decrypt_passphrase_env"],
             **options,
         )
         m = predictor.manifest
         print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
     return (lambda corpus: encode_split(predictor, corpus)), predictor.encode_texts, predictor.encode_images
-
-
-def passphrase(inf: dict) -> bytes | None:
-    """The decryption key's passphrase from the environment variable Infer.decrypt_passphrase_env names."""
-    env = inf["decrypt_passphrase_env"]
-    if not (inf["decrypt_key"] and env):
-        return None
-    if env not in os.environ:
-        raise ConfigError(f"Infer.decrypt_passphrase_env: environment variable {env!r} is not set")
-    return os.environ[env].encode()
 
 
 def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:

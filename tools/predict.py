@@ -13,7 +13,6 @@ R@1/5/10 and mean recall (MR) on that split, the numbers tools/eval.py gives for
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -69,18 +68,13 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
             return Predictor(args.model_dir, **options)
         if not (args.trust and args.package_model):
             raise SystemExit("error: --package needs --trust <signer.pub ...> and --package_model <name>")
-        secret = None
-        if args.decrypt_passphrase_env:
-            if args.decrypt_passphrase_env not in os.environ:
-                raise SystemExit(f"error: environment variable {args.decrypt_passphrase_env!r} is not set")
-            secret = os.environ[args.decrypt_passphrase_env].encode()
         return Predictor.from_package_files(
             args.package,
             args.trust,
             model=args.package_model,
             state_file=args.package_state,
             decrypt_key_file=args.decrypt_key,
-            passphrase=secret,
+            passphrase_env=args.decrypt_passphrase_env,
             **options,
         )
     except PackageRefused as err:

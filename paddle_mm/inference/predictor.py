@@ -112,20 +112,23 @@ class Predictor:
         model: str,
         state_file: str | os.PathLike | None = None,
         decrypt_key_file: str | os.PathLike | None = None,
-        passphrase: bytes | None = None,
+        passphrase_env: str | None = None,
         **options: Any,
     ) -> Predictor:
         """:meth:`from_package` with its trust anchors, rollback state and decryption key given as files, as
         ``tools/infer.py`` and ``tools/predict.py`` take them: the signers' public keys or certificates
         (``trust_files``), the rollback state file (default :func:`paddle_mm.package.default_state_path`) and,
-        for an encrypted package, the recipient's private key PEM (``passphrase`` if it is encrypted)."""
-        from ..package import LocalDecryptor, PrivateKey, RollbackStore, TrustStore, default_state_path
+        for an encrypted package, the recipient's private key PEM (its passphrase, if it has one, in the
+        environment variable ``passphrase_env``)."""
+        from ..package import LocalDecryptor, PrivateKey, default_state_path
+        from ..package.keys import passphrase_from_env
 
         trust = TrustStore.from_files(list(trust_files))
         state = RollbackStore(state_file or default_state_path())
         decryptor = None
         if decrypt_key_file:
-            decryptor = LocalDecryptor(PrivateKey.from_pem(Path(decrypt_key_file).read_bytes(), passphrase))
+            secret = passphrase_from_env(passphrase_env)
+            decryptor = LocalDecryptor(PrivateKey.from_pem(Path(decrypt_key_file).read_bytes(), secret))
         return cls.from_package(path, trust, model=model, state=state, decryptor=decryptor, **options)
 
     def _needed(self, files: dict[str, bytes]) -> dict[str, bytes]:

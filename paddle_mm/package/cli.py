@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from .errors import PackageConfigError, PackageRefused
-from .keys import PrivateKey, PublicKey
+from .keys import PrivateKey, PublicKey, passphrase_from_env
 from .manifest import UTC
 from .sm2 import DEFAULT_USER_ID
 
@@ -34,9 +34,7 @@ def _add_passphrase(p: argparse.ArgumentParser) -> None:
 
 def _passphrase(args: argparse.Namespace, prompt: str, confirm: bool = False) -> bytes | None:
     if args.passphrase_env:
-        if args.passphrase_env not in os.environ:
-            raise PackageConfigError(f"environment variable {args.passphrase_env!r} is not set")
-        return os.environ[args.passphrase_env].encode()
+        return passphrase_from_env(args.passphrase_env)
     if args.passphrase_file:
         return Path(args.passphrase_file).read_bytes().splitlines()[0]
     if not sys.stdin.isatty():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -32,6 +33,16 @@ OID_AES_CBC = {"2.16.840.1.101.3.4.1.2": 16, "2.16.840.1.101.3.4.1.22": 24, "2.1
 OID_COMMON_NAME = "2.5.4.3"
 DEFAULT_KDF_ITERATIONS = 600_000
 _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+
+
+def passphrase_from_env(var: str | None) -> bytes | None:
+    """The key passphrase held by environment variable ``var`` (None when no variable is named); a named
+    variable that is not set is a :class:`PackageConfigError` naming it."""
+    if not var:
+        return None
+    if var not in os.environ:
+        raise PackageConfigError(f"environment variable {var!r} is not set; export it or name another one")
+    return os.environ[var].encode()
 
 
 def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:

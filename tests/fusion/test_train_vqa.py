@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,22 +22,23 @@ def vqa_data(tmp_path_factory):
     return out
 
 
-def test_train_vqa_end_to_end(vqa_data, tmp_path):
+def train(config: Path, data: Path, out: Path, epochs: int, *overrides: str):
+    """tools/train.py on a shipped fusion config, shrunk to the tiny data: 32 px, towers from scratch."""
     args = [
-        "-c",
-        str(CONFIG),
-        "-o",
-        f"DataLoader.Train.dataset.root={vqa_data}",
-        f"DataLoader.Eval.dataset.root={vqa_data}",
-        f"Global.output_dir={tmp_path}",
-        "Global.epochs=2",
+        f"DataLoader.Train.dataset.root={data}",
+        f"DataLoader.Eval.dataset.root={data}",
+        f"Global.output_dir={out}",
+        f"Global.epochs={epochs}",
         "Global.progress_bar=false",
-        "Global.print_batch_step=1",
         "Arch.image_resolution=32",
         "Arch.fusion.clip_weights=null",
         "DataLoader.Train.sampler.batch_size=32",
     ]
-    proc = run_tool("train.py", *args)
+    return run_tool("train.py", "-c", str(config), "-o", *args, *overrides)
+
+
+def test_train_vqa_end_to_end(vqa_data, tmp_path):
+    proc = train(CONFIG, vqa_data, tmp_path, 2, "Global.print_batch_step=1")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = tmp_path / "CN-CLIP-Tiny"
     summary = json.loads((run / "train_summary.json").read_text())
@@ -56,22 +58,7 @@ def test_train_vqa_end_to_end(vqa_data, tmp_path):
 
 def test_train_classification_end_to_end(vqa_data, tmp_path):
     """Global.task: classification on the same data: one label per sample, accuracy selects the best epoch."""
-    args = [
-        "-c",
-        str(CONFIG),
-        "-o",
-        "Global.task=classification",
-        "Loss.Train=[{ClassificationLoss: {}}]",
-        f"DataLoader.Train.dataset.root={vqa_data}",
-        f"DataLoader.Eval.dataset.root={vqa_data}",
-        f"Global.output_dir={tmp_path}",
-        "Global.epochs=2",
-        "Global.progress_bar=false",
-        "Arch.image_resolution=32",
-        "Arch.fusion.clip_weights=null",
-        "DataLoader.Train.sampler.batch_size=32",
-    ]
-    proc = run_tool("train.py", *args)
+    proc = train(CONFIG, vqa_data, tmp_path, 2, "Global.task=classification", "Loss.Train=[{ClassificationLoss: {}}]")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = tmp_path / "CN-CLIP-Tiny"
     summary = json.loads((run / "train_summary.json").read_text())
@@ -117,21 +104,7 @@ def test_image_corruptions_grow_with_severity():
 
 
 def test_train_matching_end_to_end(tiny_data, tmp_path):
-    config = ROOT / "configs" / "fusion" / "cross_attention_matching.yml"
-    args = [
-        "-c",
-        str(config),
-        "-o",
-        f"DataLoader.Train.dataset.root={tiny_data}",
-        f"DataLoader.Eval.dataset.root={tiny_data}",
-        f"Global.output_dir={tmp_path}",
-        "Global.epochs=1",
-        "Global.progress_bar=false",
-        "Arch.image_resolution=32",
-        "Arch.fusion.clip_weights=null",
-        "DataLoader.Train.sampler.batch_size=32",
-    ]
-    proc = run_tool("train.py", *args)
+    proc = train(ROOT / "configs" / "fusion" / "cross_attention_matching.yml", tiny_data, tmp_path, 1)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "CN-CLIP-Tiny" / "train_summary.json").read_text())
     (record,) = summary["history"]

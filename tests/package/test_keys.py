@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from paddle_mm.package import LocalSigner, PackageConfigError, PrivateKey, PublicKey, sign_message, sm2
-from paddle_mm.package.keys import pem_blocks
+from paddle_mm.package.keys import passphrase_from_env, pem_blocks
 from paddle_mm.package.sm3 import sm3
 
 
@@ -78,3 +78,12 @@ def test_non_sm2_key_refused() -> None:
         "45d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
     with pytest.raises(PackageConfigError, match="is not SM2"):
         PublicKey.from_spki_der(p256_spki)
+
+
+def test_passphrase_from_env_names_a_missing_variable(monkeypatch):
+    monkeypatch.setenv("PMM_TEST_PASS", "口令 secret")
+    monkeypatch.delenv("PMM_TEST_UNSET", raising=False)
+    assert passphrase_from_env("PMM_TEST_PASS") == "口令 secret".encode()
+    assert passphrase_from_env(None) is None and passphrase_from_env("") is None
+    with pytest.raises(PackageConfigError, match="'PMM_TEST_UNSET' is not set"):
+        passphrase_from_env("PMM_TEST_UNSET")

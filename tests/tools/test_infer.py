@@ -106,13 +106,18 @@ def test_export_and_package_give_the_checkpoints_top_k(tiny_run, tiny_data, expo
     assert len(eager["text_to_image"]) == 3 and len(eager["image_to_text"][0]["results"]) == 5
 
 
+def tampered_copy(pkg: Path, name: str, dst: Path) -> Path:
+    """A copy of the signed package with one bit of ``name`` flipped near its end."""
+    shutil.copytree(pkg, dst)
+    data = bytearray((dst / name).read_bytes())
+    data[-100] ^= 0x01
+    (dst / name).write_bytes(bytes(data))
+    return dst
+
+
 def test_a_tampered_package_exits_with_the_refusal(tiny_data, signed, query_png, tmp_path):
     pkg, pub = signed
-    copy = tmp_path / "pkg"
-    shutil.copytree(pkg, copy)
-    data = bytearray((copy / "text.onnx").read_bytes())
-    data[-100] ^= 0x01
-    (copy / "text.onnx").write_bytes(bytes(data))
+    copy = tampered_copy(pkg, "text.onnx", tmp_path / "pkg")
     package = [
         f"Infer.package={copy}",
         f"Infer.trust=['{pub}']",
@@ -163,11 +168,7 @@ def test_predict_on_a_signed_package_matches_the_export(exported, signed, query_
 
 def test_predict_refuses_a_tampered_package(signed, query_png, tmp_path):
     pkg, pub = signed
-    copy = tmp_path / "pkg"
-    shutil.copytree(pkg, copy)
-    data = bytearray((copy / "image.onnx").read_bytes())
-    data[-100] ^= 0x01
-    (copy / "image.onnx").write_bytes(bytes(data))
+    copy = tampered_copy(pkg, "image.onnx", tmp_path / "pkg")
     args = ["--package", str(copy), "--trust", str(pub), "--package_model", MODEL]
     proc, _ = predict(tmp_path, query_png, *args, "--package_state", str(tmp_path / "state.json"))
     assert proc.returncode == 12, proc.stderr[-3000:]
