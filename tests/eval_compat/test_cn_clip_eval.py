@@ -23,6 +23,7 @@ from paddle_mm.models import load_model
 from paddle_mm.text.tokenizer import tokenize
 from paddle_mm.vision.transforms import ImageTransform
 from tests.conftest import run_tool, tiny_args
+from tests.test_metrics import cn_clip_compute_score
 
 RUN = "CN-CLIP-Tiny"
 
@@ -210,29 +211,12 @@ def evaluation(standard_path, submit_path, query_key, pred_key):
     reference = read_reference(standard_path, query_key, pred_key)
     k = 10
     predictions = read_submission(submit_path, reference, k, query_key, pred_key)
-    r1_stat, r5_stat, r10_stat = 0, 0, 0
-    for qid in reference.keys():
-        ground_truth_ids = set(reference[qid])
-        top10_pred_ids = predictions[qid]
-        if any([idx in top10_pred_ids[:1] for idx in ground_truth_ids]):
-            r1_stat += 1
-        if any([idx in top10_pred_ids[:5] for idx in ground_truth_ids]):
-            r5_stat += 1
-        if any([idx in top10_pred_ids[:10] for idx in ground_truth_ids]):
-            r10_stat += 1
-    r1, r5, r10 = r1_stat * 1.0 / len(reference), r5_stat * 1.0 / len(reference), r10_stat * 1.0 / len(reference)
-    result = dict()
-    result["success"] = True
-    mean_recall = (r1 + r5 + r10) / 3.0
-    result["score"] = mean_recall * 100
-    result["scoreJson"] = {
-        "score": mean_recall * 100,
-        "mean_recall": mean_recall * 100,
-        "r1": r1 * 100,
-        "r5": r5 * 100,
-        "r10": r10 * 100,
+    mean_recall, r1, r5, r10 = cn_clip_compute_score(predictions, reference)  # evaluation.py's compute_score
+    return {
+        "success": True,
+        "score": mean_recall,
+        "scoreJson": {"score": mean_recall, "mean_recall": mean_recall, "r1": r1, "r5": r5, "r10": r10},
     }
-    return result
 
 
 # ----------------------------------------------------------------------------- the comparison
