@@ -115,7 +115,7 @@ def code_names(text: str) -> set[str]:
 
 
 def numbers(text: str) -> set[str]:
-    return set(NUMBER.findall(_prose(text).replace("，", ",")))
+    return set(NUMBER.findall(_prose(text)))
 
 
 def _diff(a: Counter, b: Counter) -> str:
