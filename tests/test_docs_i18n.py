@@ -41,13 +41,16 @@ REQUIRED_TWINS = [
 
 def _pairs() -> list[tuple[Path, Path]]:
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    return [(p, p.with_name(p.stem + "_ch.md")) for p in pages if not p.stem.endswith("_ch") and p.with_name(p.stem + "_ch.md").exists()]
+    pairs = [(p, p.with_name(p.stem + "_ch.md")) for p in pages if not p.stem.endswith("_ch")]
+    return [(en, ch) for en, ch in pairs if ch.exists()]
 
 
 PAIRS = _pairs()
 PAIR_IDS = [str(en.relative_to(ROOT)) for en, _ in PAIRS]
 
-FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)(?P<lang>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<indent> *)(?P<fence>```+|~~~+)(?P<lang>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.M | re.S
+)
 INLINE = re.compile(r"(`+)(.+?)\1")
 # Config keys and dotted names (Global.pretrained_model, DataLoader.Train.dataset.root, Predictor.from_package)
 # and command-line flags (--model_dir, --no-int8).
@@ -121,7 +124,9 @@ def numbers(text: str) -> set[str]:
 def _diff(a: Counter, b: Counter) -> str:
     only_a = sorted((a - b).elements())
     only_b = sorted((b - a).elements())
-    return "\n  only in English: " + "\n    ".join(only_a or ["-"]) + "\n  only in Chinese: " + "\n    ".join(only_b or ["-"])
+    en = "\n    ".join(only_a or ["-"])
+    ch = "\n    ".join(only_b or ["-"])
+    return f"\n  only in English: {en}\n  only in Chinese: {ch}"
 
 
 @pytest.mark.parametrize("page", REQUIRED_TWINS)
@@ -147,7 +152,10 @@ def test_same_code_blocks(en: Path, ch: Path) -> None:
 @pytest.mark.parametrize(("en", "ch"), PAIRS, ids=PAIR_IDS)
 def test_same_config_keys_and_flags(en: Path, ch: Path) -> None:
     a, b = code_names(en.read_text(encoding="utf-8")), code_names(ch.read_text(encoding="utf-8"))
-    assert a == b, f"config keys / flags shown in code differ: only in {en.name}: {sorted(a - b)}; only in {ch.name}: {sorted(b - a)}"
+    assert a == b, (
+        f"config keys / flags shown in code differ: only in {en.name}: {sorted(a - b)}; "
+        f"only in {ch.name}: {sorted(b - a)}"
+    )
 
 
 @pytest.mark.parametrize(("en", "ch"), PAIRS, ids=PAIR_IDS)
@@ -197,7 +205,8 @@ def test_chinese_links_resolve(ch: Path) -> None:
             problems.append(f"{target}: no such file")
             continue
         twin = dest.with_name(dest.stem + "_ch.md")
-        if dest.suffix == ".md" and not dest.stem.endswith("_ch") and twin.exists() and dest != ch.with_name(ch.stem[:-3] + ".md"):
+        own_twin = dest == ch.with_name(ch.stem[:-3] + ".md")  # the language switch links it on purpose
+        if dest.suffix == ".md" and not dest.stem.endswith("_ch") and twin.exists() and not own_twin:
             problems.append(f"{target}: link the Chinese twin {twin.name}")
         if anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             problems.append(f"{target}: no heading with anchor #{anchor} in {dest.name}")
