@@ -9,6 +9,7 @@ be translated, for every English page that has a ``_ch`` twin:
 - the config keys, flags and dotted names shown in code (fenced or inline) as sets;
 - the figures: every number in the Chinese page appears in the English one (nothing invented), and every
   decimal figure of the English page appears in the Chinese one (nothing dropped);
+- the same sections (heading levels in order) and the same number of rows in each table;
 - both pages open with the language switch linking the other;
 - every relative link of a Chinese page resolves to an existing file (and heading, for ``#anchors``),
   and points to the Chinese twin of a page when there is one.
@@ -165,6 +166,27 @@ def test_figures_copied_not_invented(en: Path, ch: Path) -> None:
     assert not invented, f"{ch.name} quotes numbers that {en.name} does not: {invented}"
     dropped = sorted(n for n in a - b if "." in n)
     assert not dropped, f"{ch.name} lacks figures that {en.name} quotes: {dropped}"
+
+
+def structure(text: str) -> tuple[list[int], list[int]]:
+    """Heading levels in order, and the number of rows of each table (prose inside them may be translated)."""
+    prose = _prose(text)
+    levels = [len(m[1]) for m in re.finditer(r"^(#{1,6})\s", prose, re.M)]
+    rows, count = [], 0
+    for line in [*prose.splitlines(), ""]:
+        if line.lstrip().startswith("|"):
+            count += 1
+        elif count:
+            rows.append(count)
+            count = 0
+    return levels, rows
+
+
+@pytest.mark.parametrize(("en", "ch"), PAIRS, ids=PAIR_IDS)
+def test_same_sections_and_table_rows(en: Path, ch: Path) -> None:
+    (h_en, t_en), (h_ch, t_ch) = structure(en.read_text(encoding="utf-8")), structure(ch.read_text(encoding="utf-8"))
+    assert h_en == h_ch, f"heading levels differ (a section added or removed?): {en.name} {h_en}, {ch.name} {h_ch}"
+    assert t_en == t_ch, f"table rows differ (a row added or removed?): {en.name} {t_en}, {ch.name} {t_ch}"
 
 
 @pytest.mark.parametrize(("en", "ch"), PAIRS, ids=PAIR_IDS)
