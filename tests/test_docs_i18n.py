@@ -10,7 +10,7 @@ be translated, for every English page that has a ``_ch`` twin:
 - the figures: every number in the Chinese page appears in the English one (nothing invented), and every
   decimal figure of the English page appears in the Chinese one (nothing dropped);
 - the same sections (heading levels in order) and the same number of rows in each table;
-- both pages open with the language switch linking the other;
+- both pages open with the language switch linking the other, and Chinese paragraphs are not hard-wrapped;
 - every relative link of a Chinese page resolves to an existing file (and heading, for ``#anchors``),
   and points to the Chinese twin of a page when there is one.
 
@@ -52,7 +52,7 @@ PAIR_IDS = [str(en.relative_to(ROOT)) for en, _ in PAIRS]
 FENCE = re.compile(
     r"^(?P<indent> *)(?P<fence>```+|~~~+)(?P<lang>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.M | re.S
 )
-INLINE = re.compile(r"(`+)(.+?)\1")
+INLINE = re.compile(r"(`+)([^`]+?)\1")  # may wrap across lines, as in a paragraph
 # Config keys and dotted names (Global.pretrained_model, DataLoader.Train.dataset.root, Predictor.from_package)
 # and command-line flags (--model_dir, --no-int8).
 DOTTED = re.compile(r"(?<![\w.])[A-Z][A-Za-z0-9]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -233,6 +233,24 @@ def test_chinese_links_resolve(ch: Path) -> None:
         if anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             problems.append(f"{target}: no heading with anchor #{anchor} in {dest.name}")
     assert not problems, f"{ch.relative_to(ROOT)}:\n  " + "\n  ".join(problems)
+
+
+def _wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in "WF"
+
+
+@pytest.mark.parametrize("ch", [ch for _en, ch in PAIRS], ids=[str(ch.relative_to(ROOT)) for _en, ch in PAIRS])
+def test_chinese_paragraphs_not_hard_wrapped(ch: Path) -> None:
+    """A line break inside a Chinese sentence renders as a stray space: one paragraph, one line."""
+    lines = _prose(ch.read_text(encoding="utf-8")).splitlines()
+    block = re.compile(r"^\s*([-*+>|#<]|\d+\.\s)")
+    wrapped = [
+        f"line {i + 1}: ...{a.rstrip()[-12:]} / {b.strip()[:12]}..."
+        for i, (a, b) in enumerate(zip(lines, lines[1:]))
+        if a.strip() and b.strip() and not block.match(b) and not a.lstrip().startswith(("|", "#"))
+        and (_wide(a.rstrip()[-1]) or _wide(b.strip()[0]))
+    ]
+    assert not wrapped, f"{ch.name}: join these soft-wrapped lines:\n  " + "\n  ".join(wrapped)
 
 
 def test_readme_links_chinese_readme() -> None:
