@@ -84,10 +84,11 @@ def _strip_comment(line: str) -> str:
     return line
 
 
-def code_lines(text: str) -> Counter:
-    """Every non-empty code line of every fenced block, comments removed, continuations joined."""
-    lines: list[str] = []
+def code_blocks(text: str) -> list[list[str]]:
+    """The code lines of each fenced block in order, comments removed, continuations joined."""
+    blocks: list[list[str]] = []
     for _lang, body in _fenced_blocks(text):
+        lines: list[str] = []
         pending = ""
         for raw in body.splitlines():
             line = _strip_comment(raw).rstrip()
@@ -100,7 +101,13 @@ def code_lines(text: str) -> Counter:
                 lines.append(line)
         if pending.strip():
             lines.append(" ".join(pending.split()))
-    return Counter(lines)
+        blocks.append(lines)
+    return blocks
+
+
+def code_lines(text: str) -> Counter:
+    """Every non-empty code line of every fenced block (see ``code_blocks``), as a multiset."""
+    return Counter(line for block in code_blocks(text) for line in block)
 
 
 def _code_spans(text: str) -> list[str]:
@@ -146,8 +153,11 @@ def test_every_chinese_page_has_an_english_twin() -> None:
 
 @pytest.mark.parametrize(("en", "ch"), PAIRS, ids=PAIR_IDS)
 def test_same_code_blocks(en: Path, ch: Path) -> None:
-    a, b = code_lines(en.read_text(encoding="utf-8")), code_lines(ch.read_text(encoding="utf-8"))
+    text_en, text_ch = en.read_text(encoding="utf-8"), ch.read_text(encoding="utf-8")
+    a, b = code_lines(text_en), code_lines(text_ch)
     assert a == b, f"fenced code of {ch.name} differs from {en.name} (comments aside):{_diff(a, b)}"
+    # Same lines, so only the order can differ: blocks moved, or lines moved between blocks.
+    assert code_blocks(text_en) == code_blocks(text_ch), f"{ch.name} orders its code blocks unlike {en.name}"
 
 
 @pytest.mark.parametrize(("en", "ch"), PAIRS, ids=PAIR_IDS)
