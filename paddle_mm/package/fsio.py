@@ -141,7 +141,7 @@ def read_small(root_fd: int, name: str, limit: int) -> bytes | None:
         return None
     try:
         if size > limit:
-            raise BudgetExceededError(f"{name} is {size} bytes; at most {limit} are read before the signature check")
+            raise BudgetExceededError(f"{name} is {size} bytes; at most {limit} are read")
         return read_exact(fd, 0, size, name)
     finally:
         os.close(fd)
