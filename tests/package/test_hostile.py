@@ -178,3 +178,17 @@ def test_api_config_errors(tmp_path, key) -> None:
         TrustStore.from_files([tmp_path / "t.pub"])
     with pytest.raises(PackageConfigError, match="iterations"):
         key.to_pem(b"pw", iterations=0)
+
+
+def test_oversized_manifest_is_refused_before_it_is_read(tmp_path, key, trust, monkeypatch) -> None:
+    from paddle_mm.package import BudgetExceededError, fsio, verify_package
+    from paddle_mm.package.manifest import MAX_MANIFEST_BYTES
+
+    attack = next(a for a in ATTACKS if a.name == "huge_manifest")
+    path, _ = build(attack, tmp_path, key)
+    real = fsio.read_exact
+    reads: list[int] = []
+    monkeypatch.setattr(fsio, "read_exact", lambda fd, off, n, name: reads.append(n) or real(fd, off, n, name))
+    with pytest.raises(BudgetExceededError):
+        verify_package(path, trust, model="tiny-clip", state=None, now=NOW)
+    assert all(n <= MAX_MANIFEST_BYTES for n in reads), reads
