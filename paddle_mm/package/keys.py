@@ -311,7 +311,7 @@ class Certificate:
             window = cert.not_valid_before_utc, cert.not_valid_after_utc
             subject = cert.subject.rfc4514_string()
             tbs = cert.tbs_certificate_bytes
-        except ValueError as exc:
+        except (ValueError, TypeError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError (fuzz find)
             raise PackageConfigError(f"not a valid X.509 certificate: {show(str(exc))}") from exc
         return cls(PublicKey.from_spki_der(_spki_of_tbs(tbs)), subject, *window)
 

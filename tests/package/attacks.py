@@ -237,6 +237,13 @@ def keys_bool_version(root, key, tmp):
     return {"path": out, "decryptor": LocalDecryptor(recipient)}
 
 
+def keys_not_canonical(root, key, tmp):
+    out, recipient = _encrypted(root, key, tmp)
+    doc = json.loads((out / KEYS_NAME).read_bytes())
+    (out / KEYS_NAME).write_bytes(json.dumps(doc).encode() + b"\n")  # same values, spaced and unsorted
+    return {"path": out, "decryptor": LocalDecryptor(recipient)}
+
+
 def keys_off_curve_point(root, key, tmp):
     out, recipient = _encrypted(root, key, tmp)
     doc = json.loads((out / KEYS_NAME).read_bytes())
@@ -300,6 +307,7 @@ ATTACKS = [
     Attack("keys_huge", BudgetExceededError, keys_huge),
     Attack("keys_deep", BudgetExceededError, keys_deep),
     Attack("keys_bool_version", MalformedKeysError, keys_bool_version),
+    Attack("keys_not_canonical", MalformedKeysError, keys_not_canonical),
     Attack("keys_off_curve_point", WrongDecryptionKeyError, keys_off_curve_point),
     Attack("keys_without_decryptor", EncryptedPackageError, keys_without_decryptor),
     Attack("other_user_id_signed", WrongUserIdError, other_user_id_signed),
