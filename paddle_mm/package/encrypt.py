@@ -48,6 +48,7 @@ from .manifest import (
     MAX_KEYS_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_RECIPIENTS,
+    MAX_SIGNATURE_BYTES,
     MIN_CHUNK_SIZE,
     SIGNATURE_NAME,
     Manifest,
@@ -231,13 +232,16 @@ def encrypt_package(src: str | os.PathLike, dst: str | os.PathLike, recipients: 
     src, dst = Path(src), Path(dst)
     root_fd = fsio.open_root(src)
     try:
-        manifest = _source_manifest(root_fd)
+        manifest_bytes, manifest = _source_manifest(root_fd)
+        signature = fsio.read_small(root_fd, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)
+        if signature is None:
+            raise PackageConfigError(f"no {SIGNATURE_NAME} in the source: sign the package before encrypting it")
         data_key = secrets.token_bytes(16)
         keys = KeysFile(manifest.chunk_size, {pub.key_id: sm2.encrypt(pub.point, data_key) for pub in recipients})
         dst.mkdir(parents=True, exist_ok=False)
-        try:
-            shutil.copyfile(src / MANIFEST_NAME, dst / MANIFEST_NAME)
-            shutil.copyfile(src / SIGNATURE_NAME, dst / SIGNATURE_NAME)
+        try:  # the bytes read (and checked) above, not the paths again
+            (dst / MANIFEST_NAME).write_bytes(manifest_bytes)
+            (dst / SIGNATURE_NAME).write_bytes(signature)
             for entry in manifest.files:
                 _encrypt_file(root_fd, entry.path, entry.size, dst, data_key, manifest)
             (dst / KEYS_NAME).write_bytes(keys.encode())
@@ -249,7 +253,7 @@ def encrypt_package(src: str | os.PathLike, dst: str | os.PathLike, recipients: 
     return keys
 
 
-def _source_manifest(root_fd: int) -> Manifest:
+def _source_manifest(root_fd: int) -> tuple[bytes, Manifest]:
     data = fsio.read_small(root_fd, MANIFEST_NAME, MAX_MANIFEST_BYTES)
     if data is None:
         raise PackageConfigError(f"no {MANIFEST_NAME} in the source: sign the package before encrypting it")
@@ -259,7 +263,7 @@ def _source_manifest(root_fd: int) -> Manifest:
     check_paths(manifest.files)  # the output paths below are joined from these: no '..', no absolute path
     for entry in manifest.files:
         check_file_type(entry.path)
-    return manifest
+    return data, manifest
 
 
 def _encrypt_file(root_fd: int, path: str, size: int, dst: Path, data_key: bytes, manifest: Manifest) -> None:
