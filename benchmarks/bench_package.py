@@ -192,7 +192,8 @@ def bench_memory(tmp: Path, key: PrivateKey, mb: int) -> list[tuple[str, str, st
     pub.write_bytes(key.public_key.to_pem())
     signer = b'"signer":{"key_id":"' + key.public_key.key_id.encode() + b'","user_id":"1234567812345678"},'
     rows = []
-    for name, n in (("hostile 64 MiB manifest of '[],'", (64 << 20) // 3), ("hostile 15 MiB manifest", (15 << 20) // 3)):
+    hostile = (("hostile 64 MiB manifest of '[],'", (64 << 20) // 3), ("hostile 15 MiB manifest", (15 << 20) // 3))
+    for name, n in hostile:
         root = tmp / name.split()[1]
         make_model(root, 1 << 20, key)
         (root / "PACKAGE.manifest").write_bytes(MAGIC + b'{"a":[' + b"[]," * n + b"[]]," + signer + b'"version":"1"}\n')

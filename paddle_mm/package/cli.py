@@ -38,7 +38,9 @@ def _passphrase(args: argparse.Namespace, prompt: str, confirm: bool = False) ->
     if args.passphrase_file:
         lines = Path(args.passphrase_file).read_bytes()[:65536].splitlines()
         if not lines or not lines[0]:
-            raise PackageConfigError(f"passphrase file {show(args.passphrase_file)} is empty; its first line is the passphrase")
+            raise PackageConfigError(
+                f"passphrase file {show(args.passphrase_file)} is empty; its first line is the passphrase"
+            )
         return lines[0]
     if not sys.stdin.isatty():
         return None
@@ -63,7 +65,9 @@ def _expiry(args: argparse.Namespace) -> dt.datetime | None:
     try:
         when = dt.datetime.fromisoformat(text)  # Python < 3.11 does not read a trailing Z
     except ValueError as exc:
-        raise PackageConfigError(f"--expires {show(args.expires)} is not an ISO 8601 time (2027-06-01T00:00:00Z)") from exc
+        raise PackageConfigError(
+            f"--expires {show(args.expires)} is not an ISO 8601 time (2027-06-01T00:00:00Z)"
+        ) from exc
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -78,7 +82,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
     pub = Path(args.pub) if args.pub else out.with_suffix(".pub")
     if os.path.abspath(out) == os.path.abspath(pub):
-        raise PackageConfigError(f"--out and --pub are the same file {show(str(out))}; give the public key another name")
+        raise PackageConfigError(
+            f"--out and --pub are the same file {show(str(out))}; give the public key another name"
+        )
     files = ((out, key.to_pem(secret, args.iterations), 0o600), (pub, key.public_key.to_pem(), 0o644))
     created: list[Path] = []  # both PEMs are built first, so a bad option leaves no file behind
     try:

@@ -180,7 +180,9 @@ class KeysFile:
         if (doc["cipher"], doc["format_version"]) != (CIPHER, 1) or type(doc["format_version"]) is not int:
             raise MalformedKeysError(f"{KEYS_NAME} cipher {show(doc['cipher'])} version {show(doc['format_version'])}")
         if type(seg) is not int or not MIN_CHUNK_SIZE <= seg <= MAX_CHUNK_SIZE:
-            raise MalformedKeysError(f"{KEYS_NAME} segment size {show(seg, 40)} not in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
+            raise MalformedKeysError(
+                f"{KEYS_NAME} segment size {show(seg, 40)} not in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
+            )
         if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
             raise MalformedKeysError(f"{KEYS_NAME} needs a list of 1 to {MAX_RECIPIENTS} recipients")
         wrapped = {}

@@ -188,7 +188,9 @@ def strict_json(data: bytes, what: str, error: type[Exception], max_depth: int) 
         return out
 
     try:
-        return json.loads(data, object_pairs_hook=no_duplicates, parse_float=_refuse_float, parse_constant=_refuse_float)
+        return json.loads(
+            data, object_pairs_hook=no_duplicates, parse_float=_refuse_float, parse_constant=_refuse_float
+        )
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise error(f"{what} is not valid JSON: {show(str(exc))}") from exc
 
@@ -218,7 +220,9 @@ def _text(value: Any, what: str, limit: int = MAX_FIELD_CHARS) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise MalformedManifestError(f"manifest field {what} {show(value)} is not valid Unicode (lone surrogate)") from exc
+        raise MalformedManifestError(
+            f"manifest field {what} {show(value)} is not valid Unicode (lone surrogate)"
+        ) from exc
     return value
 
 
@@ -248,8 +252,9 @@ def _entry(obj: Any) -> FileEntry:
 
 
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
-_SIGNER_RE = re.compile(rb'"signer":\{"key_id":"([0-9a-f]{64})","user_id":"((?:[^"\\\x00-\x1f]|\\.){0,%d})"\},"version":"'
-                        % MAX_FIELD_CHARS)
+_SIGNER_RE = re.compile(
+    rb'"signer":\{"key_id":"([0-9a-f]{64})","user_id":"((?:[^"\\\x00-\x1f]|\\.){0,%d})"\},"version":"' % MAX_FIELD_CHARS
+)
 
 
 def check_envelope(data: bytes) -> None:
@@ -432,7 +437,8 @@ def _tensor_span(path: str, name: str, info: Any, data_len: int) -> tuple[int, i
     if bits is None:
         raise bad(f"has dtype {show(info['dtype'])}; known: {sorted(SAFETENSORS_DTYPE_BITS)}")
     lists = isinstance(shape, list) and len(shape) <= 64 and isinstance(offsets, list) and len(offsets) == 2
-    if not lists or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in shape + offsets):
+    ints = lists and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in shape + offsets)
+    if not ints:
         raise bad("needs a shape of at most 64 non-negative integers and two non-negative data offsets")
     begin, stop = offsets
     elements = 1

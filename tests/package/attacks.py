@@ -194,7 +194,8 @@ def safetensors_offsets_outside_signed(root, key, tmp):
 def safetensors_overlap_signed(root, key, tmp):
     header = (b'{"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},'
               b'"b":{"dtype":"U8","shape":[8],"data_offsets":[4,12]}}')
-    sign_raw(root, key, {**_payload(root), "model.safetensors": len(header).to_bytes(8, "little") + header + b"\0" * 12})
+    blob = len(header).to_bytes(8, "little") + header + b"\0" * 12
+    sign_raw(root, key, {**_payload(root), "model.safetensors": blob})
     return {}
 
 

@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 from paddle_mm.package import Certificate, PackageConfigError, PackageRefused, PrivateKey, sm2, verify_package
 from paddle_mm.package.encrypt import KeysFile
 from paddle_mm.package.keys import pem_blocks
-from paddle_mm.package.manifest import MAGIC, MANIFEST_NAME, check_envelope, check_safetensors, decode_manifest, peek_signer
+from paddle_mm.package.manifest import (
+    MAGIC,
+    MANIFEST_NAME,
+    check_envelope,
+    check_safetensors,
+    decode_manifest,
+    peek_signer,
+)
 
 from .helpers import NOW, make_model, sign
 from .test_keys import _certificate

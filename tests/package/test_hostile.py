@@ -98,8 +98,8 @@ def test_encrypt_validates_source_paths(tmp_path, key) -> None:
     victim = tmp_path / "victim.json"
     victim.write_bytes(b"{}")
     sign_raw(root, key, {"model.safetensors": (root / "model.safetensors").read_bytes()})
-    manifest = (root / "PACKAGE.manifest").read_bytes().replace(b'"path":"model.safetensors"', b'"path":"../victim.json"')
-    (root / "PACKAGE.manifest").write_bytes(manifest)  # unsigned source manifest naming ../
+    manifest = (root / "PACKAGE.manifest").read_bytes()  # made into an unsigned source manifest naming ../
+    (root / "PACKAGE.manifest").write_bytes(manifest.replace(b'"path":"model.safetensors"', b'"path":"../victim.json"'))
     with pytest.raises(PathTraversalError):
         encrypt_package(root, tmp_path / "out" / "enc", [PrivateKey.generate().public_key])
     assert not (tmp_path / "out" / "enc").exists() and victim.read_bytes() == b"{}"
