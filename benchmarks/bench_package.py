@@ -3,6 +3,7 @@
 
     python benchmarks/bench_package.py                 # 1 GiB + 10 MB, 5 runs each (needs ~1.1 GB in --tmp)
     python benchmarks/bench_package.py --big-mb 256    # quicker
+    python benchmarks/bench_package.py --memory        # peak memory under a 1 GiB address-space limit instead
 
 Rows (medians of --runs interleaved runs, page cache warm for every contender):
 1. 1 GiB file: `openssl dgst -sm3` vs in-process `verify_package` (all cores, and one thread to show what
@@ -167,20 +168,67 @@ def model_signing_setup(tmp: Path, root: Path, exe: str) -> list[str]:
     return [exe, "verify", "key", str(root), "--signature", str(sig), "--public_key", str(pub)]
 
 
+def verify_limited(pkg: Path, pub: Path, limit: int) -> tuple[int, float, str]:
+    """``tools/package.py verify`` in a child limited to ``limit`` bytes of address space (RLIMIT_AS):
+    (exit code, the child's max RSS in MiB, first stderr line)."""
+    import resource
+
+    def limit_as() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    cmd = [sys.executable, str(TOOL), "verify", str(pkg), "--trust", str(pub), "--model", "bench", "--no-state"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit_as)
+    err = proc.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024, (err.splitlines() or [""])[0][:110]
+
+
+def bench_memory(tmp: Path, key: PrivateKey, mb: int) -> list[tuple[str, str, str]]:
+    """Peak memory of verifying hostile manifests and a clean package, each under a 1 GiB address-space limit."""
+    from paddle_mm.package.manifest import MAGIC
+
+    pub = tmp / "signer.pub"
+    pub.write_bytes(key.public_key.to_pem())
+    signer = b'"signer":{"key_id":"' + key.public_key.key_id.encode() + b'","user_id":"1234567812345678"},'
+    rows = []
+    hostile = (("hostile 64 MiB manifest of '[],'", (64 << 20) // 3), ("hostile 15 MiB manifest", (15 << 20) // 3))
+    for name, n in hostile:
+        root = tmp / name.split()[1]
+        make_model(root, 1 << 20, key)
+        (root / "PACKAGE.manifest").write_bytes(MAGIC + b'{"a":[' + b"[]," * n + b"[]]," + signer + b'"version":"1"}\n')
+        start = time.perf_counter()
+        code, rss, err = verify_limited(root, pub, 1 << 30)
+        rows.append((name, f"{time.perf_counter() - start:.3f} s", f"exit {code}, max RSS {rss:.0f} MiB: {err}"))
+        shutil.rmtree(root)
+    root = tmp / "clean"
+    size = make_model(root, mb << 20, key)
+    subprocess.run(["cat", str(root / "model.safetensors")], stdout=subprocess.DEVNULL, check=True)  # warm cache
+    start = time.perf_counter()
+    code, rss, err = verify_limited(root, pub, 1 << 30)
+    rows.append((f"clean package, {size / MB:.0f} MB", f"{time.perf_counter() - start:.3f} s",
+                 f"exit {code}, max RSS {rss:.0f} MiB {err}"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--big-mb", type=int, default=1024, help="size of the big file in MiB (default 1024)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per contender (default 5)")
     parser.add_argument("--model-signing", help="path of the model_signing executable")
     parser.add_argument("--tmp", help="directory for the temporary files (default: system temp)")
+    parser.add_argument("--memory", action="store_true", help="measure peak memory (1 GiB RLIMIT_AS) instead of speed")
     args = parser.parse_args()
 
     key = PrivateKey.generate()
     trust = TrustStore([TrustAnchor(key.public_key)])
     tmp = Path(tempfile.mkdtemp(prefix="bench_package_", dir=args.tmp))
     try:
-        rows = bench_big(tmp, key, trust, args.big_mb, args.runs)
-        rows += bench_small(tmp, key, trust, args.runs, model_signing_exe(args.model_signing))
+        if args.memory:
+            rows = bench_memory(tmp, key, args.big_mb)
+        else:
+            rows = bench_big(tmp, key, trust, args.big_mb, args.runs)
+            rows += bench_small(tmp, key, trust, args.runs, model_signing_exe(args.model_signing))
     finally:
         shutil.rmtree(tmp)
     openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True, check=False).stdout.strip()

@@ -14,11 +14,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from ..package.errors import FormatPolicyError, show
 from ..package.keys import Decryptor
 from ..package.manifest import Manifest
 from ..package.trust import RollbackStore, TrustStore
 from ..package.verify import verify_package
 from .model_dir import INFERENCE_YML, ExportDirError, ExportInfo, parse_inference_yml, referenced_files
+
+
+class NotAnExportError(ExportDirError, FormatPolicyError):
+    """A package whose signature and contents verified but which is not an export directory (no or a broken
+    ``inference.yml``, files it names missing): refused like any package, so callers catching
+    :class:`paddle_mm.package.PackageRefused` catch it, and still an :class:`ExportDirError`."""
 
 
 @dataclass(frozen=True)
@@ -43,20 +52,24 @@ def verify_export(
     """Verify the package at ``path`` as ``model`` and parse its ``inference.yml`` from the verified bytes.
 
     Raises a :class:`paddle_mm.package.PackageRefused` subclass when any check fails (nothing is parsed
-    then), and :class:`ExportDirError` when the verified package is not an export directory.
+    then), and :class:`NotAnExportError` (both a refusal and an :class:`ExportDirError`) when the verified
+    package is not an export directory.
     ``state``: the rollback store (``RollbackStore(default_state_path())``); None turns rollback
     protection off (tests only). ``decryptor``: a recipient key for an encrypted package.
     """
     verified = verify_package(path, trust, model=model, state=state, decryptor=decryptor, now=now, keep=True)
     files = dict(verified.files or {})
-    where = f"{os.fspath(path)}/{INFERENCE_YML} (verified)"
+    where = f"{show(os.fspath(path))}/{INFERENCE_YML} (verified)"
     if INFERENCE_YML not in files:
-        raise ExportDirError(
+        raise NotAnExportError(
             f"{where}: not in the package; sign the directory tools/export_model.py wrote "
             "(-o Global.save_inference_dir=...), with inference.yml at its root"
         )
-    info = parse_inference_yml(files[INFERENCE_YML].decode("utf-8"), Path(path), where)
-    missing = [n for n in referenced_files(info) if n not in files]
+    try:
+        info = parse_inference_yml(files[INFERENCE_YML].decode("utf-8"), Path(path), where)
+        missing = [n for n in referenced_files(info) if n not in files]
+    except (ExportDirError, UnicodeDecodeError, yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
+        raise NotAnExportError(f"{where}: not a valid export description ({type(exc).__name__}: {exc})") from exc
     if missing:
-        raise ExportDirError(f"{where} names files the package does not hold: {missing}; sign the whole export")
+        raise NotAnExportError(f"{where} names files the package does not hold: {show(missing)}; sign the whole export")
     return VerifiedExport(info, files, verified.manifest)

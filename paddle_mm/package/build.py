@@ -15,6 +15,8 @@ from .manifest import (
     KEYS_NAME,
     MANIFEST_NAME,
     MAX_CHUNK_SIZE,
+    MAX_FIELD_CHARS,
+    MAX_INT,
     MIN_CHUNK_SIZE,
     RESERVED_NAMES,
     SIGNATURE_NAME,
@@ -25,8 +27,11 @@ from .manifest import (
     check_file_type,
     check_model_name,
     check_paths,
+    check_safetensors,
     detect_model_format,
     format_time,
+    is_safetensors,
+    safetensors_header_end,
 )
 from .sm2 import DEFAULT_USER_ID
 from .sm3 import default_workers
@@ -38,7 +43,7 @@ def hash_tree(
     """Entries for every payload file under ``root`` (sorted by path), enforcing the file policy."""
     root_fd = fsio.open_root(root)
     try:
-        listing = fsio.list_files(root_fd)
+        listing, _ = fsio.list_files(root_fd)
         if KEYS_NAME in listing:
             raise PackageConfigError(f"{os.fspath(root)!r} is an encrypted package; sign the plaintext directory")
         paths = sorted(p for p in listing if p not in RESERVED_NAMES)
@@ -56,10 +61,15 @@ def _hash_file(pool: ThreadPoolExecutor, root_fd: int, entry: FileEntry, chunk_s
     fd, size = fsio.open_file(root_fd, entry.path)
     try:
         read = hashing.plain_reader(fd, entry.path, size, chunk_size, None)
-        results = [f.result() for f in hashing.submit(pool, read, hashing.chunk_count(size, chunk_size))]
+        safetensors = is_safetensors(entry.path)
+        results = [f.result() for f in hashing.submit(pool, read, hashing.chunk_count(size, chunk_size), safetensors)]
+        head = results[0][1]
+        check_file_content(entry.path, head)
+        if safetensors:  # the same full header check as the verifier's, before the file is signed
+            end = safetensors_header_end(entry.path, head, size)
+            check_safetensors(entry.path, head if len(head) >= end else fsio.read_exact(fd, 0, end, entry.path), size)
     finally:
         os.close(fd)
-    check_file_content(entry.path, results[0][1], size)
     return FileEntry(entry.path, size, tuple(digest.hex() for digest, _ in results))
 
 
@@ -83,8 +93,10 @@ def sign_package(
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise PackageConfigError(f"chunk size {chunk_size} must lie in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
-    if sequence < 0:
-        raise PackageConfigError(f"sequence {sequence} must be a non-negative integer that grows every release")
+    if not 0 <= sequence <= MAX_INT:
+        raise PackageConfigError(f"sequence {sequence} must be an integer in [0, 2**63-1] that grows every release")
+    if not version or len(version) > MAX_FIELD_CHARS or not version.isprintable():
+        raise PackageConfigError(f"version {version!r} must be 1 to {MAX_FIELD_CHARS} printable characters")
     now = now or dt.datetime.now(UTC)
     if expires is not None and expires <= now:
         raise PackageConfigError(f"expiry {format_time(expires)} is not in the future")

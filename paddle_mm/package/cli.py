@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import PackageConfigError, PackageRefused
+from .errors import PackageConfigError, PackageRefused, one_line, show
 from .keys import PrivateKey, PublicKey, passphrase_from_env
 from .manifest import UTC
 from .sm2 import DEFAULT_USER_ID
@@ -36,7 +36,12 @@ def _passphrase(args: argparse.Namespace, prompt: str, confirm: bool = False) ->
     if args.passphrase_env:
         return passphrase_from_env(args.passphrase_env)
     if args.passphrase_file:
-        return Path(args.passphrase_file).read_bytes().splitlines()[0]
+        lines = Path(args.passphrase_file).read_bytes()[:65536].splitlines()
+        if not lines or not lines[0]:
+            raise PackageConfigError(
+                f"passphrase file {show(args.passphrase_file)} is empty; its first line is the passphrase"
+            )
+        return lines[0]
     if not sys.stdin.isatty():
         return None
     first = getpass.getpass(prompt).encode()
@@ -57,7 +62,12 @@ def _expiry(args: argparse.Namespace) -> dt.datetime | None:
     if not args.expires:
         return None
     text = args.expires[:-1] + "+00:00" if args.expires.endswith("Z") else args.expires
-    when = dt.datetime.fromisoformat(text)  # Python < 3.11 does not read a trailing Z
+    try:
+        when = dt.datetime.fromisoformat(text)  # Python < 3.11 does not read a trailing Z
+    except ValueError as exc:
+        raise PackageConfigError(
+            f"--expires {show(args.expires)} is not an ISO 8601 time (2027-06-01T00:00:00Z)"
+        ) from exc
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -70,13 +80,43 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             "--unencrypted to store the key in the clear"
         )
     out = Path(args.out)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.to_pem(secret, args.iterations))
     pub = Path(args.pub) if args.pub else out.with_suffix(".pub")
-    pub.write_bytes(key.public_key.to_pem())
+    if os.path.abspath(out) == os.path.abspath(pub):
+        raise PackageConfigError(
+            f"--out and --pub are the same file {show(str(out))}; give the public key another name"
+        )
+    files = ((out, key.to_pem(secret, args.iterations), 0o600), (pub, key.public_key.to_pem(), 0o644))
+    created: list[Path] = []  # both PEMs are built first, so a bad option leaves no file behind
+    try:
+        for path, data, mode in files:
+            _create_exclusive(path, data, mode)
+            created.append(path)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
     print(f"wrote {out} (private{'' if secret else ', UNENCRYPTED'}) and {pub}; key id {key.public_key.key_id}")
     return 0
+
+
+def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with exactly ``mode`` (whatever the umask); never through a link, never over a file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError as exc:
+        raise PackageConfigError(f"{show(str(path))} exists (or is a link); keygen never overwrites a file") from exc
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -129,32 +169,45 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         json.dumps(summary)
         if args.json
-        else f"OK {m.model} {m.version} seq {m.sequence}: {summary['files']} files, {summary['bytes']} bytes verified"
+        else one_line(
+            f"OK {m.model} {m.version} seq {m.sequence}: {summary['files']} files, {summary['bytes']} bytes verified"
+        )
     )
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .keys import Certificate, pem_blocks
-    from .manifest import MANIFEST_NAME, decode_manifest
+    from . import fsio
+    from .errors import UnsignedPackageError
+    from .keys import MAX_PEM_BYTES, Certificate, pem_blocks
+    from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, decode_manifest
 
     path = Path(args.path)
     if path.is_dir():
-        manifest = decode_manifest((path / MANIFEST_NAME).read_bytes())
+        root_fd = fsio.open_root(path)
+        try:
+            data = fsio.read_small(root_fd, MANIFEST_NAME, MAX_MANIFEST_BYTES)
+        finally:
+            os.close(root_fd)
+        if data is None:
+            raise UnsignedPackageError(f"no {MANIFEST_NAME} in {show(str(path))}")
+        manifest = decode_manifest(data)
         print("UNVERIFIED manifest (run `verify` before trusting any of this):")
-        print(json.dumps(manifest.to_json_dict(), indent=1, ensure_ascii=False))
+        print(json.dumps(manifest.to_json_dict(), indent=1, ensure_ascii=True))  # no raw control or bidi text
         return 0
-    for label, body in pem_blocks(path.read_bytes()):
+    with open(path, "rb") as f:
+        pem = f.read(MAX_PEM_BYTES + 1)
+    for label, body in pem_blocks(pem):
         if label == "PUBLIC KEY":
             print(f"public key, key id {PublicKey.from_spki_der(body).key_id}")
         elif label == "CERTIFICATE":
             cert = Certificate.from_der(body)
             print(
-                f"certificate {cert.subject}, valid {cert.not_before} .. {cert.not_after}, "
+                f"certificate {show(cert.subject)}, valid {cert.not_before} .. {cert.not_after}, "
                 f"key id {cert.public_key.key_id}"
             )
         else:
-            print(f"{label.lower()} (load it with `sign --key` to see its key id)")
+            print(f"{show(label.lower())} (load it with `sign --key` to see its key id)")
     return 0
 
 
@@ -238,6 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     except PackageRefused as exc:
         print(f"REFUSED {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (PackageConfigError, OSError) as exc:
-        print(f"ERROR {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (PackageConfigError, OSError) as exc:  # PackageConfigError messages are one line already
+        print(one_line(f"ERROR {type(exc).__name__}: {exc}"), file=sys.stderr)
         return EXIT_CONFIG

@@ -20,8 +20,8 @@ with SM2 (GM/T 0009 DER, so ``openssl pkeyutl -decrypt`` or an HSM can unwrap it
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,16 +30,34 @@ from typing import Any
 
 from . import fsio, sm2
 from .errors import (
-    MalformedManifestError,
+    BudgetExceededError,
+    MalformedKeysError,
     PackageConfigError,
     SegmentAuthError,
     SegmentOrderError,
     SizeMismatchError,
     TruncatedSegmentError,
     WrongDecryptionKeyError,
+    show,
 )
 from .keys import Decryptor, PublicKey
-from .manifest import KEYS_NAME, MANIFEST_NAME, SIGNATURE_NAME, Manifest, canonical_json, decode_manifest
+from .manifest import (
+    KEYS_NAME,
+    MANIFEST_NAME,
+    MAX_CHUNK_SIZE,
+    MAX_KEYS_BYTES,
+    MAX_MANIFEST_BYTES,
+    MAX_RECIPIENTS,
+    MAX_SIGNATURE_BYTES,
+    MIN_CHUNK_SIZE,
+    SIGNATURE_NAME,
+    Manifest,
+    canonical_json,
+    check_file_type,
+    check_paths,
+    decode_manifest,
+    strict_json,
+)
 from .sm3 import kdf
 
 MAGIC = b"PMMSM4G\x01"
@@ -47,6 +65,8 @@ HEADER_SIZE = len(MAGIC) + 8 + 8
 TAG_SIZE = 16
 SEGMENT_OVERHEAD = 4 + TAG_SIZE
 CIPHER = "sm4-gcm"
+MAX_WRAPPED_BYTES = 512  # GM/T 0009 DER of a 16-byte data key is about 120 bytes
+_KEY_ID_RE, _HEX_RE = re.compile(r"[0-9a-f]{64}"), re.compile(r"(?:[0-9a-f]{2}){1,%d}" % MAX_WRAPPED_BYTES)
 _KEY_LABEL = b"paddle_mm/sm4-gcm/file-key/v1\x00"
 
 
@@ -96,15 +116,15 @@ class EncryptedFile:
         count = segment_count(self.size, self.segment_size)
         plain_len = min(self.segment_size, self.size - index * self.segment_size)
         offset = HEADER_SIZE + index * (self.segment_size + SEGMENT_OVERHEAD)
-        stored = os.pread(self.fd, plain_len + SEGMENT_OVERHEAD, offset)
+        stored = fsio.pread(self.fd, plain_len + SEGMENT_OVERHEAD, offset, self.path)
         if len(stored) < plain_len + SEGMENT_OVERHEAD:
             raise TruncatedSegmentError(
-                f"{self.path!r}: encrypted segment {index} of {count} is cut short or missing; re-copy the package"
+                f"{show(self.path)}: encrypted segment {index} of {count} is cut short or missing; re-copy the package"
             )
         found = int.from_bytes(stored[:4], "big")
         if found != index:
             raise SegmentOrderError(
-                f"{self.path!r}: segment {found} found at position {index}; segments were reordered"
+                f"{show(self.path)}: segment {found} found at position {index}; segments were reordered"
             )
         return self._open(index, index == count - 1, stored[4:-TAG_SIZE], stored[-TAG_SIZE:])
 
@@ -117,20 +137,20 @@ class EncryptedFile:
             return dec.update(body) + dec.finalize()
         except InvalidTag as exc:
             raise SegmentAuthError(
-                f"{self.path!r}: segment {index} fails SM4-GCM authentication (modified ciphertext or header)"
+                f"{show(self.path)}: segment {index} fails SM4-GCM authentication (modified ciphertext or header)"
             ) from exc
 
 
 def open_encrypted(fd: int, path: str, data_key: bytes, expected_size: int, segment_size: int) -> EncryptedFile:
     """Check a file's header against the signed plaintext size and prepare segment decryption."""
-    header = os.pread(fd, HEADER_SIZE, 0)
+    header = fsio.pread(fd, HEADER_SIZE, 0, path)
     if len(header) < HEADER_SIZE:
-        raise TruncatedSegmentError(f"{path!r}: encrypted file is shorter than its {HEADER_SIZE}-byte header")
+        raise TruncatedSegmentError(f"{show(path)}: encrypted file is shorter than its {HEADER_SIZE}-byte header")
     if not header.startswith(MAGIC):
-        raise SegmentAuthError(f"{path!r}: not an SM4-GCM package file (magic {header[:8]!r})")
+        raise SegmentAuthError(f"{show(path)}: not an SM4-GCM package file (magic {header[:8]!r})")
     size = int.from_bytes(header[-8:], "big")
     if size != expected_size:
-        raise SizeMismatchError(f"{path!r}: encrypted header says {size} bytes, the manifest {expected_size}")
+        raise SizeMismatchError(f"{show(path)}: encrypted header says {size} bytes, the manifest {expected_size}")
     return EncryptedFile(fd, path, _file_key(data_key, path), header, size, segment_size)
 
 
@@ -148,14 +168,37 @@ class KeysFile:
 
     @classmethod
     def decode(cls, data: bytes) -> KeysFile:
-        try:
-            doc = json.loads(data)
-            if doc["cipher"] != CIPHER or doc["format_version"] != 1:
-                raise ValueError(f"cipher {doc['cipher']!r} version {doc['format_version']!r}")
-            wrapped = {r["key_id"]: bytes.fromhex(r["wrapped_key"]) for r in doc["recipients"]}
-            return cls(int(doc["segment_size"]), wrapped)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedManifestError(f"{KEYS_NAME} is malformed: {exc}") from exc
+        """Parse ``PACKAGE.keys`` strictly (it is not signed): size budget, canonical JSON of exactly the
+        fields :meth:`encode` writes, integers in range, hex of bounded length; else :class:`MalformedKeysError`."""
+        if len(data) > MAX_KEYS_BYTES:
+            raise BudgetExceededError(f"{KEYS_NAME} is {len(data)} bytes; at most {MAX_KEYS_BYTES} are read")
+        doc = strict_json(data, KEYS_NAME, MalformedKeysError, 3)
+        fields = {"cipher", "format_version", "recipients", "segment_size"}
+        if not isinstance(doc, dict) or set(doc) != fields:
+            raise MalformedKeysError(f"{KEYS_NAME} must be a JSON object with exactly the fields {sorted(fields)}")
+        seg, recipients = doc["segment_size"], doc["recipients"]
+        if (doc["cipher"], doc["format_version"]) != (CIPHER, 1) or type(doc["format_version"]) is not int:
+            raise MalformedKeysError(f"{KEYS_NAME} cipher {show(doc['cipher'])} version {show(doc['format_version'])}")
+        if type(seg) is not int or not MIN_CHUNK_SIZE <= seg <= MAX_CHUNK_SIZE:
+            raise MalformedKeysError(
+                f"{KEYS_NAME} segment size {show(seg, 40)} not in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
+            )
+        if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
+            raise MalformedKeysError(f"{KEYS_NAME} needs a list of 1 to {MAX_RECIPIENTS} recipients")
+        wrapped = {}
+        for r in recipients:
+            ok = isinstance(r, dict) and set(r) == {"key_id", "wrapped_key"}
+            ok = ok and all(isinstance(v, str) for v in r.values())
+            if not ok or not _KEY_ID_RE.fullmatch(r["key_id"]) or not _HEX_RE.fullmatch(r["wrapped_key"]):
+                raise MalformedKeysError(
+                    f"{KEYS_NAME} recipient {show(r, 80)} needs a 64-hex key_id and a hex wrapped_key "
+                    f"of at most {MAX_WRAPPED_BYTES} bytes"
+                )
+            wrapped[r["key_id"]] = bytes.fromhex(r["wrapped_key"])
+        keys = cls(seg, wrapped)
+        if keys.encode() != data:
+            raise MalformedKeysError(f"{KEYS_NAME} is not in canonical form (order, spacing, duplicates)")
+        return keys
 
     def unwrap(self, decryptor: Decryptor) -> bytes:
         """The data key, or :class:`WrongDecryptionKeyError` when ``decryptor`` is not a recipient."""
@@ -163,7 +206,7 @@ class KeysFile:
         if wrapped is None:
             raise WrongDecryptionKeyError(
                 f"key {decryptor.key_id[:16]}... is not a recipient of this package; "
-                f"recipients: {[k[:16] + '...' for k in sorted(self.wrapped)]}"
+                f"recipients: {[k[:16] + '...' for k in sorted(self.wrapped)][:8]}"
             )
         try:
             key = decryptor.decrypt(wrapped)
@@ -179,35 +222,59 @@ class KeysFile:
 def encrypt_package(src: str | os.PathLike, dst: str | os.PathLike, recipients: Sequence[PublicKey]) -> KeysFile:
     """Write an encrypted copy of the signed package ``src`` into the new directory ``dst``.
 
-    ``src`` is read through the same no-follow opening as verification, and each file's size must
-    match its manifest entry; verify ``src`` first if it came from elsewhere.
+    ``src``'s manifest is not verified here (verify ``src`` first if it came from elsewhere), but it is
+    held to the verifier's rules before anything is written: budget, canonical form, safe paths and file
+    types, chunk size; each file is read through the same no-follow opening and its size must match. On
+    any failure the partly written ``dst`` is removed.
     """
     import shutil  # here, not at module level: the verifier never needs it
 
     if not recipients:
         raise PackageConfigError("no recipients; pass at least one --recipient public key")
     src, dst = Path(src), Path(dst)
-    manifest = decode_manifest((src / MANIFEST_NAME).read_bytes())
-    data_key = secrets.token_bytes(16)
-    keys = KeysFile(manifest.chunk_size, {pub.key_id: sm2.encrypt(pub.point, data_key) for pub in recipients})
-    dst.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(src / MANIFEST_NAME, dst / MANIFEST_NAME)
-    shutil.copyfile(src / SIGNATURE_NAME, dst / SIGNATURE_NAME)
     root_fd = fsio.open_root(src)
     try:
-        for entry in manifest.files:
-            _encrypt_file(root_fd, entry.path, entry.size, dst, data_key, manifest)
+        manifest_bytes, manifest = _source_manifest(root_fd)
+        signature = fsio.read_small(root_fd, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)
+        if signature is None:
+            raise PackageConfigError(f"no {SIGNATURE_NAME} in the source: sign the package before encrypting it")
+        data_key = secrets.token_bytes(16)
+        keys = KeysFile(manifest.chunk_size, {pub.key_id: sm2.encrypt(pub.point, data_key) for pub in recipients})
+        dst.mkdir(parents=True, exist_ok=False)
+        try:  # the bytes read (and checked) above, not the paths again
+            (dst / MANIFEST_NAME).write_bytes(manifest_bytes)
+            (dst / SIGNATURE_NAME).write_bytes(signature)
+            for entry in manifest.files:
+                _encrypt_file(root_fd, entry.path, entry.size, dst, data_key, manifest)
+            (dst / KEYS_NAME).write_bytes(keys.encode())
+        except BaseException:
+            shutil.rmtree(dst, ignore_errors=True)
+            raise
     finally:
         os.close(root_fd)
-    (dst / KEYS_NAME).write_bytes(keys.encode())
     return keys
+
+
+def _source_manifest(root_fd: int) -> tuple[bytes, Manifest]:
+    data = fsio.read_small(root_fd, MANIFEST_NAME, MAX_MANIFEST_BYTES)
+    if data is None:
+        raise PackageConfigError(f"no {MANIFEST_NAME} in the source: sign the package before encrypting it")
+    manifest = decode_manifest(data)
+    if not MIN_CHUNK_SIZE <= manifest.chunk_size <= MAX_CHUNK_SIZE:
+        raise PackageConfigError(f"chunk size {manifest.chunk_size} outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
+    check_paths(manifest.files)  # the output paths below are joined from these: no '..', no absolute path
+    for entry in manifest.files:
+        check_file_type(entry.path)
+    return data, manifest
 
 
 def _encrypt_file(root_fd: int, path: str, size: int, dst: Path, data_key: bytes, manifest: Manifest) -> None:
     fd, actual = fsio.open_file(root_fd, path)
     try:
         if actual != size:
-            raise SizeMismatchError(f"{path!r} is {actual} bytes, the manifest says {size}; verify the package first")
+            raise SizeMismatchError(
+                f"{show(path)} is {actual} bytes, the manifest says {size}; verify the package first"
+            )
         header = MAGIC + secrets.token_bytes(8) + size.to_bytes(8, "big")
         key, seg, count = _file_key(data_key, path), manifest.chunk_size, segment_count(size, manifest.chunk_size)
         out_path = dst / path

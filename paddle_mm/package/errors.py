@@ -9,20 +9,56 @@ reason. ``exit_code`` is what ``tools/package.py`` exits with, grouped so deploy
 
 from __future__ import annotations
 
+SHOW_LIMIT = 120  # characters of one untrusted value shown in a message
 
-class PackageConfigError(ValueError):
+
+def show(value: object, limit: int = SHOW_LIMIT) -> str:
+    """``value`` as an ASCII-only quoted literal, cut to ``limit`` characters: how untrusted text (paths,
+    names, key ids, user IDs from a package) appears in messages, so no newline, ESC or bidi control
+    from a package reaches a terminal or a log line."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def one_line(message: str) -> str:
+    """``message`` with every control or format character (newline, ESC, bidi overrides) escaped."""
+    if all(c.isprintable() for c in message):
+        return message
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
+class _OneLine:
+    """Messages are single lines without control characters, whatever went into them."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
+
+
+class PackageConfigError(_OneLine, ValueError):
     """The caller's input is wrong (bad key file, passphrase, option): not a verdict on a package."""
 
     exit_code = 3
 
 
-class PackageRefused(Exception):
+class PackageRefused(_OneLine, Exception):
     """Base class: the package was refused and nothing from it may be loaded."""
 
     exit_code = 1
 
 
+# --- 10: budget: what is read before the signature verifies is bounded ----------------------
+
+
+class BudgetExceededError(PackageRefused):
+    """An input is over the reader's hard budget (manifest, signature or key-file size, JSON depth,
+    entry count, path length or depth, directory depth): refused before it is parsed any further."""
+
+    exit_code = 10
+
+
 # --- 10: origin (signature and trust) -------------------------------------------------------
+
+
 class UnsignedPackageError(PackageRefused):
     """The manifest or its signature is missing: an unsigned (or stripped) package."""
 
@@ -54,6 +90,8 @@ class BadSignatureError(PackageRefused):
 
 
 # --- 11: policy -----------------------------------------------------------------------------
+
+
 class AlgorithmError(PackageRefused):
     """The manifest names an algorithm or format version outside the allow-list."""
 
@@ -102,7 +140,15 @@ class NotARegularFileError(PackageRefused):
     exit_code = 11
 
 
+class UnreadableFileError(PackageRefused):
+    """A file or directory inside the package cannot be opened or read (permissions, I/O error)."""
+
+    exit_code = 12
+
+
 # --- 12: content ----------------------------------------------------------------------------
+
+
 class MissingFileError(PackageRefused):
     """A file listed in the manifest is not in the directory."""
 
@@ -134,6 +180,8 @@ class DigestMismatchError(PackageRefused):
 
 
 # --- 13: freshness and replay ---------------------------------------------------------------
+
+
 class ModelMismatchError(PackageRefused):
     """The manifest is for another model than the one asked for (replay of another model's package)."""
 
@@ -153,8 +201,16 @@ class ExpiredError(PackageRefused):
 
 
 # --- 14: decryption -------------------------------------------------------------------------
+
+
 class EncryptedPackageError(PackageRefused):
     """The package is encrypted and no recipient key was given, so its contents cannot be checked."""
+
+    exit_code = 14
+
+
+class MalformedKeysError(PackageRefused):
+    """``PACKAGE.keys`` is not the canonical, well-formed key file (types, sizes, fields)."""
 
     exit_code = 14
 

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import fsio
 from .encrypt import EncryptedFile
+from .manifest import MAX_SAFETENSORS_HEADER
 from .sm3 import sm3
 
 HEAD_BYTES = 16  # enough for the pickle / zip / safetensors content checks
@@ -50,11 +51,17 @@ def encrypted_reader(enc: EncryptedFile, chunk_size: int, buf: bytearray | None)
     return read
 
 
-def _job(read: Reader, index: int) -> tuple[bytes, bytes]:
+def _job(read: Reader, index: int, safetensors: bool) -> tuple[bytes, bytes]:
     data = read(index)
-    return sm3(data), bytes(data[:HEAD_BYTES]) if index == 0 else b""
+    if index:
+        return sm3(data), b""
+    keep = HEAD_BYTES
+    if safetensors and len(data) >= 8:  # its whole header, as far as chunk 0 holds it
+        keep = max(keep, 8 + min(int.from_bytes(data[:8], "little"), MAX_SAFETENSORS_HEADER))
+    return sm3(data), bytes(data[:keep])
 
 
-def submit(pool: ThreadPoolExecutor, read: Reader, count: int) -> list[Future]:
-    """Queue the hashing of chunks 0..count-1; each future gives (SM3 digest, head bytes of chunk 0)."""
-    return [pool.submit(_job, read, i) for i in range(count)]
+def submit(pool: ThreadPoolExecutor, read: Reader, count: int, safetensors: bool = False) -> list[Future]:
+    """Queue the hashing of chunks 0..count-1; each future gives (SM3 digest, head bytes of chunk 0): the
+    first ``HEAD_BYTES``, or for a safetensors file its whole header where chunk 0 holds it."""
+    return [pool.submit(_job, read, i, safetensors) for i in range(count)]

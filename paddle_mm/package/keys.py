@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import os
 import re
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import der, sm2
-from .errors import PackageConfigError
-from .manifest import UTC
+from .errors import PackageConfigError, show
 from .sm3 import sm3
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
@@ -30,8 +30,9 @@ OID_PBES2, OID_PBKDF2 = "1.2.840.113549.1.5.13", "1.2.840.113549.1.5.12"
 OID_HMAC_SHA1, OID_HMAC_SHA256 = "1.2.840.113549.2.7", "1.2.840.113549.2.9"
 OID_SM4_CBC = "1.2.156.10197.1.104.2"
 OID_AES_CBC = {"2.16.840.1.101.3.4.1.2": 16, "2.16.840.1.101.3.4.1.22": 24, "2.16.840.1.101.3.4.1.42": 32}
-OID_COMMON_NAME = "2.5.4.3"
 DEFAULT_KDF_ITERATIONS = 600_000
+MIN_KDF_ITERATIONS = 1000  # PBKDF2 rounds accepted when writing a key (tests use this; keys use the default)
+MAX_PEM_BYTES = 1 << 20  # a trust anchor, key or certificate file
 _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
@@ -46,8 +47,17 @@ def passphrase_from_env(var: str | None) -> bytes | None:
 
 
 def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
-    """All PEM blocks in ``data`` as (label, DER) pairs."""
-    return [(m.group(1).decode(), base64.b64decode(m.group(2), validate=False)) for m in _PEM_RE.finditer(data)]
+    """All PEM blocks in ``data`` as (label, DER) pairs; broken base64 is a :class:`PackageConfigError`."""
+    if len(data) > MAX_PEM_BYTES:
+        raise PackageConfigError(f"PEM data of {len(data)} bytes is over the {MAX_PEM_BYTES}-byte limit")
+    blocks = []
+    for m in _PEM_RE.finditer(data):
+        label = m.group(1).decode()
+        try:
+            blocks.append((label, base64.b64decode(b"".join(m.group(2).split()), validate=True)))
+        except (binascii.Error, ValueError) as exc:
+            raise PackageConfigError(f"PEM block {label!r} is not valid base64 ({exc}); re-export the file") from exc
+    return blocks
 
 
 def to_pem(label: str, body: bytes) -> bytes:
@@ -155,10 +165,24 @@ class PrivateKey:
             return to_pem("PRIVATE KEY", self.pkcs8_der())
         if not passphrase:
             raise PackageConfigError("empty passphrase; give a real one or ask for an unencrypted key explicitly")
+        if not MIN_KDF_ITERATIONS <= iterations <= 100_000_000:
+            raise PackageConfigError(
+                f"PBKDF2 iterations {iterations} out of range [{MIN_KDF_ITERATIONS}, 100000000]; the default is "
+                f"{DEFAULT_KDF_ITERATIONS}"
+            )
         return to_pem("ENCRYPTED PRIVATE KEY", _pbes2_encrypt(self.pkcs8_der(), passphrase, iterations))
 
     @classmethod
     def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> PrivateKey:
+        try:
+            return cls._from_pem(data, passphrase)
+        except (IndexError, ValueError, TypeError) as exc:
+            if isinstance(exc, PackageConfigError):
+                raise
+            raise PackageConfigError(f"the private key file is malformed ({type(exc).__name__}); re-export it") from exc
+
+    @classmethod
+    def _from_pem(cls, data: bytes, passphrase: bytes | None) -> PrivateKey:
         for label, body in pem_blocks(data):
             if label == "PRIVATE KEY":
                 return cls._from_pkcs8(body)
@@ -266,7 +290,12 @@ def _pbes2_decrypt(body: bytes, passphrase: bytes) -> bytes:
 @dataclass(frozen=True)
 class Certificate:
     """An X.509 certificate's SM2 key, subject and validity window (its own signature is not checked:
-    a certificate given as a trust anchor is trusted by local configuration, like a pinned key)."""
+    a certificate given as a trust anchor is trusted by local configuration, like a pinned key).
+
+    Parsed by ``cryptography`` (RFC 5280: UTCTime years 50-99 are 19xx, GeneralizedTime after 2049).
+    ``cryptography`` cannot load an SM2 key ("curve 1.2.156.10197.1.301 is not supported"), so the
+    subject public key is read from the certificate's TBS bytes by this module's SPKI reader.
+    """
 
     public_key: PublicKey
     subject: str
@@ -275,16 +304,16 @@ class Certificate:
 
     @classmethod
     def from_der(cls, body: bytes) -> Certificate:
-        tbs = der.children(der.children(der.decode_one(body, der.SEQUENCE))[0].value)
-        if tbs[0].tag == 0xA0:  # explicit version
-            tbs = tbs[1:]
-        validity = [_parse_time(t) for t in der.children(tbs[3].value)]
-        return cls(
-            PublicKey.from_spki_der(der.encode(tbs[5].tag, tbs[5].value)),
-            _name_string(tbs[4].value),
-            validity[0],
-            validity[1],
-        )
+        from cryptography import x509
+
+        try:
+            cert = x509.load_der_x509_certificate(body)
+            window = cert.not_valid_before_utc, cert.not_valid_after_utc
+            subject = cert.subject.rfc4514_string()
+            tbs = cert.tbs_certificate_bytes
+        except (ValueError, TypeError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError (fuzz find)
+            raise PackageConfigError(f"not a valid X.509 certificate: {show(str(exc))}") from exc
+        return cls(PublicKey.from_spki_der(_spki_of_tbs(tbs)), subject, *window)
 
     @classmethod
     def from_pem(cls, data: bytes) -> Certificate:
@@ -294,21 +323,15 @@ class Certificate:
         raise PackageConfigError("no '-----BEGIN CERTIFICATE-----' block found")
 
 
-def _parse_time(tlv: der.Tlv) -> dt.datetime:
-    text = tlv.value.decode("ascii")
-    fmt = "%y%m%d%H%M%SZ" if tlv.tag == der.UTC_TIME else "%Y%m%d%H%M%SZ"
-    return dt.datetime.strptime(text, fmt).replace(tzinfo=UTC)
-
-
-def _name_string(name: bytes) -> str:
-    """An X.509 Name as ``CN=...,2.5.4.10=...`` (CN spelt out, other attributes by OID)."""
-    parts = []
-    for rdn in der.children(name):
-        for attr in der.children(rdn.value):
-            oid, value = der.children(attr.value)
-            label = "CN" if der.to_oid(oid) == OID_COMMON_NAME else der.to_oid(oid)
-            parts.append(f"{label}={value.value.decode('utf-8', 'replace')}")
-    return ",".join(parts)
+def _spki_of_tbs(tbs: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER inside a TBSCertificate (RFC 5280 4.1: [version], serial, signature
+    algorithm, issuer, validity, subject, subjectPublicKeyInfo, ...)."""
+    items = der.children(der.decode_one(tbs, der.SEQUENCE))
+    if items and items[0].tag == 0xA0:  # explicit version
+        items = items[1:]
+    if len(items) < 6:
+        raise PackageConfigError("certificate has no subject public key")
+    return der.encode(items[5].tag, items[5].value)
 
 
 class Signer(Protocol):

@@ -1,9 +1,13 @@
 """SM2 (GB/T 32918) on the recommended 256-bit curve: keys, signatures over a digest, encryption.
 
 Pure-Python integer arithmetic in Jacobian coordinates: fast enough for one manifest signature
-(a few milliseconds), checked against the GB/T 32918.5 example, ``gmssl`` and OpenSSL. Python
-integers are not constant-time, so for production signing keys prefer :class:`OpenSSLSigner` or a
-KMS / GM/T 0018 module behind the same ``sign_digest`` interface; verification uses only public data.
+(a few milliseconds), checked against the GB/T 32918.5 examples (signature and encryption), ``gmssl``
+and OpenSSL. Python integers are not constant-time, so for production signing keys prefer
+:class:`OpenSSLSigner` or a KMS / GM/T 0018 module behind the same ``sign_digest`` interface;
+verification uses only public data. Decryption multiplies the private key by a point from the
+(unsigned) key file, so it is blinded: the scalar gets a random multiple of n added and the point
+random projective coordinates, so its timing does not follow the key's bits or a chosen point;
+that is a mitigation, not constant time.
 
 What ``gmssl`` 3.2.2 gets wrong is done right here: nonces come from ``secrets``; public keys are
 handled as integers (no ``lstrip("04")``); the user ID is a parameter; decryption checks C3; the
@@ -89,10 +93,10 @@ def _window_table(point: Point) -> list[_Jacobian]:
     return table
 
 
-def _multi_mul(pairs: list[tuple[int, list[_Jacobian]]]) -> _Jacobian:
-    """sum(k_i * P_i) with 4-bit fixed windows over shared doublings (Straus)."""
+def _multi_mul(pairs: list[tuple[int, list[_Jacobian]]], bits: int = 256) -> _Jacobian:
+    """sum(k_i * P_i) with 4-bit fixed windows over shared doublings (Straus); every k_i < 2**bits."""
     acc = _INF
-    for shift in range(252, -1, -4):
+    for shift in range(bits - 4, -1, -4):
         for _ in range(4):
             acc = _double(acc)
         for k, table in pairs:
@@ -114,6 +118,21 @@ def mul(k: int, point: Point) -> Point:
     """k * point in affine coordinates; raises if the result is the point at infinity."""
     table = _G_TABLE if point == G else _window_table(point)
     result = _to_affine(_multi_mul([(k % N, table)]))
+    if result is None:
+        raise SM2Error("scalar multiple is the point at infinity")
+    return result
+
+
+def mul_secret(k: int, point: Point) -> Point:
+    """k * point for a secret k and an untrusted point (decryption): blinded, see the module docstring."""
+    check_public(point)
+    blinded = k % N + (secrets.randbits(64) | 1) * N  # the same multiple: n * point is infinity (cofactor 1)
+    z = secrets.randbelow(P - 1) + 1
+    start = (point[0] * z * z % P, point[1] * z * z * z % P, z)
+    table = [_INF, start]
+    for _ in range(14):
+        table.append(_add(table[-1], start))
+    result = _to_affine(_multi_mul([(blinded, table)], 324))
     if result is None:
         raise SM2Error("scalar multiple is the point at infinity")
     return result
@@ -227,7 +246,7 @@ def decrypt(d: int, ciphertext: bytes) -> bytes:
         raise DecryptionError(f"SM2 ciphertext is not GM/T 0009 DER: {exc}") from exc
     if not on_curve(c1):
         raise DecryptionError("SM2 ciphertext point C1 is not on the curve")
-    x2, y2 = mul(d, c1)
+    x2, y2 = mul_secret(d, c1)
     xy = x2.to_bytes(32, "big") + y2.to_bytes(32, "big")
     t = kdf(xy, len(c2))
     if c2 and not any(t):

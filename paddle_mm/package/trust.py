@@ -12,15 +12,16 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PackageConfigError, RollbackError
-from .keys import Certificate, PublicKey, pem_blocks
-from .manifest import Manifest
+from .errors import PackageConfigError, RollbackError, show
+from .keys import MAX_PEM_BYTES, Certificate, PublicKey, pem_blocks
+from .manifest import MAX_INT, Manifest
 from .sm2 import DEFAULT_USER_ID
 
 
@@ -62,9 +63,17 @@ class TrustStore:
 
 def _anchors_in(path: Path, user_id: bytes) -> Iterator[TrustAnchor]:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
     except OSError as exc:
-        raise PackageConfigError(f"cannot read trust anchor {str(path)!r}: {exc.strerror}") from exc
+        raise PackageConfigError(f"cannot read trust anchor {show(str(path))}: {exc.strerror}") from exc
+    try:
+        yield from _anchors_from(data, path, user_id)
+    except PackageConfigError as exc:
+        raise PackageConfigError(f"trust anchor {show(str(path))}: {exc}") from exc
+
+
+def _anchors_from(data: bytes, path: Path, user_id: bytes) -> Iterator[TrustAnchor]:
     found = False
     for label, body in pem_blocks(data):
         if label == "PUBLIC KEY":
@@ -75,7 +84,7 @@ def _anchors_in(path: Path, user_id: bytes) -> Iterator[TrustAnchor]:
             cert = Certificate.from_der(body)
             yield TrustAnchor(cert.public_key, user_id, cert.not_before, cert.not_after, f"{path} ({cert.subject})")
     if not found:
-        raise PackageConfigError(f"{str(path)!r} holds no PUBLIC KEY or CERTIFICATE PEM block")
+        raise PackageConfigError("holds no PUBLIC KEY or CERTIFICATE PEM block")
 
 
 def default_state_path() -> Path:
@@ -97,13 +106,16 @@ class RollbackStore:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise PackageConfigError(
-                f"rollback state {str(self.path)!r} is unreadable ({exc}); fix or restore it, "
+                f"rollback state {show(str(self.path))} is unreadable ({exc}); fix or restore it, "
                 "never delete it to get past a refusal"
             ) from exc
-        if not isinstance(data, dict):
-            raise PackageConfigError(f"rollback state {str(self.path)!r} is not a JSON object")
+        if not isinstance(data, dict) or not all(_entry_ok(v) for v in data.values()):
+            raise PackageConfigError(
+                f"rollback state {show(str(self.path))} is not a JSON object of model -> {{sequence, version, "
+                "manifest_sm3}}; fix or restore it, never delete it to get past a refusal"
+            )
         return data
 
     def check(self, manifest: Manifest, manifest_sm3: str) -> None:
@@ -150,20 +162,33 @@ class RollbackStore:
             os.close(dir_fd)
 
 
+_SM3_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _entry_ok(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"sequence", "version", "manifest_sm3"}
+        and type(entry["sequence"]) is int
+        and 0 <= entry["sequence"] <= MAX_INT
+        and isinstance(entry["version"], str)
+        and isinstance(entry["manifest_sm3"], str)
+        and _SM3_HEX.fullmatch(entry["manifest_sm3"]) is not None
+    )
+
+
 def _check_entry(entry: dict | None, manifest: Manifest, manifest_sm3: str) -> None:
     if not entry:
         return
-    seen = entry.get("sequence")
-    if not isinstance(seen, int):
-        raise PackageConfigError(f"rollback state for {manifest.model!r} is corrupt: {entry!r}")
+    seen = entry["sequence"]
     if manifest.sequence < seen:
         raise RollbackError(
-            f"model {manifest.model!r} sequence {manifest.sequence} (version {manifest.version!r}) "
-            f"is older than sequence {seen} (version {entry.get('version')!r}) already accepted; "
+            f"model {show(manifest.model)} sequence {manifest.sequence} (version {show(manifest.version)}) "
+            f"is older than sequence {seen} (version {show(entry['version'])}) already accepted; "
             "sign the package again with a higher --sequence"
         )
     if manifest.sequence == seen and manifest_sm3 != entry.get("manifest_sm3"):
         raise RollbackError(
-            f"model {manifest.model!r} sequence {seen} was already accepted with a different "
+            f"model {show(manifest.model)} sequence {seen} was already accepted with a different "
             "manifest; a sequence number must never be reused, sign with a higher --sequence"
         )

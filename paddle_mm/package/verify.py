@@ -1,17 +1,21 @@
 """Fail-closed verification of a package directory, in the order the checks must run.
 
-1. origin: manifest and signature present and well-formed, signer key among the local trust
-   anchors (and inside its certificate's validity), SM2 user ID as configured, signature valid;
+1. origin: manifest and signature present and within the read budget (refused on their sizes before a
+   byte is read), signer key among the local trust anchors (and inside its certificate's validity), SM2
+   user ID as configured, signature valid: all on the raw bytes, before the manifest is parsed;
 2. claims: model name, sequence (rollback), expiry, algorithm allow-list, paths, file types;
-3. layout: exactly the listed files, regular files only, sizes as signed;
-4. content: SM3 of every chunk (decrypting SM4-GCM segments first for encrypted packages), then
+3. layout: exactly the listed files and their directories, regular files only, sizes as signed
+   (``PACKAGE.keys`` parsed strictly first: the sizes of an encrypted file depend on it);
+4. the data key unwrapped (encrypted packages; only now, after the signature and the layout held);
+5. content: SM3 of every chunk (decrypting SM4-GCM segments first for encrypted packages), then
    content policy (no pickle, real safetensors headers);
-5. only then the sequence is recorded. Nothing is parsed or loaded before all of this passed.
+6. only then the sequence is recorded. Nothing is parsed or loaded before all of this passed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from .errors import (
     UnsignedPackageError,
     UntrustedKeyError,
     WrongUserIdError,
+    show,
 )
 from .keys import Decryptor
 from .manifest import (
@@ -42,7 +47,9 @@ from .manifest import (
     KEYS_NAME,
     MANIFEST_NAME,
     MAX_CHUNK_SIZE,
+    MAX_KEYS_BYTES,
     MAX_MANIFEST_BYTES,
+    MAX_SIGNATURE_BYTES,
     MIN_CHUNK_SIZE,
     MODEL_FORMATS,
     SIGNATURE_ALGORITHM,
@@ -50,11 +57,16 @@ from .manifest import (
     UTC,
     FileEntry,
     Manifest,
+    check_envelope,
     check_file_content,
     check_file_type,
     check_paths,
+    check_safetensors,
     decode_manifest,
+    is_safetensors,
     parse_time,
+    peek_signer,
+    safetensors_header_end,
 )
 from .sm3 import default_workers, sm3
 from .trust import RollbackStore, TrustAnchor, TrustStore
@@ -100,8 +112,9 @@ def verify_package(
         manifest_bytes, manifest, anchor = _check_origin(root_fd, trust, now)
         digest = sm3(manifest_bytes).hex()
         _check_claims(manifest, model, state, digest, now)
-        keys = _read_keys(root_fd, manifest, decryptor)
-        _check_layout(root_fd, manifest, keys)
+        keys_file = _read_keys(root_fd, manifest, decryptor)
+        _check_layout(root_fd, manifest, keys_file is not None)
+        keys = None if keys_file is None else (keys_file, keys_file.unwrap(decryptor))
         files = _check_contents(root_fd, manifest, keys, keep, workers or _auto_workers(manifest))
     finally:
         os.close(root_fd)
@@ -111,43 +124,48 @@ def verify_package(
 
 
 def _check_origin(root_fd: int, trust: TrustStore, now: dt.datetime) -> tuple[bytes, Manifest, TrustAnchor]:
+    """Bounded reads, anchor, user ID and signature on the raw bytes; only then is the manifest parsed."""
     data = fsio.read_small(root_fd, MANIFEST_NAME, MAX_MANIFEST_BYTES)
-    signature = fsio.read_small(root_fd, SIGNATURE_NAME, 1024)
+    signature = fsio.read_small(root_fd, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)
     if data is None or signature is None:
         missing = [n for n, v in ((MANIFEST_NAME, data), (SIGNATURE_NAME, signature)) if v is None]
         raise UnsignedPackageError(
             f"{missing} missing: the package is unsigned or was stripped; sign it with `tools/package.py sign`"
         )
-    manifest = decode_manifest(data)
-    anchor = trust.find(manifest.key_id)
+    check_envelope(data)
+    key_id, user_id = peek_signer(data)
+    anchor = trust.find(key_id)
     if anchor is None:
         raise UntrustedKeyError(
-            f"signer key {manifest.key_id} is not a configured trust anchor; add its public key "
+            f"signer key {key_id} is not a configured trust anchor; add its public key "
             "or certificate with --trust if (and only if) you trust it"
         )
     if not anchor.valid_at(now):
         raise UntrustedKeyError(
-            f"trust anchor {anchor.source} is valid {anchor.not_before} .. {anchor.not_after}, "
+            f"trust anchor {show(anchor.source)} is valid {anchor.not_before} .. {anchor.not_after}, "
             f"not at {now:%Y-%m-%dT%H:%M:%SZ}; renew the certificate"
         )
-    if manifest.user_id.encode() != anchor.user_id:
+    if not hmac.compare_digest(user_id.encode(), anchor.user_id):
         raise WrongUserIdError(
-            f"manifest signed with SM2 user ID {manifest.user_id!r}, but the anchor is configured "
-            f"for {anchor.user_id.decode(errors='replace')!r}; pass --user-id to match the signer"
+            f"manifest signed with SM2 user ID {show(user_id)}, but the anchor is configured "
+            f"for {show(anchor.user_id.decode(errors='replace'))}; pass --user-id to match the signer"
         )
     if not anchor.public_key.verify(data, signature, anchor.user_id):
         raise BadSignatureError(
             f"SM2 signature in {SIGNATURE_NAME} does not verify over {MANIFEST_NAME} with key "
-            f"{manifest.key_id[:16]}... and user ID {manifest.user_id!r}: the manifest or "
+            f"{key_id[:16]}... and user ID {show(user_id)}: the manifest or "
             "signature was changed, or signed with another user ID"
         )
+    manifest = decode_manifest(data)  # signed bytes from here on: parsed in full, still within the budget
+    if (manifest.key_id, manifest.user_id) != (key_id, user_id):
+        raise MalformedManifestError("manifest signer fields differ from the ones the signature was checked with")
     return data, manifest, anchor
 
 
 def _check_claims(manifest: Manifest, model: str, state: RollbackStore | None, digest: str, now: dt.datetime) -> None:
     if manifest.model != model:
         raise ModelMismatchError(
-            f"package is for model {manifest.model!r}, not {model!r}: another model's "
+            f"package is for model {show(manifest.model)}, not {show(model)}: another model's "
             "package (replay); deploy the right package or fix --model"
         )
     if state is not None:
@@ -155,7 +173,7 @@ def _check_claims(manifest: Manifest, model: str, state: RollbackStore | None, d
     expiry = manifest.expiry()
     if expiry is not None and now > expiry:
         raise ExpiredError(
-            f"package {manifest.model} {manifest.version} expired at {manifest.expires}; "
+            f"package {show(manifest.model)} {show(manifest.version)} expired at {show(manifest.expires)}; "
             "ask the publisher for a newly signed package"
         )
     parse_time(manifest.created)
@@ -163,7 +181,7 @@ def _check_claims(manifest: Manifest, model: str, state: RollbackStore | None, d
     allowed = (FORMAT_VERSION, HASH_ALGORITHM, SIGNATURE_ALGORITHM)
     if claimed != allowed or manifest.model_format not in MODEL_FORMATS:
         raise AlgorithmError(
-            f"format version, hash, signature {claimed} and model format {manifest.model_format!r} "
+            f"format version, hash, signature {show(claimed)} and model format {show(manifest.model_format)} "
             f"must be {allowed} and one of {MODEL_FORMATS}"
         )
     if not MIN_CHUNK_SIZE <= manifest.chunk_size <= MAX_CHUNK_SIZE:
@@ -180,13 +198,14 @@ def _check_entries(manifest: Manifest) -> None:
         check_file_type(entry.path)
         if entry.size < 0 or len(entry.chunks) != hashing.chunk_count(entry.size, manifest.chunk_size):
             raise MalformedManifestError(
-                f"{entry.path!r}: {len(entry.chunks)} chunk digests do not fit size "
+                f"{show(entry.path)}: {len(entry.chunks)} chunk digests do not fit size "
                 f"{entry.size} with chunk size {manifest.chunk_size}"
             )
 
 
-def _read_keys(root_fd: int, manifest: Manifest, decryptor: Decryptor | None) -> tuple[KeysFile, bytes] | None:
-    data = fsio.read_small(root_fd, KEYS_NAME, 1 << 20)
+def _read_keys(root_fd: int, manifest: Manifest, decryptor: Decryptor | None) -> KeysFile | None:
+    """The unsigned ``PACKAGE.keys``, parsed strictly within the budget; nothing is decrypted here."""
+    data = fsio.read_small(root_fd, KEYS_NAME, MAX_KEYS_BYTES)
     if data is None:
         return None
     keys = KeysFile.decode(data)
@@ -199,26 +218,31 @@ def _read_keys(root_fd: int, manifest: Manifest, decryptor: Decryptor | None) ->
             "the package is encrypted; pass a recipient private key (--key) to decrypt "
             "it in memory and check its digests"
         )
-    return keys, keys.unwrap(decryptor)
+    return keys
 
 
-def _check_layout(root_fd: int, manifest: Manifest, keys: tuple[KeysFile, bytes] | None) -> None:
-    present = fsio.list_files(root_fd)
+def _check_layout(root_fd: int, manifest: Manifest, encrypted: bool) -> None:
+    present, dirs = fsio.list_files(root_fd)
     for name in (MANIFEST_NAME, SIGNATURE_NAME, KEYS_NAME):
         present.pop(name, None)
     expected = {f.path: f for f in manifest.files}
     missing, extra = sorted(set(expected) - set(present)), sorted(set(present) - set(expected))
     if missing and extra:
         raise RenamedFileError(
-            f"listed files {missing} are missing and unlisted files {extra} are present: "
+            f"listed files {show(missing)} are missing and unlisted files {show(extra)} are present: "
             "renamed or swapped files; re-copy the package as signed"
         )
     if missing:
-        raise MissingFileError(f"files {missing} are listed in the manifest but missing; re-copy the package")
+        raise MissingFileError(f"files {show(missing)} are listed in the manifest but missing; re-copy the package")
     if extra:
-        raise ExtraFileError(f"files {extra} are not in the signed manifest; remove them or sign them in")
+        raise ExtraFileError(f"files {show(extra)} are not in the signed manifest; remove them or sign them in")
+    parents = {p.rsplit("/", 1)[0] for p in expected if "/" in p}
+    needed = {"/".join(d.split("/")[: i + 1]) for d in parents for i in range(d.count("/") + 1)}
+    empty = sorted(set(dirs) - needed)
+    if empty:
+        raise ExtraFileError(f"directories {show(empty)} hold no signed file; the file set must be exactly as signed")
     for path, size in present.items():
-        _check_size(expected[path], size, manifest.chunk_size, keys is not None)
+        _check_size(expected[path], size, manifest.chunk_size, encrypted)
 
 
 def _check_size(entry: FileEntry, size: int, chunk_size: int, encrypted: bool) -> None:
@@ -227,9 +251,9 @@ def _check_size(entry: FileEntry, size: int, chunk_size: int, encrypted: bool) -
         return
     if encrypted and size < want:
         raise TruncatedSegmentError(
-            f"{entry.path!r}: encrypted file is {size} bytes, {want} expected: segments are missing or cut"
+            f"{show(entry.path)}: encrypted file is {size} bytes, {want} expected: segments are missing or cut"
         )
-    raise SizeMismatchError(f"{entry.path!r} is {size} bytes; the manifest says {want} (truncated or changed)")
+    raise SizeMismatchError(f"{show(entry.path)} is {size} bytes; the manifest says {want} (truncated or changed)")
 
 
 def _auto_workers(manifest: Manifest) -> int:
@@ -256,7 +280,7 @@ def _check_batch(
     kept: dict[str, bytes | bytearray] | None,
 ) -> None:
     fds: list[int] = []
-    jobs: list[tuple[FileEntry, list[Future]]] = []
+    jobs: list[tuple[FileEntry, hashing.Reader, list[Future]]] = []
     try:
         for entry in batch:
             fd, size = fsio.open_file(root_fd, entry.path)
@@ -269,18 +293,20 @@ def _check_batch(
                 data = bytearray(entry.size) if kept is not None else None
                 enc = open_encrypted(fd, entry.path, keys[1], entry.size, chunk_size)
                 read = hashing.encrypted_reader(enc, chunk_size, data)
-            jobs.append((entry, hashing.submit(pool, read, len(entry.chunks))))
+            futures = hashing.submit(pool, read, len(entry.chunks), safetensors=is_safetensors(entry.path))
+            jobs.append((entry, read, futures))
             if kept is not None:
                 kept[entry.path] = data
-        for entry, futures in jobs:
-            _compare(entry, futures, chunk_size)
+        for entry, read, futures in jobs:
+            head = _compare(entry, futures, chunk_size)
+            _check_content(entry, head, read, chunk_size)
             if kept is not None and isinstance(kept[entry.path], bytearray):
                 kept[entry.path] = bytes(kept[entry.path])  # decrypted: parsers such as safetensors want bytes
     finally:
-        for _, futures in jobs:
+        for _, _, futures in jobs:
             for f in futures:
                 f.cancel()
-        for _, futures in jobs:  # let running tasks finish before their file descriptors close
+        for _, _, futures in jobs:  # let running tasks finish before their file descriptors close
             for f in futures:
                 if not f.cancelled():
                     f.exception()
@@ -288,14 +314,37 @@ def _check_batch(
             os.close(fd)
 
 
-def _compare(entry: FileEntry, futures: list[Future], chunk_size: int) -> None:
+def _compare(entry: FileEntry, futures: list[Future], chunk_size: int) -> bytes:
+    """Check every chunk's SM3 against the manifest; returns the head bytes chunk 0's job kept."""
+    head = b""
     for index, future in enumerate(futures):
-        digest, head = future.result()
-        if digest.hex() != entry.chunks[index]:
+        digest, first = future.result()
+        if not hmac.compare_digest(digest.hex(), entry.chunks[index]):
             raise DigestMismatchError(
-                f"{entry.path!r} chunk {index} (from byte {index * chunk_size}) has SM3 "
+                f"{show(entry.path)} chunk {index} (from byte {index * chunk_size}) has SM3 "
                 f"{digest.hex()[:16]}..., the manifest {entry.chunks[index][:16]}...: the "
                 "file was modified; re-copy the package as signed"
             )
-        if index == 0:
-            check_file_content(entry.path, head, entry.size)
+        head = first if index == 0 else head
+    return head
+
+
+def _check_content(entry: FileEntry, head: bytes, read: hashing.Reader, chunk_size: int) -> None:
+    """Content policy on verified bytes: pickle and zip headers, and the full safetensors header."""
+    check_file_content(entry.path, head)
+    if not is_safetensors(entry.path):
+        return
+    end = safetensors_header_end(entry.path, head, entry.size)
+    if len(head) < end:  # a header longer than chunk 0: read its chunks again and check them again
+        head = _verified_prefix(entry, read, chunk_size, end)
+    check_safetensors(entry.path, head, entry.size)
+
+
+def _verified_prefix(entry: FileEntry, read: hashing.Reader, chunk_size: int, length: int) -> bytes:
+    parts = []
+    for index in range(-(-length // chunk_size)):
+        data = read(index)
+        if not hmac.compare_digest(sm3(data).hex(), entry.chunks[index]):
+            raise DigestMismatchError(f"{show(entry.path)} chunk {index} changed while it was verified")
+        parts.append(bytes(data))
+    return b"".join(parts)[:length]

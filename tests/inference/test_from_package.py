@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from paddle_mm.inference import ExportDirError, Predictor
+from paddle_mm.inference.verified import NotAnExportError
 from paddle_mm.package import (
     DigestMismatchError,
     EncryptedPackageError,
@@ -18,6 +19,7 @@ from paddle_mm.package import (
     LocalDecryptor,
     LocalSigner,
     ModelMismatchError,
+    PackageRefused,
     PrivateKey,
     RollbackStore,
     TrustAnchor,
@@ -28,6 +30,10 @@ from paddle_mm.package import (
     sign_package,
 )
 from paddle_mm.package.manifest import UTC
+from tests.package.attacks import ATTACKS
+from tests.package.helpers import NOW as TINY_NOW
+from tests.package.helpers import make_model
+from tests.package.helpers import sign as sign_tiny
 
 MODEL = "cn-clip-tiny"
 NOW = dt.datetime(2026, 6, 1, tzinfo=UTC)
@@ -208,3 +214,34 @@ def test_an_encrypted_package_runs_from_memory(signed, tower_export, trust, imag
     for kind, model in runtime_calls:  # ORT gets bytes; Paddle a sealed memfd (set_model_buffer fails on PIR)
         assert isinstance(model, bytes) if kind == "ort" else "paddle_mm_verified_" in model
     assert len(runtime_calls) == 2
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_every_attack_replayed_through_from_package_is_a_refusal(attack, tmp_path, runtime_calls):
+    """The hostile-package catalogue of tests/package/attacks.py through ``Predictor.from_package``: only a
+    ``PackageRefused`` (the same class ``load_verified`` raises) escapes, in one line, and no runtime is reached."""
+    key = PrivateKey.generate()
+    root = tmp_path / "pkg"
+    make_model(root)
+    sign_tiny(root, key)
+    kw = attack.build(root, key, tmp_path)
+    path = kw.pop("path", root)
+    state = RollbackStore(tmp_path / "state.json")
+    with pytest.raises(PackageRefused) as info:
+        Predictor.from_package(path, TrustStore([TrustAnchor(key.public_key)]), model="tiny-clip", state=state,
+                               now=TINY_NOW, backend="onnxruntime", **kw)
+    assert type(info.value) is attack.error, f"{attack.name}: {type(info.value).__name__}: {info.value}"
+    assert f"{type(info.value).__name__}: {info.value}".isprintable()
+    assert runtime_calls == [] and not state.path.exists()
+
+
+def test_a_signed_package_with_a_broken_inference_yml_is_a_refusal(key, trust, tmp_path, runtime_calls):
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "inference.yml").write_bytes(b"\xff\xfe not utf-8")
+    (root / "model.json").write_text("{}")
+    (root / "model.pdiparams").write_bytes(b"\0" * 16)
+    sign_package(root, LocalSigner(key), model=MODEL, version="1", sequence=1, now=NOW)
+    with pytest.raises(NotAnExportError):
+        Predictor.from_package(root, trust, model=MODEL, state=None, now=NOW)
+    assert runtime_calls == []

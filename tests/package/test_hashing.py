@@ -8,9 +8,16 @@ from paddle_mm.package.sm3 import sm3
 CHUNK = 64 << 10
 
 
+def safetensors_bytes(data: bytes) -> bytes:
+    """A valid safetensors file holding ``data`` as one U8 tensor."""
+    header = f'{{"a":{{"dtype":"U8","shape":[{len(data)}],"data_offsets":[0,{len(data)}]}}}}'.encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + data
+
+
 def test_chunk_digests_are_sm3_of_each_slice(tmp_path) -> None:
     data = bytes(range(256)) * 1000  # 256000 bytes: 3 full chunks + a 59392-byte tail
-    (tmp_path / "a.safetensors").write_bytes((8).to_bytes(8, "little") + b'{"a":1} ' + data)
+    (tmp_path / "a.safetensors").write_bytes(safetensors_bytes(data))
     (tmp_path / "empty.txt").write_bytes(b"")
     entries = {e.path: e for e in hash_tree(tmp_path, CHUNK, workers=2)}
     blob = (tmp_path / "a.safetensors").read_bytes()
@@ -21,5 +28,5 @@ def test_chunk_digests_are_sm3_of_each_slice(tmp_path) -> None:
 
 
 def test_workers_do_not_change_digests(tmp_path) -> None:
-    (tmp_path / "w.safetensors").write_bytes((8).to_bytes(8, "little") + b'{"a":1} ' + bytes(300_000))
+    (tmp_path / "w.safetensors").write_bytes(safetensors_bytes(bytes(300_000)))
     assert hash_tree(tmp_path, CHUNK, workers=1) == hash_tree(tmp_path, CHUNK, workers=4)

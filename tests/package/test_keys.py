@@ -87,3 +87,38 @@ def test_passphrase_from_env_names_a_missing_variable(monkeypatch):
     assert passphrase_from_env(None) is None and passphrase_from_env("") is None
     with pytest.raises(PackageConfigError, match="'PMM_TEST_UNSET' is not set"):
         passphrase_from_env("PMM_TEST_UNSET")
+
+
+def _certificate(key: PrivateKey, not_before: bytes, not_after: bytes, utc: bool = True) -> bytes:
+    """A minimal DER certificate for ``key`` with raw validity times (UTCTime or GeneralizedTime)."""
+    from paddle_mm.package import der
+
+    tag = der.UTC_TIME if utc else der.GENERALIZED_TIME
+    name = der.encode_seq(der.encode(0x31, der.encode_seq(der.encode_oid("2.5.4.3"), der.encode(0x0C, b"signer"))))
+    alg = der.encode_seq(der.encode_oid("1.2.156.10197.1.501"))
+    tbs = der.encode_seq(der.encode(0xA0, der.encode_int(2)), der.encode_int(1), alg, name,
+                         der.encode_seq(der.encode(tag, not_before), der.encode(tag, not_after)), name,
+                         key.public_key.spki_der())
+    return der.encode_seq(tbs, alg, der.encode(der.BIT_STRING, b"\x00" + sm2.signature_to_der(1, 1)))
+
+
+def test_certificate_times_follow_rfc5280(key) -> None:
+    """UTCTime years 50-99 are 19xx (our old strptime read 50-68 as 2050-2068)."""
+    from paddle_mm.package import Certificate
+
+    cert = Certificate.from_der(_certificate(key, b"500101000000Z", b"491231235959Z"))
+    assert (cert.not_before.year, cert.not_after.year) == (1950, 2049)
+    assert cert.public_key == key.public_key and "CN=signer" in cert.subject
+    later = Certificate.from_der(_certificate(key, b"20500101000000Z", b"20680101000000Z", utc=False))
+    assert (later.not_before.year, later.not_after.year) == (2050, 2068)
+
+
+@pytest.mark.parametrize("body", [b"", b"\x30\x03\x02\x01\x00", b"\x30\x80", bytes(64), "version 91"])
+def test_malformed_certificate_is_a_config_error(key, body) -> None:
+    from paddle_mm.package import Certificate
+
+    if body == "version 91":  # found by test_fuzz.py: cryptography's InvalidVersion is not a ValueError
+        good = _certificate(key, b"260101000000Z", b"360101000000Z")
+        body = good.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01[")
+    with pytest.raises(PackageConfigError):
+        Certificate.from_der(body)

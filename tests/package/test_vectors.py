@@ -110,3 +110,19 @@ def test_gmssl_and_ours_verify_each_other(gmssl_crypt: object) -> None:
     assert gmssl_crypt.verify(f"{r:064x}{s:064x}", e)
     theirs = gmssl_crypt.sign(e, secrets.token_hex(32))
     assert sm2.verify_digest(PUB, e, int(theirs[:64], 16), int(theirs[64:], 16))
+
+
+def test_sm2_encryption_gbt32918_example() -> None:
+    """GB/T 32918.5 (GM/T 0003.5-2012) Annex C, recommended curve: d_B, k and M = "encryption standard" give
+    C1, C3 and C2 below; here in the GM/T 0009 DER order {x, y, C3, C2} that OpenSSL writes. Values as quoted
+    by OpenSSL's test/sm2_internal_test.c (the standard's own text was not available here)."""
+    expected = bytes.fromhex(
+        "307C"
+        "0220" "04EBFC718E8D1798620432268E77FEB6415E2EDE0E073C0F4F640ECD2E149A73"
+        "022100" "E858F9D81E5430A57B36DAAB8F950A3C64E6EE6A63094D99283AFF767E124DF0"
+        "0420" "59983C18F809E262923C53AEC295D30383B54E39D609D160AFCB1908D0BD8766"
+        "0413" "21886CA989CA9C7D58087307CA93092D651EFA"
+    )
+    assert sm2.encrypt(PUB, b"encryption standard", k=K) == expected
+    assert sm2.decrypt(D, expected) == b"encryption standard"
+    assert sm2.mul_secret(D, sm2.mul(K, sm2.G)) == sm2.mul(K, PUB)  # the blinded product is the plain one
