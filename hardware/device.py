@@ -55,12 +55,14 @@ def available_devices() -> dict[str, int]:
 
 def require_device(spec: DeviceSpec, text: str | None = None) -> None:
     """Raise DeviceError (one line: what is missing and the install command) unless ``spec`` is usable here."""
+    if spec == DeviceSpec(DEFAULT_DEVICE):
+        return  # the host is always there; an ONNX Runtime-only deployment need not load paddle to know it
     found = available_devices()
     text = text or str(spec)
     if spec.type not in found:
         raise DeviceError(
-            f"device {text!r} ({spec.caps.title}) is not available on this machine (available: {sorted(found)}); "
-            f"install it with: {spec.caps.install}; or use Global.device={DEFAULT_DEVICE}"
+            f"device {text!r} is not available on this machine ({spec.caps.title}; available: {sorted(found)}); "
+            f"install it with: {spec.caps.install}; or use {DEFAULT_DEVICE}"
         )
     if spec.index >= found[spec.type]:
         raise DeviceError(f"device {text!r}: only {found[spec.type]} {spec.type} device(s) on this machine")

@@ -14,7 +14,7 @@ import importlib.util
 
 from .device import DeviceError, DeviceSpec, available_devices
 from .inference import ort_provider_missing
-from .tables import BACKEND_ORDER, BACKENDS, FORMATS
+from .tables import BACKEND_ORDER, BACKENDS, FORMATS, VARIANT_FORMATS
 
 
 def candidates(fmt: str, spec: DeviceSpec) -> list[str]:
@@ -78,3 +78,8 @@ def check_backend(backend: str, fmt: str, spec: DeviceSpec) -> None:
     why = missing(backend, spec)
     if why is not None:
         raise DeviceError(why)
+
+
+def variant_format(backend: str, precision: str) -> str | None:
+    """The model format of an export variant (``onnxruntime``, ``int8`` -> ``onnx_int8``); None if there is none."""
+    return VARIANT_FORMATS.get((backend, precision))

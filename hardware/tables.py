@@ -181,6 +181,13 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 
+# The format of an export variant, by (backend, precision) as inference.yml lists them.
+VARIANT_FORMATS: dict[tuple[str, str], str] = {
+    ("paddle_inference", "fp32"): "paddle_inference",
+    ("onnxruntime", "fp32"): "onnx_fp32",
+    ("onnxruntime", "int8"): "onnx_int8",
+}
+
 # Order of preference when several backends serve a (format, device); backend="auto" measures instead.
 BACKEND_ORDER = ("paddle", "paddle_inference", "onnxruntime")
 
