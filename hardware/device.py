@@ -71,13 +71,24 @@ def require_device(spec: DeviceSpec, text: str | None = None) -> None:
 def apply_device_env(spec: DeviceSpec) -> dict[str, str]:
     """Set the environment flags of ``spec``'s table row that the user has not set; return what was set.
 
-    Flags a vendor plugin reads when it loads (at ``import paddle``) must be exported before the process
-    starts (docs/hardware.md); the ones Paddle itself reads at run time take effect here.
+    Paddle's own ``FLAGS_*`` are also set in the running Paddle (it read the environment at import). Flags a
+    vendor plugin reads when it loads (at ``import paddle``) must be exported before the process starts
+    (docs/hardware.md). Without ``FLAGS_use_stride_kernel=0`` a plugin device gets strided views it has no
+    ``contiguous`` kernel for, and training stops at the first one.
     """
+    import paddle
+
     changed = {}
     for key, value in spec.caps.env.items():
-        if key not in os.environ:
-            os.environ[key] = changed[key] = value
+        if key in os.environ:
+            continue
+        os.environ[key] = changed[key] = value
+        if key.startswith("FLAGS_"):
+            try:
+                current = paddle.get_flags(key)[key]
+            except ValueError:  # a plugin's flag, unknown to this Paddle build
+                continue
+            paddle.set_flags({key: value.lower() in ("1", "true") if isinstance(current, bool) else type(current)(value)})
     return changed
 
 
