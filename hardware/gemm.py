@@ -25,7 +25,9 @@ def _session(nodes, initializers, threads: int):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from .inference import onnxruntime_session_options
+    from .device import DeviceSpec
+    from .inference import onnxruntime_providers, onnxruntime_session_options
+    from .tables import DEFAULT_DEVICE
 
     graph = helper.make_graph(
         nodes,
@@ -37,7 +39,7 @@ def _session(nodes, initializers, threads: int):
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     model = helper.make_model(graph, opset_imports=opsets)
     options = onnxruntime_session_options(threads)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)))
     return lambda x: session.run(None, {"x": x})
 
 

@@ -48,16 +48,13 @@ def paddle_inference_config(
 
     config = pi.Config(str(model_file), str(params_file))
     config.disable_glog_info()
-    setup = spec.caps.paddle_inference
-    if setup is None:  # the host CPU
-        config.disable_gpu()
+    require_device(spec)  # first: pointing a Config at an absent plugin device aborts the process
+    spec.caps.paddle_inference(config, spec.type, spec.index)
+    if spec.type == DEFAULT_DEVICE:  # the host: math threads and oneDNN
         config.set_cpu_math_library_num_threads(check_threads(threads))
         if mkldnn:
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(MKLDNN_SHAPE_CACHE)
-        return config
-    require_device(spec)  # first: pointing a Config at an absent plugin device aborts the process
-    setup(config, spec.type, spec.index)
     return config
 
 

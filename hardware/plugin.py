@@ -1,13 +1,14 @@
-"""The fake Ascend (``npu``) custom-device plugin the tests run on: where it is built, and building it.
+"""The fake accelerator the tests run on (``tables.FAKE_PLUGIN``: an Ascend stand-in): where it is built, and
+building it.
 
     python -m hardware.plugin build     # what scripts/setup.sh runs; prints the plugin folder
     python -m hardware.plugin path      # the folder to export as CUSTOM_DEVICE_ROOT (exit 1 if not built)
 
-The source is ``hardware/fake_npu/fake_npu.cc``, compiled with g++ against the headers inside the installed
+The source is ``hardware/<FAKE_PLUGIN source>``, compiled with g++ against the headers inside the installed
 paddlepaddle wheel. The build lands under the virtual environment (``<sys.prefix>/paddle_mm_plugins/``) in a
 folder named by a hash of the source, the header and the Paddle version, so a changed source or a new Paddle
 builds afresh and an unchanged one is not rebuilt. Paddle loads every plugin in ``$CUSTOM_DEVICE_ROOT`` at
-``import paddle``; a process started without it has no ``npu``.
+``import paddle``; a process started without it has no such device.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parent / "fake_npu" / "fake_npu.cc"
-LIBRARY = "libpaddle-custom-npu.so"
+from .tables import FAKE_PLUGIN
+
+SOURCE = Path(__file__).resolve().parent / FAKE_PLUGIN["source"]
+LIBRARY = FAKE_PLUGIN["library"]
 HEADER = Path("paddle", "phi", "backends", "device_ext.h")
 
 
@@ -42,22 +45,22 @@ def build_key() -> str:
     return h.hexdigest()[:16]
 
 
-def fake_npu_dir() -> Path:
+def fake_plugin_dir() -> Path:
     """The folder holding this source's build (it may not exist yet)."""
-    return Path(sys.prefix) / "paddle_mm_plugins" / f"fake_npu-{build_key()}"
+    return Path(sys.prefix) / "paddle_mm_plugins" / f"fake_{FAKE_PLUGIN['type']}-{build_key()}"
 
 
-def fake_npu_env() -> dict[str, str]:
-    """Environment for a child process that should see the fake ``npu``; raises if it was not built."""
-    folder = fake_npu_dir()
+def fake_plugin_env() -> dict[str, str]:
+    """Environment for a child process that should see the fake device; raises if it was not built."""
+    folder = fake_plugin_dir()
     if not (folder / LIBRARY).is_file():
-        raise FileNotFoundError(f"the fake npu plugin is not built ({folder}); run: python -m hardware.plugin build")
+        raise FileNotFoundError(f"the fake device plugin is not built ({folder}); run: python -m hardware.plugin build")
     return {"CUSTOM_DEVICE_ROOT": str(folder)}
 
 
 def build(compiler: str | None = None) -> Path:
-    """Compile the plugin into :func:`fake_npu_dir` unless it is there; return the folder."""
-    folder = fake_npu_dir()
+    """Compile the plugin into :func:`fake_plugin_dir` unless it is there; return the folder."""
+    folder = fake_plugin_dir()
     if (folder / LIBRARY).is_file():
         return folder
     cxx = compiler or os.environ.get("CXX") or shutil.which("g++")
@@ -77,7 +80,7 @@ def main(argv: list[str]) -> int:
         print(build())
         return 0
     if argv == ["path"]:
-        folder = fake_npu_dir()
+        folder = fake_plugin_dir()
         print(folder)
         return 0 if (folder / LIBRARY).is_file() else 1
     print("usage: python -m hardware.plugin build|path", file=sys.stderr)

@@ -15,7 +15,7 @@ from .cpu import cpu_vendor, cpuinfo_field
 from .device import DeviceError, DeviceSpec, available_devices
 from .inference import default_threads, machine_fingerprint
 from .select import usable_backends
-from .tables import DEVICES, FORMATS, ISA_FEATURES
+from .tables import DEFAULT_DEVICE, DEVICES, FORMATS, ISA_FEATURES
 
 
 def isa_features() -> dict[str, bool]:
@@ -64,9 +64,9 @@ def collect(gemm: bool = True, remeasure: bool = False, threads: int | None = No
     """The whole report as a dict (JSON-ready). ``gemm``: include the (cached) GEMM ceiling."""
     threads = threads or default_threads()
     paddle = paddle_info()
-    present = [t if t == "cpu" else f"{t}:0" for t in paddle["devices"]]
+    present = [t if t == DEFAULT_DEVICE else f"{t}:0" for t in paddle["devices"]]
     report = {
-        "cpu": {
+        "host": {
             "vendor": cpu_vendor() or "unknown",
             "model": cpuinfo_field("model name") or platform.processor() or "unknown",
             "arch": platform.machine(),
@@ -87,10 +87,10 @@ def collect(gemm: bool = True, remeasure: bool = False, threads: int | None = No
 
 def format_report(r: dict[str, Any]) -> str:
     """The report as the text ``python -m hardware`` prints."""
-    cpu, pd, ort = r["cpu"], r["paddle"], r["onnxruntime"]
+    cpu, pd, ort = r["host"], r["paddle"], r["onnxruntime"]
     isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu["isa"].items()) or "no feature list for this arch"
     lines = [
-        f"CPU        {cpu['model']} ({cpu['vendor']}, {cpu['arch']}), {cpu['cores_usable']} usable cores",
+        f"host       {cpu['model']} ({cpu['vendor']}, {cpu['arch']}), {cpu['cores_usable']} usable cores",
         f"ISA        {isa}",
         f"Paddle     {pd['version']} (commit {pd['commit']}); devices: "
         + ", ".join(f"{k} x{v}" for k, v in pd["devices"].items()),

@@ -45,6 +45,10 @@ def _count_plugin(paddle, kind: str) -> int:
 # -- Paddle Inference: how a Config is pointed at device ``index`` ---------------------------------------------
 
 
+def _pi_host(config, kind: str, index: int) -> None:
+    config.disable_gpu()  # threads and oneDNN: hardware.inference.paddle_inference_config
+
+
 def _pi_cuda(config, kind: str, index: int) -> None:
     config.enable_use_gpu(256, index)  # initial pool MB; it grows as needed
 
@@ -65,7 +69,7 @@ class Device:
     type: str
     title: str  # what its users call it
     count: Callable = field(repr=False)  # (paddle, type) -> usable devices in this process
-    paddle_inference: Callable | None = field(repr=False)  # (config, type, index); None: the CPU set-up
+    paddle_inference: Callable = field(repr=False)  # (config, type, index): point a Paddle Inference Config at it
     precisions: tuple[str, ...]  # training compute dtypes
     amp_dtype: str | None  # the autocast dtype; None where Paddle has no autocast (CPU)
     collective: str  # multi-process communication library (paddle.distributed)
@@ -83,7 +87,7 @@ DEVICES: dict[str, Device] = {
     d.type: d
     for d in (
         Device(
-            "cpu", "CPU (x86-64, ARM64, LoongArch via a native Paddle build)", _count_builtin, None,
+            "cpu", "CPU (x86-64, ARM64, LoongArch via a native Paddle build)", _count_builtin, _pi_host,
             ("float32",), None, "gloo", True, {}, ("CPUExecutionProvider",),
             "pip install paddlepaddle==3.3.1", "install it with: pip install onnxruntime", "everything",
         ),
@@ -202,4 +206,8 @@ ISA_FEATURES: dict[str, tuple[str, ...]] = {
     "riscv64": ("v",),  # the vector extension, from the isa string rv64imafdcv...
 }
 
-DEFAULT_DEVICE = "cpu"
+DEFAULT_DEVICE = "cpu"  # the host: always present, the default everywhere
+
+# The fake device the tests run on (hardware/plugin.py builds it): a custom-device plugin registered as this
+# type, so the Ascend code path runs in CI without Ascend hardware.
+FAKE_PLUGIN = {"type": "npu", "device": "npu:0", "source": "fake_npu/fake_npu.cc", "library": "libpaddle-custom-npu.so"}
