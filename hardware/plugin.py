@@ -72,6 +72,9 @@ def build(compiler: str | None = None) -> Path:
     cmd = [cxx, "-O2", "-shared", "-fPIC", "-std=c++17", f"-I{paddle_include()}", str(SOURCE), "-o", str(tmp / LIBRARY)]
     subprocess.run(cmd, check=True)
     tmp.replace(folder)  # atomic: a concurrent reader sees no folder or a complete one
+    for old in folder.parent.glob(f"fake_{FAKE_PLUGIN['type']}-*"):  # builds of earlier sources
+        if old != folder and not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

@@ -7,6 +7,7 @@
 // Built against the headers inside the installed paddlepaddle wheel (no Paddle library is linked):
 //   g++ -O2 -shared -fPIC -std=c++17 -I<site-packages>/paddle/include fake_npu.cc -o libpaddle-custom-npu.so
 // scripts/setup.sh does this through hardware/fake_npu/build.sh. Load it with CUSTOM_DEVICE_ROOT=<dir>.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -18,6 +19,7 @@ constexpr size_t kDevices = 1;
 constexpr size_t kMemory = size_t(8) << 30;  // what memory stats report; nothing is reserved
 
 thread_local int current_device = 0;
+std::atomic<size_t> allocations{0};  // device allocations so far: tests read it to see work really came here
 
 C_Status Ok() { return C_SUCCESS; }
 C_Status DeviceOk(const C_Device) { return C_SUCCESS; }
@@ -50,6 +52,7 @@ C_Status StreamWaitEvent(const C_Device, C_Stream, C_Event) { return C_SUCCESS; 
 
 C_Status Allocate(const C_Device, void** ptr, size_t size) {
   *ptr = std::malloc(size == 0 ? 1 : size);
+  allocations.fetch_add(1, std::memory_order_relaxed);
   return *ptr ? C_SUCCESS : C_FAILED;
 }
 C_Status Deallocate(const C_Device, void* ptr, size_t) {
@@ -99,6 +102,9 @@ C_Status Supported(const C_Device, bool* supported) {
 }
 
 }  // namespace
+
+// Not part of Paddle's plugin interface: how many device allocations the process has made (ctypes reads it).
+extern "C" size_t FakeDeviceAllocations() { return allocations.load(); }
 
 extern "C" void InitPlugin(CustomRuntimeParams* params) {
   PADDLE_CUSTOM_RUNTIME_CHECK_VERSION(params);
