@@ -39,4 +39,5 @@ __all__ = [
     "resolve_device",
     "select_backend",
     "tune_cpu_env",
+    "usable_backends",
 ]

@@ -1,10 +1,10 @@
 """``python -m hardware``: what this machine offers (docs/hardware.md).
 
-    python -m hardware                      # the report; the GEMM ceiling is measured once, then cached
-    python -m hardware --no-gemm            # without the GEMM ceiling
-    python -m hardware --remeasure          # measure the GEMM ceiling again (do it on an idle machine)
-    python -m hardware --json report.json   # also write the report as JSON
-    python -m hardware --device npu:0       # one line: usable here, or what is missing (exit 2)
+python -m hardware                      # the report; the GEMM ceiling is measured once, then cached
+python -m hardware --no-gemm            # without the GEMM ceiling
+python -m hardware --remeasure          # measure the GEMM ceiling again (do it on an idle machine)
+python -m hardware --json report.json   # also write the report as JSON
+python -m hardware --device npu:0       # one line: usable here, or what is missing (exit 2)
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ def apply_device_env(spec: DeviceSpec) -> dict[str, str]:
                 current = paddle.get_flags(key)[key]
             except ValueError:  # a plugin's flag, unknown to this Paddle build
                 continue
-            paddle.set_flags({key: value.lower() in ("1", "true") if isinstance(current, bool) else type(current)(value)})
+            paddle.set_flags(
+                {key: value.lower() in ("1", "true") if isinstance(current, bool) else type(current)(value)}
+            )
     return changed
 
 

@@ -39,7 +39,9 @@ def _session(nodes, initializers, threads: int):
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     model = helper.make_model(graph, opset_imports=opsets)
     options = onnxruntime_session_options(threads)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)))
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE))
+    )
     return lambda x: session.run(None, {"x": x})
 
 

@@ -82,9 +82,10 @@ def ort_provider_missing(spec: DeviceSpec) -> str | None:
     have = ort.get_available_providers()
     if any(p in have for p in spec.caps.ort_providers):
         return None
+    needs = list(spec.caps.ort_providers) or "one that does not exist"
     return (
         f"this onnxruntime has no execution provider for {str(spec)!r} (it has {have}; "
-        f"{spec.caps.title} needs {list(spec.caps.ort_providers) or 'one that does not exist'}); {spec.caps.ort_install}"
+        f"{spec.caps.title} needs {needs}); {spec.caps.ort_install}"
     )
 
 

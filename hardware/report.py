@@ -109,7 +109,11 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"backends on {device}:")
         for fmt, found in formats.items():
             usable = [b for b, why in found.items() if why is None]
-            shown = ", ".join(usable) if usable else "none: " + ("; ".join(found.values()) or "the tables give no backend for it here")
+            shown = (
+                ", ".join(usable)
+                if usable
+                else "none: " + ("; ".join(found.values()) or "the tables give no backend for it here")
+            )
             lines.append(f"  {fmt:<17}{shown}")
     lines.append("device types known: " + ", ".join(f"{t} ({d.title})" for t, d in DEVICES.items()))
     return "\n".join(lines)

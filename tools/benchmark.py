@@ -68,7 +68,9 @@ def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
 
     backend, precision = args.worker.split("/")
     info = read_inference_yml(args.export_dir)
-    runner = build_backend(backend, info.files(args.tower, backend, precision), DeviceSpec(DEFAULT_DEVICE), args.threads)
+    runner = build_backend(
+        backend, info.files(args.tower, backend, precision), DeviceSpec(DEFAULT_DEVICE), args.threads
+    )
     name = "pixel_values" if args.tower == "image" else "input_ids"
     return lambda: runner.run({name: inputs})
 

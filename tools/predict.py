@@ -19,7 +19,6 @@ from pathlib import Path
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
 
 import hardware
-
 from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, Predictor
 
 
@@ -36,7 +35,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     p.add_argument(
-        "--device", default=hardware.DEFAULT_DEVICE, help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})"
+        "--device",
+        default=hardware.DEFAULT_DEVICE,
+        help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
     p.add_argument("--batch_size", type=int, default=8)

@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-cache", action="store_true", help="always recompute the class embeddings")
     p.add_argument(
-        "--device", default=hardware.DEFAULT_DEVICE, help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})"
+        "--device",
+        default=hardware.DEFAULT_DEVICE,
+        help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})",
     )
     p.add_argument("--out", type=Path, default=None, help="result JSON (default <data>/zero_shot_<split>.json)")
     args = p.parse_args(argv)

@@ -105,7 +105,9 @@ def machine(monkeypatch):
 
 
 def _ort_missing(spec, providers):
-    return None if set(spec.caps.ort_providers) & set(providers) else f"no provider for {spec} ({spec.caps.ort_install})"
+    return (
+        None if set(spec.caps.ort_providers) & set(providers) else f"no provider for {spec} ({spec.caps.ort_install})"
+    )
 
 
 def test_selection_is_the_first_available_backend_of_the_intersection(machine):

@@ -32,7 +32,11 @@ def test_each_absent_device_is_one_line_with_its_install_command():
     procs = {  # all at once: each is mostly the interpreter and paddle starting
         kind: subprocess.Popen(
             [sys.executable, "-m", "hardware", "--device", f"{kind}:0"],
-            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for kind in ABSENT
     }
@@ -71,5 +75,7 @@ def test_paddle_inference_on_an_unloaded_plugin_device_raises_instead_of_abortin
             sys.exit(2)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+    )
     _one_error_line(proc, "device 'npu:0' is not available on this machine", DEVICES["npu"].install)
