@@ -12,7 +12,7 @@ import platform
 from typing import Any
 
 from .cpu import cpu_vendor, cpuinfo_field
-from .device import DeviceError, DeviceSpec, available_devices
+from .device import DeviceError, available_devices, parse_device, require_device
 from .inference import default_threads, machine_fingerprint
 from .select import usable_backends
 from .tables import DEFAULT_DEVICE, DEVICES, FORMATS, ISA_FEATURES
@@ -52,12 +52,8 @@ def onnxruntime_info() -> dict[str, Any]:
 
 def backend_choices(devices: list[str]) -> dict[str, dict[str, dict[str, str | None]]]:
     """device -> format -> each candidate backend: None if usable here, else why not."""
-    out = {}
-    for text in devices:
-        spec = DeviceSpec(*text.split(":")) if ":" in text else DeviceSpec(text)
-        spec = DeviceSpec(spec.type, int(spec.index))
-        out[str(spec)] = {fmt: usable_backends(fmt, spec) for fmt in FORMATS}
-    return out
+    specs = [parse_device(text) for text in devices]
+    return {str(spec): {fmt: usable_backends(fmt, spec) for fmt in FORMATS} for spec in specs}
 
 
 def collect(gemm: bool = True, remeasure: bool = False, threads: int | None = None) -> dict[str, Any]:
@@ -121,8 +117,6 @@ def format_report(r: dict[str, Any]) -> str:
 
 def check(text: str) -> str:
     """One line saying ``text`` is usable here; raises DeviceError (one line, install command) if not."""
-    from .device import parse_device, require_device
-
     spec = parse_device(text)
     require_device(spec, text)
     return f"{text}: available ({spec.caps.title})"
