@@ -29,6 +29,9 @@ def ort_session(nodes, initializers, threads: int):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from hardware import DEFAULT_DEVICE, DeviceSpec
+    from hardware.inference import onnxruntime_providers
+
     graph = helper.make_graph(
         nodes,
         "gemm",
@@ -42,7 +45,8 @@ def ort_session(nodes, initializers, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    host = onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE))
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=host)
     return lambda x: session.run(None, {"x": x})
 
 

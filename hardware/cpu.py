@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 
+from .tables import MKL_SLOW_PATH_VENDORS
+
 
 def cpuinfo_field(name: str) -> str:
     """The first ``name`` line of /proc/cpuinfo (``vendor_id``, ``model name``...), or ``""`` when absent."""
@@ -33,7 +35,7 @@ def tune_cpu_env() -> dict[str, str]:
     effect if set before MKL loads, i.e. before ``import paddle``; a value the user set is kept.
     """
     changed: dict[str, str] = {}
-    if platform.machine().lower() in ("x86_64", "amd64") and cpu_vendor() in ("AuthenticAMD", "HygonGenuine"):
+    if platform.machine().lower() in ("x86_64", "amd64") and cpu_vendor() in MKL_SLOW_PATH_VENDORS:
         if "MKL_DEBUG_CPU_TYPE" not in os.environ:
             os.environ["MKL_DEBUG_CPU_TYPE"] = changed["MKL_DEBUG_CPU_TYPE"] = "5"
     return changed

@@ -11,19 +11,12 @@ import platform
 from importlib import metadata
 
 from .cpu import cpu_vendor, cpuinfo_field
-from .device import _CUSTOM_TYPES, DeviceError, DeviceSpec, available_devices
+from .device import DeviceError, DeviceSpec, require_device
+from .tables import DEFAULT_DEVICE, DEVICES
 
 # oneDNN keeps compiled primitives per input shape; a dynamic batch and text length would grow that cache
 # without bound, so keep the most recent shapes only (Paddle's own advice for variable-shape models).
 MKLDNN_SHAPE_CACHE = 16
-
-# ONNX Runtime execution providers by device type, in order of preference.
-_ORT_PROVIDERS = {
-    "cpu": ("CPUExecutionProvider",),
-    "gpu": ("CUDAExecutionProvider",),
-    "dcu": ("ROCMExecutionProvider", "MIGraphXExecutionProvider"),
-    "npu": ("CANNExecutionProvider",),
-}
 
 
 def default_threads() -> int:
@@ -55,33 +48,14 @@ def paddle_inference_config(
 
     config = pi.Config(str(model_file), str(params_file))
     config.disable_glog_info()
-    if spec.type == "cpu":
-        config.disable_gpu()
+    require_device(spec)  # first: pointing a Config at an absent plugin device aborts the process
+    spec.caps.paddle_inference(config, spec.type, spec.index)
+    if spec.type == DEFAULT_DEVICE:  # the host: math threads and oneDNN
         config.set_cpu_math_library_num_threads(check_threads(threads))
         if mkldnn:
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(MKLDNN_SHAPE_CACHE)
-        return config
-    _require_device(spec)
-    if spec.type in ("gpu", "dcu"):
-        config.enable_use_gpu(256, spec.index)
-    elif spec.type == "xpu":
-        config.enable_xpu()
-        config.set_xpu_device_id(spec.index)
-    elif spec.type in _CUSTOM_TYPES:
-        config.enable_custom_device(spec.type, spec.index)
-    else:
-        raise DeviceError(f"Paddle Inference has no configuration for device {str(spec)!r} in paddle_mm yet")
     return config
-
-
-def _require_device(spec: DeviceSpec) -> None:
-    found = available_devices()
-    if found.get(spec.type, 0) <= spec.index:
-        raise DeviceError(
-            f"device {str(spec)!r} is not available to Paddle on this machine (available: {found}); "
-            "use device='cpu' or install the Paddle build / plugin for this accelerator"
-        )
 
 
 def onnxruntime_providers(spec: DeviceSpec) -> list[str | tuple[str, dict]]:
@@ -89,17 +63,29 @@ def onnxruntime_providers(spec: DeviceSpec) -> list[str | tuple[str, dict]]:
 
     Raises DeviceError naming the providers this onnxruntime build has when none fits the device.
     """
+    host = DEVICES[DEFAULT_DEVICE].ort_providers[0]
+    if spec.type == DEFAULT_DEVICE:
+        return [host]
+    why = ort_provider_missing(spec)
+    if why is not None:
+        raise DeviceError(why)
     import onnxruntime as ort
 
-    if spec.type == "cpu":
-        return ["CPUExecutionProvider"]
+    name = next(p for p in spec.caps.ort_providers if p in ort.get_available_providers())
+    return [(name, {"device_id": spec.index}), host]
+
+
+def ort_provider_missing(spec: DeviceSpec) -> str | None:
+    """Why this onnxruntime cannot drive ``spec`` (one line with the install command), or None if it can."""
+    import onnxruntime as ort
+
     have = ort.get_available_providers()
-    for name in _ORT_PROVIDERS.get(spec.type, ()):
-        if name in have:
-            return [(name, {"device_id": spec.index}), "CPUExecutionProvider"]
-    raise DeviceError(
-        f"this onnxruntime build has no provider for device {str(spec)!r} (it has {have}); "
-        "install the onnxruntime package for that accelerator or use the paddle_inference backend"
+    if any(p in have for p in spec.caps.ort_providers):
+        return None
+    needs = list(spec.caps.ort_providers) or "one that does not exist"
+    return (
+        f"this onnxruntime has no execution provider for {str(spec)!r} (it has {have}; "
+        f"{spec.caps.title} needs {needs}); {spec.caps.ort_install}"
     )
 
 

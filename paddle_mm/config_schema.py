@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hardware.device import device_choices
+from hardware.tables import DEFAULT_DEVICE
+
 _REQUIRED = object()
 
 
@@ -88,7 +91,10 @@ GLOBAL = Section(
     {
         "output_dir": Field(STR, "./output", "directory for checkpoints, logs and VisualDL records"),
         "device": Field(
-            STR, "cpu", "cpu, gpu, gpu:N, npu, xpu ...; checked against this machine by the hardware layer"
+            STR,
+            DEFAULT_DEVICE,
+            f"{device_choices()} (hardware/tables.py); checked against this machine first: an absent one is "
+            "one line naming its install command, exit code 2",
         ),
         "epochs": Field(INT, doc="number of training epochs", check=_positive),
         "seed": Field(INT, 42, "seed for weights, data order and dropout; the same seed repeats a run"),
@@ -129,8 +135,8 @@ AMP = Section(
         "use_amp": Field(
             BOOL,
             False,
-            "automatic mixed precision on accelerators (float16; bfloat16 on NPU); "
-            "ignored with a warning on CPU, where Paddle has no autocast",
+            "automatic mixed precision in the dtype hardware/tables.py gives the device (float16, or bfloat16 "
+            "where that is the device's native format); ignored with a warning where Paddle has no autocast",
         ),
         "level": Field(STR, "O1", "O1: per-op casting; O2: cast the model", choices=("O1", "O2")),
         "scale_loss": Field(FLOAT, 65536.0, "initial loss scale (float16 only)", check=_positive),

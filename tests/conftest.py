@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yml"
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--device",
+        default=None,
+        help="accelerator the 'device' tests run on (e.g. npu:0 on a real Ascend card); default: the fake npu "
+        "plugin that scripts/setup.sh builds (docs/hardware.md)",
+    )
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "device: runs on an accelerator (--device, default the fake npu plugin)")
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A small deterministic shapes dataset in Chinese-CLIP's TSV/JSONL format (train 96, valid 40 images)."""

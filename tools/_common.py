@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
@@ -16,7 +18,20 @@ hardware.tune_cpu_env()  # must precede `import paddle`
 warnings.filterwarnings("ignore", message="No ccache found")
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from paddle_mm.config import ConfigError, add_config_args, exit_on_config_error, flatten_overrides, load_config
+from paddle_mm.config import ConfigError, add_config_args, flatten_overrides, load_config
+from paddle_mm.config import exit_on_config_error as _exit_on_config_error
+
+
+@contextlib.contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """A config error, or a device that is unknown or absent here (hardware.DeviceError), is one line on
+    stderr and exit code 2: nothing was run, the command line needs changing."""
+    with _exit_on_config_error():
+        try:
+            yield
+        except hardware.DeviceError as err:
+            print(f"device error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 def parse_config(description: str, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:

@@ -62,13 +62,15 @@ def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
     if args.worker == "paddle_eager":
         return _paddle_eager_runner(args, inputs)
     sys.path.insert(0, str(ROOT))
-    from hardware import DeviceSpec
+    from hardware import DEFAULT_DEVICE, DeviceSpec
     from paddle_mm.inference.backends import build_backend
     from paddle_mm.inference.model_dir import read_inference_yml
 
     backend, precision = args.worker.split("/")
     info = read_inference_yml(args.export_dir)
-    runner = build_backend(backend, info.files(args.tower, backend, precision), DeviceSpec("cpu"), args.threads)
+    runner = build_backend(
+        backend, info.files(args.tower, backend, precision), DeviceSpec(DEFAULT_DEVICE), args.threads
+    )
     name = "pixel_values" if args.tower == "image" else "input_ids"
     return lambda: runner.run({name: inputs})
 
@@ -96,9 +98,10 @@ def _paddle_eager_runner(args: argparse.Namespace, inputs: np.ndarray):
     sys.path.insert(0, str(ROOT))
     import paddle
 
+    import hardware
     from paddle_mm.models import load_model
 
-    paddle.set_device("cpu")
+    hardware.resolve_device(hardware.DEFAULT_DEVICE)
     model = load_model(args.model_dir)
     x = paddle.to_tensor(inputs)
     encode = model.encode_image if args.tower == "image" else model.encode_text
@@ -402,6 +405,15 @@ def main_run(args: argparse.Namespace) -> None:
                 print(f"[bench] {tower} b{batch} {variant}: {done}", flush=True)
     print_table(rows, auto)
     from hardware.inference import machine_fingerprint
+    from hardware.report import collect, format_report
+
+    machine = collect(gemm=True, threads=args.threads)  # the `python -m hardware` report; GEMM ceiling cached
+    gemm = machine["gemm"]
+    for row in rows:  # how close each row gets to what this CPU's matmul can do at all
+        if "gflop_per_s" in row:
+            ceiling = gemm["int8_gflops"] if row["variant"].endswith("int8") else gemm["fp32_gflops"]
+            row["of_gemm_ceiling"] = row["gflop_per_s"] / ceiling
+    print("\n" + next(line for line in format_report(machine).splitlines() if line.startswith("GEMM")))
     from paddle_mm.inference import read_inference_yml
 
     int8 = read_inference_yml(work / "export").export.get("int8", {})
@@ -409,6 +421,7 @@ def main_run(args: argparse.Namespace) -> None:
         "model": args.model,
         "threads": args.threads,
         "machine": machine_fingerprint(),
+        "hardware": machine,
         "env": {k: os.environ.get(k) for k in ENV_KEYS},  # paddle_mm's; each row has its own "env"
         "env_set_by_tune_cpu_env": tuned,
         "settings": {"rounds": args.rounds, "warmup_runs": WARMUP, "text_length": cfg["context_length"]},

@@ -28,7 +28,8 @@ def main() -> None:
     from paddle_mm.metrics import chinese_clip_score_json
     from paddle_mm.models import load_model
 
-    hardware.resolve_device(g["device"])
+    with exit_on_config_error():
+        hardware.resolve_device(g["device"])
     path = resolve_checkpoint(g["pretrained_model"])
     model = load_model(path)
     corpus = load_split(section["dataset"])

@@ -41,11 +41,14 @@ def main() -> None:
     g = cfg["Global"]
     dataset = (cfg["DataLoader"]["Eval"] or cfg["DataLoader"]["Train"])["dataset"]
 
+    import hardware
     from paddle_mm.engine.checkpoint import resolve_checkpoint
     from paddle_mm.export import ExportOptions, ExportVerificationError, export_model
     from paddle_mm.models import load_model
     from paddle_mm.vision.transforms import ImageTransform
 
+    with exit_on_config_error():
+        hardware.resolve_device(g["device"])  # the eager model is traced there; verification runs on the host
     model = load_model(resolve_checkpoint(g["pretrained_model"]))
     transform = ImageTransform(size=model.config.image_resolution, interpolation=dataset["interpolation"])
     options = ExportOptions(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
 
+import hardware
 from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, Predictor
 
 
@@ -33,7 +34,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--decrypt_passphrase_env", help="environment variable holding --decrypt_key's passphrase")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        default=hardware.DEFAULT_DEVICE,
+        help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--image", nargs="*", default=[], help="image files")
@@ -80,6 +85,9 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
     except PackageRefused as err:
         print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
+    except hardware.DeviceError as err:  # an absent device or backend: one line with the install command
+        print(f"device error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     except (ExportDirError, PackageConfigError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
 

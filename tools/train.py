@@ -8,14 +8,10 @@ from _common import exit_on_config_error, parse_config
 
 def main() -> None:
     cfg, _ = parse_config(__doc__)
-    from hardware import DeviceError
     from paddle_mm.engine.train import train
 
-    with exit_on_config_error():
-        try:
-            train(cfg)
-        except DeviceError as err:
-            raise SystemExit(f"device error: {err}") from None
+    with exit_on_config_error():  # config and device errors: one line, exit 2
+        train(cfg)
 
 
 if __name__ == "__main__":

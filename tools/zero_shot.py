@@ -19,6 +19,8 @@ from pathlib import Path
 
 import _common  # noqa: F401  (sys.path for a source checkout, CPU tuning before paddle loads)
 
+import hardware
+
 DEFAULT_CACHE = Path(os.environ.get("PADDLE_MM_CACHE", Path.home() / ".cache" / "paddle_mm")) / "zero_shot"
 
 
@@ -36,7 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"class-embedding cache (default {DEFAULT_CACHE})"
     )
     p.add_argument("--no-cache", action="store_true", help="always recompute the class embeddings")
-    p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, npu ... (default cpu)")
+    p.add_argument(
+        "--device",
+        default=hardware.DEFAULT_DEVICE,
+        help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})",
+    )
     p.add_argument("--out", type=Path, default=None, help="result JSON (default <data>/zero_shot_<split>.json)")
     args = p.parse_args(argv)
     for name in ("batch_size", "text_batch_size"):
@@ -47,7 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import hardware
     from paddle_mm.data.zeroshot import load_templates, load_zero_shot_folder
     from paddle_mm.engine.checkpoint import resolve_checkpoint
     from paddle_mm.models import WEIGHTS_FILE, load_model
@@ -60,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
-    hardware.resolve_device(args.device)
+    try:
+        hardware.resolve_device(args.device)
+    except hardware.DeviceError as err:
+        print(f"device error: {err}", file=sys.stderr)
+        return 2
     model = load_model(path)
     result = zero_shot_evaluate(
         model,

@@ -15,7 +15,7 @@ from typing import Any
 
 import paddle
 
-from hardware import DeviceSpec
+from hardware import DEFAULT_DEVICE, DeviceSpec
 
 from ..inference.model_dir import INFERENCE_YML, ExportInfo, GraphInfo, write_inference_yml
 from ..text.tokenizer import WordPieceTokenizer
@@ -123,7 +123,7 @@ def export_model(
             options.verify_batches,
             options.atol,
             options.int8_min_cosine,
-            DeviceSpec("cpu"),
+            DeviceSpec(DEFAULT_DEVICE),  # the host: every variant's runtime runs there
             options.threads,
         ),
     }

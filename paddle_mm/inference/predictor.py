@@ -22,7 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hardware import DeviceSpec, parse_device
+import hardware
+from hardware import DeviceError, DeviceSpec, parse_device, require_device
+from hardware.select import check_backend, missing, variant_format
 
 from ..package.keys import Decryptor
 from ..package.trust import RollbackStore, TrustStore
@@ -45,7 +47,8 @@ class Predictor:
         backend: ``paddle_inference``, ``onnxruntime`` or ``auto`` (fastest here, measured once and cached;
             see :mod:`paddle_mm.inference.auto`).
         precision: ``fp32`` or ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph).
-        device: ``cpu``, ``gpu:0``, ``npu:0``...; checked by :mod:`hardware`.
+        device: a device string (``hardware.device_choices()``); it and the backend are checked against this
+            machine by :mod:`hardware` first (:class:`hardware.DeviceError`: one line with the install command).
         threads: CPU threads per backend (default: the cores this process may use).
         batch_size: inputs per backend call.
     """
@@ -55,7 +58,7 @@ class Predictor:
         model_dir: str | Path | VerifiedExport,
         backend: str = "auto",
         precision: str = "fp32",
-        device: str = "cpu",
+        device: str = hardware.DEFAULT_DEVICE,
         threads: int | None = None,
         batch_size: int = 8,
         cache_dir: str | Path | None = None,
@@ -74,6 +77,10 @@ class Predictor:
         else:
             self.info, self.manifest, self._memory = read_inference_yml(model_dir), None, None
         self.device: DeviceSpec = parse_device(device)
+        require_device(self.device)
+        fmt = variant_format(backend, precision)  # None: no such variant, which the export's own check names
+        if fmt is not None:
+            check_backend(backend, fmt, self.device)
         self.threads = threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.transform, self.tokenizer = _preprocessors(self.info, self._memory)
@@ -161,8 +168,12 @@ class Predictor:
                 f"{self.info.directory}: graph {graph!r} has no {self.precision} model; "
                 f"use precision='fp32' or re-export with INT8"
             )
-        candidates = {b: self._builder(graph, b) for b in variants}
+        why_not = {b: missing(b, self.device) for b in variants}  # e.g. no ONNX Runtime provider for this device
+        candidates = {b: self._builder(graph, b) for b in variants if why_not[b] is None}
+        if not candidates:
+            raise DeviceError(f"no backend runs graph {graph!r} ({self.precision}) on {self.device}: {why_not}")
         backend, choice = auto.choose(candidates, self.sample_feeds(graph), self._key(graph), directory=self.cache_dir)
+        choice.failed.update({b: why for b, why in why_not.items() if why is not None})
         self.choices[graph] = choice
         return backend
 

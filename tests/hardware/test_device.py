@@ -4,6 +4,7 @@ import pytest
 
 import hardware
 from hardware import cpu as hw_cpu
+from hardware import device as hw_device
 from hardware.device import DeviceError, DeviceSpec, amp_dtype, collective_backend, parse_device
 
 
@@ -49,7 +50,39 @@ def test_absent_accelerator_is_refused_before_paddle_touches_it():
 def test_amp_and_collectives_per_device():
     assert amp_dtype(DeviceSpec("cpu")) is None  # Paddle 3.3 has no CPU autocast
     assert amp_dtype(DeviceSpec("gpu")) == "float16"
+    assert amp_dtype(DeviceSpec("npu")) == "bfloat16"  # AMP on Ascend: bf16, as the tables say
     assert collective_backend(DeviceSpec("cpu")) == "gloo" and collective_backend(DeviceSpec("gpu")) == "nccl"
+    assert collective_backend(DeviceSpec("npu")) == "xccl" and collective_backend(DeviceSpec("xpu")) == "bkcl"
+
+
+def test_device_env_flags_fill_in_what_the_user_left_unset(monkeypatch):
+    import paddle
+
+    for key in DeviceSpec("npu").caps.env:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("FLAGS_allocator_strategy", "naive_best_fit")  # the user's choice wins
+    before = paddle.get_flags("FLAGS_use_stride_kernel")
+    try:
+        changed = hw_device.apply_device_env(DeviceSpec("npu"))
+        assert changed == {"FLAGS_npu_jit_compile": "0", "FLAGS_use_stride_kernel": "0"}
+        assert paddle.get_flags("FLAGS_use_stride_kernel")["FLAGS_use_stride_kernel"] is False  # set in Paddle too
+    finally:
+        paddle.set_flags(before)
+
+
+def test_a_bare_accelerator_type_takes_the_local_rank(monkeypatch):
+    import paddle
+
+    placed = []
+    monkeypatch.setattr(hw_device, "available_devices", lambda: {"cpu": 1, "npu": 2})
+    monkeypatch.setattr(hw_device, "apply_device_env", lambda spec: {})
+    monkeypatch.setattr(paddle, "set_device", placed.append)
+    monkeypatch.setenv("PADDLE_LOCAL_RANK", "1")
+    assert hardware.resolve_device("npu") == DeviceSpec("npu", 1) and placed == ["npu:1"]
+    assert hardware.resolve_device("npu:0") == DeviceSpec("npu", 0)  # an explicit index is kept
+    monkeypatch.setenv("PADDLE_LOCAL_RANK", "2")
+    with pytest.raises(DeviceError, match="only 2 npu device"):
+        hardware.resolve_device("npu")
 
 
 def test_tune_cpu_env_sets_mkl_flag_on_amd_only(monkeypatch):
