@@ -27,6 +27,7 @@ setup(
             "data/zeroshot/*.json",
             "data/zeroshot/NOTICE",
         ],
+        "hardware": ["fake_npu/*.cc"],
     },
     install_requires=[
         "paddlepaddle==3.3.1",
