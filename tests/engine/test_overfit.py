@@ -127,6 +127,9 @@ def test_retrieval_overfits_a_fixed_batch(tiny_data):
     assert after["loss"] < 0.05, f"ClipLoss on the trained batch {before['loss']:.3f} -> {after['loss']:.3f}"
     sim = (out["text_features"] @ out["image_features"].T).numpy()
     np.testing.assert_array_equal(sim.argmax(axis=1), np.arange(BATCH))  # every caption finds its own image
+    model.logit_scale.set_value(paddle.full_like(model.logit_scale, 5.0))  # a temperature above 100: one more step
+    _overfit(model, cfg, batch, steps=1, lr=5e-4)
+    assert float(model.logit_scale) == pytest.approx(np.log(100), abs=1e-4)  # caps it at 100, as CLIP does
 
 
 @pytest.mark.parametrize("task", ["vqa", "classification"])
