@@ -3,7 +3,7 @@
 Needs the reference environment for the cn_clip columns (torch, torchvision, cn_clip, Pillow) and
 numpy + opencv-python-headless for paddle_mm:
 
-    PYTHONPATH=/work/main /work/refvenv/bin/python benchmarks/bench_tokenizer.py
+    PYTHONPATH=. .venv-ref/bin/python benchmarks/bench_tokenizer.py
 
 Without cn_clip it says so and prints paddle_mm's figures alone. Every figure is a median over
 --repeats runs of the whole input set; the ratio is paddle_mm / cn_clip throughput (> 1: faster).

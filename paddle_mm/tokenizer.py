@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from paddle_mm.models.aliases import resolve_model_name
 from paddle_mm.text.tokenizer import DEFAULT_CONTEXT_LENGTH, WordPieceTokenizer
 from paddle_mm.vision.transforms import CLIP_MEAN, CLIP_STD, ImageTransform
 
@@ -65,6 +66,7 @@ class UnifiedTokenizer:
     @classmethod
     def _from_model_name(cls, name: str) -> UnifiedTokenizer:
         available = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+        name = resolve_model_name(name, available)  # "Chinese-CLIP", "OFA-Sys/chinese-clip-vit-base-patch16", ...
         if name not in available:
             raise KeyError(f"unknown model {name!r}; available: {available} (or pass a directory holding {VOCAB_NAME})")
         config = json.loads((MODEL_CONFIG_DIR / f"{name}.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ Weights are random (speed does not depend on their values). Every row has its ow
 memory is its own) and every row gets the same saved inputs (texts are full 52-token rows, so no backend
 gains from trimming padding). The rows of one (tower, batch) are timed in interleaved rounds, one row's
 runs at a time, so a change in background load hits them alike. cn_clip runs under ``--torch-python``
-(default /work/refvenv/bin/python) when that interpreter imports cn_clip; otherwise its rows say skipped.
+(default .venv-ref/bin/python: scripts/setup_reference.sh) when it imports cn_clip; otherwise its rows say skipped.
 The table gives throughput (items/s at the median latency), p50/p90 latency, the worker's peak RSS, the
 ratio to cn_clip and the GFLOP/s reached; the JSON holds every latency. See docs/performance.md.
 """
@@ -447,7 +447,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", default="output/benchmark", help="model, export, inputs and auto cache")
     p.add_argument("--out", default="output/benchmark/benchmark.json")
-    p.add_argument("--torch-python", default="/work/refvenv/bin/python", help="interpreter with torch + cn_clip")
+    p.add_argument("--torch-python", default=str(ROOT / ".venv-ref/bin/python"), help="torch + cn_clip interpreter")
     # internal: one row in a fresh process
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--tower", help=argparse.SUPPRESS)

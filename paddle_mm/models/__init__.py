@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .aliases import resolve_model_name
+
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 MODEL_CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -22,7 +24,8 @@ def list_models() -> list[str]:
 
 
 def get_model_config(name: str) -> dict[str, Any]:
-    """The architecture dict of a named model (a fresh copy)."""
+    """The architecture dict of a named model (a fresh copy); aliases such as "Chinese-CLIP" are accepted."""
+    name = resolve_model_name(name, list_models())
     path = _CONFIG_DIR / f"{name}.json"
     if not path.is_file():
         raise KeyError(f"unknown model {name!r}; available: {list_models()}")

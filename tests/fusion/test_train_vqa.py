@@ -112,3 +112,19 @@ def test_train_matching_end_to_end(tiny_data, tmp_path):
         assert 0.0 <= record[key] <= 100.0 and 0.0 <= record["contrastive"][key] <= 100.0
     assert record["r10"] == record["contrastive"]["r10"]  # re-ranking the top 10 keeps the same 10 images
     assert summary["best_metric"] == record["mean_recall"]
+    # the re-ranking is the fusion's: the saved weights evaluated here give the logged metrics, and with the
+    # fusion's scores zeroed (its head's last layer) they give others
+    from paddle_mm.config import load_config
+    from paddle_mm.engine.checkpoint import load_state_into
+    from paddle_mm.engine.tasks import build_task
+
+    cfg = load_config(tmp_path / "CN-CLIP-Tiny" / "config.yml")
+    task = build_task(cfg)
+    model = task.build_model(cfg["Arch"])
+    load_state_into(model, tmp_path / "CN-CLIP-Tiny" / "best_model" / "model.safetensors")
+    data = task.load(cfg["DataLoader"]["Eval"]["dataset"], model.config)
+    ranks = ("r1", "r5", "mrr", "ndcg@10")
+    assert {k: task.evaluate(model, data, 64)[k] for k in ranks} == pytest.approx({k: record[k] for k in ranks})
+    for p in model.fusion.head[-1].parameters():
+        p.set_value(p * 0)
+    assert {k: task.evaluate(model, data, 64)[k] for k in ranks} != pytest.approx({k: record[k] for k in ranks})

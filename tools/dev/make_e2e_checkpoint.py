@@ -1,6 +1,6 @@
 """Write a small random-weight Chinese-CLIP checkpoint with the real 21128-word vocabulary, as cn_clip saves it.
 
-    env -u PYTHONPATH /work/refvenv/bin/python tools/dev/make_e2e_checkpoint.py
+    env -u PYTHONPATH .venv-ref/bin/python tools/dev/make_e2e_checkpoint.py
 
 Needs torch + cn_clip (the reference). Output: ``tests/models/golden/e2e/ViT-B-16-e2e-fp16.pt`` (float16
 storages, "module." prefix, under "state_dict", like the released files), used by

@@ -2,7 +2,7 @@
 
 Run with the reference environment (torch + cn_clip 1.6.0), never from the tests:
 
-    env -u PYTHONPATH /work/refvenv/bin/python tools/dev/make_model_golden.py
+    env -u PYTHONPATH .venv-ref/bin/python tools/dev/make_model_golden.py
 
 The model is cn_clip.clip.model.CLIP with a tiny config and seeded random weights, re-drawn so that every
 sublayer matters (Linear weights ~ N(0, 1/fan_in) rather than BERT's 0.02) and so that LayerNorm scales

@@ -2,8 +2,8 @@
 
 Run with the reference environment (torch + cn_clip 1.6.0), never from the tests:
 
-    env -u PYTHONPATH /work/refvenv/bin/python tools/dev/make_parity_golden.py            # tests/models/golden/parity
-    env -u PYTHONPATH /work/refvenv/bin/python tools/dev/make_parity_golden.py --full --out /tmp/parity_full
+    env -u PYTHONPATH .venv-ref/bin/python tools/dev/make_parity_golden.py            # tests/models/golden/parity
+    env -u PYTHONPATH .venv-ref/bin/python tools/dev/make_parity_golden.py --full --out /tmp/parity_full
 
 Each architecture is cn_clip.clip.model.CLIP at reduced depth and width that keeps what tells it apart
 (ResNet vs ViT, patch 16 / 14 / 32, the 336 grid, ViT-H's non-64 head width, a deeper and wider text tower

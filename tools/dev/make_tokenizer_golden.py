@@ -2,7 +2,7 @@
 
 Run with the reference environment (torch + cn_clip 1.6.0), never from the tests:
 
-    /work/refvenv/bin/python tools/dev/make_tokenizer_golden.py
+    .venv-ref/bin/python tools/dev/make_tokenizer_golden.py
 
 Each case holds the text, cn_clip.clip.tokenize's ids with the trailing [PAD]s cut off (the test pads
 them back and checks the padding too) and cn_clip's word pieces. The JSON is ASCII-escaped so control

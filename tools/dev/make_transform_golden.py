@@ -2,10 +2,10 @@
 
 Run with the reference environment (torch + torchvision + cn_clip 1.6.0 + Pillow), never from the tests:
 
-    /work/refvenv/bin/python tools/dev/make_transform_golden.py [--photos DIR]
+    .venv-ref/bin/python tools/dev/make_transform_golden.py [--photos DIR]
 
 Images: the two photos scikit-learn ships (china.jpg, flower.jpg; found in DIR, default the sklearn
-package of /work/main/.venv) identified by sha256, and synthetic images whose encoded bytes are stored
+package of the repository's .venv) identified by sha256, and synthetic images whose encoded bytes are stored
 in the file (JPEG, PNG, grayscale, RGBA, tall, tiny, large). For each image and size the file keeps,
 compactly:
   levels/<name>/<size>   uint8 (3, S, S): the image after cn_clip's Resize + convert("RGB") (what

@@ -4,9 +4,9 @@ Step 1 (reference environment) writes real cn_clip ``.pt`` files and cn_clip's o
 environment, where PaddleNLP is installed) converts each ``.pt`` with paddle_mm's converter, runs paddle_mm, exports
 the converted weights to PaddleNLP's layout, runs PaddleNLP, and prints max abs differences:
 
-    env -u PYTHONPATH /work/refvenv/bin/python tools/dev/make_parity_golden.py --out /tmp/parity
+    env -u PYTHONPATH .venv-ref/bin/python tools/dev/make_parity_golden.py --out /tmp/parity
     .venv/bin/python tools/dev/parity_table.py /tmp/parity
-    env -u PYTHONPATH /work/refvenv/bin/python tools/dev/make_parity_golden.py --full --out /tmp/parity_full
+    env -u PYTHONPATH .venv-ref/bin/python tools/dev/make_parity_golden.py --full --out /tmp/parity_full
     .venv/bin/python tools/dev/parity_table.py /tmp/parity_full --measure-conversion
 
 ``--measure-conversion`` runs ``tools/convert_weights.py`` in a child process and reports its wall time and peak
