@@ -169,8 +169,7 @@ class Predictor:
     def _builder(self, graph: str, backend: str):
         names = self.info.file_names(graph, backend, self.precision)
         if self._memory is None:
-            files = [self.info.directory / n for n in names]
-            return lambda: build_backend(backend, files, self.device, self.threads)
+            return lambda: _build_checked(self.info, backend, names, self.device, self.threads)
         data = {n: self._memory[n] for n in names}
         return lambda: build_backend_from_memory(backend, data, self.device, self.threads)
 
@@ -253,6 +252,30 @@ class Predictor:
         return np.zeros((0, int(self.info.model["embed_dim"])), np.float32)
 
 
+def _build_checked(info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None) -> Backend:
+    """A backend over files whose digests match inference.yml; a file the runtime cannot parse (truncated,
+    not a model) is an ExportDirError naming it, so ``auto`` falls back to the other backend."""
+    info.check_files(names)
+    try:
+        return build_backend(backend, [info.directory / n for n in names], device, threads)
+    except Exception as err:  # ONNX Runtime raises bare Exception subclasses (InvalidProtobuf, Fail, ...)
+        if not _is_unloadable(err):
+            raise
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise ExportDirError(
+            f"{info.directory / names[0]}: {backend} cannot load it ({lines[-1][:200]}); the file is truncated "
+            "or corrupt: copy the export again or re-export"
+        ) from None
+
+
+_UNLOADABLE = {"onnxruntime": ("InvalidProtobuf", "InvalidGraph", "Fail", "NoSuchFile")}
+
+
+def _is_unloadable(err: Exception) -> bool:
+    """Whether a runtime refused the model file itself (not the device or the options)."""
+    return type(err).__name__ in _UNLOADABLE.get(type(err).__module__.split(".")[0], ())
+
+
 def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
     """Drop trailing columns that are padding in every row (exact: pad keys are masked in attention).
 
@@ -288,6 +311,7 @@ def _tokenizer(info: ExportInfo, memory: dict[str, bytes] | None) -> WordPieceTo
     text = info.preprocess["text"]
     vocab, length = text["vocab_file"], int(text["context_length"])
     if memory is None:
+        info.check_files([vocab])
         return WordPieceTokenizer(info.directory / vocab, context_length=length)
     from ..package.loading import sealed_paths
 
