@@ -19,7 +19,14 @@ import paddle
 
 from hardware import DeviceSpec
 
-from ..inference.model_dir import INFERENCE_YML, ExportDirError, ExportInfo, GraphInfo, record_digests, write_inference_yml
+from ..inference.model_dir import (
+    INFERENCE_YML,
+    ExportDirError,
+    ExportInfo,
+    GraphInfo,
+    record_digests,
+    write_inference_yml,
+)
 from ..io import staged_directory
 from ..text.tokenizer import WordPieceTokenizer
 from ..vision.transforms import ImageTransform

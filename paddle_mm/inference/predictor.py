@@ -252,7 +252,9 @@ class Predictor:
         return np.zeros((0, int(self.info.model["embed_dim"])), np.float32)
 
 
-def _build_checked(info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None) -> Backend:
+def _build_checked(
+    info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None
+) -> Backend:
     """A backend over files whose digests match inference.yml; a file the runtime cannot parse (truncated,
     not a model) is an ExportDirError naming it, so ``auto`` falls back to the other backend."""
     info.check_files(names)

@@ -19,7 +19,8 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def export(model, out: Path, **options):
-    return export_model(model, out, ImageTransform(32), "CN-CLIP-Tiny", ExportOptions(**{**FAST, **options}), log=lambda _m: None)
+    options = ExportOptions(**{**FAST, **options})
+    return export_model(model, out, ImageTransform(32), "CN-CLIP-Tiny", options, log=lambda _m: None)
 
 
 def test_a_failed_export_leaves_the_previous_export_intact(tiny_model, tmp_path):
