@@ -261,21 +261,25 @@ def _build_checked(
     try:
         return build_backend(backend, [info.directory / n for n in names], device, threads)
     except Exception as err:  # ONNX Runtime raises bare Exception subclasses (InvalidProtobuf, Fail, ...)
-        if not _is_unloadable(err):
+        if not _is_unloadable(backend, err):
             raise
-        lines = str(err).strip().splitlines() or [type(err).__name__]
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ExportDirError(
-            f"{info.directory / names[0]}: {backend} cannot load it ({lines[-1][:200]}); the file is truncated "
+            f"{info.directory / ' + '.join(names)}: {backend} cannot load it ({first[:200]}); a file is truncated "
             "or corrupt: copy the export again or re-export"
         ) from None
 
 
-_UNLOADABLE = {"onnxruntime": ("InvalidProtobuf", "InvalidGraph", "Fail", "NoSuchFile")}
+_ORT_UNLOADABLE = ("InvalidProtobuf", "InvalidGraph", "Fail", "NoSuchFile")
 
 
-def _is_unloadable(err: Exception) -> bool:
-    """Whether a runtime refused the model file itself (not the device or the options)."""
-    return type(err).__name__ in _UNLOADABLE.get(type(err).__module__.split(".")[0], ())
+def _is_unloadable(backend: str, err: Exception) -> bool:
+    """Whether a runtime refused the model files themselves (not the device, which hardware reports)."""
+    from hardware import DeviceError
+
+    if backend == "paddle_inference":  # e.g. "(Unavailable) Cannot read tensor desc size" for a cut .pdiparams
+        return isinstance(err, RuntimeError) and not isinstance(err, DeviceError)
+    return type(err).__module__.startswith("onnxruntime") and type(err).__name__ in _ORT_UNLOADABLE
 
 
 def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:

@@ -58,24 +58,27 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def test_a_truncated_onnx_without_digests_is_one_line(tower_export, tmp_path):
+@pytest.mark.parametrize("name, backend", [("image.onnx", "onnxruntime"), ("image.pdiparams", "paddle_inference")])
+def test_a_truncated_graph_without_digests_is_one_line(tower_export, tmp_path, name, backend):
     export = copy_export(tower_export, tmp_path / "export")
     drop_digests(export)
-    truncate(export / "image.onnx")
+    truncate(export / name)
     with pytest.raises(ExportDirError) as err:
-        Predictor(export, backend="onnxruntime", threads=1).encode_images(IMAGES)
+        Predictor(export, backend=backend, threads=1).encode_images(IMAGES)
     message = str(err.value)
-    assert "\n" not in message and f"{export / 'image.onnx'}: onnxruntime cannot load it" in message
+    assert "\n" not in message and f"{backend} cannot load it" in message and name in message
 
 
 @pytest.mark.parametrize("digests", [True, False])
-def test_auto_falls_back_from_a_truncated_onnx(tower_export, tmp_path, digests):
+@pytest.mark.parametrize("name, other", [("image.onnx", "paddle_inference"), ("image.pdiparams", "onnxruntime")])
+def test_auto_falls_back_from_a_truncated_graph(tower_export, tmp_path, digests, name, other):
     export = copy_export(tower_export, tmp_path / "export")
-    want = Predictor(export, backend="paddle_inference", threads=1).encode_images(IMAGES)
+    want = Predictor(export, backend=other, threads=1).encode_images(IMAGES)
     if not digests:
         drop_digests(export)
-    truncate(export / "image.onnx")
+    truncate(export / name)
     predictor = Predictor(export, backend="auto", threads=1, cache_dir=tmp_path / "cache")
     np.testing.assert_allclose(predictor.encode_images(IMAGES), want, atol=1e-5)
     choice = predictor.choices["image"]
-    assert choice.backend == "paddle_inference" and "image.onnx" in choice.failed["onnxruntime"]
+    broken = "onnxruntime" if other == "paddle_inference" else "paddle_inference"
+    assert choice.backend == other and name in choice.failed[broken]
