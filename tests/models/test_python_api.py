@@ -40,6 +40,25 @@ def test_model_takes_the_tokenizers_output(model, tmp_path):
     np.testing.assert_allclose(from_numpy, want, rtol=1e-6)
 
 
+def test_the_attention_mask_is_used(model):
+    tokenizer = UnifiedTokenizer.from_pretrained("CN-CLIP-Tiny")
+    batch = tokenizer(text=["一只猫咪在沙发上睡觉"])
+    ids, mask = batch["input_ids"], batch["attention_mask"].copy()
+    last = int(mask.sum()) - 2  # the last text token before [SEP]
+    mask[0, last] = 0
+    padded = ids.copy()
+    padded[0, last] = model.config.pad_id  # the key the mask hides, hidden by the default pad mask instead
+    with paddle.no_grad():
+        got = model.encode_text(paddle.to_tensor(ids), paddle.to_tensor(mask)).numpy()
+        want = model.encode_text(paddle.to_tensor(padded)).numpy()
+        full = model.encode_text(paddle.to_tensor(ids)).numpy()
+        pixels = np.zeros((1, 3, 32, 32), np.float32)
+        forward = model(pixel_values=pixels, input_ids=ids, attention_mask=mask)["text_features"].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(forward, got / np.linalg.norm(got, axis=-1, keepdims=True), atol=1e-5)
+    assert np.abs(got - full).max() > 1e-3
+
+
 def test_a_checkpoint_and_an_export_carry_their_tokenizer(model, tmp_path):
     from paddle_mm.export import ExportOptions, export_model
     from paddle_mm.vision.transforms import ImageTransform
