@@ -103,6 +103,16 @@ def test_load_from_name_converts_a_cn_clip_pt_in_memory():
     assert not model.training and preprocess(IMAGES[0]).shape == (3, size, size)
 
 
+def test_a_released_name_loads_the_pt_cn_clip_saved_in_download_root(tmp_path):
+    golden = np.load(PARITY / "ViT-B-16.npz")
+    (tmp_path / "clip_cn_vit-b-16.pt").write_bytes((PARITY / "ViT-B-16.pt").read_bytes())
+    config = json.loads(str(golden["config"]))  # the golden file is a shrunken ViT-B-16: its sizes override
+    model, _ = paddle_mm.load_from_name("ViT-B-16", download_root=tmp_path, **config)
+    with paddle.no_grad():
+        image = model.encode_image(paddle.to_tensor(golden["pixel_values"])).numpy()
+    np.testing.assert_allclose(image, golden["cn_clip/encode_image"], atol=1e-4)
+
+
 def test_load_from_name_on_a_model_directory_and_a_released_name(model, tmp_path):
     loaded, preprocess = paddle_mm.load_from_name(save_model(model, tmp_path / "m"))
     assert preprocess.size == 32 and loaded.config == model.config
