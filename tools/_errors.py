@@ -46,6 +46,19 @@ def exit_on_device_error(key: str) -> Iterator[None]:
         fail(EXIT_DEVICE, str(err).replace("Global.device", key))
 
 
+@contextmanager
+def exit_on_model_error(what: str) -> Iterator[None]:
+    """A checkpoint or export that is missing, malformed or corrupt, as one line naming ``what``, exit 6."""
+    from safetensors import SafetensorError  # a truncated or garbled model.safetensors (its message names no file)
+
+    try:
+        yield
+    except SafetensorError as err:
+        fail(EXIT_MODEL, f"{what}: model.safetensors is truncated or corrupt ({err}); copy it again or re-save it")
+    except (FileNotFoundError, KeyError, ValueError, OSError) as err:
+        fail(EXIT_MODEL, f"{what}: {err.args[0] if isinstance(err, KeyError) and err.args else err}")
+
+
 def writable_output(path: Path, what: str) -> Path:
     """Create the folder of output file ``path`` now, before any work, or exit 4 naming it."""
     folder = path.parent

@@ -13,7 +13,7 @@ is left as it was. Other errors are one line with an exit code (docs/export.md, 
 import argparse
 
 from _common import ConfigError, exit_on_config_error
-from _errors import EXIT_FAILED, EXIT_IO, EXIT_MODEL, exit_on, fail
+from _errors import EXIT_FAILED, EXIT_IO, exit_on_model_error, fail
 
 from paddle_mm.config import add_config_args, flatten_overrides, load_config
 
@@ -51,7 +51,7 @@ def main() -> None:
 
     from paddle_mm.inference import ExportDirError
 
-    with exit_on(EXIT_MODEL, FileNotFoundError, ValueError):
+    with exit_on_model_error(f"Global.pretrained_model {g['pretrained_model']}"):
         model = load_model(resolve_checkpoint(g["pretrained_model"]))
     transform = ImageTransform(size=model.config.image_resolution, interpolation=dataset["interpolation"])
     options = ExportOptions(

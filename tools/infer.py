@@ -19,7 +19,16 @@ import sys
 from pathlib import Path
 
 from _common import ConfigError, exit_on_config_error, parse_config
-from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_device_error, fail, writable_output
+from _errors import (
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_MODEL,
+    exit_on,
+    exit_on_device_error,
+    exit_on_model_error,
+    fail,
+    writable_output,
+)
 
 SCALE_NOTE = (
     "scores are cosine similarities of L2-normalized features, in [-1, 1]; only their order matters: the model "
@@ -109,19 +118,20 @@ def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:
 def build_encoders(g: dict, inf: dict):
     """The three encoders for the configured model; a refused package exits with its code (10-14), a missing
     or corrupt model with 6, an unusable device with 5."""
-    from paddle_mm.inference import ExportDirError
     from paddle_mm.package import PackageConfigError, PackageRefused
 
+    given = {"Global.pretrained_model": g["pretrained_model"], "Infer.model_dir": inf["model_dir"]}
+    given["Infer.package"] = inf["package"]
+    source = next(f"{key} {value}" for key, value in given.items() if value)  # check_config: exactly one
     try:
-        with exit_on_device_error("Global.device"):
-            return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
+        with exit_on_device_error("Global.device"), exit_on_model_error(source):  # missing, corrupt or changed
+            try:
+                return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
+            except PackageConfigError as err:  # a ValueError, but the caller's key or option: not the model
+                fail(EXIT_CONFIG, err)
     except PackageRefused as err:
         print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
-    except PackageConfigError as err:
-        fail(EXIT_CONFIG, err)
-    except (ExportDirError, FileNotFoundError, ValueError) as err:  # a missing, corrupt or changed model
-        fail(EXIT_MODEL, err)
 
 
 def readable_images(paths: list[str]) -> tuple[list[str], list[str]]:

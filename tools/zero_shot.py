@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path for a source checkout, CPU tuning before paddle loads)
-from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_device_error, writable_output
+from _errors import EXIT_CONFIG, EXIT_DATA, exit_on, exit_on_device_error, exit_on_model_error, writable_output
 
 DEFAULT_CACHE = Path(os.environ.get("PADDLE_MM_CACHE", Path.home() / ".cache" / "paddle_mm")) / "zero_shot"
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_zero_shot_folder(args.data, args.split, args.label_file)
     with exit_on_device_error("--device"):
         hardware.resolve_device(args.device)
-    with exit_on(EXIT_MODEL, FileNotFoundError, ValueError, OSError):
+    with exit_on_model_error(f"--model {args.model}"):
         path = resolve_checkpoint(args.model)
         model = load_model(path)
     result = zero_shot_evaluate(

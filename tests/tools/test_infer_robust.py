@@ -4,6 +4,7 @@ are written, and every data / output / device / model error is one line with its
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_infer_draws_each_text_query_with_its_top_k_images(tiny_data, random_exp
     corpus = load_corpus(tiny_data, "valid")
     for r, query in enumerate(result["text_to_image"]):
         for c, hit in enumerate(query["results"]):  # each cell is that gallery image, enlarged
-            want = Image.open(__import__("io").BytesIO(corpus.read_image_bytes(hit["image_id"]))).convert("RGB")
+            want = Image.open(io.BytesIO(corpus.read_image_bytes(hit["image_id"]))).convert("RGB")
             want = np.asarray(want.resize((grid.CELL, grid.CELL), Image.BICUBIC), np.float32)
             left, top = grid.TEXT_WIDTH + c * col, grid.PAD + r * row
             cell = np.asarray(png.crop((left, top, left + grid.CELL, top + grid.CELL)), np.float32)
@@ -91,6 +92,34 @@ def test_predict_skips_an_unreadable_image(random_export, queries, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     assert [r["image"] for r in result["ranking"]] == [images[0]] and len(result["skipped_images"]) == 1
+
+
+def test_a_corrupt_checkpoint_is_one_line_in_every_tool(tiny_data, queries, tmp_path):
+    import paddle
+
+    from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+    from paddle_mm.models import create_model, save_model
+
+    paddle.seed(3)
+    arch = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
+    checkpoint = save_model(create_model(RUN, **arch), tmp_path / "ckpt")
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    model = [f"Global.pretrained_model={checkpoint}", f"Infer.root={tiny_data}", "Infer.split=valid"]
+    zs, out = tmp_path / "zs", str(tmp_path / "out")
+    make_shapes_zero_shot(zs, per_class=1, seed=1, image_size=32, colours=["red"], shapes=["circle", "square"])
+    procs = {
+        "infer": run_tool("infer.py", *tiny_args(tiny_data, tmp_path / "out", "-o", *model)),
+        "export_model": run_tool(
+            "export_model.py",
+            *tiny_args(tiny_data, tmp_path / "out", "-o", *model, f"Global.save_inference_dir={tmp_path / 'inf'}"),
+        ),
+        "zero_shot": run_tool("zero_shot.py", "--model", str(checkpoint), "--data", str(zs), "--output_dir", out),
+    }
+    for tool, proc in procs.items():
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 6 and "Traceback" not in proc.stderr, (tool, proc.stderr[-2000:])
+        assert lines[-1].startswith("error: ") and f"{checkpoint}: model.safetensors is truncated" in lines[-1], tool
 
 
 def corrupt_copy(export: Path, dst: Path) -> Path:
