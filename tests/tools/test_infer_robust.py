@@ -130,6 +130,14 @@ def corrupt_copy(export: Path, dst: Path) -> Path:
     return dst
 
 
+def test_a_trust_file_that_is_not_a_key_is_a_config_error_not_a_model_error(tiny_data, random_export, tmp_path):
+    (tmp_path / "signer.pub").write_text("not a key", encoding="utf-8")
+    package = [f"Infer.package={random_export}", f"Infer.trust=['{tmp_path / 'signer.pub'}']", "Infer.package_model=m"]
+    gallery = [f"Infer.root={tiny_data}", "Infer.split=valid"]
+    proc = run_tool("infer.py", *tiny_args(tiny_data, tmp_path / "out", "-o", *gallery, *package))
+    assert proc.returncode == 2 and "holds no PUBLIC KEY" in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
 @pytest.mark.parametrize(
     "case, code, message",
     [
