@@ -231,7 +231,7 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
                 STR,
                 "ImageTextDataset",
                 "dataset reader: ImageTextDataset (captions, retrieval) or VQADataset ({split}_imgs.tsv + "
-                "{split}_questions.jsonl + answers.json from tools/make_vqa_data.py; splits train/val/test)",
+                "{split}_questions.jsonl + answers.json from tools/make_vqa_data.py; splits train/valid/test)",
                 choices=("ImageTextDataset", "VQADataset"),
             ),
             "root": Field(STR, doc="data directory (Chinese-CLIP TSV/JSONL files or the folder format)"),

@@ -29,6 +29,8 @@ __all__ = ["UnifiedTokenizer"]
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "models" / "model_configs"
 VOCAB_NAME = "vocab.txt"
 CONFIG_NAME = "tokenizer_config.json"
+MODEL_CONFIG_NAME = "model_config.json"  # paddle_mm.models.MODEL_CONFIG_FILE (not imported: that loads more)
+EXPORT_CONFIG_NAME = "inference.yml"  # paddle_mm.inference.model_dir.INFERENCE_YML
 CONFIG_KEYS = ("context_length", "image_size", "image_mean", "image_std", "interpolation")
 RETURN_TENSORS = ("np", "pd")
 
@@ -54,9 +56,12 @@ class UnifiedTokenizer:
         """Build from a model name or from a directory written by save_pretrained.
 
         A name is a file paddle_mm/models/model_configs/<name>.json: its image_resolution and
-        context_length are used with the bundled Chinese-CLIP vocabulary. A directory must hold
-        vocab.txt and may hold tokenizer_config.json with any of: context_length, image_size,
-        image_mean, image_std, interpolation.
+        context_length are used with the bundled Chinese-CLIP vocabulary. A directory is one written by
+        save_pretrained (vocab.txt, optionally tokenizer_config.json with any of: context_length,
+        image_size, image_mean, image_std, interpolation), a model or training checkpoint directory
+        (paddle_mm.save_model writes both files there; an older one without them gets the bundled
+        vocabulary and its model_config.json's sizes), or an export directory (tools/export_model.py:
+        vocab.txt and inference.yml's PreProcess).
         """
         path = Path(name_or_dir)
         if path.is_dir():
@@ -75,10 +80,15 @@ class UnifiedTokenizer:
 
     @classmethod
     def _from_directory(cls, directory: Path) -> UnifiedTokenizer:
+        config = _read_config(directory / CONFIG_NAME) or _export_config(directory) or _model_config(directory)
         vocab = directory / VOCAB_NAME
         if not vocab.is_file():
-            raise FileNotFoundError(f"{directory} has no {VOCAB_NAME}; write one with UnifiedTokenizer.save_pretrained")
-        config = _read_config(directory / CONFIG_NAME)
+            if not (directory / MODEL_CONFIG_NAME).is_file():
+                raise FileNotFoundError(
+                    f"{directory} has no {VOCAB_NAME}: pass a directory written by UnifiedTokenizer.save_pretrained, "
+                    "paddle_mm.save_model (a checkpoint) or tools/export_model.py, or a model name"
+                )
+            vocab = None  # a checkpoint saved before vocab.txt travelled with it: the vocabulary it was trained on
         text = WordPieceTokenizer(vocab, context_length=int(config.get("context_length", DEFAULT_CONTEXT_LENGTH)))
         image = ImageTransform(
             size=int(config.get("image_size", 224)),
@@ -164,6 +174,29 @@ def _read_config(path: Path) -> dict[str, Any]:
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise KeyError(f"unknown key {key!r} in {path}{did_you_mean}; allowed: {list(CONFIG_KEYS)}")
     return config
+
+
+def _export_config(directory: Path) -> dict[str, Any]:
+    """tokenizer_config keys from an export's inference.yml PreProcess section ({} when there is none)."""
+    path = directory / EXPORT_CONFIG_NAME
+    if not path.is_file():
+        return {}
+    import yaml
+
+    pre = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("PreProcess", {})
+    image, text = pre.get("image", {}), pre.get("text", {})
+    keys = {"image_size": "size", "image_mean": "mean", "image_std": "std", "interpolation": "interpolation"}
+    config = {ours: image[theirs] for ours, theirs in keys.items() if theirs in image}
+    return config | ({"context_length": text["context_length"]} if "context_length" in text else {})
+
+
+def _model_config(directory: Path) -> dict[str, Any]:
+    """tokenizer_config keys from a checkpoint's model_config.json ({} when there is none)."""
+    path = directory / MODEL_CONFIG_NAME
+    if not path.is_file():
+        return {}
+    model = json.loads(path.read_text(encoding="utf-8"))
+    return {"image_size": model["image_resolution"], "context_length": model.get("context_length", 52)}
 
 
 def _to_paddle(batch: dict[str, np.ndarray]) -> dict[str, Any]:

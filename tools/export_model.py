@@ -4,13 +4,18 @@
         -o Global.save_inference_dir=./inference [--graphs image text clip] [--no-int8] [--no-onnx] [--no-fuse]
 
 Writes into save_inference_dir: <graph>.json + <graph>.pdiparams (Paddle inference), <graph>.onnx,
-<graph>.int8.onnx for the towers, vocab.txt and inference.yml (see docs/export.md). Exit code 1 when
-the exported graphs disagree with the eager model; no inference.yml is written then.
+<graph>.int8.onnx for the towers, vocab.txt and inference.yml with the SHA-256 of every file (see
+docs/export.md). Everything is written to a staged folder beside save_inference_dir that replaces it only once
+verified: exit code 1 when the exported graphs disagree with the eager model, and the previous export (if any)
+is left as it was. Other errors are one line with an exit code (docs/export.md, "Exit codes").
 """
 
 import argparse
 
 from _common import ConfigError, exit_on_config_error
+from _errors import EXIT_FAILED, EXIT_IO, exit_on_device_error, exit_on_model_error, fail
+
+import hardware
 
 from paddle_mm.config import add_config_args, flatten_overrides, load_config
 
@@ -41,15 +46,17 @@ def main() -> None:
     g = cfg["Global"]
     dataset = (cfg["DataLoader"]["Eval"] or cfg["DataLoader"]["Train"])["dataset"]
 
-    import hardware
     from paddle_mm.engine.checkpoint import resolve_checkpoint
     from paddle_mm.export import ExportOptions, ExportVerificationError, export_model
     from paddle_mm.models import load_model
     from paddle_mm.vision.transforms import ImageTransform
 
-    with exit_on_config_error():
+    from paddle_mm.inference import ExportDirError
+
+    with exit_on_device_error("Global.device"):
         hardware.resolve_device(g["device"])  # the eager model is traced there; verification runs on the host
-    model = load_model(resolve_checkpoint(g["pretrained_model"]))
+    with exit_on_model_error(f"Global.pretrained_model {g['pretrained_model']}"):
+        model = load_model(resolve_checkpoint(g["pretrained_model"]))
     transform = ImageTransform(size=model.config.image_resolution, interpolation=dataset["interpolation"])
     options = ExportOptions(
         graphs=tuple(args.graphs),
@@ -62,7 +69,9 @@ def main() -> None:
     try:
         info = export_model(model, g["save_inference_dir"], transform, cfg["Arch"]["name"], options)
     except ExportVerificationError as err:
-        raise SystemExit(f"export failed verification: {err}") from None
+        fail(EXIT_FAILED, f"export failed verification (the previous export, if any, is unchanged): {err}")
+    except (ExportDirError, OSError) as err:  # not a folder that may be replaced, or not writable
+        fail(EXIT_IO, f"Global.save_inference_dir: {err}")
     for name, rows in info.export["verification"]["results"].items():
         for variant, by_batch in rows.items():
             what, fmt = ("min cosine", ".5f") if variant.endswith("int8") else ("max abs diff", ".3g")

@@ -9,7 +9,9 @@
         -o Infer.trust="['/etc/paddle_mm/signer.pub']" -o Infer.package_model=cn-clip-vit-b-16
 
 The gallery is ``Infer.root`` / ``Infer.split`` (Chinese-CLIP TSV/JSONL or the folder format); results are
-printed and written to ``<output_dir>/<Arch.name>/infer_results.json``.
+printed and written to ``<output_dir>/<Arch.name>/infer_results.json``, and the text queries' top-k images
+drawn in ``infer_grid.png`` beside it. A query image that cannot be read is skipped and counted, as training
+skips bad images; other errors are one line with an exit code (docs/export.md, "Exit codes").
 """
 
 import json
@@ -17,6 +19,21 @@ import sys
 from pathlib import Path
 
 from _common import ConfigError, exit_on_config_error, parse_config
+from _errors import (
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_MODEL,
+    exit_on,
+    exit_on_device_error,
+    exit_on_model_error,
+    fail,
+    writable_output,
+)
+
+SCALE_NOTE = (
+    "scores are cosine similarities of L2-normalized features, in [-1, 1]; only their order matters: the model "
+    "compares them after multiplying by its logit scale (up to 100), so a gap of 0.01 is a real preference"
+)
 
 
 def check_config(g: dict, inf: dict) -> None:
@@ -99,18 +116,76 @@ def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:
 
 
 def build_encoders(g: dict, inf: dict):
-    """The three encoders for the configured model; a refused package exits with its code (10-14)."""
-    from paddle_mm.inference import ExportDirError
+    """The three encoders for the configured model; a refused package exits with its code (10-14), a missing
+    or corrupt model with 6, an unusable device with 5."""
     from paddle_mm.package import PackageConfigError, PackageRefused
 
+    given = {"Global.pretrained_model": g["pretrained_model"], "Infer.model_dir": inf["model_dir"]}
+    given["Infer.package"] = inf["package"]
+    source = next(f"{key} {value}" for key, value in given.items() if value)  # check_config: exactly one
     try:
-        return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
+        with exit_on_device_error("Global.device"), exit_on_model_error(source):  # missing, corrupt or changed
+            try:
+                return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
+            except PackageConfigError as err:  # a ValueError, but the caller's key or option: not the model
+                fail(EXIT_CONFIG, err)
     except PackageRefused as err:
         print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
-    except (ExportDirError, PackageConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+
+
+def readable_images(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(readable paths, one line per skipped path): an unreadable query is skipped and counted, as in training."""
+    from paddle_mm.vision.transforms import ImageDecodeError, load_image
+
+    kept, skipped = [], []
+    for path in paths:
+        try:
+            load_image(path)
+            kept.append(path)
+        except ImageDecodeError as err:
+            skipped.append(str(err))
+    return kept, skipped
+
+
+def text_to_image(queries, encode_texts, image_ids, image_features, by_image, k) -> list[dict]:
+    results = []
+    for query, hits in zip(queries, search(encode_texts(queries), image_features, k)):
+        rows = [{"image_id": image_ids[c], "score": s, "caption": by_image.get(image_ids[c], "")} for c, s in hits]
+        results.append({"query": query, "results": rows})
+        print(f"\n[text -> image] {query}")
+        for r in rows:
+            print(f"  {r['score']:.4f}  image {r['image_id']}  (its caption: {r['caption']})")
+    return results
+
+
+def image_to_text(paths, features, corpus, text_features, k) -> list[dict]:
+    results = []
+    for path, hits in zip(paths, search(features, text_features, k)):
+        rows = [{"text_id": corpus.texts[c].text_id, "score": s, "caption": corpus.texts[c].text} for c, s in hits]
+        results.append({"query": path, "results": rows})
+        print(f"\n[image -> text] {path}")
+        for r in rows:
+            print(f"  {r['score']:.4f}  {r['caption']}")
+    return results
+
+
+def draw_grid(path: Path, corpus, text_results: list[dict]) -> dict:
+    """infer_grid.png: each text query and its top-k gallery images with their cosines."""
+    from paddle_mm.data.datasets import ImageReadError
+    from paddle_mm.inference.grid import save_grid
+
+    def image(image_id):
+        try:
+            return corpus.read_image_bytes(image_id)
+        except ImageReadError:
+            return b""  # drawn as an unreadable cell
+
+    rows = [(q["query"], [(image(r["image_id"]), r["score"]) for r in q["results"]]) for q in text_results]
+    grid = save_grid(path, rows)
+    labelled = [f"{label} = {q['query']}" for label, q in zip(grid["labels"], text_results) if label != q["query"]]
+    print(f"wrote {path}" + (f" (no CJK font found, set PADDLE_MM_FONT; {'; '.join(labelled)})" if labelled else ""))
+    return grid
 
 
 def main() -> None:
@@ -122,37 +197,45 @@ def main() -> None:
         root = inf["root"] or (eval_section["dataset"]["root"] if eval_section else None)
         if not root:
             raise ConfigError("Infer.root: missing; set the gallery directory with -o Infer.root=...")
-        encode_gallery, encode_texts, encode_images = build_encoders(g, inf)
-
+    out = writable_output(Path(g["output_dir"]) / cfg["Arch"]["name"] / "infer_results.json", "Global.output_dir:")
     from paddle_mm.data.datasets import load_corpus
 
-    corpus = load_corpus(root, inf["split"])
+    with exit_on(EXIT_DATA, FileNotFoundError, ValueError):
+        corpus = load_corpus(root, inf["split"])
+    encode_gallery, encode_texts, encode_images = build_encoders(g, inf)
+    from paddle_mm.inference import ExportDirError
+
+    with exit_on(EXIT_MODEL, ExportDirError):  # a model file is checked (digest) when first used
+        search_and_write(inf, root, corpus, out, encode_gallery, encode_texts, encode_images)
+
+
+def search_and_write(inf: dict, root, corpus, out: Path, encode_gallery, encode_texts, encode_images) -> None:
+    """Encode the gallery, run every query, print, write infer_results.json and infer_grid.png."""
     image_ids, image_features, text_features = encode_gallery(corpus)
-    results = {"text_to_image": [], "image_to_text": []}
+    if not len(image_ids):
+        fail(EXIT_DATA, f"gallery {root} {inf['split']}: no readable image; check Infer.root and Infer.split")
     by_image = {}
     for t in corpus.texts:
         for i in t.image_ids:
             by_image.setdefault(i, t.text)
-
+    results = {"scores": SCALE_NOTE, "text_to_image": [], "image_to_text": []}
     if inf["queries"]:
-        for query, hits in zip(inf["queries"], search(encode_texts(inf["queries"]), image_features, inf["topk"])):
-            rows = [{"image_id": image_ids[c], "score": s, "caption": by_image.get(image_ids[c], "")} for c, s in hits]
-            results["text_to_image"].append({"query": query, "results": rows})
-            print(f"\n[text -> image] {query}")
-            for r in rows:
-                print(f"  {r['score']:.4f}  image {r['image_id']}  (its caption: {r['caption']})")
-    if inf["query_images"]:
-        feats = encode_images(inf["query_images"])
-        for path, hits in zip(inf["query_images"], search(feats, text_features, inf["topk"])):
-            rows = [{"text_id": corpus.texts[c].text_id, "score": s, "caption": corpus.texts[c].text} for c, s in hits]
-            results["image_to_text"].append({"query": path, "results": rows})
-            print(f"\n[image -> text] {path}")
-            for r in rows:
-                print(f"  {r['score']:.4f}  {r['caption']}")
-    out = Path(g["output_dir"]) / cfg["Arch"]["name"] / "infer_results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+        results["text_to_image"] = text_to_image(
+            inf["queries"], encode_texts, image_ids, image_features, by_image, inf["topk"]
+        )
+    paths, skipped = readable_images(inf["query_images"])
+    for line in skipped:
+        print(f"skipped query: {line}", file=sys.stderr)
+    results["skipped_query_images"] = skipped
+    if paths:
+        results["image_to_text"] = image_to_text(paths, encode_images(paths), corpus, text_features, inf["topk"])
+    print(f"\n({SCALE_NOTE})")
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(inf['query_images'])} query images (unreadable; listed above)")
+    if results["text_to_image"]:
+        results["grid"] = draw_grid(out.with_name("infer_grid.png"), corpus, results["text_to_image"])["path"]
     out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"\nwrote {out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Generate the built-in Chinese VQA data (questions on count, colour, shape, position, existence).
 
-    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 30000 --val 500 --test 1000] [--image-size 96]
+    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 30000 --valid 500 --test 1000] [--image-size 96]
 
-Same seed, same files. See paddle_mm/data/vqa.py and docs/fusion.md for how the questions are made.
+Same seed, same files. The validation split is ``valid`` (``--val``, its old name, is still accepted). See
+paddle_mm/data/vqa.py and docs/fusion.md for how the questions are made.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from paddle_mm.data.vqa import VQA_DEFAULT_SIZES, VQA_SPLITS, make_vqa_dataset
+from paddle_mm.data.vqa import OLD_SPLIT_NAMES, VQA_DEFAULT_SIZES, VQA_SPLITS, make_vqa_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     for split in VQA_SPLITS:
         n = VQA_DEFAULT_SIZES[split]
-        p.add_argument(f"--{split}", type=int, default=n, metavar="N", help=f"questions (= images) in {split} ({n})")
+        flags = [f"--{split}"] + [f"--{old}" for old, new in OLD_SPLIT_NAMES.items() if new == split]
+        help_text = f"questions (= images) in {split} ({n})"
+        p.add_argument(*flags, dest=split, type=int, default=n, metavar="N", help=help_text)
     p.add_argument("--image-size", type=int, default=96, help="rendered image side in pixels (default 96: 3 x 32)")
     return p.parse_args(argv)
 

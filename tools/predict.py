@@ -8,7 +8,9 @@
 
 With images and texts: cosine similarity of every image to every text, best text first. With --eval_root:
 R@1/5/10 and mean recall (MR) on that split, the numbers tools/eval.py gives for the eager model.
---json writes everything printed, plus the backend auto chose and its measurements.
+--json writes everything printed, plus the backend auto chose and its measurements. An image that cannot be
+read is skipped and counted (as training skips bad images); other errors are one line with an exit code
+(docs/export.md, "Exit codes").
 """
 
 import argparse
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
+from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_device_error, fail, writable_output
 
 import hardware
 from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, Predictor
@@ -49,6 +52,20 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def readable(images: list[str]) -> tuple[list[str], list[str]]:
+    """(readable image paths, one line per skipped one)."""
+    from paddle_mm.vision.transforms import ImageDecodeError, load_image
+
+    kept, skipped = [], []
+    for path in images:
+        try:
+            load_image(path)
+            kept.append(path)
+        except ImageDecodeError as err:
+            skipped.append(str(err))
+    return kept, skipped
+
+
 def rank(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict]:
     sim = predictor.encode_images(images) @ predictor.encode_texts(texts).T  # (n_images, n_texts) cosine
     rows = []
@@ -69,34 +86,41 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
     options = {"backend": args.backend, "precision": args.precision, "device": args.device}
     options.update(threads=args.threads, batch_size=args.batch_size)
     try:
-        if args.model_dir:
-            return Predictor(args.model_dir, **options)
-        if not (args.trust and args.package_model):
-            raise SystemExit("error: --package needs --trust <signer.pub ...> and --package_model <name>")
-        return Predictor.from_package_files(
-            args.package,
-            args.trust,
-            model=args.package_model,
-            state_file=args.package_state,
-            decrypt_key_file=args.decrypt_key,
-            passphrase_env=args.decrypt_passphrase_env,
-            **options,
-        )
+        with exit_on_device_error("--device"):
+            if args.model_dir:
+                return Predictor(args.model_dir, **options)
+            if not (args.trust and args.package_model):
+                fail(EXIT_CONFIG, "--package needs --trust <signer.pub ...> and --package_model <name>")
+            return Predictor.from_package_files(
+                args.package,
+                args.trust,
+                model=args.package_model,
+                state_file=args.package_state,
+                decrypt_key_file=args.decrypt_key,
+                passphrase_env=args.decrypt_passphrase_env,
+                **options,
+            )
     except PackageRefused as err:
         print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
-    except hardware.DeviceError as err:  # an absent device or backend: one line with the install command
-        print(f"device error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (ExportDirError, PackageConfigError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    except PackageConfigError as err:
+        fail(EXIT_CONFIG, err)
+    except (ExportDirError, ValueError) as err:
+        fail(EXIT_MODEL, err)
 
 
 def main() -> None:
     args = parse_args()
     if not (args.image and args.text) and not args.eval_root:
-        raise SystemExit("nothing to do: pass --image ... and --text ..., or --eval_root DIR")
+        fail(EXIT_CONFIG, "nothing to do: pass --image ... and --text ..., or --eval_root DIR")
+    if args.json:
+        writable_output(Path(args.json), "--json")
     predictor = build_predictor(args)
+    with exit_on(EXIT_MODEL, ExportDirError):  # a model file is checked (digest) when first used
+        run(args, predictor)
+
+
+def run(args: argparse.Namespace, predictor: Predictor) -> None:
     result: dict = {"backend": args.backend, "precision": args.precision}
     if args.package:
         m = predictor.manifest
@@ -105,12 +129,20 @@ def main() -> None:
     else:
         result["model_dir"] = args.model_dir
     if args.image and args.text:
-        result["ranking"] = rank(predictor, args.image, args.text)
+        images, skipped = readable(args.image)
+        for line in skipped:
+            print(f"skipped: {line}", file=sys.stderr)
+        result["skipped_images"] = skipped
+        result["ranking"] = rank(predictor, images, args.text)
+        if skipped:
+            print(f"skipped {len(skipped)} of {len(args.image)} images (unreadable; listed above)")
     if args.eval_root:
         from paddle_mm.data.datasets import load_corpus
         from paddle_mm.inference.evaluate import evaluate_split
 
-        m = evaluate_split(predictor, load_corpus(args.eval_root, args.eval_split))
+        with exit_on(EXIT_DATA, FileNotFoundError, ValueError):
+            corpus = load_corpus(args.eval_root, args.eval_split)
+        m = evaluate_split(predictor, corpus)
         result["eval"] = {"root": args.eval_root, "split": args.eval_split, **m}
         for name, key in (("text -> image", "t2i"), ("image -> text", "i2t")):
             print(
@@ -124,7 +156,6 @@ def main() -> None:
         timings = ", ".join(f"{k} {v:.1f} ms" for k, v in choice.timings_ms.items())
         print(f"[auto] {graph}: {choice.backend} ({'cached' if choice.cached else 'measured'}: {timings})")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.json}")
 

@@ -3,7 +3,9 @@
     python tools/zero_shot.py --model output/quickstart/CN-CLIP-Tiny/best_model --data data/shapes_zs
     python tools/zero_shot.py --model converted/vit-b-16 --data datasets/imagenet --templates openai
 
-Prints top-1 / top-5 accuracy (%) and writes them as JSON (``--out``, default ``<data>/zero_shot_<split>.json``).
+Prints top-1 / top-5 accuracy (%) and writes them as JSON (``--out``, default
+``<output_dir>/zero_shot/<data folder name>_<split>.json`` with ``--output_dir`` ./output, as Global.output_dir:
+never into the dataset, which may be read-only). Errors are one line; exit codes as in docs/export.md.
 Class embeddings are cached under ``--cache-dir`` (default ~/.cache/paddle_mm/zero_shot), keyed by the
 weights and the prompts' token ids. Templates: a shipped set (openai, imagenet, flower, food, ...) or a
 .txt / .json file. Make a demo dataset with ``python tools/make_zeroshot_data.py --out data/shapes_zs``.
@@ -18,6 +20,7 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path for a source checkout, CPU tuning before paddle loads)
+from _errors import EXIT_CONFIG, EXIT_DATA, exit_on, exit_on_device_error, exit_on_model_error, writable_output
 
 import hardware
 
@@ -43,7 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=hardware.DEFAULT_DEVICE,
         help=f"{hardware.device_choices()} (default {hardware.DEFAULT_DEVICE})",
     )
-    p.add_argument("--out", type=Path, default=None, help="result JSON (default <data>/zero_shot_<split>.json)")
+    p.add_argument("--output_dir", type=Path, default=Path("./output"), help="where --out goes (default ./output)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="result JSON (default <output_dir>/zero_shot/<data name>_<split>.json)"
+    )
     args = p.parse_args(argv)
     for name in ("batch_size", "text_batch_size"):
         if getattr(args, name) < 1:
@@ -58,19 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     from paddle_mm.models import WEIGHTS_FILE, load_model
     from paddle_mm.zero_shot import zero_shot_evaluate
 
-    try:
+    default_out = args.output_dir / "zero_shot" / f"{args.data.resolve().name}_{args.split}.json"
+    out = writable_output(args.out or default_out, "--out")
+    with exit_on(EXIT_CONFIG, FileNotFoundError, KeyError, ValueError):
         templates = load_templates(args.templates)
+    with exit_on(EXIT_DATA, FileNotFoundError, KeyError, ValueError):
         data = load_zero_shot_folder(args.data, args.split, args.label_file)
-        path = resolve_checkpoint(args.model)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
-    try:
+    with exit_on_device_error("--device"):
         hardware.resolve_device(args.device)
-    except hardware.DeviceError as err:
-        print(f"device error: {err}", file=sys.stderr)
-        return 2
-    model = load_model(path)
+    with exit_on_model_error(f"--model {args.model}"):
+        path = resolve_checkpoint(args.model)
+        model = load_model(path)
     result = zero_shot_evaluate(
         model,
         data,
@@ -88,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not result["skipped"].startswith("skipped 0 "):
         print(result["skipped"])
-    out = args.out or args.data / f"zero_shot_{args.split}.json"
     record = {"checkpoint": str(path), "data": str(args.data), "split": args.split, "templates": args.templates}
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**record, **result}, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"wrote {out}")
     return 0

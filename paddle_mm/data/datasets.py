@@ -44,6 +44,8 @@ BAD_KINDS: dict[str, tuple[str, str]] = {
     "unreadable": ("unreadable image file", "unreadable image files"),
 }
 
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
+
 Transform = Callable[[bytes], np.ndarray]  # image bytes -> float32 CHW; raises ValueError if undecodable
 Tokenizer = Callable[[list], np.ndarray]  # list[str] -> int64 [N, L]
 
@@ -131,6 +133,8 @@ class _TsvImages:
     def _index_line(self, line: bytes, offset: int, line_no: int, report: LoadReport) -> None:
         if not line.strip():
             return
+        if line_no == 1 and line.startswith(BOM):  # written by some Windows editors; not part of the id
+            line, offset = line[len(BOM) :], offset + len(BOM)
         id_field, tab, _ = line.partition(b"\t")
         try:
             image_id = int(id_field)
@@ -272,12 +276,21 @@ def read_texts(path: Path, report: LoadReport) -> list[TextRecord]:
     """All valid records of a texts jsonl; bad lines and duplicate text ids are skipped and counted."""
     texts: list[TextRecord] = []
     seen: dict[int, int] = {}  # text_id -> line
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
             try:
+                # utf-8-sig on the first line: a BOM (Windows editors write one) is not part of the record
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
                 record = _parse_text(line)
+            except UnicodeDecodeError as err:  # counted, never turned into U+FFFD: a text must be what was written
+                report.add(
+                    "malformed text lines",
+                    f"{path.name} line {line_no}: not UTF-8 (byte {raw[err.start]:#04x} at byte {err.start}); "
+                    "line skipped: convert the file to UTF-8",
+                )
+                continue
             except (ValueError, TypeError) as err:
                 report.add("malformed text lines", f"{path.name} line {line_no}: {err}; line skipped")
                 continue

@@ -13,7 +13,7 @@ the type's answers, then the words of the question (colour, shape, cell, phrasin
 only then is the scene built to make that answer true. The question therefore carries no information about the
 answer beyond its type, and the best a text-only model can do is the per-type prior (about 23 % overall).
 
-Files under ``out`` (``{split}`` in train / val / test):
+Files under ``out`` (``{split}`` in train / valid / test; ``valid`` as the caption generator names it):
 
 - ``{split}_imgs.tsv``: ``image_id<TAB>base64(PNG)``, as the caption data;
 - ``{split}_questions.jsonl``: ``{"question_id", "image_id", "question", "question_type", "answer", "answers"}``
@@ -25,6 +25,8 @@ Images are 96 px by default: a ViT with 32-px patches then sees exactly one cell
 lets the tiny towers of ``configs/fusion/`` learn the task in minutes on a CPU.
 
 Same seed, same bytes; each split draws from its own generator, so changing one split's size leaves the others.
+The validation split was called ``val`` until it was renamed ``valid``: its bytes are unchanged (same generator
+key, same ids), ``val`` is still accepted wherever a split is named, and data written as ``val_*`` is still read.
 """
 
 from __future__ import annotations
@@ -68,9 +70,11 @@ ANSWERS_BY_TYPE: dict[str, tuple[str, ...]] = {
 # Class index order of the answer head: fixed, so a model trained on one generated copy reads another.
 ANSWERS: tuple[str, ...] = tuple(a for t in QUESTION_TYPES for a in ANSWERS_BY_TYPE[t])
 N_ANNOTATORS = 10  # VQA v2 keeps 10 human answers per question; soft accuracy is computed over them
-VQA_SPLITS: tuple[str, ...] = ("train", "val", "test")
-VQA_DEFAULT_SIZES: dict[str, int] = {"train": 30000, "val": 500, "test": 1000}
-VQA_ID_BASE: dict[str, int] = {"train": 10_000_000, "val": 20_000_000, "test": 30_000_000}
+VQA_SPLITS: tuple[str, ...] = ("train", "valid", "test")
+VQA_DEFAULT_SIZES: dict[str, int] = {"train": 30000, "valid": 500, "test": 1000}
+VQA_ID_BASE: dict[str, int] = {"train": 10_000_000, "valid": 20_000_000, "test": 30_000_000}
+OLD_SPLIT_NAMES: dict[str, str] = {"val": "valid"}  # old name -> name; the data of a split is unchanged
+_GENERATOR_KEY: dict[str, str] = {"valid": "val"}  # seeds the split's generator as before the rename
 MAX_VQA_OBJECTS = 6
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -210,11 +214,13 @@ def make_vqa_split(
     out: str | Path, split: str, n: int, seed: int = 0, image_size: int = 96, progress: Callable[[int], None] = None
 ) -> VQASplitStats:
     """Generate and write one split; ``progress(k)`` is called as images are rendered."""
+    split = OLD_SPLIT_NAMES.get(split, split)
     if split not in VQA_ID_BASE:
         raise ValueError(f"unknown VQA split {split!r}; expected one of {VQA_SPLITS}")
     if image_size < 24:
         raise ValueError(f"image_size {image_size} is too small to draw 3x3 cells of shapes; use 24 or more")
-    rng = np.random.default_rng([seed, zlib.crc32(split.encode("utf-8")), 7])
+    key = _GENERATOR_KEY.get(split, split)
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8")), 7])
     pairs = generate_split(n, rng, VQA_ID_BASE[split])
     out = Path(out)
     images = []
@@ -245,7 +251,7 @@ def make_vqa_dataset(
     progress: Callable[[int], None] | None = None,
 ) -> list[VQASplitStats]:
     """Generate every split in ``sizes`` (default VQA_DEFAULT_SIZES; 0 skips a split) under ``out``."""
-    sizes = dict(VQA_DEFAULT_SIZES if sizes is None else sizes)
+    sizes = {OLD_SPLIT_NAMES.get(s, s): n for s, n in (VQA_DEFAULT_SIZES if sizes is None else sizes).items()}
     stats = [make_vqa_split(out, s, n, seed, image_size, progress) for s, n in sizes.items() if n > 0]
     out = Path(out)
     with atomic_open(out / "answers.json") as f:
@@ -296,14 +302,14 @@ def load_vqa_split(root: str | Path, split: str, image_size: int | None = None) 
     """Read ``{split}_imgs.tsv`` + ``{split}_questions.jsonl`` under ``root``; images are resized (bicubic) to
     ``image_size`` when given and different."""
     root = Path(root)
-    imgs, qs = root / f"{split}_imgs.tsv", root / f"{split}_questions.jsonl"
+    imgs, qs = _split_files(root, split)
     for path in (imgs, qs):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} not found; generate the data with tools/make_vqa_data.py --out {root} (splits: {VQA_SPLITS})"
             )
     ids, arrays = [], []
-    with open(imgs, encoding="utf-8") as f:
+    with open(imgs, encoding="utf-8-sig") as f:  # -sig: a BOM is not part of the first id
         for line in f:
             image_id, b64 = line.rstrip("\n").split("\t", 1)
             bgr = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
@@ -314,9 +320,21 @@ def load_vqa_split(root: str | Path, split: str, image_size: int | None = None) 
             ids.append(int(image_id))
             arrays.append(bgr[:, :, ::-1])
     row = {image_id: k for k, image_id in enumerate(ids)}
-    questions = [json.loads(line) for line in qs.read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions = [json.loads(line) for line in qs.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     missing = [q["image_id"] for q in questions if q["image_id"] not in row]
     if missing:
         raise KeyError(f"{qs}: questions refer to images missing from {imgs}: {missing[:5]}")
     index = np.array([row[q["image_id"]] for q in questions], dtype=np.int64)
     return VQASplit(np.stack(arrays), index, questions, read_answers(root))
+
+
+def _split_files(root: Path, split: str) -> tuple[Path, Path]:
+    """``{split}_imgs.tsv`` and ``{split}_questions.jsonl``; ``valid`` and its old name ``val`` each find the other's
+    files when only those exist (data generated before the rename, or a config written before it)."""
+    old_names = [old for old, new in OLD_SPLIT_NAMES.items() if new == split]
+    names = [split, *old_names, *([OLD_SPLIT_NAMES[split]] if split in OLD_SPLIT_NAMES else [])]
+    for name in names:
+        files = root / f"{name}_imgs.tsv", root / f"{name}_questions.jsonl"
+        if all(p.is_file() for p in files):
+            return files
+    return root / f"{split}_imgs.tsv", root / f"{split}_questions.jsonl"

@@ -2,7 +2,9 @@
 
 :func:`export_model` writes into ``out_dir`` (see :mod:`paddle_mm.inference.model_dir` for the layout),
 verifies every written graph against the eager model at several batch sizes, and only then writes
-``inference.yml``: a directory without it is an unfinished or failed export, and predictors refuse it.
+``inference.yml``, which records the SHA-256 of every file it names. Everything is written into a staged
+sibling directory that replaces ``out_dir`` only once verified, so a failed export leaves the previous good
+export untouched (:func:`paddle_mm.io.staged_directory`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import paddle
 
 from hardware import DEFAULT_DEVICE, DeviceSpec
 
-from ..inference.model_dir import INFERENCE_YML, ExportInfo, GraphInfo, write_inference_yml
+from ..inference.model_dir import (
+    INFERENCE_YML,
+    ExportDirError,
+    ExportInfo,
+    GraphInfo,
+    record_digests,
+    write_inference_yml,
+)
+from ..io import staged_directory
 from ..text.tokenizer import WordPieceTokenizer
 from ..vision.transforms import ImageTransform
 from .graphs import GRAPHS, GraphSpec, graph_specs
@@ -70,7 +80,8 @@ def export_model(
     """Write, verify and describe the export of ``model`` (a CLIP in eval mode) into ``out_dir``.
 
     ``transform`` is the image pre-processing the model was trained with (its size must equal the model's
-    ``image_resolution``). Raises ExportVerificationError, leaving no inference.yml, when a graph disagrees.
+    ``image_resolution``). Raises ExportVerificationError when a graph disagrees; ``out_dir`` (new, empty or an
+earlier export) is then left as it was.
     """
     options = options or ExportOptions()
     options.check()
@@ -81,9 +92,30 @@ def export_model(
             f"{cfg.image_resolution}; export with ImageTransform(size={cfg.image_resolution})"
         )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / INFERENCE_YML).unlink(missing_ok=True)  # the directory is not a valid export until verified
+    _check_replaceable(out_dir)
     model.eval()
+    with staged_directory(out_dir) as staged:
+        info = _export_into(model, staged, transform, model_name, options, log)
+    info.directory = out_dir
+    return info
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """``out_dir`` must be new, empty or an earlier export: the swap must not delete anything else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportDirError(f"{out_dir} is a file; export into a new or empty directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / INFERENCE_YML).is_file():
+        raise ExportDirError(
+            f"{out_dir} is not empty and holds no {INFERENCE_YML}, so it is not an earlier export that may be "
+            "replaced; export into a new or empty directory"
+        )
+
+
+def _export_into(
+    model: paddle.nn.Layer, out_dir: Path, transform: ImageTransform, model_name: str, options: ExportOptions, log
+) -> ExportInfo:
+    """Write, verify and describe the export in ``out_dir`` (the staged directory)."""
+    cfg = model.config
     specs = graph_specs(cfg.image_resolution, cfg.embed_dim)
     export: dict[str, Any] = {
         "id": uuid.uuid4().hex,
@@ -131,6 +163,7 @@ def export_model(
         f"[export] verified {len(graphs)} graphs at batch sizes {list(options.verify_batches)} "
         f"({time.perf_counter() - start:.1f} s)"
     )
+    record_digests(info)
     write_inference_yml(info)
     return info
 

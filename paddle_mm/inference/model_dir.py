@@ -8,7 +8,9 @@ ONNX file (``<graph>.int8.onnx``); ``vocab.txt``; and ``inference.yml``::
     PreProcess:  image: {size, mean, std, interpolation}   text: {vocab_file, context_length, pad_id}
     PostProcess: {l2_normalize: true}   (tower graphs return unnormalized features, as CLIP.encode_*)
     Graphs:      <graph>: {inputs, outputs, files: {<precision>: {<backend>: [file, ...]}}}
-    Export:      id, versions, opset, INT8 method, and the parity the export measured
+    Export:      id, versions, opset, INT8 method, the parity the export measured, and ``digests``: the
+                 SHA-256 of every file above, checked by :meth:`ExportInfo.check_files` before a runtime
+                 or the tokenizer reads one (exports written before digests existed are not checked)
 
 This module reads and writes that file and checks it; it imports neither paddle nor onnxruntime.
 """
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from ..io import DigestMismatch, check_digests, file_digests
 
 INFERENCE_YML = "inference.yml"
 BACKENDS = ("paddle_inference", "onnxruntime")
@@ -85,6 +89,13 @@ class ExportInfo:
             )
         return list(names)
 
+    def check_files(self, names: list[str]) -> None:
+        """Raise ExportDirError naming the first of ``names`` whose SHA-256 differs from ``Export.digests``."""
+        try:
+            check_digests(self.directory, self.export.get("digests", {}), names)
+        except DigestMismatch as err:
+            raise ExportDirError(str(err)) from None
+
     def to_dict(self) -> dict[str, Any]:
         graphs = {g.name: {"inputs": g.inputs, "outputs": g.outputs, "files": g.files} for g in self.graphs.values()}
         return {
@@ -94,6 +105,12 @@ class ExportInfo:
             "Graphs": graphs,
             "Export": self.export,
         }
+
+
+def record_digests(info: ExportInfo) -> dict[str, str]:
+    """Store the SHA-256 of every file ``info`` refers to in ``info.export["digests"]`` and return them."""
+    info.export["digests"] = file_digests(info.directory, referenced_files(info))
+    return info.export["digests"]
 
 
 def write_inference_yml(info: ExportInfo) -> Path:

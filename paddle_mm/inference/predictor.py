@@ -180,8 +180,7 @@ class Predictor:
     def _builder(self, graph: str, backend: str):
         names = self.info.file_names(graph, backend, self.precision)
         if self._memory is None:
-            files = [self.info.directory / n for n in names]
-            return lambda: build_backend(backend, files, self.device, self.threads)
+            return lambda: _build_checked(self.info, backend, names, self.device, self.threads)
         data = {n: self._memory[n] for n in names}
         return lambda: build_backend_from_memory(backend, data, self.device, self.threads)
 
@@ -264,6 +263,36 @@ class Predictor:
         return np.zeros((0, int(self.info.model["embed_dim"])), np.float32)
 
 
+def _build_checked(
+    info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None
+) -> Backend:
+    """A backend over files whose digests match inference.yml; a file the runtime cannot parse (truncated,
+    not a model) is an ExportDirError naming it, so ``auto`` falls back to the other backend."""
+    info.check_files(names)
+    try:
+        return build_backend(backend, [info.directory / n for n in names], device, threads)
+    except Exception as err:  # ONNX Runtime raises bare Exception subclasses (InvalidProtobuf, Fail, ...)
+        if not _is_unloadable(backend, err):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ExportDirError(
+            f"{info.directory / ' + '.join(names)}: {backend} cannot load it ({first[:200]}); a file is truncated "
+            "or corrupt: copy the export again or re-export"
+        ) from None
+
+
+_ORT_UNLOADABLE = ("InvalidProtobuf", "InvalidGraph", "Fail", "NoSuchFile")
+
+
+def _is_unloadable(backend: str, err: Exception) -> bool:
+    """Whether a runtime refused the model files themselves (not the device, which hardware reports)."""
+    from hardware import DeviceError
+
+    if backend == "paddle_inference":  # e.g. "(Unavailable) Cannot read tensor desc size" for a cut .pdiparams
+        return isinstance(err, RuntimeError) and not isinstance(err, DeviceError)
+    return type(err).__module__.startswith("onnxruntime") and type(err).__name__ in _ORT_UNLOADABLE
+
+
 def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
     """Drop trailing columns that are padding in every row (exact: pad keys are masked in attention).
 
@@ -299,6 +328,7 @@ def _tokenizer(info: ExportInfo, memory: dict[str, bytes] | None) -> WordPieceTo
     text = info.preprocess["text"]
     vocab, length = text["vocab_file"], int(text["context_length"])
     if memory is None:
+        info.check_files([vocab])
         return WordPieceTokenizer(info.directory / vocab, context_length=length)
     from ..package.loading import sealed_paths
 

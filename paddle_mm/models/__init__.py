@@ -2,7 +2,9 @@
 
 ``create_model("ViT-B-16")`` builds a randomly initialised model; ``load_model(dir)`` builds one from a
 saved directory (``model_config.json`` + ``model.safetensors``) and loads its weights, failing loudly on
-any missing, unexpected or mis-shaped tensor.
+any missing, unexpected or mis-shaped tensor. ``save_model`` also writes the vocabulary and the tokenizer's
+sizes (``vocab.txt``, ``tokenizer_config.json``), so ``UnifiedTokenizer.from_pretrained(dir)`` works on it.
+``load_from_name`` (:mod:`.pretrained`) is Chinese-CLIP's call of that name.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .aliases import resolve_model_name
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 MODEL_CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # paddle_mm.tokenizer.CONFIG_NAME
 
 
 def list_models() -> list[str]:
@@ -66,7 +69,27 @@ def save_model(model, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     save_safetensors(model.state_dict(), directory / WEIGHTS_FILE)
     _write_text_atomic(directory / MODEL_CONFIG_FILE, json.dumps(asdict(model.config), indent=2))
+    _save_tokenizer(model.config, directory)
     return directory
+
+
+def _save_tokenizer(cfg, directory: Path) -> None:
+    """vocab.txt + tokenizer_config.json beside the weights: the vocabulary travels with the model."""
+    from ..text.tokenizer import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer(context_length=cfg.context_length)
+    if tokenizer.pad_id != cfg.pad_id or tokenizer.vocab_size > cfg.vocab_size:
+        return  # not the Chinese-CLIP vocabulary this model was built for: write nothing rather than a wrong one
+    tokenizer.save_vocabulary(directory)  # byte for byte
+    sizes = {"context_length": cfg.context_length, "image_size": cfg.image_resolution}
+    _write_text_atomic(directory / TOKENIZER_CONFIG_FILE, json.dumps(sizes, indent=2) + "\n")
+
+
+def load_from_name(name, device: str = "cpu", download_root=None, **options: Any):
+    """``(model, preprocess)`` from a Chinese-CLIP .pt, a model directory or a released name (:mod:`.pretrained`)."""
+    from .pretrained import load_from_name as load
+
+    return load(name, device, download_root, **options)
 
 
 def load_model(path: str | Path):

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -579,6 +580,16 @@ class CLIP(nn.Layer):
             normal(std=(2 * width) ** -0.5)(block.mlp.c_fc.weight)
             normal(std=proj_std)(block.mlp.c_proj.weight)
 
+    def _check_resolution(self, pixel_values: paddle.Tensor) -> None:
+        size = self.config.image_resolution
+        got = [d for d in pixel_values.shape[-2:] if isinstance(d, int) and d > 0]  # -1: a dynamic dim in to_static
+        if got and got != [size, size][: len(got)]:
+            raise ValueError(
+                f"pixel_values are {'x'.join(map(str, pixel_values.shape[-2:]))} px but this model takes "
+                f"{size}x{size} (image_resolution); preprocess with ImageTransform({size}), or "
+                "UnifiedTokenizer.from_pretrained(<this model's directory>)"
+            )
+
     def lock_image_tower(self) -> None:
         """Freeze the image tower (LiT stage 1, cn_clip ``--freeze-vision``): no gradients reach it, and its
         BatchNorm layers (RN50) keep their running statistics even while the model trains."""
@@ -598,17 +609,35 @@ class CLIP(nn.Layer):
 
     def encode_image(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
         """[B, 3, S, S] normalized pixels -> [B, embed_dim] unnormalized features (like cn_clip)."""
+        self._check_resolution(pixel_values)
         return self.visual(pixel_values)
 
-    def encode_text(self, input_ids: paddle.Tensor) -> paddle.Tensor:
-        """[B, L] token ids -> [B, embed_dim] unnormalized features: [CLS] hidden state @ text_projection."""
-        attention_mask = input_ids != self.config.pad_id
+    def encode_text(self, input_ids: paddle.Tensor, attention_mask: paddle.Tensor | None = None) -> paddle.Tensor:
+        """[B, L] token ids -> [B, embed_dim] unnormalized features: [CLS] hidden state @ text_projection.
+
+        ``attention_mask`` (1 = attend, as the tokenizer returns it) defaults to ``input_ids != pad_id``."""
+        attention_mask = input_ids != self.config.pad_id if attention_mask is None else attention_mask
         hidden = self.bert(input_ids, attention_mask)  # (B, L, h)
         return paddle.matmul(hidden[:, 0, :], self.text_projection)
 
-    def forward(self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
+    def forward(
+        self,
+        pixel_values: paddle.Tensor,
+        input_ids: paddle.Tensor,
+        attention_mask: paddle.Tensor | None = None,
+        token_type_ids: paddle.Tensor | None = None,
+    ) -> dict[str, paddle.Tensor]:
+        """Features and logits; takes ``model(**tokenizer(text=..., image=..., return_tensors="pd"))``.
+
+        ``token_type_ids`` are accepted for that call and must be 0: Chinese-CLIP encodes one segment."""
+        pixel_values, input_ids, attention_mask, token_type_ids = (
+            paddle.to_tensor(x) if isinstance(x, np.ndarray) else x
+            for x in (pixel_values, input_ids, attention_mask, token_type_ids)
+        )
+        if token_type_ids is not None and bool((token_type_ids != 0).any()):
+            raise ValueError("token_type_ids must all be 0: Chinese-CLIP encodes one text segment (as cn_clip)")
         image_features = F.normalize(self.encode_image(pixel_values), axis=-1)
-        text_features = F.normalize(self.encode_text(input_ids), axis=-1)
+        text_features = F.normalize(self.encode_text(input_ids, attention_mask), axis=-1)
         logit_scale = self.logit_scale.exp()
         logits_per_image = logit_scale * paddle.matmul(image_features, text_features, transpose_y=True)
         return {

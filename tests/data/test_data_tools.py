@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from paddle_mm.data.datasets import load_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,8 +81,9 @@ def test_folder_to_tsv_round_trip(shapes_folder, tmp_path):
 def test_folder_to_tsv_skips_unreadable_images(tmp_path):
     images = tmp_path / "src" / "images"
     images.mkdir(parents=True)
-    (images / "1.jpg").write_bytes(b"\xff\xd8 any bytes are copied unchanged")
+    Image.new("RGB", (8, 8), "red").save(images / "1.jpg", quality=90)
     (images / "2.png").write_bytes(b"")
+    (images / "3.jpg").write_bytes(b"\xff\xd8 not a JPEG: left out, not copied")
     (tmp_path / "src" / "texts.jsonl").write_text(
         '{"text_id": 1, "text": "一只猫", "image_ids": [1, 2]}\nnot json\n', encoding="utf-8"
     )
@@ -96,10 +99,11 @@ def test_folder_to_tsv_skips_unreadable_images(tmp_path):
         "valid",
     )
     assert done.returncode == 0, done.stderr
-    assert "wrote 1 images and 1 texts" in done.stdout and "1 unreadable images skipped, 1 load problems" in done.stdout
-    assert "skipped image 2" in done.stderr and "texts.jsonl line 2: not JSON" in done.stderr
+    assert "wrote 1 images and 1 texts" in done.stdout and "2 unreadable images skipped, 1 load problems" in done.stdout
+    warnings, summary = done.stdout.split("wrote 1 images")  # every warning before the summary
+    assert "skipped image 2" in warnings and "3.jpg is corrupt" in warnings and "line 2: not JSON" in warnings
     corpus = load_corpus(tmp_path / "out", "valid")
-    assert corpus.read_image_bytes(1) == b"\xff\xd8 any bytes are copied unchanged"
+    assert corpus.read_image_bytes(1) == (images / "1.jpg").read_bytes()  # copied unchanged
     assert corpus.missing_image_ids == {2}  # the text still lists it, and the reader reports it
     done = run_tool("tools/folder_to_tsv.py", "--images", str(tmp_path / "nope"), "--texts", "x", "--out", "y")
-    assert done.returncode == 2 and "image folder" in done.stderr and "nope" in done.stderr
+    assert done.returncode == 3 and "image folder" in done.stderr and "nope" in done.stderr  # a data error

@@ -175,4 +175,4 @@ def test_predict_refuses_a_tampered_package(signed, query_png, tmp_path):
     assert "REFUSED DigestMismatchError: 'image.onnx' chunk" in proc.stderr
     assert not (tmp_path / "predict.json").exists()
     proc, _ = predict(tmp_path, query_png, "--package", str(copy))
-    assert proc.returncode == 1 and "--package needs --trust" in proc.stderr
+    assert proc.returncode == 2 and "--package needs --trust" in proc.stderr  # a usage error
