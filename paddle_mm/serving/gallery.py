@@ -220,7 +220,8 @@ class MilvusGallery:
         self.info, self.directory = info, directory
         spec = info["milvus"]
         self.collection = spec["collection"]
-        self._client = _milvus_client(_resolve_uri(spec["uri"], directory))
+        self._uri = _resolve_uri(spec["uri"], directory)
+        self._client = _milvus_client(self._uri)
         try:
             if not self._client.has_collection(self.collection):
                 raise GalleryError(f"Milvus at {spec['uri']!r} has no collection {self.collection!r}; "
@@ -246,6 +247,15 @@ class MilvusGallery:
 
     def close(self) -> None:
         self._client.close()
+        _release_lite(self._uri)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop this process's Milvus Lite server for ``uri`` (pymilvus keeps it, and its file lock, until exit)."""
+    if "://" not in uri:
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
 
 
 def _resolve_uri(uri: str, directory: Path) -> str:
@@ -256,10 +266,23 @@ def _resolve_uri(uri: str, directory: Path) -> str:
 
 
 def _write_milvus(directory: Path, spec: dict[str, Any], vectors, ids, meta, log) -> dict[str, Any]:
-    from pymilvus import DataType, MilvusClient
-
     uri, collection = spec.get("uri") or "gallery.db", spec.get("collection") or "gallery"
     client = _milvus_client(_resolve_uri(uri, directory))
+    try:
+        _fill_collection(client, collection, vectors, ids, meta, spec, log)
+    finally:
+        client.close()
+        _release_lite(_resolve_uri(uri, directory))
+    return {"uri": uri, "collection": collection, "index_type": _milvus_index_type(spec)}
+
+
+def _milvus_index_type(spec: dict[str, Any]) -> str:
+    return {"exact": "FLAT", "ivf": "IVF_FLAT"}.get(spec["index"], "AUTOINDEX")
+
+
+def _fill_collection(client, collection: str, vectors, ids, meta, spec: dict[str, Any], log) -> None:
+    from pymilvus import DataType, MilvusClient
+
     if client.has_collection(collection):
         client.drop_collection(collection)
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -267,8 +290,7 @@ def _write_milvus(directory: Path, spec: dict[str, Any], vectors, ids, meta, log
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
     schema.add_field("meta", DataType.VARCHAR, max_length=8192)
     index = client.prepare_index_params()
-    index_type = {"exact": "FLAT", "ivf": "IVF_FLAT"}.get(spec["index"], "AUTOINDEX")
-    index.add_index(field_name="vector", index_type=index_type, metric_type="IP")
+    index.add_index(field_name="vector", index_type=_milvus_index_type(spec), metric_type="IP")
     client.create_collection(collection, schema=schema, index_params=index)
     step = 5000
     for i in range(0, len(vectors), step):
@@ -278,8 +300,6 @@ def _write_milvus(directory: Path, spec: dict[str, Any], vectors, ids, meta, log
         if len(vectors) > step:
             log(f"[gallery] milvus inserted {min(i + step, len(vectors))}/{len(vectors)}")
     client.flush(collection)
-    client.close()
-    return {"uri": uri, "collection": collection, "index_type": index_type}
 
 
 # -- writing and opening ---------------------------------------------------------------------------------
