@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving_setup import peak_rss_mb, png_b64, start_server, tiny_deployment  # noqa: E402
+from serving_setup import peak_rss_mb, png_b64, start_server, tiny_deployment
 
 
 def bomb_b64() -> str:
@@ -46,9 +46,17 @@ def requests_plan(n: int, malformed: float, seed: int = 0) -> list[tuple[str, st
     images = [png_b64(i) for i in range(8)]
     bomb, huge = bomb_b64(), b"{" + b" " * (9 << 20) + b"}"
     bad = [
-        ("bad-json", "/v1/embeddings/text", {"content": b'{"texts": [', "headers": {"Content-Type": "application/json"}}),
+        (
+            "bad-json",
+            "/v1/embeddings/text",
+            {"content": b'{"texts": [', "headers": {"Content-Type": "application/json"}},
+        ),
         ("huge-body", "/v1/embeddings/text", {"content": huge, "headers": {"Content-Type": "application/json"}}),
-        ("not-image", "/v1/embeddings/image", {"json": {"images": [base64.b64encode(b"%PDF-1.4 not an image").decode()]}}),
+        (
+            "not-image",
+            "/v1/embeddings/image",
+            {"json": {"images": [base64.b64encode(b"%PDF-1.4 not an image").decode()]}},
+        ),
         ("bomb", "/v1/embeddings/image", {"json": {"images": [bomb]}}),
         ("bad-base64", "/v1/search/image-to-image", {"json": {"image": "@@not base64@@"}}),
         ("wrong-token", "/v1/embeddings/text", {"json": {"texts": ["圆形"]}, "headers": {"Authorization": "Bearer x"}}),
@@ -90,8 +98,9 @@ def run_clients(base: str, token: str, plan, clients: int):
                 headers = {**client.headers, **kwargs.get("headers", {}), "X-Request-ID": rid}
                 start = time.perf_counter()
                 try:
-                    status = client.post(path, **{k: v for k, v in kwargs.items() if k != "headers"},
-                                         headers=headers).status_code
+                    status = client.post(
+                        path, **{k: v for k, v in kwargs.items() if k != "headers"}, headers=headers
+                    ).status_code
                 except httpx.HTTPError as err:
                     status = -1 if "huge" not in kind else 413  # the server may close a refused upload early
                     if status == -1:
@@ -122,7 +131,11 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="load_serving_"))
     if args.deployment:
-        config, token, model = Path(args.deployment) / "serve.yml", (Path(args.deployment) / "token").read_text(), "demo"
+        config, token, model = (
+            Path(args.deployment) / "serve.yml",
+            (Path(args.deployment) / "token").read_text(),
+            "demo",
+        )
     else:
         config, model = tiny_deployment(tmp, args.port), "tiny random-weight CN-CLIP-Tiny (32 px, 1-layer towers)"
         token = (tmp / "token").read_text()
@@ -142,8 +155,10 @@ def main() -> int:
     chain = verify_chain(audit)
     lat = np.array([r[3] for r in results if r[2] == 200]) * 1000
     print(f"model: {model}; {args.requests} requests, {args.malformed:.0%} malformed, {args.clients} clients")
-    print(f"wall {wall:.1f} s, {args.requests / wall:.1f} req/s; 200-latency p50 {np.percentile(lat, 50):.1f} ms "
-          f"p99 {np.percentile(lat, 99):.1f} ms")
+    print(
+        f"wall {wall:.1f} s, {args.requests / wall:.1f} req/s; 200-latency p50 {np.percentile(lat, 50):.1f} ms "
+        f"p99 {np.percentile(lat, 99):.1f} ms"
+    )
     print("status counts:", dict(sorted(statuses.items())))
     print("by kind:", {f"{k}:{s}": n for (k, s), n in sorted(by_kind.items())})
     print(f"server alive to the end: {alive}; exit code after SIGTERM: {code}; peak RSS {rss:.0f} MB")

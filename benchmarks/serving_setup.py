@@ -40,26 +40,52 @@ def tiny_deployment(out: Path, port: int, **sections) -> Path:
     paddle.seed(5)
     model = create_model("CN-CLIP-Tiny", **TINY_ARCH)
     model.eval()
-    export_model(model, out / "model", ImageTransform(32), "CN-CLIP-Tiny",
-                 ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1),
-                 log=lambda _m: None)
+    export_model(
+        model,
+        out / "model",
+        ImageTransform(32),
+        "CN-CLIP-Tiny",
+        ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1),
+        log=lambda _m: None,
+    )
     key = PrivateKey.generate()
     (out / "signer.pub").write_bytes(key.public_key.to_pem())
     now = dt.datetime.now(dt.timezone.utc)
-    sign_package(out / "model", LocalSigner(key), model="tiny-random", version="1.0.0", sequence=1, now=now,
-                 expires=now + dt.timedelta(days=7))
+    sign_package(
+        out / "model",
+        LocalSigner(key),
+        model="tiny-random",
+        version="1.0.0",
+        sequence=1,
+        now=now,
+        expires=now + dt.timedelta(days=7),
+    )
     predictor = Predictor(out / "model", backend="onnxruntime", threads=1)
     rng = np.random.default_rng(0)
     images = [cv2.imencode(".png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))[1].tobytes() for _ in range(64)]
-    write_gallery(out / "images", predictor.encode_images(images), range(64), [{"n": i} for i in range(64)],
-                  kind="image", model={"name": "tiny-random", "version": "1.0.0", "sequence": 1},
-                  spec={"index": "exact"}, log=lambda _m: None)
+    write_gallery(
+        out / "images",
+        predictor.encode_images(images),
+        range(64),
+        [{"n": i} for i in range(64)],
+        kind="image",
+        model={"name": "tiny-random", "version": "1.0.0", "sequence": 1},
+        spec={"index": "exact"},
+        log=lambda _m: None,
+    )
     (out / "token").write_text(add_token(out / "tokens", "bench", "client"))
-    cfg = {"Model": {"package": str(out / "model"), "name": "tiny-random", "trust": [str(out / "signer.pub")],
-                     "state_file": str(out / "state.json")},
-           "Gallery": {"images": str(out / "images")},
-           "Auth": {"tokens_file": str(out / "tokens")}, "Audit": {"path": str(out / "audit" / "audit.log")},
-           "Server": {"port": port}}
+    cfg = {
+        "Model": {
+            "package": str(out / "model"),
+            "name": "tiny-random",
+            "trust": [str(out / "signer.pub")],
+            "state_file": str(out / "state.json"),
+        },
+        "Gallery": {"images": str(out / "images")},
+        "Auth": {"tokens_file": str(out / "tokens")},
+        "Audit": {"path": str(out / "audit" / "audit.log")},
+        "Server": {"port": port},
+    }
     for section, values in sections.items():
         cfg.setdefault(section, {}).update(values)
     (out / "serve.yml").write_text(json.dumps(cfg, indent=1))
@@ -73,9 +99,16 @@ def start_server(config: Path, *overrides: str, timeout: float = 120) -> subproc
     from paddle_mm.config import parse_yaml
 
     port = parse_yaml(config.read_text(encoding="utf-8")).get("Server", {}).get("port", 8080)
-    cmd = [sys.executable, str(ROOT / "tools" / "serve.py"), "-c", str(config), *(["-o", *overrides] if overrides else [])]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "serve.py"),
+        "-c",
+        str(config),
+        *(["-o", *overrides] if overrides else []),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     deadline = time.monotonic() + timeout
     port = next((o.split("=")[1] for o in overrides if o.startswith("Server.port=")), port)
     while time.monotonic() < deadline:

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
-
 import numpy as np
 
 
@@ -57,9 +56,15 @@ def main(argv) -> int:
     from paddle_mm.serving.gallery import GalleryError, exclusive_lock, write_gallery
 
     try:
-        predictor = Predictor.from_package_files(args.package, args.trust, model=args.package_model,
-                                                 state_file=args.package_state, backend="onnxruntime",
-                                                 threads=args.threads, batch_size=32)
+        predictor = Predictor.from_package_files(
+            args.package,
+            args.trust,
+            model=args.package_model,
+            state_file=args.package_state,
+            backend="onnxruntime",
+            threads=args.threads,
+            batch_size=32,
+        )
     except PackageRefused as err:
         print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
         return err.exit_code
@@ -69,8 +74,16 @@ def main(argv) -> int:
     work = out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     m = predictor.manifest
-    stamp = {"model": m.model, "version": m.version, "sequence": m.sequence, "kind": args.kind, "count": len(ids),
-             "shard": args.shard, "data": str(Path(args.data).resolve()), "split": args.split}
+    stamp = {
+        "model": m.model,
+        "version": m.version,
+        "sequence": m.sequence,
+        "kind": args.kind,
+        "count": len(ids),
+        "shard": args.shard,
+        "data": str(Path(args.data).resolve()),
+        "split": args.split,
+    }
     stamp_file = work / "job.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
         print(f"{work} holds shards of another job; delete it to start over", file=sys.stderr)
@@ -87,20 +100,31 @@ def main(argv) -> int:
                     np.save(work / "tmp.npy", vectors.astype(np.float32), allow_pickle=False)
                     (work / "tmp.npy").replace(shard)
                 done = min(lo + args.shard, len(ids))
-                print(f"[build_index] {done}/{len(ids)} {args.kind}s embedded ({time.perf_counter() - start:.1f} s)",
-                      flush=True)
+                print(
+                    f"[build_index] {done}/{len(ids)} {args.kind}s embedded ({time.perf_counter() - start:.1f} s)",
+                    flush=True,
+                )
             vectors = np.concatenate([np.load(work / f"{n:06d}.npy") for n in range(len(shards))])
             spec = {"backend": args.backend, "index": args.index, "uri": args.milvus_uri}
-            info = write_gallery(out, vectors, ids, meta, kind=args.kind, spec=spec,
-                                 model={"name": m.model, "version": m.version, "sequence": m.sequence})
+            info = write_gallery(
+                out,
+                vectors,
+                ids,
+                meta,
+                kind=args.kind,
+                spec=spec,
+                model={"name": m.model, "version": m.version, "sequence": m.sequence},
+            )
     except GalleryError as err:
         print(f"ERROR {err}", file=sys.stderr)
         return 3
     for f in work.iterdir():
         f.unlink()
     work.rmdir()
-    print(f"[build_index] wrote {out}: {info['count']} x {info['dim']} {info['backend']} {info['index']['type']} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"[build_index] wrote {out}: {info['count']} x {info['dim']} {info['backend']} {info['index']['type']} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 

@@ -60,8 +60,15 @@ def main(argv: list[str]) -> int:
         print(f"ERROR {err}", file=sys.stderr)
         return 3
     server = cfg["Server"]
-    uvicorn.run(app, host=server["host"], port=int(server["port"]), log_level="info", access_log=False,
-                timeout_graceful_shutdown=int(server["graceful_timeout_s"]), server_header=False)
+    uvicorn.run(
+        app,
+        host=server["host"],
+        port=int(server["port"]),
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=int(server["graceful_timeout_s"]),
+        server_header=False,
+    )
     return 0
 
 

@@ -141,9 +141,13 @@ def create_app(cfg: dict[str, Any], *, reload_on_sighup: bool = False) -> FastAP
         await run_in_threadpool(service.close)  # in-flight requests are done (uvicorn waited); drain the queues
 
     auth_docs = not cfg["Auth"]["docs_public"]
-    app = FastAPI(title="paddle_mm serving", version="1", lifespan=lifespan,
-                  description="Chinese-CLIP embeddings, gallery search and zero-shot classification from an "
-                              "SM2-signed, SM3-verified model package.")
+    app = FastAPI(
+        title="paddle_mm serving",
+        version="1",
+        lifespan=lifespan,
+        description="Chinese-CLIP embeddings, gallery search and zero-shot classification from an "
+        "SM2-signed, SM3-verified model package.",
+    )
     app.state.service = service
     app.add_middleware(Guard, service=service, auth_docs=auth_docs)
     _add_routes(app, service)
@@ -191,8 +195,11 @@ def _decode_image(b64: str, limits: dict[str, Any], index: int) -> bytes:
             raise RequestError(413, f"image {index}: {err}") from None
         raise RequestError(415, f"image {index}: not an image file PIL can identify ({len(data)} bytes)") from None
     if width * height > limits["max_pixels"]:
-        raise RequestError(413, f"image {index}: {width}x{height} = {width * height} pixels is over "
-                                f"Limits.max_pixels={limits['max_pixels']} (decompression bomb guard)")
+        raise RequestError(
+            413,
+            f"image {index}: {width}x{height} = {width * height} pixels is over "
+            f"Limits.max_pixels={limits['max_pixels']} (decompression bomb guard)",
+        )
     return data
 
 
@@ -213,8 +220,11 @@ def _token_ids(service: Service, model: ModelState, texts: list[str], limit: int
         raise RequestError(413 if texts else 400, f"{len(texts)} texts: send 1..{limit}")
     longest = max(len(t) for t in texts)
     if longest > service.limits["max_text_chars"] or not all(t.strip() for t in texts):
-        raise RequestError(400, f"texts must be non-empty and at most Limits.max_text_chars="
-                                f"{service.limits['max_text_chars']} characters (longest: {longest})")
+        raise RequestError(
+            400,
+            f"texts must be non-empty and at most Limits.max_text_chars="
+            f"{service.limits['max_text_chars']} characters (longest: {longest})",
+        )
     return model.predictor.tokenizer.encode_batch(texts)
 
 
@@ -307,9 +317,18 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         order = np.argsort(-probs)
-        return {**model.label, "scale": ZERO_SHOT_SCALE,
-                "labels": [{"label": body.labels[i], "probability": round(float(probs[i]), 6),
-                            "cosine": round(float(logits[i] / ZERO_SHOT_SCALE), 6)} for i in order]}
+        return {
+            **model.label,
+            "scale": ZERO_SHOT_SCALE,
+            "labels": [
+                {
+                    "label": body.labels[i],
+                    "probability": round(float(probs[i]), 6),
+                    "cosine": round(float(logits[i] / ZERO_SHOT_SCALE), 6),
+                }
+                for i in order
+            ],
+        }
 
     async def _class_embeddings(request: Request, model: ModelState, labels: list[str], templates: list[str]):
         key = (model.sequence, tuple(labels), tuple(templates))
@@ -354,9 +373,14 @@ class Guard:
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         identity = service.tokens.identify(headers.get("authorization"))
-        record = {"id": headers.get("x-request-id", "")[:64] or uuid.uuid4().hex, "method": scope["method"],
-                  "endpoint": path[:128], "client": (scope.get("client") or ("-",))[0],
-                  "who": identity.name if identity else "-", "role": identity.role if identity else "-"}
+        record = {
+            "id": headers.get("x-request-id", "")[:64] or uuid.uuid4().hex,
+            "method": scope["method"],
+            "endpoint": path[:128],
+            "client": (scope.get("client") or ("-",))[0],
+            "who": identity.name if identity else "-",
+            "role": identity.role if identity else "-",
+        }
         status = {"code": 500}
 
         async def send_wrapped(message):
@@ -374,15 +398,21 @@ class Guard:
             else:
                 await self.app(scope, _limited(receive, service.limits["max_body_bytes"]), send_wrapped)
         except BodyTooLarge:
-            await JSONResponse({"error": f"body over Limits.max_body_bytes={service.limits['max_body_bytes']}"},
-                               413)(scope, receive, send_wrapped)
+            await JSONResponse({"error": f"body over Limits.max_body_bytes={service.limits['max_body_bytes']}"}, 413)(
+                scope, receive, send_wrapped
+            )
         finally:
             self.inflight -= 1
             latency = time.perf_counter() - start
             model = scope.get("paddle_mm.model") or service.model.label
             code = status["code"]
-            record.update(status=code, latency_ms=round(latency * 1000, 2), items=scope.get("paddle_mm.items", 0),
-                          result="ok" if code < 400 else ("refused" if code < 500 else "error"), **model)
+            record.update(
+                status=code,
+                latency_ms=round(latency * 1000, 2),
+                items=scope.get("paddle_mm.items", 0),
+                result="ok" if code < 400 else ("refused" if code < 500 else "error"),
+                **model,
+            )
             if path not in PUBLIC and path != "/metrics":
                 service.audit.write(record)
             service.metrics.observe_request(_route_label(scope), code, latency)
@@ -396,10 +426,17 @@ class Guard:
                 return 403, f"{path} needs the admin role; token {identity.name!r} has {identity.role!r}", {}
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > service.limits["max_body_bytes"]):
-            return 413, f"Content-Length {length[:20]} over Limits.max_body_bytes={service.limits['max_body_bytes']}", {}
+            return (
+                413,
+                f"Content-Length {length[:20]} over Limits.max_body_bytes={service.limits['max_body_bytes']}",
+                {},
+            )
         if self.inflight >= service.limits["max_concurrency"] and path not in PUBLIC:
-            return 503, f"over Limits.max_concurrency={service.limits['max_concurrency']} requests in flight", \
-                {"Retry-After": "1"}
+            return (
+                503,
+                f"over Limits.max_concurrency={service.limits['max_concurrency']} requests in flight",
+                {"Retry-After": "1"},
+            )
         return None
 
 

@@ -22,8 +22,22 @@ from typing import Any, Iterator
 from ..package.sm3 import sm3
 
 GENESIS = "0" * 64
-FIELDS = ("ts", "id", "who", "role", "client", "method", "endpoint", "status", "result", "model", "version",
-          "sequence", "latency_ms", "items")
+FIELDS = (
+    "ts",
+    "id",
+    "who",
+    "role",
+    "client",
+    "method",
+    "endpoint",
+    "status",
+    "result",
+    "model",
+    "version",
+    "sequence",
+    "latency_ms",
+    "items",
+)
 
 
 class AuditError(RuntimeError):
@@ -44,8 +58,9 @@ class AuditLog:
         try:
             return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError as err:
-            raise AuditError(f"cannot open audit log {str(self.path)!r}: {err.strerror}; "
-                             "point Audit.path at a writable volume") from None
+            raise AuditError(
+                f"cannot open audit log {str(self.path)!r}: {err.strerror}; point Audit.path at a writable volume"
+            ) from None
 
     def write(self, record: dict[str, Any]) -> None:
         unknown = set(record) - set(FIELDS)
@@ -97,7 +112,9 @@ def _last_hash(path: Path) -> str:
 def audit_files(path: str | os.PathLike) -> list[Path]:
     """The rotated files oldest first, then the live file."""
     path = Path(path)
-    rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    rotated = sorted(
+        path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
+    )
     return [p for p in rotated if p.suffix[1:].isdigit()] + ([path] if path.exists() else [])
 
 
@@ -116,8 +133,10 @@ def verify_chain(path: str | os.PathLike) -> int:
             for number, line in enumerate(f, 1):
                 record = json.loads(line)
                 if prev is not None and record["prev"] != prev:
-                    raise AuditError(f"{file}:{number}: chain broken (prev {record['prev'][:12]}..., expected "
-                                     f"{prev[:12]}...): a line before it was removed or edited")
+                    raise AuditError(
+                        f"{file}:{number}: chain broken (prev {record['prev'][:12]}..., expected "
+                        f"{prev[:12]}...): a line before it was removed or edited"
+                    )
                 prev = sm3(line.rstrip(b"\n")).hex()
                 count += 1
     return count

@@ -50,18 +50,26 @@ class TokenStore:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
-            raise TokenFileError(f"cannot read tokens file {str(path)!r}: {err.strerror or err}; "
-                                 "create it with: python tools/serve.py token --tokens FILE --name NAME") from None
+            raise TokenFileError(
+                f"cannot read tokens file {str(path)!r}: {err.strerror or err}; "
+                "create it with: python tools/serve.py token --tokens FILE --name NAME"
+            ) from None
         entries: dict[str, Identity] = {}
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             parts = line.split()
-            if len(parts) != 3 or not _NAME.match(parts[0]) or parts[1] not in ROLES \
-                    or not re.fullmatch(r"[0-9a-f]{64}", parts[2]):
-                raise TokenFileError(f"{path}:{number}: expected '<name> <{'|'.join(ROLES)}> <64 hex sm3>', got "
-                                     f"{len(parts)} fields; tokens themselves never go in this file")
+            if (
+                len(parts) != 3
+                or not _NAME.match(parts[0])
+                or parts[1] not in ROLES
+                or not re.fullmatch(r"[0-9a-f]{64}", parts[2])
+            ):
+                raise TokenFileError(
+                    f"{path}:{number}: expected '<name> <{'|'.join(ROLES)}> <64 hex sm3>', got "
+                    f"{len(parts)} fields; tokens themselves never go in this file"
+                )
             entries[parts[2]] = Identity(parts[0], parts[1])
         if not entries:
             raise TokenFileError(f"tokens file {str(path)!r} lists no token; add one with tools/serve.py token")
@@ -71,7 +79,7 @@ class TokenStore:
         """The identity for an ``Authorization: Bearer <token>`` header value, or None."""
         if not authorization or not authorization.startswith("Bearer "):
             return None
-        token = authorization[len("Bearer "):].strip()
+        token = authorization[len("Bearer ") :].strip()
         if not token or len(token) > 256:
             return None
         digest = hash_token(token)

@@ -49,8 +49,15 @@ class _Job:
 class Batcher:
     """One worker thread per graph gathering rows from concurrent requests."""
 
-    def __init__(self, fn: ModelFn, name: str, max_batch: int, max_wait_ms: float, queue_size: int,
-                 on_batch: Callable[[str, int, float], None] | None = None):
+    def __init__(
+        self,
+        fn: ModelFn,
+        name: str,
+        max_batch: int,
+        max_wait_ms: float,
+        queue_size: int,
+        on_batch: Callable[[str, int, float], None] | None = None,
+    ):
         self.fn, self.name = fn, name
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000.0
         self.queue_size = queue_size
@@ -116,7 +123,7 @@ class Batcher:
             try:
                 out = self.fn(np.concatenate([job.rows for job in batch]))
                 error = None
-            except Exception as err:  # noqa: BLE001 - handed to every waiting request, which answers 500
+            except Exception as err:
                 out, error = None, err
             took = time.perf_counter() - start
             self._busy_s = 0.8 * self._busy_s + 0.2 * took
@@ -149,8 +156,14 @@ def _settle(future: asyncio.Future, result) -> None:
 class DirectRunner:
     """Batching off: each request runs the model itself in the thread pool (bounded rows in flight)."""
 
-    def __init__(self, fn: ModelFn, name: str, queue_size: int,
-                 on_batch: Callable[[str, int, float], None] | None = None, **_ignored):
+    def __init__(
+        self,
+        fn: ModelFn,
+        name: str,
+        queue_size: int,
+        on_batch: Callable[[str, int, float], None] | None = None,
+        **_ignored,
+    ):
         self.fn, self.name, self.queue_size, self.on_batch = fn, name, queue_size, on_batch
         self._rows = 0
         self._lock = threading.Lock()

@@ -33,6 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "Gallery": {
         "images": None,  # a gallery directory written by tools/build_index.py (image embeddings)
         "texts": None,  # a gallery of text embeddings (for image -> text search)
+        "milvus_uri": None,  # Milvus galleries: the server to use instead of the one in gallery.json
+        "milvus_token_env": None,  # environment variable holding the Milvus token ("user:password")
     },
     "Batching": {
         "enabled": True,  # False: every request runs the model on its own (the baseline)
@@ -82,16 +84,19 @@ def build_serving_config(raw: dict[str, Any]) -> dict[str, Any]:
     cfg = copy.deepcopy(DEFAULTS)
     for section, values in raw.items():
         if section not in DEFAULTS:
-            raise ConfigError(f"unknown section {section!r}{_did_you_mean(section, list(DEFAULTS))}; "
-                              f"sections: {sorted(DEFAULTS)}")
+            raise ConfigError(
+                f"unknown section {section!r}{_did_you_mean(section, list(DEFAULTS))}; sections: {sorted(DEFAULTS)}"
+            )
         if values is None:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{section} must be a mapping of keys, got {values!r}")
         for key, value in values.items():
             if key not in DEFAULTS[section]:
-                raise ConfigError(f"unknown key {section}.{key}{_did_you_mean(key, list(DEFAULTS[section]))}; "
-                                  f"keys: {sorted(DEFAULTS[section])}")
+                raise ConfigError(
+                    f"unknown key {section}.{key}{_did_you_mean(key, list(DEFAULTS[section]))}; "
+                    f"keys: {sorted(DEFAULTS[section])}"
+                )
             cfg[section][key] = value
     for key in ("package", "name", "trust"):
         if cfg["Model"][key] in (None, "", []):
@@ -99,10 +104,14 @@ def build_serving_config(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(cfg["Model"]["trust"], str):
         cfg["Model"]["trust"] = [cfg["Model"]["trust"]]
     if not cfg["Auth"]["tokens_file"]:
-        raise ConfigError("Auth.tokens_file is required (the service never runs without authentication); "
-                          "create one with: python tools/serve.py token --tokens FILE --name NAME")
+        raise ConfigError(
+            "Auth.tokens_file is required (the service never runs without authentication); "
+            "create one with: python tools/serve.py token --tokens FILE --name NAME"
+        )
     if not cfg["Audit"]["path"]:
-        raise ConfigError("Audit.path is required (every request is audited); e.g. -o Audit.path=/var/log/paddle_mm/audit.log")
+        raise ConfigError(
+            "Audit.path is required (every request is audited); e.g. -o Audit.path=/var/log/paddle_mm/audit.log"
+        )
     for key in ("max_batch", "queue_size"):
         if not isinstance(cfg["Batching"][key], int) or cfg["Batching"][key] < 1:
             raise ConfigError(f"Batching.{key}={cfg['Batching'][key]!r}: use a positive integer")

@@ -36,8 +36,14 @@ FORMAT = 1
 KINDS = ("image", "text")
 INDEXES = ("exact", "hnsw", "ivf", "auto")
 AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms), HNSW above
-INDEX_DEFAULTS = {"hnsw_m": 32, "ef_construction": 200, "ef_search": None, "nlist": None, "nprobe": None,
-                  "target_recall": 0.95}
+INDEX_DEFAULTS = {
+    "hnsw_m": 32,
+    "ef_construction": 200,
+    "ef_search": None,
+    "nlist": None,
+    "nprobe": None,
+    "target_recall": 0.95,
+}
 EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
 NPROBE_CHOICES = (8, 16, 32, 64, 128, 256)
 
@@ -158,13 +164,17 @@ class FaissGallery:
         try:
             self._index = faiss.deserialize_index(np.frombuffer(data["index.faiss"], dtype=np.uint8))
         except RuntimeError as err:
-            raise GalleryError(f"{directory}/index.faiss is not a faiss index ({str(err).splitlines()[0][:120]}); "
-                               "rebuild it with tools/build_index.py") from None
+            raise GalleryError(
+                f"{directory}/index.faiss is not a faiss index ({str(err).splitlines()[0][:120]}); "
+                "rebuild it with tools/build_index.py"
+            ) from None
         self._ids = np.load(_bytes_io(data["ids.npy"]), allow_pickle=False)
         self._meta = [json.loads(line) for line in data["meta.jsonl"].decode("utf-8").splitlines()]
         if not (self._index.ntotal == len(self._ids) == len(self._meta) == info["count"]):
-            raise GalleryError(f"{directory}: index has {self._index.ntotal} rows, ids {len(self._ids)}, meta "
-                               f"{len(self._meta)}, gallery.json {info['count']}; rebuild with tools/build_index.py")
+            raise GalleryError(
+                f"{directory}: index has {self._index.ntotal} rows, ids {len(self._ids)}, meta "
+                f"{len(self._meta)}, gallery.json {info['count']}; rebuild with tools/build_index.py"
+            )
         params = info["index"]
         if params["type"] == "hnsw":
             _set_knob(self._index, "ef_search", params["ef_search"])
@@ -193,57 +203,72 @@ def _read_checked(directory: Path, name: str, digest: str) -> bytes:
     try:
         data = (directory / name).read_bytes()
     except OSError as err:
-        raise GalleryError(f"cannot read gallery file {str(directory / name)!r}: {err.strerror}; "
-                           "rebuild it with tools/build_index.py") from None
+        raise GalleryError(
+            f"cannot read gallery file {str(directory / name)!r}: {err.strerror}; rebuild it with tools/build_index.py"
+        ) from None
     if sm3(data).hex() != digest:
-        raise GalleryError(f"{directory / name}: SM3 does not match gallery.json (corrupt or modified); "
-                           "rebuild it with tools/build_index.py")
+        raise GalleryError(
+            f"{directory / name}: SM3 does not match gallery.json (corrupt or modified); "
+            "rebuild it with tools/build_index.py"
+        )
     return data
 
 
 # -- the Milvus backend --------------------------------------------------------------------------------
-def _milvus_client(uri: str):
+def _milvus_client(uri: str, token: str = ""):
     try:
         from pymilvus import MilvusClient
     except ImportError:
-        raise GalleryError("the milvus backend needs pymilvus (and milvus-lite for a local .db file): "
-                           "pip install -r requirements/lock.txt") from None
+        raise GalleryError(
+            "the milvus backend needs pymilvus (and milvus-lite for a local .db file): "
+            "pip install -r requirements/lock.txt"
+        ) from None
     try:
-        return MilvusClient(uri)
-    except Exception as err:  # noqa: BLE001 - pymilvus raises many types (lock held, bad file, refused)
-        raise GalleryError(f"cannot open Milvus at {uri!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}; "
-                           "is another process holding a Milvus Lite file, or is the server down?") from None
+        return MilvusClient(uri, token=token) if token else MilvusClient(uri)
+    except Exception as err:
+        raise GalleryError(
+            f"cannot open Milvus at {uri!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}; "
+            "is another process holding a Milvus Lite file, or is the server down?"
+        ) from None
 
 
 class MilvusGallery:
-    def __init__(self, directory: Path, info: dict[str, Any]):
+    def __init__(self, directory: Path, info: dict[str, Any], uri: str | None = None, token: str = ""):
         self.info, self.directory = info, directory
         spec = info["milvus"]
         self.collection = spec["collection"]
-        self._uri = _resolve_uri(spec["uri"], directory)
-        self._client = _milvus_client(self._uri)
+        self._uri = uri or _resolve_uri(spec["uri"], directory)
+        self._client = _milvus_client(self._uri, token)
         try:
             if not self._client.has_collection(self.collection):
-                raise GalleryError(f"Milvus at {spec['uri']!r} has no collection {self.collection!r}; "
-                                   "rebuild with tools/build_index.py --backend milvus")
+                raise GalleryError(
+                    f"Milvus at {spec['uri']!r} has no collection {self.collection!r}; "
+                    "rebuild with tools/build_index.py --backend milvus"
+                )
             self._client.load_collection(self.collection)
             count = int(self._client.get_collection_stats(self.collection)["row_count"])
         except GalleryError:
             raise
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise GalleryError(f"Milvus collection {self.collection!r} cannot be loaded: {str(err)[:200]}") from None
         if count != info["count"]:
-            raise GalleryError(f"Milvus collection {self.collection!r} has {count} rows, gallery.json says "
-                               f"{info['count']}; rebuild with tools/build_index.py --backend milvus")
+            raise GalleryError(
+                f"Milvus collection {self.collection!r} has {count} rows, gallery.json says "
+                f"{info['count']}; rebuild with tools/build_index.py --backend milvus"
+            )
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         k = min(k, self.info["count"])
         results = self._client.search(
-            self.collection, data=[q.tolist() for q in queries], limit=k, output_fields=["meta"],
+            self.collection,
+            data=[q.tolist() for q in queries],
+            limit=k,
+            output_fields=["meta"],
             search_params={"metric_type": "IP"},
         )
-        return [[Hit(int(h["id"]), float(h["distance"]), json.loads(h["entity"]["meta"])) for h in row]
-                for row in results]
+        return [
+            [Hit(int(h["id"]), float(h["distance"]), json.loads(h["entity"]["meta"])) for h in row] for row in results
+        ]
 
     def close(self) -> None:
         self._client.close()
@@ -294,8 +319,10 @@ def _fill_collection(client, collection: str, vectors, ids, meta, spec: dict[str
     client.create_collection(collection, schema=schema, index_params=index)
     step = 5000
     for i in range(0, len(vectors), step):
-        rows = [{"id": int(ids[j]), "vector": vectors[j].tolist(), "meta": json.dumps(meta[j], ensure_ascii=False)}
-                for j in range(i, min(i + step, len(vectors)))]
+        rows = [
+            {"id": int(ids[j]), "vector": vectors[j].tolist(), "meta": json.dumps(meta[j], ensure_ascii=False)}
+            for j in range(i, min(i + step, len(vectors)))
+        ]
         client.insert(collection, rows)
         if len(vectors) > step:
             log(f"[gallery] milvus inserted {min(i + step, len(vectors))}/{len(vectors)}")
@@ -332,9 +359,17 @@ def write_gallery(
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    info: dict[str, Any] = {"format": FORMAT, "kind": kind, "backend": spec["backend"], "dim": int(vectors.shape[1]),
-                            "count": len(ids), "model": model["name"], "version": model.get("version"),
-                            "sequence": model.get("sequence"), "files": {}}
+    info: dict[str, Any] = {
+        "format": FORMAT,
+        "kind": kind,
+        "backend": spec["backend"],
+        "dim": int(vectors.shape[1]),
+        "count": len(ids),
+        "model": model["name"],
+        "version": model.get("version"),
+        "sequence": model.get("sequence"),
+        "files": {},
+    }
     start = time.perf_counter()
     if spec["backend"] == "faiss":
         index, info["index"] = make_faiss_index(vectors, spec, log)
@@ -363,29 +398,47 @@ def write_gallery(
     return info
 
 
-def open_gallery(directory: str | os.PathLike, expect_model: str | None = None, expect_dim: int | None = None):
-    """Open the gallery at ``directory`` (either backend) and check it belongs to ``expect_model``."""
+def open_gallery(
+    directory: str | os.PathLike,
+    expect_model: str | None = None,
+    expect_dim: int | None = None,
+    milvus_uri: str | None = None,
+    milvus_token: str = "",
+):
+    """Open the gallery at ``directory`` (either backend) and check it belongs to ``expect_model``.
+
+    ``milvus_uri`` / ``milvus_token``: for a Milvus gallery, the server to use instead of gallery.json's."""
     directory = Path(directory)
     try:
         info = json.loads((directory / "gallery.json").read_text(encoding="utf-8"))
     except OSError as err:
-        raise GalleryError(f"no gallery at {str(directory)!r} ({err.strerror}); build one with tools/build_index.py") from None
+        raise GalleryError(
+            f"no gallery at {str(directory)!r} ({err.strerror}); build one with tools/build_index.py"
+        ) from None
     except ValueError:
-        raise GalleryError(f"{directory}/gallery.json is not JSON (corrupt); rebuild with tools/build_index.py") from None
+        raise GalleryError(
+            f"{directory}/gallery.json is not JSON (corrupt); rebuild with tools/build_index.py"
+        ) from None
     if info.get("format") != FORMAT or info.get("kind") not in KINDS:
-        raise GalleryError(f"{directory}/gallery.json: format {info.get('format')!r} kind {info.get('kind')!r} not "
-                           f"supported (format {FORMAT}, kinds {KINDS}); rebuild with tools/build_index.py")
+        raise GalleryError(
+            f"{directory}/gallery.json: format {info.get('format')!r} kind {info.get('kind')!r} not "
+            f"supported (format {FORMAT}, kinds {KINDS}); rebuild with tools/build_index.py"
+        )
     if expect_model is not None and info["model"] != expect_model:
-        raise GalleryError(f"gallery {str(directory)!r} was embedded by model {info['model']!r}, the service runs "
-                           f"{expect_model!r}; rebuild it with this model's package")
+        raise GalleryError(
+            f"gallery {str(directory)!r} was embedded by model {info['model']!r}, the service runs "
+            f"{expect_model!r}; rebuild it with this model's package"
+        )
     if expect_dim is not None and info["dim"] != expect_dim:
-        raise GalleryError(f"gallery {str(directory)!r} holds {info['dim']}-d vectors, the model gives {expect_dim}-d; "
-                           "rebuild it with this model's package")
+        raise GalleryError(
+            f"gallery {str(directory)!r} holds {info['dim']}-d vectors, the model gives {expect_dim}-d; "
+            "rebuild it with this model's package"
+        )
     with _shared_lock(directory):
         if info["backend"] == "faiss":
             return FaissGallery(directory, info)
         if info["backend"] == "milvus":
-            return MilvusGallery(directory, info)
+            return MilvusGallery(directory, info, milvus_uri, milvus_token)
     raise GalleryError(f"{directory}/gallery.json: unknown backend {info['backend']!r}")
 
 
@@ -405,8 +458,10 @@ class _shared_lock:
                 fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(self.fd)
-                raise GalleryError(f"gallery {str(self.path)[: -len(LOCK_NAME)]!r} is locked by a writer "
-                                   "(tools/build_index.py running?); retry when it finishes") from None
+                raise GalleryError(
+                    f"gallery {str(self.path)[: -len(LOCK_NAME)]!r} is locked by a writer "
+                    "(tools/build_index.py running?); retry when it finishes"
+                ) from None
         return self
 
     def _creatable(self) -> bool:

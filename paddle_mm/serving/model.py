@@ -9,6 +9,7 @@ the running version serving.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -57,24 +58,38 @@ def load_model_state(cfg: dict[str, Any], on_batch=None) -> ModelState:
     """Verify and load ``cfg['Model']['package']``, warm both towers, open the galleries, start the runners."""
     m, batching = cfg["Model"], cfg["Batching"]
     predictor = Predictor.from_package_files(
-        m["package"], m["trust"], model=m["name"], state_file=m["state_file"],
-        decrypt_key_file=m["decrypt_key"], passphrase_env=m["passphrase_env"],
-        backend=m["backend"], precision=m["precision"], device=m["device"], threads=m["threads"],
+        m["package"],
+        m["trust"],
+        model=m["name"],
+        state_file=m["state_file"],
+        decrypt_key_file=m["decrypt_key"],
+        passphrase_env=m["passphrase_env"],
+        backend=m["backend"],
+        precision=m["precision"],
+        device=m["device"],
+        threads=m["threads"],
         batch_size=batching["max_batch"],
     )
     predictor.encode_texts(["warm up"])  # builds both runtimes now: a broken graph fails the load, not a request
     dim = int(predictor.encode_pixels(predictor.sample_feeds("image", batch=1)["pixel_values"]).shape[1])
     galleries = {}
+    token_env = cfg["Gallery"]["milvus_token_env"]
+    milvus = {
+        "milvus_uri": cfg["Gallery"]["milvus_uri"],
+        "milvus_token": os.environ.get(token_env, "") if token_env else "",
+    }
     try:
         for kind in ("images", "texts"):
             if cfg["Gallery"][kind]:
-                galleries[kind] = open_gallery(cfg["Gallery"][kind], expect_model=m["name"], expect_dim=dim)
+                galleries[kind] = open_gallery(cfg["Gallery"][kind], expect_model=m["name"], expect_dim=dim, **milvus)
                 wanted = kind[:-1]
                 if galleries[kind].info["kind"] != wanted:
                     from .gallery import GalleryError
 
-                    raise GalleryError(f"Gallery.{kind}={cfg['Gallery'][kind]!r} holds {galleries[kind].info['kind']} "
-                                       f"embeddings; build it with --kind {wanted}")
+                    raise GalleryError(
+                        f"Gallery.{kind}={cfg['Gallery'][kind]!r} holds {galleries[kind].info['kind']} "
+                        f"embeddings; build it with --kind {wanted}"
+                    )
     except Exception:
         for gallery in galleries.values():
             gallery.close()

@@ -48,8 +48,15 @@ def sign_copy(export: Path, key: PrivateKey, dest: Path, sequence: int, version:
         shutil.rmtree(dest)
     shutil.copytree(export, dest)
     now = dt.datetime.now(dt.timezone.utc)
-    sign_package(dest, LocalSigner(key), model=model, version=version, sequence=sequence, now=now,
-                 expires=now + dt.timedelta(days=30))
+    sign_package(
+        dest,
+        LocalSigner(key),
+        model=model,
+        version=version,
+        sequence=sequence,
+        now=now,
+        expires=now + dt.timedelta(days=30),
+    )
     return dest
 
 
@@ -82,23 +89,53 @@ def deployment(tower_export, signer, gallery_images, tmp_path_factory) -> dict:
     predictor = Predictor(tower_export, backend="onnxruntime", threads=1)
     model = {"name": MODEL, "version": "1.0.0", "sequence": 1}
     image_vectors = predictor.encode_images(gallery_images)
-    write_gallery(root / "images", image_vectors, range(100, 112), [{"source": f"img{i}.png"} for i in range(12)],
-                  kind="image", model=model, spec={"index": "exact"}, log=lambda _m: None)
-    write_gallery(root / "texts", predictor.encode_texts(TEXTS), range(len(TEXTS)), [{"text": t} for t in TEXTS],
-                  kind="text", model=model, spec={"index": "exact"}, log=lambda _m: None)
+    write_gallery(
+        root / "images",
+        image_vectors,
+        range(100, 112),
+        [{"source": f"img{i}.png"} for i in range(12)],
+        kind="image",
+        model=model,
+        spec={"index": "exact"},
+        log=lambda _m: None,
+    )
+    write_gallery(
+        root / "texts",
+        predictor.encode_texts(TEXTS),
+        range(len(TEXTS)),
+        [{"text": t} for t in TEXTS],
+        kind="text",
+        model=model,
+        spec={"index": "exact"},
+        log=lambda _m: None,
+    )
     tokens = root / "tokens"
     client_token = add_token(tokens, "alice", "client")
     admin_token = add_token(tokens, "ops", "admin")
-    return {"root": root, "package": package, "pub": pub, "key": key, "tokens": tokens, "client": client_token,
-            "admin": admin_token, "image_vectors": image_vectors, "images": gallery_images}
+    return {
+        "root": root,
+        "package": package,
+        "pub": pub,
+        "key": key,
+        "tokens": tokens,
+        "client": client_token,
+        "admin": admin_token,
+        "image_vectors": image_vectors,
+        "images": gallery_images,
+    }
 
 
 def serving_config(deployment: dict, tmp_path: Path, **sections) -> dict:
     from paddle_mm.serving.config import build_serving_config
 
     raw = {
-        "Model": {"package": str(deployment["package"]), "name": MODEL, "trust": [str(deployment["pub"])],
-                  "state_file": str(tmp_path / "state.json"), "threads": 1},
+        "Model": {
+            "package": str(deployment["package"]),
+            "name": MODEL,
+            "trust": [str(deployment["pub"])],
+            "state_file": str(tmp_path / "state.json"),
+            "threads": 1,
+        },
         "Gallery": {"images": str(deployment["root"] / "images"), "texts": str(deployment["root"] / "texts")},
         "Auth": {"tokens_file": str(deployment["tokens"])},
         "Audit": {"path": str(tmp_path / "audit" / "audit.log")},

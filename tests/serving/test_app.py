@@ -47,8 +47,10 @@ def test_embeddings_match_the_predictor_and_search_finds_the_image(client, deplo
 
 def test_zero_shot_ranks_labels_by_cosine(client, deployment):
     labels = ["圆形", "三角形", "正方形"]
-    r = client.post("/v1/classify/zero-shot",
-                    json={"image": b64(deployment["images"][1]), "labels": labels, "templates": ["{}的照片", "{}"]})
+    r = client.post(
+        "/v1/classify/zero-shot",
+        json={"image": b64(deployment["images"][1]), "labels": labels, "templates": ["{}的照片", "{}"]},
+    )
     assert r.status_code == 200, r.text
     ranked = r.json()["labels"]
     assert sorted(x["label"] for x in ranked) == sorted(labels)
@@ -59,14 +61,20 @@ def test_zero_shot_ranks_labels_by_cosine(client, deployment):
 def test_auth_and_roles(client, deployment):
     no = client.post("/v1/embeddings/text", json={"texts": ["a"]}, headers={"Authorization": ""})
     assert no.status_code == 401 and "WWW-Authenticate" in no.headers
-    wrong = client.post("/v1/embeddings/text", json={"texts": ["a"]},
-                        headers={"Authorization": "Bearer " + deployment["client"][:-1] + "x"})
+    wrong = client.post(
+        "/v1/embeddings/text",
+        json={"texts": ["a"]},
+        headers={"Authorization": "Bearer " + deployment["client"][:-1] + "x"},
+    )
     assert wrong.status_code == 401
     assert client.post("/admin/reload").status_code == 403  # a client token is not an admin token
     assert client.get("/openapi.json").status_code == 200  # with a token
     assert client.get("/openapi.json", headers={"Authorization": ""}).status_code == 401
     assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
-    assert "secret" not in deployment["tokens"].read_text() and deployment["client"] not in deployment["tokens"].read_text()
+    assert (
+        "secret" not in deployment["tokens"].read_text()
+        and deployment["client"] not in deployment["tokens"].read_text()
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,14 +96,21 @@ def test_limits(client, cfg):
     assert client.post("/v1/embeddings/text", json={"texts": ["a"] * 65}).status_code == 413
     assert client.post("/v1/search/text-to-image", json={"text": "圆", "k": 101}).status_code == 400
     big = b"{" + b" " * (cfg["Limits"]["max_body_bytes"] + 1) + b"}"
-    assert client.post("/v1/embeddings/text", content=big, headers={"Content-Type": "application/json"}).status_code == 413
-    assert client.post("/v1/embeddings/text", content=b"{bad json", headers={"Content-Type": "application/json"}
-                       ).status_code == 422
+    assert (
+        client.post("/v1/embeddings/text", content=big, headers={"Content-Type": "application/json"}).status_code == 413
+    )
+    assert (
+        client.post(
+            "/v1/embeddings/text", content=b"{bad json", headers={"Content-Type": "application/json"}
+        ).status_code
+        == 422
+    )
 
 
 def test_decompression_bomb_refused_from_the_header(client):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("L", (8000, 8000)).save(buf, "PNG")  # 64 Mpx that compress to ~60 kB
@@ -110,7 +125,10 @@ def test_every_request_is_audited_without_payloads(client, cfg, deployment):
     client.post("/v1/embeddings/image", json={"images": ["@@"]})
     records = list(read_records(cfg["Audit"]["path"]))
     assert [(r["who"], r["status"], r["endpoint"]) for r in records] == [
-        ("alice", 200, "/v1/embeddings/text"), ("-", 401, "/v1/embeddings/text"), ("alice", 400, "/v1/embeddings/image")]
+        ("alice", 200, "/v1/embeddings/text"),
+        ("-", 401, "/v1/embeddings/text"),
+        ("alice", 400, "/v1/embeddings/image"),
+    ]
     assert records[0]["model"] == MODEL and records[0]["sequence"] == 1 and records[0]["items"] == 1
     raw = open(cfg["Audit"]["path"], encoding="utf-8").read()
     assert "机密" not in raw and deployment["client"] not in raw and "@@" not in raw
@@ -193,8 +211,12 @@ def test_refuses_to_start(attack, deployment, tower_export, tmp_path):
         sign_copy(tower_export, deployment["key"], pkg, 1, "1.0.0")
         (pkg / "inference.yml").write_text((pkg / "inference.yml").read_text() + "\n# edited\n")
     cfg = serving_config(deployment, tmp_path, Model={"package": str(pkg)})
-    expected = {"unsigned": "UnsignedPackageError", "tampered": "SizeMismatchError",
-                "untrusted": "UntrustedKeyError", "other-model": "ModelMismatchError"}[attack]
+    expected = {
+        "unsigned": "UnsignedPackageError",
+        "tampered": "SizeMismatchError",
+        "untrusted": "UntrustedKeyError",
+        "other-model": "ModelMismatchError",
+    }[attack]
     with pytest.raises(StartupRefused, match=f"REFUSED {expected}"):
         create_app(cfg)
 

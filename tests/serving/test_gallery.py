@@ -36,8 +36,16 @@ def data():
 def built(request, data, tmp_path_factory):
     vectors, _ = data
     out = tmp_path_factory.mktemp(request.param) / "g"
-    info = write_gallery(out, vectors, np.arange(3000) * 7, [{"n": i} for i in range(3000)], kind="image",
-                         model=MODEL, spec=SPECS[request.param], log=lambda _m: None)
+    info = write_gallery(
+        out,
+        vectors,
+        np.arange(3000) * 7,
+        [{"n": i} for i in range(3000)],
+        kind="image",
+        model=MODEL,
+        spec=SPECS[request.param],
+        log=lambda _m: None,
+    )
     return request.param, out, info
 
 
@@ -81,8 +89,16 @@ def test_locked_gallery_is_refused_not_waited_for(built):
 def test_corrupt_faiss_files_are_refused(damage, data, tmp_path):
     vectors, _ = data
     out = tmp_path / "g"
-    write_gallery(out, vectors[:500], range(500), [{}] * 500, kind="image", model=MODEL,
-                  spec={"index": "hnsw"}, log=lambda _m: None)
+    write_gallery(
+        out,
+        vectors[:500],
+        range(500),
+        [{}] * 500,
+        kind="image",
+        model=MODEL,
+        spec={"index": "hnsw"},
+        log=lambda _m: None,
+    )
     index = out / "index.faiss"
     if damage == "flip":
         raw = bytearray(index.read_bytes())
@@ -108,8 +124,16 @@ def _hold_milvus(uri, ready, done):
 def test_milvus_lite_file_held_by_another_process_is_refused(data, tmp_path):
     vectors, _ = data
     out = tmp_path / "g"
-    write_gallery(out, vectors[:200], range(200), [{}] * 200, kind="image", model=MODEL,
-                  spec=SPECS["milvus-lite"], log=lambda _m: None)
+    write_gallery(
+        out,
+        vectors[:200],
+        range(200),
+        [{}] * 200,
+        kind="image",
+        model=MODEL,
+        spec=SPECS["milvus-lite"],
+        log=lambda _m: None,
+    )
     ctx = mp.get_context("spawn")
     ready, done = ctx.Event(), ctx.Event()
     holder = ctx.Process(target=_hold_milvus, args=(str(out / "gallery.db"), ready, done))
@@ -127,8 +151,16 @@ def test_milvus_lite_file_held_by_another_process_is_refused(data, tmp_path):
 def test_corrupt_milvus_lite_file_is_refused(data, tmp_path):
     vectors, _ = data
     out = tmp_path / "g"
-    write_gallery(out, vectors[:200], range(200), [{}] * 200, kind="image", model=MODEL,
-                  spec=SPECS["milvus-lite"], log=lambda _m: None)
+    write_gallery(
+        out,
+        vectors[:200],
+        range(200),
+        [{}] * 200,
+        kind="image",
+        model=MODEL,
+        spec=SPECS["milvus-lite"],
+        log=lambda _m: None,
+    )
     files = sorted((p for p in (out / "gallery.db").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     for f in files:  # Milvus Lite keeps a data directory: garble every file in it
         f.write_bytes(b"\x00garbage" * 100)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 
@@ -13,9 +12,27 @@ from .conftest import MODEL, sign_copy
 
 
 def _build(deployment, data, out, *extra):
-    return run_tool("build_index.py", "--package", str(deployment["package"]), "--trust", str(deployment["pub"]),
-                    "--package_model", MODEL, "--package_state", str(out.parent / "state.json"), "--data", str(data),
-                    "--split", "valid", "--out", str(out), "--threads", "1", *extra, timeout=300)
+    return run_tool(
+        "build_index.py",
+        "--package",
+        str(deployment["package"]),
+        "--trust",
+        str(deployment["pub"]),
+        "--package_model",
+        MODEL,
+        "--package_state",
+        str(out.parent / "state.json"),
+        "--data",
+        str(data),
+        "--split",
+        "valid",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        *extra,
+        timeout=300,
+    )
 
 
 def test_build_index_with_progress_and_resume(deployment, tiny_data, tmp_path):
@@ -34,8 +51,16 @@ def test_build_index_with_progress_and_resume(deployment, tiny_data, tmp_path):
     work.mkdir()
     marker = np.zeros((16, 32), np.float32)
     marker[:, 0] = 1.0  # every row = e0: recomputed embeddings would not look like this
-    job = {"model": MODEL, "version": "1.0.0", "sequence": 1, "kind": "image", "count": 40, "shard": 16,
-           "data": str(tiny_data.resolve()), "split": "valid"}
+    job = {
+        "model": MODEL,
+        "version": "1.0.0",
+        "sequence": 1,
+        "kind": "image",
+        "count": 40,
+        "shard": 16,
+        "data": str(tiny_data.resolve()),
+        "split": "valid",
+    }
     (work / "job.json").write_text(json.dumps(job))
     np.save(work / "000000.npy", marker)
     proc = _build(deployment, tiny_data, out, "--kind", "image", "--shard", "16")
@@ -63,9 +88,23 @@ def test_build_index_texts_on_milvus_lite(deployment, tiny_data, tmp_path):
 def test_build_index_refuses_a_tampered_package(deployment, tower_export, tiny_data, tmp_path):
     pkg = sign_copy(tower_export, deployment["key"], tmp_path / "pkg", 1, "1.0.0")
     (pkg / "vocab.txt").write_text((pkg / "vocab.txt").read_text().replace("[PAD]", "[PAX]"))
-    proc = run_tool("build_index.py", "--package", str(pkg), "--trust", str(deployment["pub"]), "--package_model",
-                    MODEL, "--package_state", str(tmp_path / "s.json"), "--data", str(tiny_data), "--kind", "image",
-                    "--out", str(tmp_path / "g"))
+    proc = run_tool(
+        "build_index.py",
+        "--package",
+        str(pkg),
+        "--trust",
+        str(deployment["pub"]),
+        "--package_model",
+        MODEL,
+        "--package_state",
+        str(tmp_path / "s.json"),
+        "--data",
+        str(tiny_data),
+        "--kind",
+        "image",
+        "--out",
+        str(tmp_path / "g"),
+    )
     assert proc.returncode == 12 and "REFUSED DigestMismatchError" in proc.stderr, proc.stderr[-1500:]
 
 
@@ -73,10 +112,20 @@ def test_serve_refuses_to_start_with_the_reason(deployment, tower_export, tmp_pa
     pkg = sign_copy(tower_export, deployment["key"], tmp_path / "pkg", 1, "1.0.0")
     (pkg / "PACKAGE.sig").unlink()
     cfg = tmp_path / "serve.yml"
-    cfg.write_text(json.dumps({
-        "Model": {"package": str(pkg), "name": MODEL, "trust": [str(deployment["pub"])],
-                  "state_file": str(tmp_path / "s.json")},
-        "Auth": {"tokens_file": str(deployment["tokens"])}, "Audit": {"path": str(tmp_path / "audit.log")}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "Model": {
+                    "package": str(pkg),
+                    "name": MODEL,
+                    "trust": [str(deployment["pub"])],
+                    "state_file": str(tmp_path / "s.json"),
+                },
+                "Auth": {"tokens_file": str(deployment["tokens"])},
+                "Audit": {"path": str(tmp_path / "audit.log")},
+            }
+        )
+    )
     proc = run_tool("serve.py", "-c", str(cfg), timeout=120)
     assert proc.returncode == 10 and "REFUSED UnsignedPackageError" in proc.stderr, proc.stderr[-1500:]
     proc = run_tool("serve.py", "-c", str(cfg), "-o", "Batching.max_bach=3", timeout=60)
