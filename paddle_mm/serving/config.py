@@ -34,7 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "images": None,  # a gallery directory written by tools/build_index.py (image embeddings)
         "texts": None,  # a gallery of text embeddings (for image -> text search)
         "milvus_uri": None,  # Milvus galleries: the server to use instead of the one in gallery.json
-        "milvus_token_env": None,  # environment variable holding the Milvus token ("user:password")
+        "milvus_token_file": None,  # file holding the Milvus token ("user:password"), e.g. a mounted Secret
     },
     "Batching": {
         "enabled": True,  # False: every request runs the model on its own (the baseline)

@@ -9,9 +9,9 @@ the running version serving.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -73,11 +73,9 @@ def load_model_state(cfg: dict[str, Any], on_batch=None) -> ModelState:
     predictor.encode_texts(["warm up"])  # builds both runtimes now: a broken graph fails the load, not a request
     dim = int(predictor.encode_pixels(predictor.sample_feeds("image", batch=1)["pixel_values"]).shape[1])
     galleries = {}
-    token_env = cfg["Gallery"]["milvus_token_env"]
-    milvus = {
-        "milvus_uri": cfg["Gallery"]["milvus_uri"],
-        "milvus_token": os.environ.get(token_env, "") if token_env else "",
-    }
+    token_file = cfg["Gallery"]["milvus_token_file"]
+    token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else ""
+    milvus = {"milvus_uri": cfg["Gallery"]["milvus_uri"], "milvus_token": token}
     try:
         for kind in ("images", "texts"):
             if cfg["Gallery"][kind]:
