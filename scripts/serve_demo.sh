@@ -3,19 +3,22 @@
 # about ten minutes on 2 cores), export it, sign it as a package (a demo key made here), build image and
 # text galleries of the test split, make an admin token, then serve on http://127.0.0.1:8080 (/docs).
 # Extra arguments go to tools/serve.py (e.g. -o Server.port=9000). Re-running signs a new sequence.
+# Another trained model: CONFIG=<its training config> BEST=<its best_model dir> DATA=<dataset root>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
 demo=output/serve_demo
-best=output/quickstart/CN-CLIP-Tiny/best_model
+CONFIG=${CONFIG:-configs/quickstart.yml}
+BEST=${BEST:-output/quickstart/CN-CLIP-Tiny/best_model}
+DATA=${DATA:-data/shapes}
 model=cn-clip-tiny-shapes
 mkdir -p "$demo"
 
-[ -f data/shapes/train_imgs.tsv ] || $PY tools/make_data.py --out data/shapes
-[ -d "$best" ] || $PY tools/train.py -c configs/quickstart.yml
+[ -f "$DATA/test_imgs.tsv" ] || $PY tools/make_data.py --out "$DATA"
+[ -d "$BEST" ] || $PY tools/train.py -c "$CONFIG"   # the quickstart: about ten minutes on 2 idle cores
 if [ ! -f "$demo/export/inference.yml" ]; then
-  $PY tools/export_model.py -c configs/quickstart.yml -o Global.pretrained_model="$best" \
+  $PY tools/export_model.py -c "$CONFIG" -o Global.pretrained_model="$BEST" \
     -o Global.save_inference_dir="$demo/export" --graphs image text --no-int8
 fi
 
@@ -31,7 +34,7 @@ $PY tools/package.py verify "$demo/package" --trust "$demo/signer.pub" --model "
 
 for kind in image text; do
   $PY tools/build_index.py --package "$demo/package" --trust "$demo/signer.pub" --package_model "$model" \
-    --package_state "$demo/package_sequences.json" --data data/shapes --split test --kind "$kind" \
+    --package_state "$demo/package_sequences.json" --data "$DATA" --split test --kind "$kind" \
     --out "$demo/galleries/${kind}s"
 done
 
