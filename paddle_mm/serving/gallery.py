@@ -82,6 +82,7 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
     measured recall goes into ``gallery.json``.
     """
     faiss = _faiss()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is parallel (a gallery opened here set 1)
     n, dim = vectors.shape
     kind = spec["index"]
     if kind == "auto":
@@ -159,6 +160,9 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 class FaissGallery:
     def __init__(self, directory: Path, info: dict[str, Any]):
         faiss = _faiss()
+        # one OpenMP thread per search: requests search concurrently from the thread pool anyway, and a batch-1
+        # query on 2 busy cores took 29 ms p50 with 2 threads against 1.7 ms with 1 (20k x 512 exact scan)
+        faiss.omp_set_num_threads(1)
         self.info, self.directory = info, directory
         data = {name: _read_checked(directory, name, digest) for name, digest in info["files"].items()}
         try:
