@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paddle_mm.serving.gallery import open_gallery, recall_at_k, write_gallery  # noqa: E402
+from paddle_mm.serving.gallery import open_gallery, recall_at_k, write_gallery
 
 SPECS = {
     "faiss-auto": {"backend": "faiss", "index": "auto"},
@@ -171,7 +171,7 @@ def main() -> int:
             gc.collect()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n| data | backend | index | build s | open s | p50 ms | p99 ms | recall@10 | +RSS MB | knobs |")
+    print("\n| data | backend | index | build s | open s | p50 ms | p99 ms | recall@10 | +RSS MB | knobs |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
