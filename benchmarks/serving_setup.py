@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = {"image_resolution": 32, "vision_layers": 1, "text_num_hidden_layers": 1, "embed_dim": 32}
 
 
-def tiny_deployment(out: Path, port: int, **sections) -> Path:
-    """Write a signed tiny export, a 64-image gallery, tokens and serve.yml under ``out``; return serve.yml."""
+def tiny_deployment(out: Path, port: int, arch: str = "tiny", **sections) -> Path:
+    """Write a signed export of a seeded random-weight model, a 64-image gallery, tokens and serve.yml under
+    ``out``; return serve.yml. ``arch``: "tiny" (CN-CLIP-Tiny cut to 1-layer towers at 32 px), or a model
+    config name at its full size ("CN-CLIP-Tiny" = the quickstart's shape, "ViT-B-16", ...)."""
     import cv2
     import paddle
 
