@@ -40,13 +40,14 @@ def tiny_deployment(out: Path, port: int, arch: str = "tiny", **sections) -> Pat
 
     out.mkdir(parents=True, exist_ok=True)
     paddle.seed(5)
-    model = create_model("CN-CLIP-Tiny", **TINY_ARCH)
+    name, overrides = ("CN-CLIP-Tiny", TINY_ARCH) if arch == "tiny" else (arch, {})
+    model = create_model(name, **overrides)
     model.eval()
     export_model(
         model,
         out / "model",
-        ImageTransform(32),
-        "CN-CLIP-Tiny",
+        ImageTransform(int(model.config.image_resolution)),
+        name,
         ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1),
         log=lambda _m: None,
     )
