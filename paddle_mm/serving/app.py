@@ -396,7 +396,9 @@ class Guard:
             if refusal:
                 await JSONResponse({"error": refusal[1]}, refusal[0], headers=refusal[2])(scope, receive, send_wrapped)
             else:
-                await self.app(scope, _limited(receive, service.limits["max_body_bytes"]), send_wrapped)
+                if "content-length" not in headers and scope["method"] in ("POST", "PUT", "PATCH"):
+                    receive = await _buffered(receive, service.limits["max_body_bytes"])
+                await self.app(scope, receive, send_wrapped)
         except BodyTooLarge:
             await JSONResponse({"error": f"body over Limits.max_body_bytes={service.limits['max_body_bytes']}"}, 413)(
                 scope, receive, send_wrapped
@@ -444,20 +446,31 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _limited(receive, limit: int):
-    """``receive`` that raises BodyTooLarge once more than ``limit`` body bytes arrived (chunked uploads)."""
-    seen = 0
+async def _buffered(receive, limit: int):
+    """Read the whole body (at most ``limit`` bytes, else BodyTooLarge) and return a ``receive`` replaying it.
 
-    async def wrapped():
-        nonlocal seen
+    Needed for chunked uploads, which carry no Content-Length: FastAPI turns any error raised while it reads the
+    body into a 400, so the limit is enforced here, before the app sees a byte."""
+    chunks, seen, more = [], 0, True
+    while more:
         message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge()
-        return message
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        seen += len(chunks[-1])
+        if seen > limit:
+            raise BodyTooLarge()
+        more = message.get("more_body", False)
+    body, sent = b"".join(chunks), False
 
-    return wrapped
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()  # http.disconnect, when it comes
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def _route_label(scope) -> str:

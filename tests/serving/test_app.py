@@ -107,6 +107,19 @@ def test_limits(client, cfg):
     )
 
 
+def test_chunked_body_over_the_limit_is_cut_off_while_streaming(client, cfg):
+    limit = cfg["Limits"]["max_body_bytes"]
+
+    def chunks():  # no Content-Length: the header check cannot see the size
+        yield b'{"texts": ["'
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"]}'
+
+    r = client.post("/v1/embeddings/text", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "max_body_bytes" in r.json()["error"]
+
+
 def test_decompression_bomb_refused_from_the_header(client):
     import io
 
