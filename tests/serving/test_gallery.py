@@ -100,15 +100,15 @@ def test_corrupt_faiss_files_are_refused(damage, data, tmp_path):
         log=lambda _m: None,
     )
     index = out / "index.faiss"
-    if damage == "flip":
+    if damage == "flip":  # one bit of one stored vector: faiss itself would load this without complaint
         raw = bytearray(index.read_bytes())
-        raw[len(raw) // 2] ^= 0x40
+        raw[len(raw) - 4 * 64 * 250] ^= 0x01
         index.write_bytes(bytes(raw))
     elif damage == "truncate":
         index.write_bytes(index.read_bytes()[:1000])
     else:
         (out / "gallery.json").write_text("{not json")
-    with pytest.raises(GalleryError, match="corrupt"):
+    with pytest.raises(GalleryError, match="SM3 does not match" if damage != "json" else "not JSON"):
         open_gallery(out)
 
 
