@@ -381,11 +381,28 @@ class Guard:
             "who": identity.name if identity else "-",
             "role": identity.role if identity else "-",
         }
-        status = {"code": 500}
+        status = {"code": 500, "audited": False}
+
+        def audit(code: int) -> None:
+            """Write the record once, before the answer leaves: an answer that cannot be audited is not sent."""
+            if status["audited"]:
+                return
+            status["audited"] = True
+            model = scope.get("paddle_mm.model") or service.model.label
+            record.update(
+                status=code,
+                latency_ms=round((time.perf_counter() - start) * 1000, 2),
+                items=scope.get("paddle_mm.items", 0),
+                result="ok" if code < 400 else ("refused" if code < 500 else "error"),
+                **model,
+            )
+            if path not in PUBLIC and path != "/metrics":
+                service.audit.write(record)
 
         async def send_wrapped(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                audit(message["status"])
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", record["id"].encode())]
             await send(message)
@@ -405,19 +422,8 @@ class Guard:
             )
         finally:
             self.inflight -= 1
-            latency = time.perf_counter() - start
-            model = scope.get("paddle_mm.model") or service.model.label
-            code = status["code"]
-            record.update(
-                status=code,
-                latency_ms=round(latency * 1000, 2),
-                items=scope.get("paddle_mm.items", 0),
-                result="ok" if code < 400 else ("refused" if code < 500 else "error"),
-                **model,
-            )
-            if path not in PUBLIC and path != "/metrics":
-                service.audit.write(record)
-            service.metrics.observe_request(_route_label(scope), code, latency)
+            audit(status["code"])  # nothing was sent (the app raised): recorded as the 500 the server answers
+            service.metrics.observe_request(_route_label(scope), status["code"], time.perf_counter() - start)
 
     def _refuse(self, path: str, headers: dict[str, str], identity) -> tuple[int, str, dict] | None:
         service = self.service

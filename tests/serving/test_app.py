@@ -148,6 +148,22 @@ def test_every_request_is_audited_without_payloads(client, cfg, deployment):
     assert verify_chain(cfg["Audit"]["path"]) == 3
 
 
+def test_no_answer_leaves_unaudited(deployment, tmp_path):
+    from paddle_mm.serving.audit import AuditError
+
+    app = create_app(serving_config(deployment, tmp_path))
+
+    def full_disk(record):
+        raise AuditError("audit log write failed: No space left on device")
+
+    app.state.service.audit.write = full_disk
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post(
+            "/v1/embeddings/text", json={"texts": ["圆形"]}, headers={"Authorization": f"Bearer {deployment['client']}"}
+        )
+    assert r.status_code == 500 and "embeddings" not in r.text
+
+
 def test_audit_rotates_and_the_chain_catches_an_edit(tmp_path):
     from paddle_mm.serving.audit import AuditError, AuditLog, audit_files
 
