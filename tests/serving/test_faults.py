@@ -19,7 +19,7 @@ from paddle_mm.serving.app import create_app
 from paddle_mm.serving.audit import read_records, verify_chain
 from paddle_mm.serving.batching import Batcher, Overloaded
 
-from .conftest import serving_config
+from .conftest import b64, serving_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ def test_a_failing_model_call_is_a_500_and_the_service_recovers(deployment, tmp_
 
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {deployment['client']}"
-        body = {"images": [__import__("base64").b64encode(deployment["images"][0]).decode()]}
+        body = {"images": [b64(deployment["images"][0])]}
         runner.fn = broken
         assert client.post("/v1/embeddings/image", json=body).status_code == 500
         runner.fn = good

@@ -172,3 +172,36 @@ def test_info_is_written(built):
     _, out, info = built
     on_disk = json.loads((out / "gallery.json").read_text())
     assert on_disk["count"] == 3000 and on_disk["dim"] == 64 and on_disk["model"] == "m"
+
+
+def test_tuning_covers_the_queries_the_gallery_will_get(data, tmp_path):
+    """Queries far from the gallery (cross-modal ones are) need a larger efSearch than perturbed gallery vectors."""
+    vectors, _ = data
+    rng = np.random.default_rng(3)
+    far = rng.standard_normal((200, 64)).astype(np.float32)
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    plain = write_gallery(
+        tmp_path / "a",
+        vectors,
+        range(3000),
+        [{}] * 3000,
+        kind="image",
+        model=MODEL,
+        spec={"index": "hnsw", "hnsw_m": 8},
+        log=lambda _m: None,
+    )
+    tuned = write_gallery(
+        tmp_path / "b",
+        vectors,
+        range(3000),
+        [{}] * 3000,
+        kind="image",
+        model=MODEL,
+        spec={"index": "hnsw", "hnsw_m": 8, "tune_queries": far[:100]},
+        log=lambda _m: None,
+    )
+    assert tuned["index"]["ef_search"] > plain["index"]["ef_search"], (plain["index"], tuned["index"])
+    gallery = open_gallery(tmp_path / "b")
+    found = np.array([[h.id for h in row] for row in gallery.search(far[100:], 10)])
+    gallery.close()
+    assert recall_at_k(found, np.argsort(-(far[100:] @ vectors.T), axis=1)[:, :10]) >= 0.9
