@@ -44,8 +44,8 @@ INDEX_DEFAULTS = {
     "nprobe": None,
     "target_recall": 0.95,
 }
-EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
-NPROBE_CHOICES = (8, 16, 32, 64, 128, 256)
+EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+NPROBE_CHOICES = (8, 16, 32, 64, 128, 256, 512)
 
 
 class GalleryError(RuntimeError):
