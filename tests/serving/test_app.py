@@ -215,6 +215,11 @@ def test_hot_reload_new_version_then_refuses_tampered_and_rollback(deployment, t
         weights.write_bytes(bytes(data))
         r = _reload(client, deployment)
         assert r.status_code == 409 and "REFUSED DigestMismatchError" in r.json()["error"], r.text
+        # v3 with its signature stripped: refused as unsigned
+        sign_copy(tower_export, deployment["key"], live, 3, "1.2.0")
+        (live / "PACKAGE.sig").unlink()
+        r = _reload(client, deployment)
+        assert r.status_code == 409 and "REFUSED UnsignedPackageError" in r.json()["error"], r.text
         # the older v1 replayed: rollback refused
         sign_copy(tower_export, deployment["key"], live, 1, "1.0.0-replay")
         r = _reload(client, deployment)
@@ -222,7 +227,7 @@ def test_hot_reload_new_version_then_refuses_tampered_and_rollback(deployment, t
         assert client.get("/readyz").json()["version"] == "1.1.0"
         assert client.post("/v1/embeddings/text", json={"texts": ["圆"]}).json()["version"] == "1.1.0"
         reloads = [r for r in read_records(cfg["Audit"]["path"]) if r["endpoint"] == "/admin/reload"]
-        assert [r["status"] for r in reloads] == [200, 409, 409] and reloads[0]["who"] == "ops"
+        assert [r["status"] for r in reloads] == [200, 409, 409, 409] and reloads[0]["who"] == "ops"
 
 
 @pytest.mark.parametrize("attack", ["unsigned", "tampered", "untrusted", "other-model"])
