@@ -18,6 +18,20 @@ build_plugin() {
   .venv/bin/python -m hardware.plugin build >/dev/null
 }
 
+# deploy checks (tests/deploy): shellcheck from Debian, checkov in its own venv (its pins clash with .venv's)
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "[setup] installing shellcheck"
+  (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null
+fi
+deploy_stamp=".venv-deploy/.setup-$(sha256sum requirements/deploy-lock.txt | cut -c1-16)"
+if [ ! -f "$deploy_stamp" ]; then
+  echo "[setup] creating .venv-deploy with checkov (first run: a minute or two)"
+  [ -x .venv-deploy/bin/python ] || "$PYTHON" -m venv .venv-deploy
+  .venv-deploy/bin/python -m pip install -q --disable-pip-version-check -r requirements/deploy-lock.txt
+  rm -f .venv-deploy/.setup-*
+  touch "$deploy_stamp"
+fi
+
 stamp=".venv/.setup-$(cat requirements/lock.txt setup.py | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
   build_plugin
