@@ -20,34 +20,10 @@ import time
 
 import numpy as np
 
-M, K, N = 8 * 197, 768, 3072
+from hardware.gemm import K, M, N, gemm_session  # the shape and session the machine report measures
+
 VIT_B16_GFLOP = 35.1
 BLOCK = 4  # timed runs of one kernel in a row
-
-
-def ort_session(nodes, initializers, threads: int):
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    from hardware import DEFAULT_DEVICE, DeviceSpec
-    from hardware.inference import onnxruntime_providers
-
-    graph = helper.make_graph(
-        nodes,
-        "gemm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])],
-        initializers,
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
-    )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    host = onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE))
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=host)
-    return lambda x: session.run(None, {"x": x})
 
 
 def main() -> None:
@@ -63,10 +39,10 @@ def main() -> None:
     scale = np.float32(np.abs(w).max() / 127)
     w8 = np.round(w / scale).astype(np.int8)
     runners = {
-        "onnxruntime MatMul fp32": ort_session(
+        "onnxruntime MatMul fp32": gemm_session(
             [helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")], args.threads
         ),
-        "onnxruntime DynamicQuantizeMatMul int8": ort_session(
+        "onnxruntime DynamicQuantizeMatMul int8": gemm_session(
             [helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s", "z"], ["y"], domain="com.microsoft")],
             [
                 numpy_helper.from_array(w8, "w"),

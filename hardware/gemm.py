@@ -21,7 +21,8 @@ M, K, N = 8 * 197, 768, 3072
 CACHE_FILE = "gemm_ceiling.json"
 
 
-def _session(nodes, initializers, threads: int):
+def gemm_session(nodes, initializers, threads: int):
+    """An ONNX Runtime session on the host of one [M, K] -> [M, N] graph, with the project's session options."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -54,8 +55,10 @@ def measure(threads: int, rounds: int = 3, block: int = 2) -> dict:
     w = rng.standard_normal((K, N), dtype=np.float32)
     scale = np.float32(np.abs(w).max() / 127)
     runners = {
-        "fp32": _session([helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")], threads),
-        "int8": _session(
+        "fp32": gemm_session(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")], threads
+        ),
+        "int8": gemm_session(
             [helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s", "z"], ["y"], domain="com.microsoft")],
             [
                 numpy_helper.from_array(np.round(w / scale).astype(np.int8), "w"),

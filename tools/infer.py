@@ -134,20 +134,6 @@ def build_encoders(g: dict, inf: dict):
         raise SystemExit(err.exit_code) from None
 
 
-def readable_images(paths: list[str]) -> tuple[list[str], list[str]]:
-    """(readable paths, one line per skipped path): an unreadable query is skipped and counted, as in training."""
-    from paddle_mm.vision.transforms import ImageDecodeError, load_image
-
-    kept, skipped = [], []
-    for path in paths:
-        try:
-            load_image(path)
-            kept.append(path)
-        except ImageDecodeError as err:
-            skipped.append(str(err))
-    return kept, skipped
-
-
 def text_to_image(queries, encode_texts, image_ids, image_features, by_image, k) -> list[dict]:
     results = []
     for query, hits in zip(queries, search(encode_texts(queries), image_features, k)):
@@ -223,7 +209,9 @@ def search_and_write(inf: dict, root, corpus, out: Path, encode_gallery, encode_
         results["text_to_image"] = text_to_image(
             inf["queries"], encode_texts, image_ids, image_features, by_image, inf["topk"]
         )
-    paths, skipped = readable_images(inf["query_images"])
+    from paddle_mm.vision.transforms import split_readable
+
+    paths, skipped = split_readable(inf["query_images"])
     for line in skipped:
         print(f"skipped query: {line}", file=sys.stderr)
     results["skipped_query_images"] = skipped

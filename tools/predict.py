@@ -23,6 +23,7 @@ from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_device_
 
 import hardware
 from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, Predictor
+from paddle_mm.vision.transforms import split_readable
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,20 +51,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval_split", default="valid")
     p.add_argument("--json", help="write the results to this JSON file")
     return p.parse_args()
-
-
-def readable(images: list[str]) -> tuple[list[str], list[str]]:
-    """(readable image paths, one line per skipped one)."""
-    from paddle_mm.vision.transforms import ImageDecodeError, load_image
-
-    kept, skipped = [], []
-    for path in images:
-        try:
-            load_image(path)
-            kept.append(path)
-        except ImageDecodeError as err:
-            skipped.append(str(err))
-    return kept, skipped
 
 
 def rank(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict]:
@@ -129,7 +116,7 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
     else:
         result["model_dir"] = args.model_dir
     if args.image and args.text:
-        images, skipped = readable(args.image)
+        images, skipped = split_readable(args.image)
         for line in skipped:
             print(f"skipped: {line}", file=sys.stderr)
         result["skipped_images"] = skipped

@@ -349,3 +349,15 @@ class ImageTransform:
         return (
             f"ImageTransform(size={self.size}, mean={self.mean}, std={self.std}, interpolation={self.interpolation!r})"
         )
+
+
+def split_readable(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(readable image paths, one line per unreadable one): tools skip and count bad inputs, as training does."""
+    kept, skipped = [], []
+    for path in paths:
+        try:
+            load_image(path)
+            kept.append(path)
+        except ImageDecodeError as err:
+            skipped.append(str(err))
+    return kept, skipped
