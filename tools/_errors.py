@@ -43,8 +43,9 @@ def exit_on_device_error(key: str) -> Iterator[None]:
         yield
     except DeviceError as err:
         # hardware words its fix for the config-driven tools; name the option this tool has instead
-        message = str(err).replace("Global.device", key)
-        fail(EXIT_DEVICE, message if key in message else f"{key}: {message}")
+        message = " ".join(str(err).replace("Global.device", key).split())
+        print(f"device error: {message if key in message else f'{key}: {message}'}", file=sys.stderr)
+        raise SystemExit(EXIT_DEVICE) from None
 
 
 @contextmanager
