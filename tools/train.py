@@ -1,7 +1,12 @@
 """Train a model: ``python tools/train.py -c configs/quickstart.yml [-o Global.epochs=3 ...]``.
 
 Multi-process (CPU gloo or GPUs): ``python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c ...``.
+Exit codes (docs/training.md): 2 config, 20 output folder holds a run, 21 folder in use, 22 resume drift,
+23 diverged, 24 data, 25 output folder unusable, 26 corrupt checkpoint, 130 / 143 SIGINT / SIGTERM.
 """
+
+import sys
+from pathlib import Path
 
 from _common import exit_on_config_error, parse_config
 
@@ -9,13 +14,18 @@ from _common import exit_on_config_error, parse_config
 def main() -> None:
     cfg, _ = parse_config(__doc__)
     from hardware import DeviceError
+    from paddle_mm.engine.errors import exit_on_training_error
     from paddle_mm.engine.train import train
 
-    with exit_on_config_error():
+    with exit_on_config_error(), exit_on_training_error():
         try:
             train(cfg)
         except DeviceError as err:
             raise SystemExit(f"device error: {err}") from None
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+            latest = Path(cfg["Global"]["output_dir"]) / cfg["Arch"]["name"] / "latest"
+            print(f"interrupted: stopped at once; resume with -o Global.checkpoints={latest}", file=sys.stderr)
+            raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
