@@ -51,9 +51,13 @@ def claim_output_dir(out_dir: Path, *, resume: bool, overwrite: bool, keep: tupl
     return lock
 
 
+# What a start that failed before its first step leaves behind: not a run worth protecting.
+NOT_RESULTS = (LOCK_FILE, "train.log", "config.yml")
+
+
 def _check_fresh(out_dir: Path, resume: bool, overwrite: bool, keep: tuple[Path, ...]) -> None:
     held = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_FILE)
-    if not held or resume:
+    if resume or not set(held) - set(NOT_RESULTS):
         return
     if not overwrite:
         shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")

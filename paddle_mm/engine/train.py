@@ -453,6 +453,8 @@ def _interrupted(signum: int, state: TrainState, out_dir: Path) -> Interrupted:
 
 def _plot(out_dir: Path) -> None:
     """training_curves.png next to the logs (skipped with a warning when matplotlib is not installed)."""
+    if not (out_dir / "train_metrics.jsonl").is_file():  # a resume with no step left to train
+        return
     try:
         from .plot import plot_run
     except ImportError as err:
