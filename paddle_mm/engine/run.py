@@ -252,8 +252,9 @@ def watch_parent(worker_id: int, parent: int) -> None:
     the worker dies with the trainer, even after ``kill -9``.
 
     On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a
-    thread polls the parent's pid. SIGINT is ignored: a Ctrl-C reaches the whole process group, and the
-    trainer, not its workers, decides how to stop.
+    thread polls the parent's pid. SIGINT is ignored: a Ctrl-C reaches the whole process group, and Paddle's
+    worker loop returns on KeyboardInterrupt; ignoring it keeps the workers serving until the trainer stops
+    at its step boundary.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
