@@ -98,7 +98,8 @@ def _eval_panel(ax, history: list[dict[str, Any]]) -> None:
         ax.plot(epochs, [h["MR"] for h in evaluated], "-", color="black", lw=2, marker="o", ms=3, label="MR")
         ax.set_title("retrieval on the eval split (x100)")
     else:  # tasks: every scalar metric they report
-        scalars = [k for k, v in evaluated[0].items() if isinstance(v, (int, float)) and k not in ("epoch", "global_step")]
+        skip = ("epoch", "global_step")
+        scalars = [k for k, v in evaluated[0].items() if isinstance(v, (int, float)) and k not in skip]
         for key in scalars:
             ax.plot(epochs, [h[key] for h in evaluated], marker="o", ms=3, label=key)
         ax.set_title("evaluation (x100)")

@@ -273,3 +273,25 @@ def test_checkpoint_digests_are_recorded_and_checked(tiny_run, tiny_data, tmp_pa
     (ckpt / "state.json").write_text(json.dumps(state))
     proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path / "out2", "-o", f"Global.pretrained_model={ckpt}"))
     one_line(proc, 26, f"checkpoint error: {weights} is corrupt or truncated")
+
+
+def test_plot_draws_a_task_run_without_logit_scale_and_names_a_wrong_folder(tmp_path):
+    from paddle_mm.engine.plot import plot_run, read_steps
+
+    run = tmp_path / "run"
+    run.mkdir()
+    steps = [{"epoch": 1 + s // 5, "step": s, "loss": 3.0 - 0.1 * s, "lr": 1e-3} for s in range(1, 11)]
+    steps.append({**steps[-1], "loss": 1.5})  # a step logged again after a resume: the later record wins
+    (run / "train_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    history = [
+        {"epoch": e, "global_step": 5 * e, "vqa_acc": 20.0 * e, "accuracy": 18.0 * e, "per_type": {}}
+        for e in (1, 2)
+    ]
+    (run / "train_summary.json").write_text(json.dumps({"history": history}))
+    png = plot_run(run)
+    assert png == run / "training_curves.png" and png.read_bytes()[:4] == b"\x89PNG"
+    assert len(read_steps(run)) == 10 and read_steps(run)[-1]["loss"] == 1.5
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "plot.py"), str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
