@@ -5,26 +5,38 @@ Exit codes (docs/training.md): 2 config, 20 output folder holds a run, 21 folder
 23 diverged, 24 data, 25 output folder unusable, 26 corrupt checkpoint, 130 / 143 SIGINT / SIGTERM.
 """
 
+import shlex
 import sys
 from pathlib import Path
 
 from _common import exit_on_config_error, parse_config
 
 
+def resume_command(args, latest: Path) -> str:
+    """This command line again, resuming from ``latest`` (earlier resume / overwrite overrides dropped)."""
+    dropped = ("Global.checkpoints=", "Global.overwrite=")
+    keep = [o for group in args.override for o in group if not o.startswith(dropped)]
+    words = ["python", "tools/train.py", "-c", args.config, *(["-o", *keep] if keep else [])]
+    return shlex.join([*words, "-o", f"Global.checkpoints={latest}"])
+
+
 def main() -> None:
-    cfg, _ = parse_config(__doc__)
+    cfg, args = parse_config(__doc__)
     from hardware import DeviceError
-    from paddle_mm.engine.errors import exit_on_training_error
+    from paddle_mm.engine.errors import Interrupted, exit_on_training_error
     from paddle_mm.engine.train import train
 
+    latest = Path(cfg["Global"]["output_dir"]) / cfg["Arch"]["name"] / "latest"
     with exit_on_config_error(), exit_on_training_error():
         try:
             train(cfg)
         except DeviceError as err:
             raise SystemExit(f"device error: {err}") from None
+        except Interrupted as err:
+            print(f"interrupted: {err}; resume with: {resume_command(args, latest)}", file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-            latest = Path(cfg["Global"]["output_dir"]) / cfg["Arch"]["name"] / "latest"
-            print(f"interrupted: stopped at once; resume with -o Global.checkpoints={latest}", file=sys.stderr)
+            print(f"interrupted: stopped at once; resume with: {resume_command(args, latest)}", file=sys.stderr)
             raise SystemExit(130) from None
 
 

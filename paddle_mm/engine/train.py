@@ -444,9 +444,8 @@ def _interrupted(signum: int, state: TrainState, out_dir: Path) -> Interrupted:
     import signal
 
     return Interrupted(
-        f"{signal.Signals(signum).name} at global step {state.global_step} (epoch {state.epoch}); {out_dir / 'latest'} "
-        f"holds it; resume with: python tools/train.py -c {out_dir / 'config.yml'} "
-        f"-o Global.checkpoints={out_dir / 'latest'}",
+        f"{signal.Signals(signum).name} at global step {state.global_step} (epoch {state.epoch}); "
+        f"{out_dir / 'latest'} holds it",
         signum,
     )
 

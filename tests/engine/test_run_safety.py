@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -123,9 +124,12 @@ def test_save_checkpoint_refuses_non_finite_weights_and_keeps_the_old_one(tmp_pa
 # ----------------------------------------------------------------------------- points 4 and 6: lock, signals, workers
 
 
-def _start(tiny_data: Path, out: Path, *extra: str) -> subprocess.Popen:
-    args = tiny_args(tiny_data, out, "-o", "Global.epochs=50", "DataLoader.Train.loader.num_workers=2", *extra)
-    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), *args]
+def _args(tiny_data: Path, out: Path) -> list[str]:
+    return tiny_args(tiny_data, out, "-o", "Global.epochs=50", "DataLoader.Train.loader.num_workers=2")
+
+
+def _start(tiny_data: Path, out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), *_args(tiny_data, out)]
     return subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -169,7 +173,11 @@ def test_a_second_training_is_locked_out_and_signals_stop_cleanly(tiny_data, tmp
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert proc.returncode == 128 + sig and len(lines) == 1, (proc.returncode, err[-2000:])
     assert lines[0].startswith(f"interrupted: {sig.name} at global step ")
-    assert f"resume with: python tools/train.py -c {run / 'config.yml'} -o Global.checkpoints={run / 'latest'}" in err
+    command = shlex.split(lines[0].split("resume with: ")[1])  # this command line again, resuming from latest
+    given = _args(tiny_data, tmp_path)
+    assert command[:4] == ["python", "tools/train.py", "-c", given[1]]
+    overrides = [w for w in given[2:] if w != "-o"] + [f"Global.checkpoints={run / 'latest'}"]
+    assert [w for w in command[4:] if w != "-o"] == overrides
     step = int(lines[0].split("global step ")[1].split()[0])
     assert json.loads((run / "latest" / "state.json").read_text())["train_state"]["global_step"] == step
     assert _gone(workers), "data-loader workers outlived the trainer"
