@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -441,8 +442,6 @@ def _restore(cfg: dict[str, Any], model, optimizer, facts: dict[str, Any], steps
 
 
 def _interrupted(signum: int, state: TrainState, out_dir: Path) -> Interrupted:
-    import signal
-
     return Interrupted(
         f"{signal.Signals(signum).name} at global step {state.global_step} (epoch {state.epoch}); "
         f"{out_dir / 'latest'} holds it",
