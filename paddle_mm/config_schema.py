@@ -106,7 +106,17 @@ GLOBAL = Section(
         "eval_interval": Field(INT, 1, "evaluate every this many epochs", check=_positive),
         "print_batch_step": Field(INT, 10, "log a line every this many optimizer steps", check=_positive),
         "use_visualdl": Field(BOOL, False, "write VisualDL scalars under output_dir/<name>/vdl"),
-        "checkpoints": Field(STR, None, "checkpoint directory to resume from (e.g. output/x/latest)"),
+        "checkpoints": Field(
+            STR,
+            None,
+            "checkpoint directory to resume from (e.g. output/x/latest); resuming may write into a folder that "
+            "already holds a run, and refuses a config that changes the data order or the step count",
+        ),
+        "overwrite": Field(
+            BOOL,
+            False,
+            "a new run into an output folder that already holds one: empty it first (false: refuse, exit 20)",
+        ),
         "pretrained_model": Field(STR, None, "weights to start from or to evaluate (a model directory)"),
         "save_inference_dir": Field(STR, "./inference", "where export tools write inference models"),
         "accum_steps": Field(INT, 1, "gradient accumulation: micro-batches per optimizer step", check=_positive),

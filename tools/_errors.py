@@ -53,8 +53,12 @@ def exit_on_model_error(what: str) -> Iterator[None]:
     """A checkpoint or export that is missing, malformed or corrupt, as one line naming ``what``, exit 6."""
     from safetensors import SafetensorError  # a truncated or garbled model.safetensors (its message names no file)
 
+    from paddle_mm.engine.errors import CheckpointError  # a file whose SHA-256 differs from state.json's
+
     try:
         yield
+    except CheckpointError as err:
+        fail(EXIT_MODEL, f"{what}: {err}")
     except SafetensorError as err:
         fail(EXIT_MODEL, f"{what}: model.safetensors is truncated or corrupt ({err}); copy it again or re-save it")
     except (FileNotFoundError, KeyError, ValueError, OSError) as err:

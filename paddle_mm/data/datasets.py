@@ -63,6 +63,10 @@ def reason_kind(reason: str) -> str:
     return kind if kind in BAD_KINDS else "other"
 
 
+class DatasetError(FileNotFoundError):
+    """A dataset root or split that is missing or holds nothing; ``str(err)`` is one line naming it and the fix."""
+
+
 class ImageReadError(ValueError):
     """An image that cannot be read from the corpus; ``kind`` is a key of BAD_KINDS, ``image_id`` the image."""
 
@@ -390,6 +394,12 @@ def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageText
     ``format`` is "tsv", "folder", "lmdb" (Chinese-CLIP's ``lmdb/{split}/{imgs,pairs}``) or "auto" (tsv or
     folder, whichever layout is present; an error if both or neither are).
     """
+    if not Path(root).is_dir():
+        what = "is not a folder" if Path(root).exists() else "does not exist"
+        raise DatasetError(
+            f"dataset root {str(root)!r} {what}; point DataLoader.*.dataset.root at your data "
+            "(python tools/make_data.py --out data/shapes writes the built-in one)"
+        )
     if format == "lmdb":
         from .lmdb_reader import load_lmdb_corpus
 
@@ -400,17 +410,33 @@ def load_corpus(root: str | Path, split: str, format: str = "auto") -> ImageText
         if len(present) != 1:
             expected = "; ".join(f"{fmt}: {p['images']} + {p['texts']}" for fmt, p in files.items())
             found = "both layouts" if present else "neither layout"
-            raise FileNotFoundError(
-                f"found {found} for split {split!r} in {str(root)!r}; expected exactly one of "
-                f"({expected}); pass format='tsv' or 'folder' to choose"
+            error = FileNotFoundError if present else DatasetError
+            raise error(
+                f"found {found} for split {split!r} in {str(root)!r} (splits there: {_splits_in(root) or 'none'}); "
+                f"expected exactly one of ({expected}); pass format='tsv' or 'folder' to choose"
             )
         format = present[0]
     if format not in files:
         raise ValueError(f"unknown format {format!r}; use 'tsv', 'folder', 'lmdb' or 'auto'")
     name = f"{root} {split}"
     if format == "tsv":
-        return ImageTextCorpus.from_tsv(files["tsv"]["images"], files["tsv"]["texts"], name)
-    return ImageTextCorpus.from_folder(files["folder"]["images"], files["folder"]["texts"], name)
+        corpus = ImageTextCorpus.from_tsv(files["tsv"]["images"], files["tsv"]["texts"], name)
+    else:
+        corpus = ImageTextCorpus.from_folder(files["folder"]["images"], files["folder"]["texts"], name)
+    if not corpus.images or not corpus.texts:
+        raise DatasetError(
+            f"split {split!r} in {str(root)!r} is empty ({len(corpus.images)} images, {len(corpus.texts)} texts); "
+            "fill it or point DataLoader.*.dataset at another split"
+        )
+    return corpus
+
+
+def _splits_in(root: str | Path) -> str:
+    """The split names present in ``root`` (either layout), for error messages."""
+    root = Path(root)
+    names = {p.name[: -len("_texts.jsonl")] for p in root.glob("*_texts.jsonl")}
+    names |= {p.parent.name for p in root.glob("*/texts.jsonl")}
+    return ", ".join(sorted(names))
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -5,15 +5,18 @@ A checkpoint is a directory (``best_model``, ``latest``, ``epoch_N``)::
     model.safetensors       weights (structured names, as in the state dict)
     model_config.json       the architecture, so paddle_mm.load_model(dir) works on any checkpoint
     optimizer.safetensors   optimizer accumulators, keyed by structured parameter names
-    state.json              epoch, step, best metric, optimizer scalars, the run's config
+    state.json              epoch, step, best metric, optimizer scalars, the run's config, and the
+                            SHA-256 of every weight file ("sha256"), checked whenever the checkpoint is read
 
 It is written into a temporary sibling and swapped in with renames, so a crash (even ``kill -9``) at any
 moment leaves either the old or the new checkpoint complete; :func:`resolve_checkpoint` finds the old
-one if the crash fell between the two renames.
+one if the crash fell between the two renames. Nothing non-finite is ever written: a NaN or Inf in the
+weights or the optimizer state stops the save (:class:`~paddle_mm.engine.errors.Diverged`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import CheckpointError, Diverged
 
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -38,9 +43,56 @@ def save_safetensors(tensors: dict[str, Any], path: str | Path) -> None:
 
 
 def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a safetensors file; a truncated or garbled one is a one-line :class:`CheckpointError`."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated ({err}); use another checkpoint or re-export") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state(directory: str | Path) -> dict[str, Any]:
+    """``state.json`` of a checkpoint directory ({} when it has none, as a bare model directory)."""
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupt ({err}); use another checkpoint (epoch_N, best_model)") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is corrupt (not a JSON object); use another checkpoint (epoch_N, best_model)")
+    return state
+
+
+def verify_digests(directory: str | Path, names: tuple[str, ...] | None = None) -> None:
+    """Check the SHA-256 recorded in ``state.json`` of each weight file (all, or ``names``) against the disk.
+
+    A directory without recorded digests (a bare ``save_model`` directory, an older checkpoint) passes.
+    """
+    directory = Path(directory)
+    recorded = read_state(directory).get("sha256", {})
+    for name, digest in recorded.items():
+        if names is not None and name not in names:
+            continue
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing although state.json records its SHA-256; restore it")
+        if file_sha256(path) != digest:
+            raise CheckpointError(
+                f"{path} does not match the SHA-256 recorded in state.json: the file changed or was corrupted "
+                "after it was saved; use another checkpoint (epoch_N, best_model)"
+            )
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -112,19 +164,24 @@ def _rename_key(key: str, rename: dict[str, str]) -> str:
 
 
 def save_checkpoint(directory: str | Path, model, optimizer=None, state: dict[str, Any] | None = None) -> Path:
-    """Atomically write a checkpoint directory (see the module docstring)."""
-    from ..models import save_model
+    """Atomically write a checkpoint directory (see the module docstring); refuses non-finite tensors."""
+    from ..models import WEIGHTS_FILE, save_model
 
     directory = Path(directory)
+    _check_finite(model.state_dict(), f"the weights to be saved as {directory.name}")
     tmp = directory.with_name(f".{directory.name}.tmp")
     old = directory.with_name(f".{directory.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp)
     state = dict(state or {})
+    weight_files = [WEIGHTS_FILE]
     if optimizer is not None:
         tensors, scalars = optimizer_state(optimizer, model)
+        _check_finite(tensors, f"the optimizer state to be saved in {directory.name}")
         save_safetensors(tensors, tmp / OPTIMIZER_FILE)
         state["optimizer_scalars"] = scalars
+        weight_files.append(OPTIMIZER_FILE)
+    state["sha256"] = {name: file_sha256(tmp / name) for name in weight_files}
     (tmp / STATE_FILE).write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
     _fsync_dir(tmp)
     if directory.exists():
@@ -133,6 +190,13 @@ def save_checkpoint(directory: str | Path, model, optimizer=None, state: dict[st
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+def _check_finite(tensors: dict[str, Any], what: str) -> None:
+    for name, value in tensors.items():
+        arr = _to_numpy(value)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise Diverged(f"{what} hold non-finite values ({name}); nothing was written")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -156,10 +220,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, model, optimizer=None) -> dict[str, Any]:
-    """Restore weights (and optimizer state if given); return the saved training state."""
+    """Restore weights (and optimizer state if given) after checking their digests; return the saved state."""
     path = resolve_checkpoint(path)
+    verify_digests(path)
     load_state_into(model, path / "model.safetensors")
-    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    state = read_state(path)
     if optimizer is not None:
         if not (path / OPTIMIZER_FILE).is_file():
             raise FileNotFoundError(f"{path} has no {OPTIMIZER_FILE}: it is a model, not a resumable checkpoint")

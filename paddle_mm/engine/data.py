@@ -11,6 +11,7 @@ from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
 from ..text.tokenizer import preprocess_caption, tokenize
 from ..vision.transforms import ImageTransform
+from .run import worker_init
 
 
 class GlobalBatchSampler(paddle.io.BatchSampler):
@@ -84,6 +85,7 @@ def build_train_loader(
         batch_sampler=sampler,
         collate_fn=collate_skip_bad,
         num_workers=section["loader"]["num_workers"],
+        worker_init_fn=worker_init(),  # workers die with the trainer, even after kill -9
         return_list=True,
     )
     return loader, sampler, dataset

@@ -14,6 +14,7 @@ from ..data.collate import BadSampleCounter, collate_skip_bad
 from ..data.datasets import ImageDataset, ImageTextCorpus
 from ..metrics import retrieval_metrics
 from .data import trim_padding
+from .run import worker_init
 
 
 @dataclass
@@ -37,6 +38,7 @@ def encode_images(
         shuffle=False,
         collate_fn=collate_skip_bad,
         num_workers=num_workers,
+        worker_init_fn=worker_init(),  # workers die with the trainer, even after kill -9
         return_list=True,
     )
     counter, ids, feats = BadSampleCounter(), [], []

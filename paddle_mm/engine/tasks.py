@@ -27,6 +27,7 @@ from ..metrics import accuracy, f1_scores, vqa_soft_accuracy
 from ..text.tokenizer import tokenize
 from ..vision.transforms import CLIP_MEAN, CLIP_STD
 from .data import GlobalBatchSampler, trim_padding
+from .run import worker_init
 
 TASKS = ("retrieval", "vqa", "classification", "matching")
 RERANK_K = 10
@@ -100,7 +101,11 @@ class VQATask:
         s = section["sampler"]
         sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
         loader = paddle.io.DataLoader(
-            dataset, batch_sampler=sampler, num_workers=section["loader"]["num_workers"], return_list=True
+            dataset,
+            batch_sampler=sampler,
+            num_workers=section["loader"]["num_workers"],
+            return_list=True,
+            worker_init_fn=worker_init(),  # workers die with the trainer, even after kill -9
         )
         return loader, sampler, dataset
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,9 +29,18 @@ from ..losses import build_loss
 from ..models import build_model
 from ..optim import build_lr_schedule, build_optimizer
 from . import distributed as dist
-from .checkpoint import load_checkpoint, load_state_into, resolve_checkpoint, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    load_state_into,
+    read_state,
+    resolve_checkpoint,
+    save_checkpoint,
+    verify_digests,
+)
 from .data import build_tokenizer, build_train_loader, build_transform, load_split, trim_padding
+from .errors import Diverged, Interrupted
 from .evaluate import evaluate
+from .run import StopSignals, check_resume_drift, claim_output_dir, run_facts
 from .tasks import build_task
 
 logger = logging.getLogger("paddle_mm")
@@ -79,6 +89,42 @@ def _eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _loss_is_finite(loss: paddle.Tensor) -> bool:
+    return bool(np.isfinite(float(loss)))
+
+
+_FLOAT_DTYPES = (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def _first_non_finite(model) -> str | None:
+    """Name of the first parameter holding a NaN or Inf (None when all are finite): one sync, not one per tensor."""
+    named = [(n, p) for n, p in model.named_parameters() if p.dtype in _FLOAT_DTYPES]
+    ok = paddle.stack([paddle.isfinite(p).all() for _, p in named]).numpy()
+    return None if ok.all() else named[int(np.argmin(ok))][0]
+
+
+class _StopRequested(Exception):
+    """Raised inside train_one_epoch at a step boundary after SIGINT / SIGTERM; train() saves and reports."""
+
+
+def _check_step(
+    state: TrainState, steps_total: int, model, loss_ok: bool, stop: StopSignals | None, lr: float
+) -> bool:
+    """After an optimizer step: raise on a non-finite loss or parameter; True if a signal asks to stop.
+    Every rank reaches the same verdict (one all-reduce)."""
+    bad_param = None if not loss_ok else _first_non_finite(model)
+    code = 2 if not loss_ok or bad_param else (1 if stop is not None and stop.signum else 0)
+    code = -dist.min_over_ranks(-code)  # the worst over ranks
+    if code == 2:
+        what = "the loss" if not loss_ok else f"parameter {bad_param!r}"
+        where = f"step {state.global_step} (epoch {state.epoch}, iter {state.step_in_epoch}/{steps_total})"
+        raise Diverged(
+            f"training diverged at {where}: {what} became NaN/Inf, nothing from this step on was saved; "
+            f"lower Optimizer.lr.learning_rate (lr was {lr:.3g}) or set Optimizer.grad_clip"
+        )
+    return code == 1
+
+
 def _reseed(seed: int, step: int) -> None:
     paddle.seed(int(np.random.SeedSequence([seed, step, dist.rank()]).generate_state(1)[0]) & 0x7FFFFFFF)
 
@@ -102,6 +148,7 @@ def train_one_epoch(
     metrics_file: Path | None = None,
     progress: bool = True,
     prepare: Callable | None = None,
+    stop: StopSignals | None = None,
 ) -> BadSampleCounter:
     """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step.
 
@@ -109,8 +156,12 @@ def train_one_epoch(
     (:mod:`paddle_mm.engine.tasks`): the loss then gets the model's outputs plus the targets. Without it the batch
     is a CLIP image-text batch (duplicate-caption guard, padding trimmed, logit scale clamped).
 
-    Every ``print_every`` steps it logs a PaddleClas-style line and appends {epoch, step, loss, lr} to
-    ``metrics_file`` (JSON lines), which is how a resumed run can be compared with an uninterrupted one.
+    Every ``print_every`` steps it logs a PaddleClas-style line and appends {epoch, step, loss, lr, logit_scale}
+    to ``metrics_file`` (JSON lines), which is how a resumed run can be compared with an uninterrupted one.
+
+    After every optimizer step it checks the loss and the parameters: a NaN or Inf raises
+    :class:`~paddle_mm.engine.errors.Diverged` naming the step, before anything is saved from it. A
+    SIGINT / SIGTERM seen by ``stop`` ends the epoch at that step boundary (``_StopRequested``).
     """
     model.train()
     params = [p for p in model.parameters() if not p.stop_gradient]
@@ -124,7 +175,7 @@ def train_one_epoch(
         leave=False,
         dynamic_ncols=True,
     )
-    t_start, samples, micro = time.time(), 0, 0
+    t_start, samples, micro, loss_ok = time.time(), 0, 0, True
     for batch in loader:
         if prepare is None:
             bad.update(batch)
@@ -140,6 +191,7 @@ def train_one_epoch(
             inputs, targets, n_used = prepare(batch)
         with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
             losses = loss_fn({**model(*inputs), **targets})
+        loss_ok = loss_ok and _loss_is_finite(losses["loss"])
         (losses["loss"] / accum_steps).backward()
         micro += 1
         samples += n_used * dist.world_size()
@@ -154,6 +206,7 @@ def train_one_epoch(
                 model.logit_scale.set_value(paddle.clip(model.logit_scale, 0, 4.6052))
         state.global_step += 1
         state.step_in_epoch += 1
+        stop_now = _check_step(state, steps_total, model, loss_ok, stop, optimizer.get_lr())
         _reseed(seed, state.global_step)
         bar.update(1)
         if state.step_in_epoch % print_every == 0 or state.step_in_epoch == steps_total:
@@ -172,6 +225,9 @@ def train_one_epoch(
                 vdl,
             )
         on_step(state)
+        if stop_now and state.step_in_epoch < steps_total:  # at an epoch's end, train() stops after its eval
+            bar.close()
+            raise _StopRequested
     bar.close()
     return bad
 
@@ -195,11 +251,15 @@ def _log_step(
     )
     if metrics_file is not None:
         record = {"epoch": state.epoch, "step": state.global_step, "loss": loss, "lr": lr}
+        if scale is not None:
+            record["logit_scale"] = scale
         with open(metrics_file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
     if vdl is not None:
         vdl.add_scalar("train/loss", loss, state.global_step)
         vdl.add_scalar("train/lr", lr, state.global_step)
+        if scale is not None:
+            vdl.add_scalar("train/logit_scale", scale, state.global_step)
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -210,6 +270,25 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     world = dist.init_distributed()
     main = dist.is_main()
     out_dir = Path(g["output_dir"]) / cfg["Arch"]["name"]
+    lock = _claim(g, out_dir) if main else None  # before anything is written there
+    try:
+        with StopSignals() as stop:
+            return _train(cfg, device, world, main, out_dir, stop)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _claim(g: dict[str, Any], out_dir: Path):
+    setup_logging(None)  # console only until the folder is ours
+    keep = tuple(Path(p) for p in (g["checkpoints"], g["pretrained_model"]) if p)
+    return claim_output_dir(out_dir, resume=bool(g["checkpoints"]), overwrite=g["overwrite"], keep=keep)
+
+
+def _train(
+    cfg: dict[str, Any], device: str, world: int, main: bool, out_dir: Path, stop: StopSignals
+) -> dict[str, Any]:
+    g = cfg["Global"]
     setup_logging(out_dir / "train.log" if main else None)
     if not main:
         logger.setLevel(logging.WARNING)
@@ -241,20 +320,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     loss_fn = build_loss(cfg["Loss"]["Train"])
     dup_guard = DuplicateCaptionGuard(drop=g["drop_duplicate_captions"], log=logger.warning)
 
-    state = TrainState()
-    if g["checkpoints"]:
-        saved = load_checkpoint(g["checkpoints"], model, optimizer)
-        state = TrainState(**saved["train_state"])
-        logger.info(
-            f"resumed from {resolve_checkpoint(g['checkpoints'])}: epoch {state.epoch}, "
-            f"step {state.step_in_epoch}/{steps_per_epoch}, global step {state.global_step}"
-        )
-        if state.step_in_epoch >= steps_per_epoch:  # saved exactly at an epoch's end
-            state.epoch, state.step_in_epoch = state.epoch + 1, 0
-    elif g["pretrained_model"]:
-        path = resolve_checkpoint(g["pretrained_model"])
-        load_state_into(model, path / "model.safetensors")
-        logger.info(f"loaded pretrained weights from {path}")
+    facts = run_facts(cfg, world, len(dataset))
+    state = _restore(cfg, model, optimizer, facts, steps_per_epoch)
     dist.broadcast_parameters(model)
     _reseed(g["seed"], state.global_step)
 
@@ -281,7 +348,9 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     def save(name: str) -> None:
         if main:
-            save_checkpoint(out_dir / name, model, optimizer, {"train_state": state.__dict__, "config": cfg})
+            save_checkpoint(
+                out_dir / name, model, optimizer, {"train_state": state.__dict__, "config": cfg, "run_facts": facts}
+            )
 
     def on_step(s: TrainState) -> None:
         if g["save_steps"] and s.step_in_epoch % g["save_steps"] == 0 and s.step_in_epoch < steps_per_epoch:
@@ -294,25 +363,30 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     for epoch in range(state.epoch, g["epochs"] + 1):
         state.epoch = epoch
         sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
-        bad = train_one_epoch(
-            model,
-            loader,
-            loss_fn,
-            optimizer,
-            lr_at,
-            state,
-            epochs=g["epochs"],
-            accum_steps=g["accum_steps"],
-            seed=g["seed"],
-            print_every=g["print_batch_step"],
-            amp=amp,
-            on_step=on_step,
-            dup_guard=dup_guard,
-            vdl=vdl,
-            progress=main and g["progress_bar"],
-            metrics_file=out_dir / "train_metrics.jsonl" if main else None,
-            prepare=None if task is None else lambda batch: task.prepare(batch, mcfg.pad_id),
-        )
+        try:
+            bad = train_one_epoch(
+                model,
+                loader,
+                loss_fn,
+                optimizer,
+                lr_at,
+                state,
+                epochs=g["epochs"],
+                accum_steps=g["accum_steps"],
+                seed=g["seed"],
+                print_every=g["print_batch_step"],
+                amp=amp,
+                on_step=on_step,
+                dup_guard=dup_guard,
+                vdl=vdl,
+                progress=main and g["progress_bar"],
+                metrics_file=out_dir / "train_metrics.jsonl" if main else None,
+                prepare=None if task is None else lambda batch: task.prepare(batch, mcfg.pad_id),
+                stop=stop,
+            )
+        except _StopRequested:
+            save("latest")
+            raise _interrupted(stop.signum, state, out_dir) from None
         if main and bad.n_bad:
             logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
         if main and dup_guard.n_batches_with_repeats:
@@ -333,13 +407,58 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         save("latest")
         state.step_in_epoch = 0
         dist.barrier()
+        if stop.signum and epoch < g["epochs"]:  # latest already holds the finished epoch
+            raise _interrupted(stop.signum, state, out_dir)
     if main:
         (out_dir / "train_summary.json").write_text(json.dumps(state.__dict__, indent=1), encoding="utf-8")
         if eval_data is not None:
             logger.info(
                 f"best {metric_name} {state.best_metric:.2f} at epoch {state.best_epoch}; checkpoints in {out_dir}"
             )
+        _plot(out_dir)
     return state.__dict__
+
+
+def _restore(cfg: dict[str, Any], model, optimizer, facts: dict[str, Any], steps_per_epoch: int) -> TrainState:
+    """The state to start from: a resumed checkpoint (after the drift check), pretrained weights, or fresh."""
+    g = cfg["Global"]
+    if g["checkpoints"]:
+        source = resolve_checkpoint(g["checkpoints"])
+        check_resume_drift(read_state(source), cfg, facts, source)
+        state = TrainState(**load_checkpoint(source, model, optimizer)["train_state"])
+        logger.info(
+            f"resumed from {source}: epoch {state.epoch}, "
+            f"step {state.step_in_epoch}/{steps_per_epoch}, global step {state.global_step}"
+        )
+        if state.step_in_epoch >= steps_per_epoch:  # saved exactly at an epoch's end
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+        return state
+    if g["pretrained_model"]:
+        path = resolve_checkpoint(g["pretrained_model"])
+        verify_digests(path, ("model.safetensors",))
+        load_state_into(model, path / "model.safetensors")
+        logger.info(f"loaded pretrained weights from {path}")
+    return TrainState()
+
+
+def _interrupted(signum: int, state: TrainState, out_dir: Path) -> Interrupted:
+    return Interrupted(
+        f"{signal.Signals(signum).name} at global step {state.global_step} (epoch {state.epoch}); "
+        f"{out_dir / 'latest'} holds it",
+        signum,
+    )
+
+
+def _plot(out_dir: Path) -> None:
+    """training_curves.png next to the logs (skipped with a warning when matplotlib is not installed)."""
+    if not (out_dir / "train_metrics.jsonl").is_file():  # a resume with no step left to train
+        return
+    try:
+        from .plot import plot_run
+    except ImportError as err:
+        logger.warning(f"no training_curves.png: {err}; pip install matplotlib, then python tools/plot.py {out_dir}")
+        return
+    logger.info(f"training curves: {plot_run(out_dir)}")
 
 
 def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
@@ -364,6 +483,9 @@ def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState)
         logger.warning(f"[Eval][Epoch {epoch}] {m['skipped']}")
     if vdl is not None:
         vdl.add_scalar("eval/MR", m["MR"], state.global_step)
+        for d in ("t2i", "i2t"):
+            for k in topk:
+                vdl.add_scalar(f"eval/{d}_R@{k}", m[d][f"r{k}"], state.global_step)
     model.train()
     return {"MR": m["MR"], "t2i": m["t2i"], "i2t": m["i2t"]}
 

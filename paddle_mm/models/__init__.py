@@ -93,8 +93,12 @@ def load_from_name(name, device: str = "cpu", download_root=None, **options: Any
 
 
 def load_model(path: str | Path):
-    """Build and load a model saved by :func:`save_model` or a training checkpoint directory."""
-    from ..engine.checkpoint import load_state_into
+    """Build and load a model saved by :func:`save_model` or a training checkpoint directory.
+
+    A checkpoint's ``model.safetensors`` is checked against the SHA-256 in its ``state.json`` first
+    (a mismatch raises ``CheckpointError`` naming the file).
+    """
+    from ..engine.checkpoint import load_state_into, verify_digests
     from .chinese_clip import CLIP, CLIPConfig
 
     path = Path(path)
@@ -104,6 +108,7 @@ def load_model(path: str | Path):
             f"{config_file} not found: load_model expects a directory written by save_model or by training "
             "(holding model_config.json and model.safetensors)"
         )
+    verify_digests(path, (WEIGHTS_FILE,))
     model = CLIP(CLIPConfig.from_dict(json.loads(config_file.read_text(encoding="utf-8"))))
     load_state_into(model, path / WEIGHTS_FILE)
     model.eval()
