@@ -10,15 +10,19 @@ start=$(date +%s)
 if [ ! -f data/shapes/train_imgs.tsv ]; then
   $PY tools/make_data.py --out data/shapes
 fi
-$PY tools/train.py -c configs/quickstart.yml "$@"
-best=output/quickstart/CN-CLIP-Tiny/best_model
-$PY tools/eval.py -c configs/quickstart.yml -o Global.pretrained_model=$best DataLoader.Eval.dataset.split=test
-# an image query: the first picture of the test split, written out as a PNG file
-$PY - <<'PYEOF'
-import base64
+# every run gets its own folder, so a re-run never replaces an earlier run's results
+run=output/quickstart/run-$(date -u +%Y%m%d-%H%M%S)
+$PY tools/train.py -c configs/quickstart.yml -o Global.output_dir="$run" "$@"
+best=$run/CN-CLIP-Tiny/best_model
+$PY tools/eval.py -c configs/quickstart.yml -o Global.output_dir="$run" Global.pretrained_model="$best" \
+  DataLoader.Eval.dataset.split=test
+# an image query: the first picture of the test split, written out as a PNG file in the run folder
+$PY - "$run/query.png" <<'PYEOF'
+import base64, sys
 line = open("data/shapes/test_imgs.tsv", encoding="utf-8").readline()
-open("data/shapes/query.png", "wb").write(base64.b64decode(line.split("\t")[1]))
+open(sys.argv[1], "wb").write(base64.b64decode(line.split("\t")[1]))
 PYEOF
-$PY tools/infer.py -c configs/quickstart.yml -o Global.pretrained_model=$best \
-  -o "Infer.query_images=['data/shapes/query.png']"
+$PY tools/infer.py -c configs/quickstart.yml -o Global.output_dir="$run" Global.pretrained_model="$best" \
+  -o "Infer.query_images=['$run/query.png']"
+echo "results in $run"
 echo "quickstart finished in $(( $(date +%s) - start )) s (set-up excluded)"
