@@ -119,7 +119,9 @@ def test_a_corrupt_checkpoint_is_one_line_in_every_tool(tiny_data, queries, tmp_
     for tool, proc in procs.items():
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 6 and "Traceback" not in proc.stderr, (tool, proc.stderr[-2000:])
-        assert lines[-1].startswith("error: ") and f"{checkpoint}: model.safetensors is truncated" in lines[-1], tool
+        line = lines[-1]
+        assert line.startswith("error: ") and str(checkpoint) in line and "model.safetensors" in line, tool
+        assert "truncated" in line, tool
 
 
 def corrupt_copy(export: Path, dst: Path) -> Path:
