@@ -27,13 +27,18 @@ class DigestMismatch(ValueError):
     """A file's bytes differ from the digest recorded when it was written; the message names the file."""
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """``"sha256:<hex>"`` of a file's bytes, read in 1 MiB chunks."""
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
-    return f"{DIGEST_ALGORITHM}:{h.hexdigest()}"
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """``"sha256:<hex>"`` of a file's bytes (the form inference.yml records)."""
+    return f"{DIGEST_ALGORITHM}:{file_sha256(path)}"
 
 
 def file_digests(directory: str | os.PathLike, names: Iterable[str]) -> dict[str, str]:

@@ -33,6 +33,7 @@ from .data.collate import BadSampleCounter, collate_skip_bad
 from .data.datasets import bad_reason
 from .data.zeroshot import ZeroShotFolder, check_templates
 from .engine.data import trim_padding
+from .io import file_sha256
 from .metrics import topk_indices
 from .text.tokenizer import preprocess_caption, tokenize
 from .vision.transforms import ImageDecodeError, ImageTransform
@@ -52,15 +53,6 @@ def class_prompts(classnames: Sequence[str], templates: Sequence[str]) -> list[s
 
 
 # ----------------------------------------------------------------------------- cache keys
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_fingerprint(model) -> str:

@@ -16,7 +16,6 @@ weights or the optimizer state stops the save (:class:`~paddle_mm.engine.errors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io import file_sha256
 from .errors import CheckpointError, Diverged
 
 STATE_FILE = "state.json"
@@ -51,14 +51,6 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is corrupt or truncated ({err}); use another checkpoint or re-export") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state(directory: str | Path) -> dict[str, Any]:
