@@ -106,4 +106,4 @@ def _eval_panel(ax, history: list[dict[str, Any]]) -> None:
     ax.set_xlabel("epoch")
     ax.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, handlelength=3.5)  # long enough handles to show solid vs dashed
