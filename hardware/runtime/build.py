@@ -14,6 +14,7 @@ never imports paddle_mm.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -145,6 +146,16 @@ def build(name: str, jobs: int = 2, quiet: bool = True) -> Path:
     """Path of pmm-run for `name`, building it first if this source state was never built."""
     if name not in TARGETS:
         raise BuildError(f"unknown target {name!r}; choose one of {sorted(TARGETS)}")
+    binary = build_dir(name) / "pmm-run"
+    if binary.is_file():
+        return binary
+    (CACHE / "boards").mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "boards" / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per target at a time (parallel test runs, setup)
+        return _build_locked(name, jobs, quiet)
+
+
+def _build_locked(name: str, jobs: int, quiet: bool) -> Path:
     target = TARGETS[name]
     out = build_dir(name)
     binary = out / "pmm-run"
@@ -163,25 +174,29 @@ def build(name: str, jobs: int = 2, quiet: bool = True) -> Path:
         args.append(f"-DCMAKE_TOOLCHAIN_FILE={HERE / 'cmake' / target.toolchain}")
     if target.toolchain == "zig.cmake":
         args.append(f"-DPMM_ZIG={_zig()}")
-    for step in (args, ["cmake", "--build", str(work), "-j", str(jobs), "--target", "pmm-run"]):
+    for step in (args, ["cmake", "--build", str(work), "-j", str(jobs), "--target", "pmm-run", "pmm-selftest"]):
         proc = subprocess.run(step, capture_output=quiet, text=True)
         if proc.returncode:
             tail = (proc.stdout or "")[-3000:] + (proc.stderr or "")[-3000:]
             raise BuildError(f"building {name} failed at `{' '.join(step[:3])}`:\n{tail}")
+    for stale in out.parent.glob(f"{name}-*"):  # builds of earlier source states
+        if stale.name != out.name and stale.name.removeprefix(f"{name}-").isalnum():
+            shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(work / "pmm-selftest", out / "pmm-selftest")
     shutil.copy2(work / "pmm-run", binary.with_suffix(".tmp"))
-    binary.with_suffix(".tmp").rename(binary)
+    binary.with_suffix(".tmp").rename(binary)  # last: its presence marks a complete build
     return binary
 
 
-def command(name: str) -> list[str]:
-    """argv prefix that runs this target's pmm-run on this machine (through QEMU for foreign targets)."""
+def command(name: str, program: str = "pmm-run") -> list[str]:
+    """argv prefix that runs this target's pmm-run (or pmm-selftest) here (through QEMU for foreign targets)."""
     target = TARGETS[name]
     if target.emulator and shutil.which(target.emulator[0]) is None:
         raise BuildError(f"{target.emulator[0]} not found; run scripts/setup.sh (apt: qemu-user)")
     if not target.runs_here:
         raise BuildError(f"target {name} cannot run here (QEMU 7.2 lacks its instructions); run it on a board")
-    return [*target.emulator, str(build(name))]
+    return [*target.emulator, str(build(name).with_name(program))]
 
 
 def main(argv: list[str] | None = None) -> int:

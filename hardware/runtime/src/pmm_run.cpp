@@ -3,7 +3,7 @@
 //   pmm-run --model m.gguf --image a.jpg b.png --text 一只猫 一只狗
 //   pmm-run --model m.gguf --image a.jpg --text 一只猫 --npy out/   # image_features.npy, text_features.npy,
 //                                                                   # pixels.npy, ids.npy
-// Exit codes: 0 ok, 2 usage, 3 model, 4 input, 6 compute.
+// Exit codes: 0 ok, 2 usage, 3 model, 4 input, 5 verification (signed package refused), 6 compute.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +13,7 @@
 
 #include "npy.h"
 #include "pmm.h"
+#include "verify.h"
 
 namespace {
 
@@ -20,13 +21,15 @@ const char * kUsage =
     "usage: pmm-run --model M.gguf\n"
     "               [--image FILE...] [--text TEXT...] [--text-file F] [--pixels X.npy] [--ids X.npy]\n"
     "               [--npy OUT_DIR] [--threads N] [--repeat N]\n"
+    "  --package/--trust  verify a signed paddle_mm package (SM2 signature, SM3 of every chunk, exact file set)\n"
+    "                     before loading anything; --model is then a path inside the package\n"
     "  --text-file        UTF-8 file, one text per line (added after the --text ones)\n"
     "  --pixels/--ids     pre-processed inputs (float32 [N,3,S,S], int64 [N,context_length]) instead of files/texts\n"
     "  --npy              write image_features.npy, text_features.npy (unnormalised), pixels.npy, ids.npy\n"
     "  --repeat           run the towers N times and print the time per batch (benchmarks)\n";
 
 struct Args {
-    std::string model, pixels_npy, ids_npy, npy_dir, text_file;
+    std::string model, package, trust, expect_model, user_id = "1234567812345678", pixels_npy, ids_npy, npy_dir, text_file;
     std::vector<std::string> images, texts;
     int threads = 0, repeat = 0;
 };
@@ -52,6 +55,10 @@ bool parse(int argc, char ** argv, Args & a, std::string & err) {
         else if (arg == "--pixels" && value(a.pixels_npy)) list = nullptr;
         else if (arg == "--ids" && value(a.ids_npy)) list = nullptr;
         else if (arg == "--npy" && value(a.npy_dir)) list = nullptr;
+        else if (arg == "--package" && value(a.package)) list = nullptr;
+        else if (arg == "--trust" && value(a.trust)) list = nullptr;
+        else if (arg == "--expect-model" && value(a.expect_model)) list = nullptr;
+        else if (arg == "--user-id" && value(a.user_id)) list = nullptr;
         else if (arg == "--text-file" && value(a.text_file)) list = nullptr;
         else if ((arg == "--threads" || arg == "--repeat") && value(number)) {
             (arg == "--threads" ? a.threads : a.repeat) = std::atoi(number.c_str());
@@ -80,6 +87,7 @@ bool parse(int argc, char ** argv, Args & a, std::string & err) {
         std::fclose(f);
     }
     if (a.model.empty()) err = "--model is required";
+    else if (a.package.empty() != a.trust.empty()) err = "--package and --trust go together";
     else if (a.images.empty() && a.texts.empty() && a.pixels_npy.empty() && a.ids_npy.empty() && a.text_file.empty()) err = "give --image and/or --text";
     return err.empty();
 }
@@ -131,6 +139,21 @@ int main(int argc, char ** argv) {
     std::string err;
     if (!parse(argc, argv, a, err)) return usage_error(err);
     std::string model_path = a.model;
+    if (!a.package.empty()) {
+        pmm::VerifyResult v = pmm::verify_package(a.package, a.trust, a.expect_model, a.user_id);
+        if (!v.ok) {
+            std::fprintf(stderr, "error: package %s refused: %s\n", a.package.c_str(), v.message.c_str());
+            return PMM_EVERIFY;
+        }
+        if (!v.covers(a.model)) {
+            std::fprintf(stderr, "error: %s is not a file of the signed package %s; pass a path listed in its manifest\n",
+                         a.model.c_str(), a.package.c_str());
+            return PMM_EVERIFY;
+        }
+        model_path = a.package + "/" + a.model;
+        std::fprintf(stderr, "verified package %s (model %s, version %s, %zu files)\n", a.package.c_str(),
+                     v.model.c_str(), v.version.c_str(), v.paths.size());
+    }
     char lerr[512] = {0};
     pmm_model * m = pmm_load(model_path.c_str(), a.threads, lerr, sizeof lerr);
     if (!m) {
