@@ -53,7 +53,8 @@ def prepare(model_name: str, work: Path) -> tuple[object, Path, Path]:
     save_model(model, work / "model")
     gguf = convert_model_dir(work / "model", work / "model.gguf")
     options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(1, 2))
-    export_model(model, work / "export", ImageTransform(model.config.image_resolution), model_name, options, log=lambda *a: None)
+    transform = ImageTransform(model.config.image_resolution)
+    export_model(model, work / "export", transform, model_name, options, log=lambda *a: None)
     return model, gguf, work / "export"
 
 
@@ -70,7 +71,9 @@ def ort_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, repeat: int) 
     return (time.perf_counter() - start) / repeat * 1000
 
 
-def pmm_ms(binary: Path, gguf: Path, flag: str, npy: Path, threads: int, repeat: int, out: Path) -> tuple[float, np.ndarray]:
+def pmm_ms(
+    binary: Path, gguf: Path, flag: str, npy: Path, threads: int, repeat: int, out: Path
+) -> tuple[float, np.ndarray]:
     cmd = [str(binary), "--model", str(gguf), flag, str(npy), "--threads", str(threads)]
     timed = subprocess.run([*cmd, "--repeat", str(repeat)], capture_output=True, text=True, check=True)
     ms = float(timed.stdout.split()[-1])
@@ -98,7 +101,8 @@ def main() -> int:
         size = model.config.image_resolution
         rng = np.random.default_rng(0)
         print(f"model {args.model} (random weights), threads {args.threads}, mean of {args.repeat} warm runs")
-        print(f"{'tower':<6} {'batch':>5} {'ORT fp32 ms':>12} {'pmm-run ms':>11} {'pmm/ORT throughput':>19} {'feature diff':>13}")
+        header = ("tower", "batch", "ORT fp32 ms", "pmm-run ms", "pmm/ORT throughput", "feature diff")
+        print(f"{header[0]:<6} {header[1]:>5} {header[2]:>12} {header[3]:>11} {header[4]:>19} {header[5]:>13}")
         for batch in args.batches:
             pixels = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
             ids = WordPieceTokenizer().encode_batch([CAPTIONS[i % len(CAPTIONS)] for i in range(batch)])
@@ -120,7 +124,8 @@ def main() -> int:
                 ort_time = ort_ms(onnx, feeds, args.threads, args.repeat)
                 pmm_time, features = pmm_ms(binary, gguf, flag, npy, args.threads, args.repeat, work)
                 diff = float(np.abs(features - eager[tower]).max())
-                print(f"{tower:<6} {batch:>5} {ort_time:>12.2f} {pmm_time:>11.2f} {ort_time / pmm_time:>18.2f}x {diff:>13.2e}")
+                ratio = ort_time / pmm_time
+                print(f"{tower:<6} {batch:>5} {ort_time:>12.2f} {pmm_time:>11.2f} {ratio:>18.2f}x {diff:>13.2e}")
     return 0
 
 

@@ -163,7 +163,7 @@ def _build_locked(name: str, jobs: int, quiet: bool) -> Path:
         return binary
     for tool in target.needs:
         if shutil.which(tool) is None:
-            raise BuildError(f"{tool} not found; run scripts/setup.sh (apt: g++-riscv64-linux-gnu, g++-aarch64-linux-gnu)")
+            raise BuildError(f"{tool} not found; run scripts/setup.sh (it installs Debian's cross compilers)")
     src = source_dir()
     work = out.parent / f"{name}.build"  # kept: a source change rebuilds only what changed
     args = [

@@ -184,7 +184,8 @@ def _read_vocab(path: Path) -> list[str]:
 
 def _preprocess(model_dir: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """Image pre-processing of the model: inference.yml's PreProcess.image when present, else cn_clip's."""
-    pre = {"size": cfg["image_resolution"], "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "pil_bicubic"}
+    pre = {"size": cfg["image_resolution"], "mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
+    pre["interpolation"] = "pil_bicubic"
     yml = model_dir / "inference.yml"
     if yml.is_file():
         import yaml
@@ -242,7 +243,8 @@ def convert_model_dir(model_dir: str | Path, out_file: str | Path) -> Path:
     writer.add_array("pmm.tokenizer.char_ranges", ranges)
     writer.add_array("pmm.tokenizer.fold_from", fold_from)
     writer.add_array("pmm.tokenizer.fold_to", fold_to)
-    tensors = {**_vision_tensors(state, int(cfg["vision_layers"])), **_text_tensors(state, cfg["text_num_hidden_layers"])}
+    tensors = _vision_tensors(state, int(cfg["vision_layers"]))
+    tensors.update(_text_tensors(state, int(cfg["text_num_hidden_layers"])))
     for name, array in tensors.items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()

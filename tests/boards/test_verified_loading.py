@@ -38,7 +38,8 @@ def make_package(tiny_gguf: Path, root: Path, key: PrivateKey, chunk_size: int =
     root.mkdir(parents=True)
     shutil.copy(tiny_gguf, root / "model.gguf")
     (root / "README.md").write_text("CN-CLIP-Tiny for boards\n", encoding="utf-8")
-    sign_package(root, LocalSigner(key), model="cn-clip-tiny", version="1.0.0", sequence=1, chunk_size=chunk_size, **extra)
+    signer = LocalSigner(key)
+    sign_package(root, signer, model="cn-clip-tiny", version="1.0.0", sequence=1, chunk_size=chunk_size, **extra)
     return root
 
 
@@ -74,7 +75,8 @@ def test_default_chunk_size_and_expected_model(native_cmd, tiny_gguf, key, trust
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     package = make_package(tiny_gguf, tmp_path / "pkg", key, chunk_size=4 << 20, expires=expires)
     assert run_verified(native_cmd, package, trust, "--expect-model", "cn-clip-tiny").returncode == 0
-    refused(run_verified(native_cmd, package, trust, "--expect-model", "other-model"), "signed for model 'cn-clip-tiny'")
+    proc = run_verified(native_cmd, package, trust, "--expect-model", "other-model")
+    refused(proc, "signed for model 'cn-clip-tiny'")
 
 
 def _flip(path: Path, offset: int) -> None:
