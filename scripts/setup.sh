@@ -32,9 +32,33 @@ if [ ! -f "$deploy_stamp" ]; then
   touch "$deploy_stamp"
 fi
 
+# The board runtime (hardware/runtime): QEMU user mode, cross compilers and cmake from Debian; ggml's source
+# from the llama-cpp-python sdist on PyPI into ~/.cache/paddle_mm/src (never into the work tree); then every
+# target is built once into ~/.cache/paddle_mm/boards (hardware/runtime/build.py; a no-op when cached).
+setup_boards() {
+  local need=()
+  command -v cmake >/dev/null 2>&1 || need+=(cmake)
+  command -v qemu-loongarch64 >/dev/null 2>&1 || need+=(qemu-user)
+  command -v riscv64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-riscv64-linux-gnu)
+  command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "[setup] installing ${need[*]} (board runtime builds and QEMU tests)"
+    (apt-get update -qq && apt-get install -y -qq "${need[@]}") >/dev/null
+  fi
+  local src="${PMM_CACHE:-$HOME/.cache/paddle_mm}/src"
+  if [ ! -f "$src/llama_cpp_python-0.3.36.tar.gz" ]; then
+    echo "[setup] downloading the llama-cpp-python 0.3.36 sdist (ggml source, ~77 MB) into $src"
+    mkdir -p "$src"
+    .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+      llama-cpp-python==0.3.36 -d "$src"
+  fi
+  .venv/bin/python -m hardware.runtime.build --target all >/dev/null
+}
+
 stamp=".venv/.setup-$(cat requirements/lock.txt setup.py | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
   build_plugin
+  setup_boards
   exit 0
 fi
 
@@ -48,6 +72,7 @@ echo "[setup] creating .venv with the pinned stack (first run: a few minutes)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/lock.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 build_plugin
+setup_boards
 rm -f .venv/.setup-*
 touch "$stamp"
 echo "[setup] done: $(.venv/bin/python -c 'import paddle, paddle_mm; print("paddle", paddle.__version__, "paddle_mm", paddle_mm.__version__)' 2>/dev/null)"

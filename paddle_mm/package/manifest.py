@@ -32,7 +32,7 @@ MANIFEST_NAME, SIGNATURE_NAME, KEYS_NAME = "PACKAGE.manifest", "PACKAGE.sig", "P
 RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME, KEYS_NAME})
 FORMAT_VERSION = 1
 HASH_ALGORITHM, SIGNATURE_ALGORITHM = "sm3", "sm2-sm3"
-MODEL_FORMATS = ("safetensors", "paddle-inference")
+MODEL_FORMATS = ("safetensors", "paddle-inference", "gguf")  # gguf: the board runtime (hardware/runtime)
 DEFAULT_CHUNK_SIZE = 4 << 20
 MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 64 << 10, 64 << 20  # bounds what one task may allocate
 # The hard budget. Everything read before the signature verifies is bounded by it (manifest and signature
@@ -82,6 +82,7 @@ ALLOWED_SUFFIXES = (
     ".md",
     ".model",
     ".onnx",
+    ".gguf",
 )
 # bits per element of the safetensors dtypes (safetensors 0.8 spec)
 SAFETENSORS_DTYPE_BITS = {
@@ -450,10 +451,12 @@ def _tensor_span(path: str, name: str, info: Any, data_len: int) -> tuple[int, i
 
 
 def detect_model_format(paths: list[str]) -> str:
-    """'safetensors' or 'paddle-inference', from the file names; raises when neither or both."""
+    """'safetensors', 'paddle-inference' or 'gguf' (board runtime), from the file names; raises when neither or both."""
     lower = [p.lower() for p in paths]
     has_st = any(p.endswith(".safetensors") for p in lower)
     has_inf = any(p.endswith(".pdiparams") for p in lower)
+    if not has_st and not has_inf and any(p.endswith(".gguf") for p in lower):
+        return "gguf"
     if has_st == has_inf:
         raise FormatPolicyError(
             f"cannot tell the model format of {sorted(paths)}: a package holds either "

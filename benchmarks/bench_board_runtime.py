@@ -1,0 +1,133 @@
+"""The C++ board runtime (pmm-run, native x86 build) next to ONNX Runtime fp32, per tower and batch size.
+
+    python benchmarks/bench_board_runtime.py                              # ViT-B-16, batch 1 and 8
+    python benchmarks/bench_board_runtime.py --model CN-CLIP-Tiny --repeat 3   # smoke run
+
+Weights are random (seeded): speed does not depend on their values, and no download is needed. Both
+engines get the same inputs and thread count: pixels [B, 3, S, S] and token ids of real captions trimmed to
+the longest (what paddle_mm's predictor and pmm-run both do). ONNX Runtime runs the fp32 tower graphs of
+paddle_mm's export (attention fused for ONNX Runtime); pmm-run runs the GGUF from tools/export_gguf.py.
+Times are means over --repeat warm runs; pmm-run times itself in-process (no process start, no model load).
+The feature column is pmm-run's max abs difference from the eager Paddle model on the same inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+CAPTIONS = [
+    "一只橘色的猫趴在窗台上晒太阳",
+    "两个孩子在海边的沙滩上堆沙堡",
+    "雨后的城市街道倒映着霓虹灯",
+    "一辆红色的公交车停在站台旁边",
+    "厨房里摆着新鲜的蔬菜和水果",
+    "穿着校服的学生在操场上跑步",
+    "夜晚的山顶可以看到满天星星",
+    "一位老人在公园里打太极拳",
+]
+
+
+def prepare(model_name: str, work: Path) -> tuple[object, Path, Path]:
+    """(eager model, gguf file, ONNX export directory) of a seeded random-initialised model."""
+    import paddle
+
+    from paddle_mm.export.exporter import ExportOptions, export_model
+    from paddle_mm.export.gguf_export import convert_model_dir
+    from paddle_mm.models import create_model, save_model
+    from paddle_mm.vision.transforms import ImageTransform
+
+    paddle.seed(0)
+    model = create_model(model_name)
+    model.eval()
+    save_model(model, work / "model")
+    gguf = convert_model_dir(work / "model", work / "model.gguf")
+    options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(1, 2))
+    transform = ImageTransform(model.config.image_resolution)
+    export_model(model, work / "export", transform, model_name, options, log=lambda *a: None)
+    return model, gguf, work / "export"
+
+
+def ort_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, repeat: int) -> float:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session.run(None, feeds)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeat):
+        session.run(None, feeds)
+    return (time.perf_counter() - start) / repeat * 1000
+
+
+def pmm_ms(
+    binary: Path, gguf: Path, flag: str, npy: Path, threads: int, repeat: int, out: Path
+) -> tuple[float, np.ndarray]:
+    cmd = [str(binary), "--model", str(gguf), flag, str(npy), "--threads", str(threads)]
+    timed = subprocess.run([*cmd, "--repeat", str(repeat)], capture_output=True, text=True, check=True)
+    ms = float(timed.stdout.split()[-1])
+    subprocess.run([*cmd, "--npy", str(out)], capture_output=True, text=True, check=True)
+    return ms, np.load(out / ("image_features.npy" if flag == "--pixels" else "text_features.npy"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ViT-B-16")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+
+    import paddle
+
+    from hardware.runtime.build import build
+    from paddle_mm.text import WordPieceTokenizer
+
+    binary = build("x86_64")
+    with tempfile.TemporaryDirectory(prefix="bench_board_") as tmp:
+        work = Path(tmp)
+        model, gguf, export = prepare(args.model, work)
+        size = model.config.image_resolution
+        rng = np.random.default_rng(0)
+        print(f"model {args.model} (random weights), threads {args.threads}, mean of {args.repeat} warm runs")
+        header = ("tower", "batch", "ORT fp32 ms", "pmm-run ms", "pmm/ORT throughput", "feature diff")
+        print(f"{header[0]:<6} {header[1]:>5} {header[2]:>12} {header[3]:>11} {header[4]:>19} {header[5]:>13}")
+        for batch in args.batches:
+            pixels = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+            ids = WordPieceTokenizer().encode_batch([CAPTIONS[i % len(CAPTIONS)] for i in range(batch)])
+            ids = ids[:, : int((ids != 0).sum(axis=1).max())]  # trimmed to the longest, as both engines run
+            padded = np.zeros((batch, model.config.context_length), dtype=np.int64)
+            padded[:, : ids.shape[1]] = ids
+            np.save(work / "pixels.npy", pixels)
+            np.save(work / "ids.npy", padded)
+            with paddle.no_grad():
+                eager = {
+                    "image": model.encode_image(paddle.to_tensor(pixels)).numpy(),
+                    "text": model.encode_text(paddle.to_tensor(ids)).numpy(),
+                }
+            runs = {
+                "image": (export / "image.onnx", {"pixel_values": pixels}, "--pixels", work / "pixels.npy"),
+                "text": (export / "text.onnx", {"input_ids": ids}, "--ids", work / "ids.npy"),
+            }
+            for tower, (onnx, feeds, flag, npy) in runs.items():
+                ort_time = ort_ms(onnx, feeds, args.threads, args.repeat)
+                pmm_time, features = pmm_ms(binary, gguf, flag, npy, args.threads, args.repeat, work)
+                diff = float(np.abs(features - eager[tower]).max())
+                ratio = ort_time / pmm_time
+                print(f"{tower:<6} {batch:>5} {ort_time:>12.2f} {pmm_time:>11.2f} {ratio:>18.2f}x {diff:>13.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
