@@ -34,12 +34,15 @@ from ..package.sm3 import sm3
 
 FORMAT = 1
 KINDS = ("image", "text")
-INDEXES = ("exact", "hnsw", "ivf", "auto")
-AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms), HNSW above
+INDEXES = ("exact", "hnsw", "hnsw_sq8", "ivf", "auto")
+AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms), hnsw_sq8 above (docs/deploy.md)
 INDEX_DEFAULTS = {
     "hnsw_m": 32,
-    "ef_construction": 200,
+    # faiss's default; 200 made a 20k build take 72 s on 2 busy cores, and tuning efSearch at build time
+    # recovers the recall a thinner graph loses (docs/deploy.md, *Search*)
+    "ef_construction": 40,
     "ef_search": None,
+    "k_factor": 4,  # hnsw_sq8: candidates re-ranked exactly per hit wanted (k_factor * k)
     "nlist": None,
     "nprobe": None,
     "target_recall": 0.95,
@@ -77,26 +80,40 @@ def _faiss():
 def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[str], None] = print):
     """An inner-product faiss index over unit ``vectors`` (float32, (N, D)) as ``spec['index']`` says.
 
+    ``hnsw_sq8``: the HNSW graph is built and walked over 8-bit codes (a quarter of the memory traffic of
+    float32, so it builds and searches faster), and the ``k_factor * k`` candidates it finds are re-ranked with
+    the exact float32 vectors (``IndexRefineFlat``), so the scores returned are exact.
+
     HNSW and IVF are tuned at build time: the smallest ``efSearch`` / ``nprobe`` whose recall@10 against the
     exact scan reaches ``target_recall`` on 200 of the gallery's own vectors slightly perturbed and on
     ``spec["tune_queries"]`` when given (tools/build_index.py passes the split's caption embeddings for an image
     gallery); the lowest measured recall goes into ``gallery.json``.
     """
     faiss = _faiss()
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is parallel (a gallery opened here set 1)
+    # building is parallel over every core this process may use (a gallery opened in this process set 1)
+    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     n, dim = vectors.shape
     kind = spec["index"]
     if kind == "auto":
-        kind = "exact" if n <= AUTO_EXACT_BELOW else "hnsw"
+        kind = "exact" if n <= AUTO_EXACT_BELOW else "hnsw_sq8"
     params: dict[str, Any] = {"type": kind}
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index, params
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, int(spec["hnsw_m"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(spec["ef_construction"])
-        params.update(m=int(spec["hnsw_m"]), ef_construction=int(spec["ef_construction"]))
+    if kind in ("hnsw", "hnsw_sq8"):
+        m, ef_construction = int(spec["hnsw_m"]), int(spec["ef_construction"])
+        if kind == "hnsw":
+            index = graph = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            graph = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            graph.train(vectors[rng.choice(n, min(n, 50_000), replace=False)])  # per-dimension ranges of the codes
+            index = faiss.IndexRefineFlat(graph)  # keeps the float32 vectors for the exact re-rank
+            index.k_factor = float(spec["k_factor"])
+            params.update(k_factor=int(spec["k_factor"]))
+        graph.hnsw.efConstruction = ef_construction
+        params.update(m=m, ef_construction=ef_construction)
         _add_with_progress(index, vectors, log)
         knob, choices = "ef_search", ([spec["ef_search"]] if spec["ef_search"] else EF_CHOICES)
     elif kind == "ivf":
@@ -119,6 +136,8 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
 
 def _add_with_progress(index, vectors: np.ndarray, log, step: int = 50_000) -> None:
     start = time.perf_counter()
+    if len(vectors) > step:
+        log(f"[gallery] adding {len(vectors)} rows on {_faiss().omp_get_max_threads()} threads")
     for i in range(0, len(vectors), step):
         index.add(vectors[i : i + step])
         if len(vectors) > step:
@@ -126,10 +145,8 @@ def _add_with_progress(index, vectors: np.ndarray, log, step: int = 50_000) -> N
 
 
 def _set_knob(index, knob: str, value: int) -> None:
-    if knob == "ef_search":
-        index.hnsw.efSearch = int(value)
-    else:
-        index.nprobe = int(value)
+    """efSearch / nprobe, through a re-rank wrapper where there is one."""
+    _faiss().ParameterSpace().set_index_parameter(index, {"ef_search": "efSearch"}.get(knob, knob), int(value))
 
 
 def _tune(
@@ -186,10 +203,11 @@ class FaissGallery:
                 f"{len(self._meta)}, gallery.json {info['count']}; rebuild with tools/build_index.py"
             )
         params = info["index"]
-        if params["type"] == "hnsw":
+        if params["type"] in ("hnsw", "hnsw_sq8"):
             _set_knob(self._index, "ef_search", params["ef_search"])
         elif params["type"] == "ivf":
             _set_knob(self._index, "nprobe", params["nprobe"])
+
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         k = min(k, len(self._ids))
