@@ -1,5 +1,5 @@
-"""Gallery search on one machine: faiss (exact, HNSW, HNSW over 8-bit codes, IVF; the embedded default) against
-Milvus Lite, through the service's code path (:func:`write_gallery`, :func:`open_gallery`, ``Gallery.search``).
+"""Gallery search on one machine: faiss (exact, HNSW, IVF; the embedded default) against Milvus Lite, through
+the service's code path (:func:`write_gallery`, :func:`open_gallery`, ``Gallery.search``).
 
     python benchmarks/bench_search.py --sizes 100000 1000000 --backends faiss-auto faiss-exact   # random 512-d
     python benchmarks/bench_search.py --sizes 100000 --backends milvus-lite
@@ -21,7 +21,7 @@ perturbed gallery vectors; ``--tune random``: 200 other random queries as well),
 more efSearch/nprobe values on the built index (recall against latency for the random queries).
 ``--builtin``: the gallery is the image embeddings of every split, the queries the test captions' text
 embeddings (the service's text -> image search), tuning on 200 train captions.
-``faiss-auto`` is what a gallery gets by default (exact up to 50k rows, hnsw_sq8 above).
+``faiss-auto`` is what a gallery gets by default (exact up to 50k rows, HNSW above).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ SPECS = {
     "faiss-auto": {"backend": "faiss", "index": "auto"},
     "faiss-exact": {"backend": "faiss", "index": "exact"},
     "faiss-hnsw": {"backend": "faiss", "index": "hnsw"},
-    "faiss-hnsw-sq8": {"backend": "faiss", "index": "hnsw_sq8"},
     "faiss-ivf": {"backend": "faiss", "index": "ivf"},
     "milvus-lite": {"backend": "milvus", "index": "exact", "uri": "gallery.db"},  # FLAT: exact, as the tests use
     "milvus-lite-auto": {"backend": "milvus", "index": "auto", "uri": "gallery.db"},  # AUTOINDEX
@@ -115,21 +114,21 @@ def measure(name: str, vectors: np.ndarray, query_sets: dict, work: Path, tune, 
         "open_s": opened,
         "rss_mb": added,
         "disk_mb": disk,
-        "knob": {k: v for k, v in info["index"].items() if k in ("ef_search", "nprobe", "nlist", "m", "k_factor")},
+        "knob": {k: v for k, v in info["index"].items() if k in ("ef_search", "nprobe", "nlist", "m")},
         "sets": {},
         "sweep": [],
     }
     for set_name, (queries, truth) in query_sets.items():
         ms, found = timed_search(gallery, queries)
         row["sets"][set_name] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), recall_at_k(found, truth))
-    knob = {"hnsw": "ef_search", "hnsw_sq8": "ef_search", "ivf": "nprobe"}.get(row["index"])
+    knob = {"hnsw": "ef_search", "ivf": "nprobe"}.get(row["index"])
     for value in sweep if knob else []:
         _set_knob(gallery._index, knob, value)
         for set_name, (queries, truth) in query_sets.items():
             ms, found = timed_search(gallery, queries)
-            row["sweep"].append((f"{knob} {value}", set_name, *np.percentile(ms, [50, 99]), recall_at_k(found, truth)))
-            print(f"    {knob} {value} {set_name}: p50 {row['sweep'][-1][2]:.2f} ms, p99 {row['sweep'][-1][3]:.2f} ms, "
-                  f"recall@10 {row['sweep'][-1][4]:.3f}", flush=True)
+            p50, p99, recall = *np.percentile(ms, [50, 99]), recall_at_k(found, truth)
+            row["sweep"].append((f"{knob} {value}", set_name, p50, p99, recall))
+            print(f"    {knob} {value} {set_name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.3f}", flush=True)
     gallery.close()
     shutil.rmtree(out, ignore_errors=True)
     return row

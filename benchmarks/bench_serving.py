@@ -51,7 +51,9 @@ def one_round(config: Path, token: str, port: int, batching: bool, args) -> dict
         print(f"    load average {os.getloadavg()[0]:.2f} before the round", flush=True)
         base = f"http://127.0.0.1:{port}"
         run_clients(base, token, plan(args.endpoint, args.warmup), args.clients)  # warm-up
+        before = model_time(base, token, args.endpoint)
         results, wall = run_clients(base, token, plan(args.endpoint, args.requests), args.clients)
+        calls, rows, seconds = (b - a for a, b in zip(before, model_time(base, token, args.endpoint)))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -59,7 +61,27 @@ def one_round(config: Path, token: str, port: int, batching: bool, args) -> dict
     codes = {r[2] for r in results}
     assert codes == {200}, f"non-200 answers: {codes}"
     ms = np.array([r[3] for r in results]) * 1000
+    print(
+        f"    {calls:.0f} model calls, {rows / max(calls, 1):.1f} rows per call, "
+        f"{seconds / max(calls, 1) * 1000:.0f} ms per call; the model ran {seconds / wall:.0%} of the wall time",
+        flush=True,
+    )
     return {"rps": args.requests / wall, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+
+
+def model_time(base: str, token: str, endpoint: str) -> tuple[float, float, float]:
+    """(model calls, rows, seconds in the model) so far for the graph, from the server's /metrics: what share of
+    the time the model takes, against HTTP, JSON, decoding and tokenization."""
+    import httpx
+
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    graph = f'graph="{endpoint}"'
+
+    def value(name: str) -> float:
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and graph in line)
+
+    calls, rows = value("paddle_mm_batch_seconds_count"), value("paddle_mm_batch_rows_sum")
+    return calls, rows, value("paddle_mm_batch_seconds_sum")
 
 
 def main() -> int:

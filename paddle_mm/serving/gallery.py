@@ -34,15 +34,14 @@ from ..package.sm3 import sm3
 
 FORMAT = 1
 KINDS = ("image", "text")
-INDEXES = ("exact", "hnsw", "hnsw_sq8", "ivf", "auto")
-AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms), hnsw_sq8 above (docs/deploy.md)
+INDEXES = ("exact", "hnsw", "ivf", "auto")
+AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms), HNSW above (docs/deploy.md)
 INDEX_DEFAULTS = {
     "hnsw_m": 32,
-    # faiss's default; 200 made a 20k build take 72 s on 2 busy cores, and tuning efSearch at build time
-    # recovers the recall a thinner graph loses (docs/deploy.md, *Search*)
+    # faiss's default. Measured on 20k random 512-d vectors (2 busy cores): 200 builds 4.6x slower (37 s against
+    # 8 s) for a better graph; efSearch, tuned at build, buys the recall back at query time (docs/deploy.md)
     "ef_construction": 40,
     "ef_search": None,
-    "k_factor": 4,  # hnsw_sq8: candidates re-ranked exactly per hit wanted (k_factor * k)
     "nlist": None,
     "nprobe": None,
     "target_recall": 0.95,
@@ -80,10 +79,6 @@ def _faiss():
 def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[str], None] = print):
     """An inner-product faiss index over unit ``vectors`` (float32, (N, D)) as ``spec['index']`` says.
 
-    ``hnsw_sq8``: the HNSW graph is built and walked over 8-bit codes (a quarter of the memory traffic of
-    float32, so it builds and searches faster), and the ``k_factor * k`` candidates it finds are re-ranked with
-    the exact float32 vectors (``IndexRefineFlat``), so the scores returned are exact.
-
     HNSW and IVF are tuned at build time: the smallest ``efSearch`` / ``nprobe`` whose recall@10 against the
     exact scan reaches ``target_recall`` on 200 of the gallery's own vectors slightly perturbed and on
     ``spec["tune_queries"]`` when given (tools/build_index.py passes the split's caption embeddings for an image
@@ -95,24 +90,19 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
     n, dim = vectors.shape
     kind = spec["index"]
     if kind == "auto":
-        kind = "exact" if n <= AUTO_EXACT_BELOW else "hnsw_sq8"
+        kind = "exact" if n <= AUTO_EXACT_BELOW else "hnsw"
     params: dict[str, Any] = {"type": kind}
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index, params
-    if kind in ("hnsw", "hnsw_sq8"):
+    if kind == "hnsw":
+        # float32 vectors, not 8-bit codes: HNSW over QT_8bit (with an exact re-rank to keep scores exact) built
+        # slower (12 s against 8 s for 20k x 512) and searched slower on this AVX-512 CPU, and the re-rank keeps
+        # the float32 vectors in memory anyway
         m, ef_construction = int(spec["hnsw_m"]), int(spec["ef_construction"])
-        if kind == "hnsw":
-            index = graph = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        else:
-            graph = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            graph.train(vectors[rng.choice(n, min(n, 50_000), replace=False)])  # per-dimension ranges of the codes
-            index = faiss.IndexRefineFlat(graph)  # keeps the float32 vectors for the exact re-rank
-            index.k_factor = float(spec["k_factor"])
-            params.update(k_factor=int(spec["k_factor"]))
-        graph.hnsw.efConstruction = ef_construction
+        index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
         params.update(m=m, ef_construction=ef_construction)
         _add_with_progress(index, vectors, log)
         knob, choices = "ef_search", ([spec["ef_search"]] if spec["ef_search"] else EF_CHOICES)
@@ -203,7 +193,7 @@ class FaissGallery:
                 f"{len(self._meta)}, gallery.json {info['count']}; rebuild with tools/build_index.py"
             )
         params = info["index"]
-        if params["type"] in ("hnsw", "hnsw_sq8"):
+        if params["type"] == "hnsw":
             _set_knob(self._index, "ef_search", params["ef_search"])
         elif params["type"] == "ivf":
             _set_knob(self._index, "nprobe", params["nprobe"])
