@@ -128,7 +128,7 @@ def measure(name: str, vectors: np.ndarray, query_sets: dict, work: Path, tune, 
             ms, found = timed_search(gallery, queries)
             p50, p99, recall = *np.percentile(ms, [50, 99]), recall_at_k(found, truth)
             row["sweep"].append((f"{knob} {value}", set_name, p50, p99, recall))
-            print(f"    {knob} {value} {set_name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.3f}", flush=True)
+            print(f"    {knob} {value} {set_name}: p50 {p50:.2f} ms p99 {p99:.2f} ms recall {recall:.3f}", flush=True)
     gallery.close()
     shutil.rmtree(out, ignore_errors=True)
     return row
