@@ -51,6 +51,9 @@ SPECS = {
 }
 
 
+KNOBS = ("ef_search", "nprobe", "nlist", "m", "ef_construction")
+
+
 def rss_mb() -> float:
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
@@ -85,7 +88,7 @@ def timed_search(gallery, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(times) * 1000, np.array(found)
 
 
-def measure(name: str, vectors: np.ndarray, query_sets: dict, work: Path, tune, sweep: list[int]) -> dict:
+def measure(name: str, vectors: np.ndarray, query_sets: dict, work: Path, tune, sweep: list[int], extra: dict) -> dict:
     """Build, open and query one backend; ``query_sets``: {name: (queries, exact top-10)}."""
     out = work / name
     start = time.perf_counter()
@@ -96,7 +99,7 @@ def measure(name: str, vectors: np.ndarray, query_sets: dict, work: Path, tune, 
         [{}] * len(vectors),
         kind="image",
         model={"name": "bench"},
-        spec={**SPECS[name], "tune_queries": tune},
+        spec={**SPECS[name], **extra, "tune_queries": tune},
         log=lambda m: print("   ", m, flush=True),
     )
     build = time.perf_counter() - start
@@ -114,7 +117,7 @@ def measure(name: str, vectors: np.ndarray, query_sets: dict, work: Path, tune, 
         "open_s": opened,
         "rss_mb": added,
         "disk_mb": disk,
-        "knob": {k: v for k, v in info["index"].items() if k in ("ef_search", "nprobe", "nlist", "m")},
+        "knob": {k: info["index"][k] for k in KNOBS if k in info["index"]},
         "sets": {},
         "sweep": [],
     }
@@ -184,6 +187,7 @@ def main() -> int:
     p.add_argument("--backends", nargs="+", default=["faiss-auto", "faiss-exact", "milvus-lite"], choices=list(SPECS))
     p.add_argument("--tune", choices=("near", "random"), default="near", help="random data: what HNSW/IVF tune on")
     p.add_argument("--sweep", type=int, nargs="*", default=[], help="more efSearch / nprobe values to measure")
+    p.add_argument("--ef_construction", type=int, help="HNSW build effort (default: the gallery's, 40)")
     p.add_argument("--builtin", help="a scripts/serve_demo.sh output directory: use its model on --data")
     p.add_argument("--data", default="data/shapes")
     args = p.parse_args()
@@ -205,7 +209,8 @@ def main() -> int:
             query_sets = {k: (q, exact_top(vectors, q)) for k, q in sets.items()}
             for name in args.backends:
                 print(f"[{what}] {name} ... ({load()})", flush=True)
-                rows.append({"data": what, **measure(name, vectors, query_sets, work, tune, args.sweep)})
+                extra = {"ef_construction": args.ef_construction} if args.ef_construction else {}
+                rows.append({"data": what, **measure(name, vectors, query_sets, work, tune, args.sweep, extra)})
                 r = rows[-1]
                 print(f"    build {r['build_s']:.1f} s, " + ", ".join(
                     f"{k}: p50 {v[0]:.2f} ms p99 {v[1]:.2f} ms recall@10 {v[2]:.3f}" for k, v in r["sets"].items()
