@@ -39,7 +39,7 @@ AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms),
 INDEX_DEFAULTS = {
     "hnsw_m": 32,
     # faiss's default. Measured on 20k random 512-d vectors (2 busy cores): 200 builds 4.6x slower (37 s against
-    # 8 s) for a better graph; efSearch, tuned at build, buys the recall back at query time (docs/deploy.md)
+    # 8 s) for a better graph; a larger efSearch, tuned at build, buys recall back at query time (docs/deploy.md)
     "ef_construction": 40,
     "ef_search": None,
     "nlist": None,
@@ -135,8 +135,10 @@ def _add_with_progress(index, vectors: np.ndarray, log, step: int = 50_000) -> N
 
 
 def _set_knob(index, knob: str, value: int) -> None:
-    """efSearch / nprobe, through a re-rank wrapper where there is one."""
-    _faiss().ParameterSpace().set_index_parameter(index, {"ef_search": "efSearch"}.get(knob, knob), int(value))
+    if knob == "ef_search":
+        index.hnsw.efSearch = int(value)
+    else:
+        index.nprobe = int(value)
 
 
 def _tune(
@@ -197,7 +199,6 @@ class FaissGallery:
             _set_knob(self._index, "ef_search", params["ef_search"])
         elif params["type"] == "ivf":
             _set_knob(self._index, "nprobe", params["nprobe"])
-
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         k = min(k, len(self._ids))
