@@ -218,3 +218,25 @@ def test_auto_is_exact_when_small_and_hnsw_above(data, tmp_path, monkeypatch):
     large = write_gallery(tmp_path / "b", vectors, range(3000), [{}] * 3000, **common)
     assert small["index"]["type"] == "exact" and large["index"]["type"] == "hnsw", (small, large)
     assert large["index"]["ef_construction"] == 40 and large["index"]["recall_at_10"] >= 0.95
+
+
+def test_auto_falls_back_to_exact_when_hnsw_misses_the_target(data, tmp_path, monkeypatch):
+    from paddle_mm.serving import gallery as gallery_module
+
+    vectors, queries = data
+    monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
+    info = write_gallery(
+        tmp_path / "g",
+        vectors,
+        range(3000),
+        [{}] * 3000,
+        kind="image",
+        model=MODEL,
+        spec={"target_recall": 1.01},  # no approximate index reaches it
+        log=lambda _m: None,
+    )
+    assert info["index"]["type"] == "exact" and info["index"]["rejected"]["type"] == "hnsw", info["index"]
+    gallery = open_gallery(tmp_path / "g")
+    found = np.array([[h.id for h in row] for row in gallery.search(queries, 10)])
+    gallery.close()
+    assert recall_at_k(found, np.argsort(-(queries @ vectors.T), axis=1)[:, :10]) == 1.0
