@@ -21,7 +21,8 @@ perturbed gallery vectors; ``--tune random``: 200 other random queries as well),
 more efSearch/nprobe values on the built index (recall against latency for the random queries).
 ``--builtin``: the gallery is the image embeddings of every split, the queries the test captions' text
 embeddings (the service's text -> image search), tuning on 200 train captions.
-``faiss-auto`` is what a gallery gets by default (exact up to 50k rows, HNSW above).
+``faiss-auto`` is what a gallery gets by default (exact up to 50k rows, HNSW above where its tuned recall reaches
+0.95, else exact).
 """
 
 from __future__ import annotations
