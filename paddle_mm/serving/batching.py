@@ -7,8 +7,12 @@ is refused at once with :class:`Overloaded` (HTTP 429 + Retry-After), so memory 
 load. Malformed input never reaches the queue (it is refused while preprocessing), so one bad request
 cannot fail a batch.
 
-With batching off (:class:`DirectRunner`) each request runs the model on its own, in the thread pool,
-still bounded by ``queue_size`` rows in flight: the baseline ``benchmarks/bench_serving.py`` compares with.
+With batching off (:class:`DirectRunner`) each request runs the model on its own, still bounded by
+``queue_size`` rows in flight: the baseline ``benchmarks/bench_serving.py`` compares with. Either way one
+thread per graph calls the model, so calls of a graph never overlap: each runtime call already uses every
+core (``Model.threads`` intra-op threads), and overlapping calls would only oversubscribe them. The first
+version ran unbatched calls concurrently from the shared thread pool (up to 6 calls x 2 threads on 2 cores),
+which made the baseline both slower and noisier than one call at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import math
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -154,7 +159,8 @@ def _settle(future: asyncio.Future, result) -> None:
 
 
 class DirectRunner:
-    """Batching off: each request runs the model itself in the thread pool (bounded rows in flight)."""
+    """Batching off: each request runs the model on its own rows, one call at a time per graph (bounded rows in
+    flight), on the runner's own thread, like the :class:`Batcher`'s worker."""
 
     def __init__(
         self,
@@ -169,6 +175,7 @@ class DirectRunner:
         self._lock = threading.Lock()
         self._closing = False
         self._idle = threading.Condition(self._lock)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"direct-{name}")
 
     @property
     def depth(self) -> int:
@@ -182,20 +189,25 @@ class DirectRunner:
                 raise Overloaded(f"{self.name}: {self._rows} rows in flight, limit {self.queue_size}", 1)
             self._rows += len(rows)
         try:
-            start = time.perf_counter()
-            out = await asyncio.get_running_loop().run_in_executor(None, self.fn, rows)
+            out, took = await asyncio.get_running_loop().run_in_executor(self._worker, self._timed, rows)
             if self.on_batch:
-                self.on_batch(self.name, len(rows), time.perf_counter() - start)
+                self.on_batch(self.name, len(rows), took)
             return out
         finally:
             with self._lock:
                 self._rows -= len(rows)
                 self._idle.notify_all()
 
+    def _timed(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        """The model call and its own duration (not the wait for the worker: paddle_mm_batch_seconds is call time)."""
+        start = time.perf_counter()
+        return self.fn(rows), time.perf_counter() - start
+
     def close(self, timeout: float = 30.0) -> None:
         with self._lock:
             self._closing = True
             self._idle.wait_for(lambda: self._rows == 0, timeout)
+        self._worker.shutdown(wait=False)
 
 
 def build_runner(fn: ModelFn, name: str, batching: dict, on_batch=None) -> Batcher | DirectRunner:

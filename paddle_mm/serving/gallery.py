@@ -35,10 +35,14 @@ from ..package.sm3 import sm3
 FORMAT = 1
 KINDS = ("image", "text")
 INDEXES = ("exact", "hnsw", "ivf", "auto")
-AUTO_EXACT_BELOW = 50_000  # "auto": exact scan up to this many rows (a few ms), HNSW above
+# "auto": exact scan up to this many rows (a few ms), HNSW above where its tuned recall reaches target_recall,
+# else exact again (docs/deploy.md)
+AUTO_EXACT_BELOW = 50_000
 INDEX_DEFAULTS = {
     "hnsw_m": 32,
-    "ef_construction": 200,
+    # faiss's default. Measured on 20k random 512-d vectors (2 busy cores): 200 builds 4.6x slower (37 s against
+    # 8 s) for a better graph; a larger efSearch, tuned at build, buys recall back at query time (docs/deploy.md)
+    "ef_construction": 40,
     "ef_search": None,
     "nlist": None,
     "nprobe": None,
@@ -83,7 +87,8 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
     gallery); the lowest measured recall goes into ``gallery.json``.
     """
     faiss = _faiss()
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is parallel (a gallery opened here set 1)
+    # building is parallel over every core this process may use (a gallery opened in this process set 1)
+    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     n, dim = vectors.shape
     kind = spec["index"]
     if kind == "auto":
@@ -94,9 +99,13 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
         index.add(vectors)
         return index, params
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, int(spec["hnsw_m"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(spec["ef_construction"])
-        params.update(m=int(spec["hnsw_m"]), ef_construction=int(spec["ef_construction"]))
+        # float32 vectors, not 8-bit codes: HNSW over QT_8bit (with an exact re-rank to keep scores exact) built
+        # slower (12 s against 8 s for 20k x 512) and searched slower on this AVX-512 CPU, and the re-rank keeps
+        # the float32 vectors in memory anyway
+        m, ef_construction = int(spec["hnsw_m"]), int(spec["ef_construction"])
+        index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        params.update(m=m, ef_construction=ef_construction)
         _add_with_progress(index, vectors, log)
         knob, choices = "ef_search", ([spec["ef_search"]] if spec["ef_search"] else EF_CHOICES)
     elif kind == "ivf":
@@ -114,11 +123,20 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
     value, recall = _tune(index, vectors, knob, choices, float(spec["target_recall"]), spec.get("tune_queries"))
     params.update({knob: value, "recall_at_10": round(recall, 4)})
     log(f"[gallery] {kind}: {knob}={value} gives recall@10 {recall:.3f} against exact search")
+    if spec["index"] == "auto" and recall < float(spec["target_recall"]):
+        # "auto" never serves a graph that missed the target: on random 512-d vectors HNSW reached 0.80 at 100k and
+        # 0.26 at 1M (efSearch 1024), while the exact scan took about as long at 100k (docs/deploy.md, *Search*)
+        log(f"[gallery] auto: {kind} missed recall@10 {spec['target_recall']}; the gallery uses the exact scan")
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index, {"type": "exact", "rejected": {**params, "type": kind}}
     return index, params
 
 
 def _add_with_progress(index, vectors: np.ndarray, log, step: int = 50_000) -> None:
     start = time.perf_counter()
+    if len(vectors) > step:
+        log(f"[gallery] adding {len(vectors)} rows on {_faiss().omp_get_max_threads()} threads")
     for i in range(0, len(vectors), step):
         index.add(vectors[i : i + step])
         if len(vectors) > step:

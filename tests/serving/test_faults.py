@@ -17,7 +17,7 @@ import pytest
 
 from paddle_mm.serving.app import create_app
 from paddle_mm.serving.audit import read_records, verify_chain
-from paddle_mm.serving.batching import Batcher, Overloaded
+from paddle_mm.serving.batching import Batcher, DirectRunner, Overloaded
 
 from .conftest import b64, serving_config
 
@@ -55,6 +55,35 @@ def test_batcher_gathers_rows_and_refuses_beyond_the_queue():
     out = asyncio.run(main())
     assert [float(o[0, 0]) for o in out] == [2.0 * i for i in range(6)]  # each request got its own rows back
     assert max(calls) > 2, calls  # rows of several requests went through one model call
+
+
+def test_unbatched_calls_of_a_graph_never_overlap():
+    """Batching off is the fair baseline: one model call at a time (each call uses every core already)."""
+    state = {"now": 0, "most": 0, "calls": 0}
+    lock = threading.Lock()
+
+    def model(rows):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+            state["calls"] += 1
+        return rows + 1
+
+    observed = []
+
+    async def main():
+        runner = DirectRunner(model, "t", queue_size=64, on_batch=lambda *a: observed.append(a))
+        out = await asyncio.gather(*[runner.run(np.full((1, 1), i, np.float32)) for i in range(8)])
+        runner.close()
+        return out
+
+    out = asyncio.run(main())
+    assert [float(o[0, 0]) for o in out] == [i + 1.0 for i in range(8)]
+    assert state["calls"] == 8 and state["most"] == 1, state
+    assert max(took for _, _, took in observed) < 0.1, observed  # call time, not the wait behind 7 others
 
 
 def test_overload_answers_429_with_retry_after(deployment, tmp_path):

@@ -62,9 +62,10 @@ def test_search_agrees_with_exact(built, data):
     assert found.shape == (40, 10)
     recall = recall_at_k(found, truth)
     assert recall >= (0.999 if "exact" in name or "milvus" in name else 0.95), (name, recall)
-    top = hits[0][0]
-    assert top.meta == {"n": top.id // 7}
-    assert abs(top.score - float(queries[0] @ vectors[top.id // 7])) < 1e-4
+    for row, query in zip(hits, queries):  # every hit's meta and exact score
+        for hit in row:
+            assert hit.meta == {"n": hit.id // 7}
+            assert abs(hit.score - float(query @ vectors[hit.id // 7])) < 1e-5, (name, hit)
     if info["index"]["type"] in ("hnsw", "ivf"):
         assert info["index"]["recall_at_10"] >= 0.95
 
@@ -205,3 +206,37 @@ def test_tuning_covers_the_queries_the_gallery_will_get(data, tmp_path):
     found = np.array([[h.id for h in row] for row in gallery.search(far[100:], 10)])
     gallery.close()
     assert recall_at_k(found, np.argsort(-(far[100:] @ vectors.T), axis=1)[:, :10]) >= 0.9
+
+
+def test_auto_is_exact_when_small_and_hnsw_above(data, tmp_path, monkeypatch):
+    from paddle_mm.serving import gallery as gallery_module
+
+    vectors, _ = data
+    common = {"kind": "image", "model": MODEL, "spec": {}, "log": lambda _m: None}
+    small = write_gallery(tmp_path / "a", vectors, range(3000), [{}] * 3000, **common)
+    monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
+    large = write_gallery(tmp_path / "b", vectors, range(3000), [{}] * 3000, **common)
+    assert small["index"]["type"] == "exact" and large["index"]["type"] == "hnsw", (small, large)
+    assert large["index"]["ef_construction"] == 40 and large["index"]["recall_at_10"] >= 0.95
+
+
+def test_auto_falls_back_to_exact_when_hnsw_misses_the_target(data, tmp_path, monkeypatch):
+    from paddle_mm.serving import gallery as gallery_module
+
+    vectors, queries = data
+    monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
+    info = write_gallery(
+        tmp_path / "g",
+        vectors,
+        range(3000),
+        [{}] * 3000,
+        kind="image",
+        model=MODEL,
+        spec={"target_recall": 1.01},  # no approximate index reaches it
+        log=lambda _m: None,
+    )
+    assert info["index"]["type"] == "exact" and info["index"]["rejected"]["type"] == "hnsw", info["index"]
+    gallery = open_gallery(tmp_path / "g")
+    found = np.array([[h.id for h in row] for row in gallery.search(queries, 10)])
+    gallery.close()
+    assert recall_at_k(found, np.argsort(-(queries @ vectors.T), axis=1)[:, :10]) == 1.0
