@@ -61,9 +61,12 @@ def prepare(model_name: str, work: Path) -> tuple[object, Path, Path]:
 def ort_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, repeat: int) -> float:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from hardware import DEFAULT_DEVICE, DeviceSpec
+    from hardware.inference import onnxruntime_providers, onnxruntime_session_options
+
+    # the host session exactly as the Predictor builds it
+    opts = onnxruntime_session_options(threads)
+    session = ort.InferenceSession(str(path), opts, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)))
     session.run(None, feeds)  # warm-up
     start = time.perf_counter()
     for _ in range(repeat):
