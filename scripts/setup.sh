@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Set up what is missing, idempotently: a .venv with the exact pinned stack (requirements/lock.txt),
-# paddle_mm installed in editable mode, and the fake Ascend plugin the device tests run on. Re-running is a
+# paddle_mm installed in editable mode, and the fake Ascend plugin the device tests run on (with --tests, also
+# what only the test suite needs: see test_extras). Re-running is a
 # no-op until the lock file, setup.py or the plugin source changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+# --tests: also what only the test suite needs (checkov's venv and shellcheck for tests/deploy; QEMU, cross
+# compilers and the cached board-runtime builds for tests/boards). The quickstart does not wait for them.
+for_tests=0
+[ "${1:-}" = "--tests" ] && for_tests=1
+test_extras() {
+  if [ "$for_tests" = 1 ]; then
+    setup_deploy
+    setup_boards
+  fi
+}
 
 # The fake npu custom-device plugin (hardware/fake_npu): built against the installed paddle's headers, cached
 # under .venv/paddle_mm_plugins/ by a hash of source, header and Paddle version (a no-op when up to date).
@@ -19,18 +30,21 @@ build_plugin() {
 }
 
 # deploy checks (tests/deploy): shellcheck from Debian, checkov in its own venv (its pins clash with .venv's)
-if ! command -v shellcheck >/dev/null 2>&1; then
-  echo "[setup] installing shellcheck"
-  (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null
-fi
-deploy_stamp=".venv-deploy/.setup-$(sha256sum requirements/deploy-lock.txt | cut -c1-16)"
-if [ ! -f "$deploy_stamp" ]; then
-  echo "[setup] creating .venv-deploy with checkov (first run: a minute or two)"
-  [ -x .venv-deploy/bin/python ] || "$PYTHON" -m venv .venv-deploy
-  .venv-deploy/bin/python -m pip install -q --disable-pip-version-check -r requirements/deploy-lock.txt
-  rm -f .venv-deploy/.setup-*
-  touch "$deploy_stamp"
-fi
+setup_deploy() {
+  if ! command -v shellcheck >/dev/null 2>&1; then
+    echo "[setup] installing shellcheck"
+    (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null
+  fi
+  local deploy_stamp
+  deploy_stamp=".venv-deploy/.setup-$(sha256sum requirements/deploy-lock.txt | cut -c1-16)"
+  if [ ! -f "$deploy_stamp" ]; then
+    echo "[setup] creating .venv-deploy with checkov (first run: a minute or two)"
+    [ -x .venv-deploy/bin/python ] || "$PYTHON" -m venv .venv-deploy
+    .venv-deploy/bin/python -m pip install -q --disable-pip-version-check -r requirements/deploy-lock.txt
+    rm -f .venv-deploy/.setup-*
+    touch "$deploy_stamp"
+  fi
+}
 
 # The board runtime (hardware/runtime): QEMU user mode, cross compilers and cmake from Debian; ggml's source
 # from the llama-cpp-python sdist on PyPI into ~/.cache/paddle_mm/src (never into the work tree); then every
@@ -58,7 +72,7 @@ setup_boards() {
 stamp=".venv/.setup-$(cat requirements/lock.txt setup.py | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
   build_plugin
-  setup_boards
+  test_extras
   exit 0
 fi
 
@@ -72,7 +86,7 @@ echo "[setup] creating .venv with the pinned stack (first run: a few minutes)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/lock.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 build_plugin
-setup_boards
+test_extras
 rm -f .venv/.setup-*
 touch "$stamp"
 echo "[setup] done: $(.venv/bin/python -c 'import paddle, paddle_mm; print("paddle", paddle.__version__, "paddle_mm", paddle_mm.__version__)' 2>/dev/null)"
