@@ -177,7 +177,7 @@ def test_the_service_config_in_the_configmap_builds():
 def test_checkov(framework, target):
     if not CHECKOV.exists():
         pytest.fail(
-            f"{CHECKOV} missing: scripts/setup.sh creates .venv-deploy with checkov (kept apart from the "
+            f"{CHECKOV} missing: scripts/setup.sh --tests creates .venv-deploy with checkov (kept apart from the "
             "pinned stack, whose versions it would change)"
         )
     proc = subprocess.run(
@@ -200,6 +200,6 @@ def test_checkov(framework, target):
 def test_shellcheck(script):
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
-        pytest.fail("shellcheck missing: scripts/setup.sh installs it (Debian package shellcheck)")
+        pytest.fail("shellcheck missing: scripts/setup.sh --tests installs it (Debian package shellcheck)")
     proc = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
