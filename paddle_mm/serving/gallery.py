@@ -22,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..io import staged_directory
 from ..package.sm3 import sm3
 
 FORMAT = 1
@@ -319,7 +320,7 @@ def _resolve_uri(uri: str, directory: Path) -> str:
 
 
 def _write_milvus(directory: Path, spec: dict[str, Any], vectors, ids, meta, log) -> dict[str, Any]:
-    uri, collection = spec.get("uri") or "gallery.db", spec.get("collection") or "gallery"
+    uri, collection = spec.get("uri") or "gallery.db", spec["collection"]
     client = _milvus_client(_resolve_uri(uri, directory))
     try:
         _fill_collection(client, collection, vectors, ids, meta, spec, log)
@@ -384,9 +385,8 @@ def write_gallery(
         raise GalleryError("gallery ids must be unique; found duplicates")
     spec = {**INDEX_DEFAULTS, "backend": "faiss", "index": "auto", **spec}
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # one Milvus collection per gallery directory: galleries sharing a server never drop each other's rows
+    spec["collection"] = spec.get("collection") or re.sub(r"[^A-Za-z0-9_]", "_", f"pmm_{directory.name}")
     info: dict[str, Any] = {
         "format": FORMAT,
         "kind": kind,
@@ -399,30 +399,26 @@ def write_gallery(
         "files": {},
     }
     start = time.perf_counter()
-    if spec["backend"] == "faiss":
-        index, info["index"] = make_faiss_index(vectors, spec, log)
-        buf = _bytes_io(b"")
-        np.save(buf, ids, allow_pickle=False)
-        payload = {
-            "index.faiss": _faiss().serialize_index(index).tobytes(),
-            "ids.npy": buf.getvalue(),
-            "meta.jsonl": "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in meta).encode("utf-8"),
-        }
-        for name, data in payload.items():
-            (tmp / name).write_bytes(data)
-            info["files"][name] = sm3(data).hex()
-    elif spec["backend"] == "milvus":
-        info["index"] = {"type": spec["index"]}
-        info["milvus"] = _write_milvus(tmp, spec, vectors, ids, meta, log)
-    else:
-        raise GalleryError(f"unknown gallery backend {spec['backend']!r}; choose 'faiss' or 'milvus'")
-    info["build_seconds"] = round(time.perf_counter() - start, 3)
-    (tmp / "gallery.json").write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_directory(directory) as tmp:  # complete or not at all; a failed build leaves nothing behind
+        if spec["backend"] == "faiss":
+            index, info["index"] = make_faiss_index(vectors, spec, log)
+            buf = _bytes_io(b"")
+            np.save(buf, ids, allow_pickle=False)
+            payload = {
+                "index.faiss": _faiss().serialize_index(index).tobytes(),
+                "ids.npy": buf.getvalue(),
+                "meta.jsonl": "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in meta).encode("utf-8"),
+            }
+            for name, data in payload.items():
+                (tmp / name).write_bytes(data)
+                info["files"][name] = sm3(data).hex()
+        elif spec["backend"] == "milvus":
+            info["index"] = {"type": spec["index"]}
+            info["milvus"] = _write_milvus(tmp, spec, vectors, ids, meta, log)
+        else:
+            raise GalleryError(f"unknown gallery backend {spec['backend']!r}; choose 'faiss' or 'milvus'")
+        info["build_seconds"] = round(time.perf_counter() - start, 3)
+        (tmp / "gallery.json").write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
     return info
 
 
