@@ -13,9 +13,10 @@ import argparse
 import logging
 import sys
 
-import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
+from _common import exit_on_config_error  # puts the repo on sys.path; tunes the CPU before paddle can load
+from _errors import EXIT_DATA, fail
 
-from paddle_mm.config import add_config_args, exit_on_config_error, flatten_overrides
+from paddle_mm.config import add_config_args, flatten_overrides
 
 
 def token_command(argv: list[str]) -> int:
@@ -29,8 +30,7 @@ def token_command(argv: list[str]) -> int:
     try:
         print(add_token(args.tokens, args.name, args.role))
     except TokenFileError as err:
-        print(f"ERROR {err}", file=sys.stderr)
-        return 3
+        fail(EXIT_DATA, err)
     return 0
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
 
     from paddle_mm.package import PackageRefused
     from paddle_mm.serving.app import StartupRefused, create_app
+    from paddle_mm.serving.audit import AuditError
     from paddle_mm.serving.auth import TokenFileError
     from paddle_mm.serving.config import load_serving_config
 
@@ -56,9 +57,8 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         cause = err.__cause__
         return cause.exit_code if isinstance(cause, PackageRefused) else 3
-    except TokenFileError as err:
-        print(f"ERROR {err}", file=sys.stderr)
-        return 3
+    except (TokenFileError, AuditError) as err:
+        fail(EXIT_DATA, err)
     server = cfg["Server"]
     uvicorn.run(
         app,

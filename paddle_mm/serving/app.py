@@ -90,12 +90,13 @@ class Service:
         self.cfg, self.limits = cfg, cfg["Limits"]
         self.metrics = Metrics()
         self.tokens = TokenStore.from_file(cfg["Auth"]["tokens_file"])
+        # opened before the model: an unwritable audit path fails in a second, not after verify and warm-up
+        self.audit = AuditLog(cfg["Audit"]["path"], cfg["Audit"]["max_bytes"], cfg["Audit"]["backups"])
         try:
             self.model: ModelState = load_model_state(cfg, self.metrics.observe_batch)
         except (PackageRefused, PackageConfigError, GalleryError) as err:
             raise StartupRefused(describe_refusal(err)) from err
         self.metrics.set_model(self.model)
-        self.audit = AuditLog(cfg["Audit"]["path"], cfg["Audit"]["max_bytes"], cfg["Audit"]["backups"])
         self.draining = False
         self._reload_lock = threading.Lock()
         self._prompt_cache: dict[tuple, np.ndarray] = {}

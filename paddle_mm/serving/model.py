@@ -18,7 +18,7 @@ import numpy as np
 
 from ..inference import Predictor
 from .batching import Batcher, DirectRunner, build_runner
-from .gallery import Gallery, open_gallery
+from .gallery import Gallery, GalleryError, open_gallery
 
 
 @dataclass
@@ -74,7 +74,10 @@ def load_model_state(cfg: dict[str, Any], on_batch=None) -> ModelState:
     dim = int(predictor.encode_pixels(predictor.sample_feeds("image", batch=1)["pixel_values"]).shape[1])
     galleries = {}
     token_file = cfg["Gallery"]["milvus_token_file"]
-    token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else ""
+    try:
+        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else ""
+    except OSError as err:
+        raise GalleryError(f"Gallery.milvus_token_file {token_file!r}: {err.strerror or err}; fix the path") from None
     milvus = {"milvus_uri": cfg["Gallery"]["milvus_uri"], "milvus_token": token}
     try:
         for kind in ("images", "texts"):
@@ -82,8 +85,6 @@ def load_model_state(cfg: dict[str, Any], on_batch=None) -> ModelState:
                 galleries[kind] = open_gallery(cfg["Gallery"][kind], expect_model=m["name"], expect_dim=dim, **milvus)
                 wanted = kind[:-1]
                 if galleries[kind].info["kind"] != wanted:
-                    from .gallery import GalleryError
-
                     raise GalleryError(
                         f"Gallery.{kind}={cfg['Gallery'][kind]!r} holds {galleries[kind].info['kind']} "
                         f"embeddings; build it with --kind {wanted}"
