@@ -10,7 +10,9 @@ bash scripts/setup.sh
 PY=.venv/bin/python
 demo=output/serve_demo
 CONFIG=${CONFIG:-configs/quickstart.yml}
-BEST=${BEST:-output/quickstart/CN-CLIP-Tiny/best_model}
+# the newest quickstart run (scripts/quickstart.sh writes output/quickstart/run-<UTC time>/), else train one
+newest=$(find output/quickstart -maxdepth 3 -path '*/CN-CLIP-Tiny/best_model' 2>/dev/null | sort | tail -1)
+BEST=${BEST:-${newest:-output/quickstart/CN-CLIP-Tiny/best_model}}
 DATA=${DATA:-data/shapes}
 model=cn-clip-tiny-shapes
 mkdir -p "$demo"

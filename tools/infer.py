@@ -117,7 +117,7 @@ def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:
 
 def build_encoders(g: dict, inf: dict):
     """The three encoders for the configured model; a refused package exits with its code (10-14), a missing
-    or corrupt model with 6, an unusable device with 5."""
+    or corrupt model with 6, an unusable device with 2."""
     from paddle_mm.package import PackageConfigError, PackageRefused
 
     given = {"Global.pretrained_model": g["pretrained_model"], "Infer.model_dir": inf["model_dir"]}

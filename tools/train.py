@@ -14,10 +14,13 @@ from _common import exit_on_config_error, parse_config
 
 
 def resume_command(args, latest: Path) -> str:
-    """This command line again, resuming from ``latest`` (earlier resume / overwrite overrides dropped)."""
+    """This command line again, resuming from ``latest`` (earlier resume / overwrite overrides dropped); before
+    the first checkpoint there is nothing to resume, so the same command starts over."""
     dropped = ("Global.checkpoints=", "Global.overwrite=")
     keep = [o for group in args.override for o in group if not o.startswith(dropped)]
     words = ["python", "tools/train.py", "-c", args.config, *(["-o", *keep] if keep else [])]
+    if not latest.is_dir():
+        return shlex.join(words)
     return shlex.join([*words, "-o", f"Global.checkpoints={latest}"])
 
 

@@ -458,7 +458,10 @@ def _plot(out_dir: Path) -> None:
     except ImportError as err:
         logger.warning(f"no training_curves.png: {err}; pip install matplotlib, then python tools/plot.py {out_dir}")
         return
-    logger.info(f"training curves: {plot_run(out_dir)}")
+    try:
+        logger.info(f"training curves: {plot_run(out_dir)}")
+    except (OSError, ValueError, KeyError) as err:  # a torn log line or a full disk must not fail a finished run
+        logger.warning(f"no training_curves.png: {err}; the checkpoints are saved (python tools/plot.py {out_dir})")
 
 
 def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState) -> dict[str, Any]:

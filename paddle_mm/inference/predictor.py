@@ -286,8 +286,6 @@ _ORT_UNLOADABLE = ("InvalidProtobuf", "InvalidGraph", "Fail", "NoSuchFile")
 
 def _is_unloadable(backend: str, err: Exception) -> bool:
     """Whether a runtime refused the model files themselves (not the device, which hardware reports)."""
-    from hardware import DeviceError
-
     if backend == "paddle_inference":  # e.g. "(Unavailable) Cannot read tensor desc size" for a cut .pdiparams
         return isinstance(err, RuntimeError) and not isinstance(err, DeviceError)
     return type(err).__module__.startswith("onnxruntime") and type(err).__name__ in _ORT_UNLOADABLE
