@@ -70,8 +70,14 @@ def build(compiler: str | None = None) -> Path:
     tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     tmp.mkdir()
     cmd = [cxx, "-O2", "-shared", "-fPIC", "-std=c++17", f"-I{paddle_include()}", str(SOURCE), "-o", str(tmp / LIBRARY)]
-    subprocess.run(cmd, check=True)
-    tmp.replace(folder)  # atomic: a concurrent reader sees no folder or a complete one
+    try:
+        subprocess.run(cmd, check=True)
+        tmp.replace(folder)  # atomic: a concurrent reader sees no folder or a complete one
+    except (subprocess.CalledProcessError, OSError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half build behind
+        if (folder / LIBRARY).is_file():  # another process finished the same build first
+            return folder
+        raise RuntimeError(f"building the fake npu plugin failed ({err}); see the compiler output above") from None
     for old in folder.parent.glob(f"fake_{FAKE_PLUGIN['type']}-*"):  # builds of earlier sources
         if old != folder and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)

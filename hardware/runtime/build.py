@@ -2,7 +2,7 @@
 
     python -m hardware.runtime.build --target x86_64            # native
     python -m hardware.runtime.build --target loongarch64        # zig, baseline CPU (runs under QEMU 7.2)
-    python -m hardware.runtime.build --target all --print         # every target, print binary paths
+    python -m hardware.runtime.build --target all                 # every target, print binary paths
 
 ggml and stb_image come from the llama-cpp-python source distribution on PyPI (``scripts/setup.sh``
 downloads it into ``~/.cache/paddle_mm/src``; its SHA-256 is pinned below). Each build lives in
@@ -175,7 +175,10 @@ def _build_locked(name: str, jobs: int, quiet: bool) -> Path:
     if target.toolchain == "zig.cmake":
         args.append(f"-DPMM_ZIG={_zig()}")
     for step in (args, ["cmake", "--build", str(work), "-j", str(jobs), "--target", "pmm-run", "pmm-selftest"]):
-        proc = subprocess.run(step, capture_output=quiet, text=True)
+        try:
+            proc = subprocess.run(step, capture_output=quiet, text=True)
+        except FileNotFoundError:
+            raise BuildError(f"{step[0]} not found; run scripts/setup.sh --tests (it installs cmake)") from None
         if proc.returncode:
             tail = (proc.stdout or "")[-3000:] + (proc.stderr or "")[-3000:]
             raise BuildError(f"building {name} failed at `{' '.join(step[:3])}`:\n{tail}")
