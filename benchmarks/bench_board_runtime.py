@@ -14,7 +14,6 @@ The feature column is pmm-run's max abs difference from the eager Paddle model o
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from hardware.inference import default_threads  # noqa: E402
 
 CAPTIONS = [
     "一只橘色的猫趴在窗台上晒太阳",
@@ -88,7 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ViT-B-16")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=default_threads(), help="default: the usable cores")
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
 

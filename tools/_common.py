@@ -26,12 +26,10 @@ from paddle_mm.config import exit_on_config_error as _exit_on_config_error
 def exit_on_config_error() -> Iterator[None]:
     """A config error, or a device that is unknown or absent here (hardware.DeviceError), is one line on
     stderr and exit code 2: nothing was run, the command line needs changing."""
-    with _exit_on_config_error():
-        try:
-            yield
-        except hardware.DeviceError as err:
-            print(f"device error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+    from _errors import exit_on_device_error
+
+    with _exit_on_config_error(), exit_on_device_error("Global.device"):
+        yield
 
 
 def parse_config(description: str, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:

@@ -404,7 +404,6 @@ def main_run(args: argparse.Namespace) -> None:
                 done = f"{row['items_per_s']:.2f} items/s" if "items_per_s" in row else row["error"]
                 print(f"[bench] {tower} b{batch} {variant}: {done}", flush=True)
     print_table(rows, auto)
-    from hardware.inference import machine_fingerprint
     from hardware.report import collect, format_report
 
     machine = collect(gemm=True, threads=args.threads)  # the `python -m hardware` report; GEMM ceiling cached
@@ -420,7 +419,7 @@ def main_run(args: argparse.Namespace) -> None:
     report = {
         "model": args.model,
         "threads": args.threads,
-        "machine": machine_fingerprint(),
+        "machine": machine["fingerprint"],
         "hardware": machine,
         "env": {k: os.environ.get(k) for k in ENV_KEYS},  # paddle_mm's; each row has its own "env"
         "env_set_by_tune_cpu_env": tuned,
