@@ -53,6 +53,9 @@ class StartupRefused(RuntimeError):
     """The package (or a gallery) failed verification or loading; the message says why."""
 
 
+MAX_TEMPLATES = 200  # templates per zero-shot request; the largest shipped set (openai) has 183
+
+
 def describe_refusal(err: BaseException) -> str:
     return f"REFUSED {type(err).__name__}: {err}"
 
@@ -311,6 +314,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         model = service.model
         if len(body.labels) > service.limits["max_labels"] or any("{}" not in t for t in body.templates):
             raise RequestError(400, f"send 1..{service.limits['max_labels']} labels and templates that contain {{}}")
+        if not 1 <= len(body.templates) <= MAX_TEMPLATES:  # prompts = labels x templates: both bounded
+            raise RequestError(400, f"send 1..{MAX_TEMPLATES} templates, got {len(body.templates)}")
         pixels = await run_in_threadpool(_pixels, service, model, [body.image])
         image = await _embed(request, model, "image", pixels)
         classes = await _class_embeddings(request, model, body.labels, body.templates)

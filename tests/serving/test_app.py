@@ -58,6 +58,15 @@ def test_zero_shot_ranks_labels_by_cosine(client, deployment):
     assert [x["cosine"] for x in ranked] == sorted((x["cosine"] for x in ranked), reverse=True)
 
 
+
+def test_zero_shot_bounds_the_templates(client, deployment):
+    """labels x templates prompts are encoded per request: too many templates is a 400, not minutes of work."""
+    from paddle_mm.serving.app import MAX_TEMPLATES
+
+    body = {"image": b64(deployment["images"][1]), "labels": ["圆形"], "templates": ["{}"] * (MAX_TEMPLATES + 1)}
+    r = client.post("/v1/classify/zero-shot", json=body)
+    assert r.status_code == 400 and str(MAX_TEMPLATES) in r.text
+
 def test_auth_and_roles(client, deployment):
     no = client.post("/v1/embeddings/text", json={"texts": ["a"]}, headers={"Authorization": ""})
     assert no.status_code == 401 and "WWW-Authenticate" in no.headers
