@@ -77,7 +77,8 @@ def build(compiler: str | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)  # never leave a half build behind
         if (folder / LIBRARY).is_file():  # another process finished the same build first
             return folder
-        raise RuntimeError(f"building the fake npu plugin failed ({err}); see the compiler output above") from None
+        kind = FAKE_PLUGIN["type"]
+        raise RuntimeError(f"building the fake {kind} plugin failed ({err}); see the compiler output above") from None
     for old in folder.parent.glob(f"fake_{FAKE_PLUGIN['type']}-*"):  # builds of earlier sources
         if old != folder and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
