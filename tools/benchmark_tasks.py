@@ -110,7 +110,7 @@ def perturb_text(text: str, kind: str, severity: int, rng: np.random.Generator) 
 
 def load_trained(cfg: dict):
     """The config's best checkpoint as a model in eval mode, with its task."""
-    from paddle_mm.engine.checkpoint import load_state_into
+    from paddle_mm.io import load_state_into
     from paddle_mm.engine.tasks import VQATask
 
     task = VQATask(cfg)

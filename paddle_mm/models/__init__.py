@@ -63,7 +63,7 @@ def save_model(model, directory: str | Path) -> Path:
     """Write ``model_config.json`` + ``model.safetensors`` into ``directory`` (created if missing)."""
     from dataclasses import asdict
 
-    from ..engine.checkpoint import save_safetensors
+    from ..io import save_safetensors
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def load_model(path: str | Path):
     A checkpoint's ``model.safetensors`` is checked against the SHA-256 in its ``state.json`` first
     (a mismatch raises ``CheckpointError`` naming the file).
     """
-    from ..engine.checkpoint import load_state_into, verify_digests
+    from ..io import load_state_into, verify_digests
     from .chinese_clip import CLIP, CLIPConfig
 
     path = Path(path)
@@ -116,6 +116,6 @@ def load_model(path: str | Path):
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    from ..io import atomic_write
+
+    atomic_write(path, text)

@@ -466,7 +466,7 @@ def build_fusion_model(arch: dict[str, Any], n_outputs: int, matching: bool = Fa
     if cfg["clip_weights"]:
         from pathlib import Path
 
-        from ..engine.checkpoint import load_state_into
+        from ..io import load_state_into
 
         weights = Path(cfg["clip_weights"]) / "model.safetensors"
         if not weights.is_file():
