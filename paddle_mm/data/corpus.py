@@ -23,7 +23,7 @@ import numpy as np
 
 from .writers import IMAGE_EXTENSIONS
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("paddle_mm.data.datasets")  # the logger docs/data.md names, for every reader
 
 # kind of a bad sample -> (singular, plural) for summaries; a reason string starts with "<kind>: "
 BAD_KINDS: dict[str, tuple[str, str]] = {

@@ -21,7 +21,6 @@ drops it from the batch and counts it. This module does not import paddle.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,6 @@ from .corpus import (  # noqa: F401  (the record types are imported from here ac
     bad_reason,
     reason_kind,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def split_files(root: str | Path, split: str) -> dict[str, dict[str, Path]]:
