@@ -4,7 +4,7 @@
 saved directory (``model_config.json`` + ``model.safetensors``) and loads its weights, failing loudly on
 any missing, unexpected or mis-shaped tensor. ``save_model`` also writes the vocabulary and the tokenizer's
 sizes (``vocab.txt``, ``tokenizer_config.json``), so ``UnifiedTokenizer.from_pretrained(dir)`` works on it.
-``load_from_name`` (:mod:`.pretrained`) is Chinese-CLIP's call of that name.
+``load_from_name`` (``paddle_mm.load_from_name``, in :mod:`.pretrained`) is Chinese-CLIP's call of that name.
 """
 
 from __future__ import annotations
@@ -83,13 +83,6 @@ def _save_tokenizer(cfg, directory: Path) -> None:
     tokenizer.save_vocabulary(directory)  # byte for byte
     sizes = {"context_length": cfg.context_length, "image_size": cfg.image_resolution}
     _write_text_atomic(directory / TOKENIZER_CONFIG_FILE, json.dumps(sizes, indent=2) + "\n")
-
-
-def load_from_name(name, device: str = "cpu", download_root=None, **options: Any):
-    """``(model, preprocess)`` from a Chinese-CLIP .pt, a model directory or a released name (:mod:`.pretrained`)."""
-    from .pretrained import load_from_name as load
-
-    return load(name, device, download_root, **options)
 
 
 def load_model(path: str | Path):
