@@ -176,7 +176,7 @@ def cycles(edges: list[Edge]) -> list[list[Edge]]:
     back = [(e, pairs.get((e.target, e.source))) for e in pairs.values() if e.source < e.target]
     loops = [[e, b] for e, b in back if b is not None]
     in_pairs = {m for loop in loops for e in loop for m in (e.source, e.target)}
-    return loops + [_loop(graph, sorted(c)[0], c) for c in components if not c <= in_pairs]
+    return loops + [_loop(graph, min(c - in_pairs), c) for c in components if not c <= in_pairs]
 
 
 def _loop(graph: dict[str, list[Edge]], start: str, component: set[str]) -> list[Edge]:
