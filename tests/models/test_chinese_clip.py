@@ -18,7 +18,7 @@ import pytest
 import paddle_mm
 from paddle_mm.models import get_model_config
 from paddle_mm.models.chinese_clip import CLIP, BatchNorm, CLIPConfig, ModifiedResNet, VisualTransformer
-from paddle_mm.models.convert import DROPPED_KEYS, cn_clip_to_paddle, paddle_to_cn_clip
+from paddle_mm.models.conversion.names import DROPPED_KEYS, cn_clip_to_paddle, paddle_to_cn_clip
 
 GOLDEN = Path(__file__).parent / "golden" / "cn_clip_tiny.npz"
 STATE_PREFIX = "state_dict/"
@@ -188,7 +188,10 @@ def test_bad_linear_weight_rank_and_mixed_prefixes_raise(cn_state):
 
 
 def test_convert_imports_neither_paddle_nor_torch():
-    code = "import sys, paddle_mm.models.convert; bad = {'paddle', 'torch'} & set(sys.modules); assert not bad, bad"
+    code = (
+        "import sys, paddle_mm.models.conversion.names; bad = {'paddle', 'torch'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
