@@ -29,7 +29,7 @@ def pytest_configure(config) -> None:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A small deterministic shapes dataset in Chinese-CLIP's TSV/JSONL format (train 96, valid 40 images)."""
-    from paddle_mm.data.synthetic import make_dataset
+    from paddle_mm.demo.shapes import make_dataset
 
     out = tmp_path_factory.mktemp("shapes")
     make_dataset(out, {"train": 96, "valid": 40}, seed=1, image_size=32)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from paddle_mm.data.synthetic import make_dataset
+from paddle_mm.demo.shapes import make_dataset
 
 SMALL_SIZES = {"train": 240, "valid": 60, "test": 0}
 SEED = 3

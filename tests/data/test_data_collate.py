@@ -8,7 +8,7 @@ from conftest import char_tokenizer, local_transform
 
 from paddle_mm.data.collate import BadSampleCounter, collate_skip_bad
 from paddle_mm.data.datasets import PairDataset, load_corpus
-from paddle_mm.data.synthetic import make_dataset
+from paddle_mm.demo.shapes import make_dataset
 
 
 def good(i: int) -> dict:

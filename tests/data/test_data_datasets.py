@@ -23,8 +23,8 @@ from paddle_mm.data.datasets import (
     TextRecord,
     load_corpus,
 )
-from paddle_mm.data.synthetic import Scene, Style, encode_png, render_scene
 from paddle_mm.data.writers import write_imgs_tsv, write_texts_jsonl
+from paddle_mm.demo.shapes import Scene, Style, encode_png, render_scene
 
 
 def png(seed: int) -> bytes:

@@ -97,7 +97,7 @@ def test_predict_skips_an_unreadable_image(random_export, queries, tmp_path):
 def test_a_corrupt_checkpoint_is_one_line_in_every_tool(tiny_data, queries, tmp_path):
     import paddle
 
-    from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+    from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
     from paddle_mm.models import create_model, save_model
 
     paddle.seed(3)

@@ -14,7 +14,7 @@ TINY_ARCH = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1,
 
 @pytest.fixture(scope="module")
 def zs_data(tmp_path_factory) -> Path:
-    from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+    from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
 
     out = tmp_path_factory.mktemp("zs") / "shapes_zs"
     make_shapes_zero_shot(out, per_class=2, seed=5, image_size=32, colours=["red", "blue"], shapes=["circle"])

@@ -15,7 +15,7 @@ from paddle_mm.data.zeroshot import (
     load_zero_shot_folder,
     template_sets,
 )
-from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
 from paddle_mm.models import create_model
 from paddle_mm.text.tokenizer import tokenize
 from paddle_mm.vision.transforms import ImageTransform
