@@ -110,8 +110,8 @@ def perturb_text(text: str, kind: str, severity: int, rng: np.random.Generator) 
 
 def load_trained(cfg: dict):
     """The config's best checkpoint as a model in eval mode, with its task."""
-    from paddle_mm.io import load_state_into
     from paddle_mm.engine.tasks import VQATask
+    from paddle_mm.io import load_state_into
 
     task = VQATask(cfg)
     model = task.build_model(cfg["Arch"])
