@@ -25,7 +25,7 @@ def main() -> None:
     from paddle_mm.engine.checkpoint import resolve_checkpoint
     from paddle_mm.engine.data import build_tokenizer, build_transform, load_split
     from paddle_mm.engine.evaluate import evaluate
-    from paddle_mm.metrics import chinese_clip_score_json
+    from paddle_mm.metrics import chinese_clip_score_json, retrieval_report
     from paddle_mm.models import load_model
 
     with exit_on_config_error():
@@ -44,14 +44,10 @@ def main() -> None:
         topk,
         progress=g["progress_bar"],
     )
-    for name, key in (("text -> image", "t2i"), ("image -> text", "i2t")):
-        print(
-            f"{name}: "
-            + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in topk)
-            + f", MR: {m[key]['mean_recall']:.2f}"
-        )
     data = f"{section['dataset']['root']} ({section['dataset']['split']})"
-    print(f"MR (both directions): {m['MR']:.2f}   [{data}: {len(corpus.images)} images, {len(corpus.texts)} texts]")
+    *directions, both = retrieval_report(m, topk)
+    print("\n".join(directions))
+    print(f"{both}   [{data}: {len(corpus.images)} images, {len(corpus.texts)} texts]")
     if not m["skipped"].startswith("skipped 0 "):
         print(m["skipped"])
     result = {

@@ -30,6 +30,8 @@ from _errors import (
     writable_output,
 )
 
+from paddle_mm.metrics import search  # numpy only: an ONNX Runtime deployment need not have paddle
+
 SCALE_NOTE = (
     "scores are cosine similarities of L2-normalized features, in [-1, 1]; only their order matters: the model "
     "compares them after multiplying by its logit scale (up to 100), so a gap of 0.01 is a real preference"
@@ -104,15 +106,6 @@ def predictor_encoders(g: dict, inf: dict):
         m = predictor.manifest
         print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
     return (lambda corpus: encode_split(predictor, corpus)), predictor.encode_texts, predictor.encode_images
-
-
-def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:
-    """Top-``k`` gallery rows per query as ``[(row, cosine), ...]``, best first (as engine.evaluate.search,
-    which imports paddle: an ONNX Runtime deployment need not have it)."""
-    from paddle_mm.metrics import topk_indices
-
-    sim = queries @ gallery.T  # (n_queries, n_gallery)
-    return [[(int(c), float(sim[q, c])) for c in row] for q, row in enumerate(topk_indices(sim, k))]
 
 
 def build_encoders(g: dict, inf: dict):

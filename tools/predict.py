@@ -126,18 +126,13 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
     if args.eval_root:
         from paddle_mm.data.datasets import load_corpus
         from paddle_mm.inference.evaluate import evaluate_split
+        from paddle_mm.metrics import retrieval_report
 
         with exit_on(EXIT_DATA, FileNotFoundError, ValueError):
             corpus = load_corpus(args.eval_root, args.eval_split)
         m = evaluate_split(predictor, corpus)
         result["eval"] = {"root": args.eval_root, "split": args.eval_split, **m}
-        for name, key in (("text -> image", "t2i"), ("image -> text", "i2t")):
-            print(
-                f"{name}: "
-                + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in (1, 5, 10))
-                + f", MR: {m[key]['mean_recall']:.2f}"
-            )
-        print(f"MR (both directions): {m['MR']:.2f}")
+        print("\n".join(retrieval_report(m)))
     result["auto"] = {g: vars(c) for g, c in predictor.choices.items()}
     for graph, choice in predictor.choices.items():
         timings = ", ".join(f"{k} {v:.1f} ms" for k, v in choice.timings_ms.items())
