@@ -28,7 +28,7 @@ from hardware.select import check_backend, missing, variant_format
 
 from ..package.keys import Decryptor
 from ..package.trust import RollbackStore, TrustStore
-from ..text.tokenizer import WordPieceTokenizer
+from ..text.tokenizer import WordPieceTokenizer, trim_padding
 from ..vision.transforms import ImageTransform
 from . import auto
 from .backends import Backend, build_backend, build_backend_from_memory
@@ -289,15 +289,6 @@ def _is_unloadable(backend: str, err: Exception) -> bool:
     if backend == "paddle_inference":  # e.g. "(Unavailable) Cannot read tensor desc size" for a cut .pdiparams
         return isinstance(err, RuntimeError) and not isinstance(err, DeviceError)
     return type(err).__module__.startswith("onnxruntime") and type(err).__name__ in _ORT_UNLOADABLE
-
-
-def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
-    """Drop trailing columns that are padding in every row (exact: pad keys are masked in attention).
-
-    The same as ``paddle_mm.engine.data.trim_padding``, repeated here because that module imports paddle
-    and an ONNX Runtime deployment should not need it."""
-    used = np.flatnonzero((input_ids != pad_id).any(axis=0))
-    return np.ascontiguousarray(input_ids[:, : (used[-1] + 1 if used.size else 1)])
 
 
 def _normalize(features: np.ndarray) -> np.ndarray:
