@@ -33,7 +33,7 @@ from ..vision.transforms import ImageTransform
 from .graphs import GRAPHS, GraphSpec, graph_specs
 from .onnx_export import DEFAULT_OPSET, paddle_to_onnx, save_onnx
 from .quantize import quantize_int8
-from .verify import verify_export
+from .verify import check_against_eager
 
 TOWERS = ("image", "text")  # graphs that get an INT8 variant
 
@@ -148,7 +148,7 @@ def _export_into(
         "batches": list(options.verify_batches),
         "atol": options.atol,
         "int8_min_cosine": options.int8_min_cosine,
-        "results": verify_export(
+        "results": check_against_eager(
             model,
             info,
             specs,

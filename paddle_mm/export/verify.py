@@ -59,7 +59,7 @@ def compare(variant: list[np.ndarray], eager: list[np.ndarray], precision: str) 
     return diff, scale
 
 
-def verify_export(
+def check_against_eager(
     model: paddle.nn.Layer,
     info: ExportInfo,
     specs: dict[str, GraphSpec],
