@@ -8,9 +8,38 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yml"
+
+
+def _tiny_arch() -> tuple[str, dict]:
+    arch = dict(yaml.safe_load(TINY.read_text(encoding="utf-8"))["Arch"])
+    return arch.pop("name"), arch
+
+
+# The tiny architecture every test builds: the named model and the overrides tests/configs/tiny.yml gives it
+# (1-layer towers, 32 px images), read from that file so the training runs and the in-process models agree.
+TINY_NAME, TINY_ARCH = _tiny_arch()
+
+# Every named model shrunk to a size that builds, trains a step and exports in a second or two (the per-model
+# sweep in tests/models); the fields left alone (vocab_size, context_length, pad_id, activations, dropout) keep
+# the named model's values. ResNet towers (RN50) shrink differently: four stages of one block, 8 channels wide.
+SMALL = {
+    "embed_dim": 32,
+    "image_resolution": 32,
+    "vision_layers": 1,
+    "vision_width": 64,
+    "vision_head_width": 32,
+    "vision_patch_size": 16,
+    "text_hidden_size": 64,
+    "text_num_hidden_layers": 1,
+    "text_num_attention_heads": 2,
+    "text_intermediate_size": 128,
+    "text_max_position_embeddings": 64,
+}
+SMALL_RESNET = {**SMALL, "vision_layers": [1, 1, 1, 1], "vision_width": 8, "vision_patch_size": None}
 
 
 def pytest_addoption(parser) -> None:

@@ -115,8 +115,8 @@ def test_train_matching_end_to_end(tiny_data, tmp_path):
     # the re-ranking is the fusion's: the saved weights evaluated here give the logged metrics, and with the
     # fusion's scores zeroed (its head's last layer) they give others
     from paddle_mm.config import load_config
-    from paddle_mm.io import load_state_into
     from paddle_mm.engine.tasks import build_task
+    from paddle_mm.io import load_state_into
 
     cfg = load_config(tmp_path / "CN-CLIP-Tiny" / "config.yml")
     task = build_task(cfg)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ARCH = {"image_resolution": 32, "vision_layers": 1, "text_num_hidden_layers": 1, "embed_dim": 32}
+from tests.conftest import TINY_ARCH, TINY_NAME
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def tower_export(tmp_path_factory) -> Path:
     from paddle_mm.vision.transforms import ImageTransform
 
     paddle.seed(5)
-    model = create_model("CN-CLIP-Tiny", **ARCH)
+    model = create_model(TINY_NAME, **TINY_ARCH)
     model.eval()
     out = tmp_path_factory.mktemp("tower_export")
     options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from paddle_mm.package import LocalSigner, PrivateKey, sign_package
+from tests.conftest import TINY_ARCH, TINY_NAME
 
-ARCH = {"image_resolution": 32, "vision_layers": 1, "text_num_hidden_layers": 1, "embed_dim": 32}
 MODEL = "cn-clip-tiny-serving"
 TEXTS = ["左上角有一个红色的圆形", "图中有两个蓝色的三角形", "一只猫", "绿色的正方形", "黄色的星星"]
 
@@ -27,7 +27,7 @@ def tower_export(tmp_path_factory) -> Path:
     from paddle_mm.vision.transforms import ImageTransform
 
     paddle.seed(5)
-    model = create_model("CN-CLIP-Tiny", **ARCH)
+    model = create_model(TINY_NAME, **TINY_ARCH)
     model.eval()
     out = tmp_path_factory.mktemp("serving_export")
     options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1)
