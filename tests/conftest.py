@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +42,58 @@ SMALL = {
     "text_max_position_embeddings": 64,
 }
 SMALL_RESNET = {**SMALL, "vision_layers": [1, 1, 1, 1], "vision_width": 8, "vision_patch_size": None}
+
+SIGNED_MODEL = "cn-clip-tiny-serving"  # the model name sign_copy signs the tiny export as
+
+
+@pytest.fixture(scope="session")
+def tower_export(tmp_path_factory) -> Path:
+    """Two fp32 towers (image, text) of a seeded random tiny model, exported once for the inference, serving and
+    deploy tests (no combined graph, no INT8, one verification batch)."""
+    import paddle
+
+    from paddle_mm.export import ExportOptions, export_model
+    from paddle_mm.models import create_model
+    from paddle_mm.vision.transforms import ImageTransform
+
+    paddle.seed(5)
+    model = create_model(TINY_NAME, **TINY_ARCH)
+    model.eval()
+    out = tmp_path_factory.mktemp("tower_export")
+    options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1)
+    export_model(model, out, ImageTransform(32), "CN-CLIP-Tiny", options, log=lambda _msg: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def signer(tmp_path_factory) -> tuple:
+    """A fresh SM2 key and its public key file: (PrivateKey, path of signer.pub)."""
+    from paddle_mm.package import PrivateKey
+
+    key = PrivateKey.generate()
+    pub = tmp_path_factory.mktemp("trust") / "signer.pub"
+    pub.write_bytes(key.public_key.to_pem())
+    return key, pub
+
+
+def sign_copy(export: Path, key, dest: Path, sequence: int, version: str, model: str = SIGNED_MODEL) -> Path:
+    """A copy of ``export`` at ``dest`` signed with ``key`` as ``model`` (valid 30 days from now)."""
+    from paddle_mm.package import LocalSigner, sign_package
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(export, dest)
+    now = dt.datetime.now(dt.timezone.utc)
+    sign_package(
+        dest,
+        LocalSigner(key),
+        model=model,
+        version=version,
+        sequence=sequence,
+        now=now,
+        expires=now + dt.timedelta(days=30),
+    )
+    return dest
 
 
 def pytest_addoption(parser) -> None:
