@@ -85,10 +85,7 @@ def test_vqa_task_rejects_a_caption_dataset(vqa_data, tmp_path):
 
 
 def test_image_corruptions_grow_with_severity():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    from benchmark_tasks import IMAGE_CORRUPTIONS, corrupt_images, perturb_text
+    from paddle_mm.demo.corruptions import IMAGE_CORRUPTIONS, corrupt_images, perturb_text
 
     images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
     for kind in IMAGE_CORRUPTIONS:
