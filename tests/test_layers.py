@@ -11,6 +11,7 @@ its own layer or a lower one, never a higher one. Layers, top to bottom::
        config.py, config_schema.py                   beside models: the schema validates model names
     1  losses.py optim.py metrics.py distributed.py   flat leaves each with one dict + build_*
     0  io.py, hardware/, paddle_mm/__init__.py        weight files and atomic writes; devices; the lazy facade
+                                                      (hardware/ never imports paddle_mm at all)
 
 A cycle is any loop in the module graph, the edges a package's ``__init__`` draws to its own submodules
 included (a function-level import hides a cycle from Python, not from this test).
@@ -218,6 +219,16 @@ def test_no_upward_import():
     found = upward_edges(import_edges(scanned_modules()))
     report = [f"{e}  (layer {layer_of(e.source)} imports layer {layer_of(e.target)})" for e in found]
     assert not found, "imports that point up; move the shared piece down:\n" + "\n".join(report)
+
+
+def test_hardware_imports_no_paddle_mm():
+    """hardware/ sits beside io.py but is its own package: it imports paddle, never paddle_mm."""
+    found = [
+        e
+        for e in import_edges(scanned_modules())
+        if e.source.startswith("hardware") and e.target.startswith("paddle_mm")
+    ]
+    assert not found, "hardware imports paddle_mm:\n" + "\n".join(map(str, found))
 
 
 def test_no_import_cycle():
