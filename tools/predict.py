@@ -91,6 +91,8 @@ def fusion_rows(predictor: Predictor, images: list[str], texts: list[str]) -> li
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
     """The predictor for --model_dir, or for --package once verified (exit codes: tools/_errors)."""
+    if args.package and not (args.trust and args.package_model):
+        fail(EXIT_CONFIG, "--package needs --trust <signer.pub ...> and --package_model <name>")
     source = ModelSource(
         args.model_dir,
         args.package,
