@@ -11,6 +11,7 @@ import pytest
 
 from paddle_mm.models import create_model, load_model, read_model_config, save_model
 from paddle_mm.models.fusion import FusionModel, build_fusion_model
+from paddle_mm.tokenizer import UnifiedTokenizer
 
 TOWERS = {
     "image_resolution": 32,
@@ -74,6 +75,9 @@ def test_fusion_round_trip(matching, tmp_path):
     }
     loaded = load_model(tmp_path)
     assert isinstance(loaded, FusionModel) and loaded.labels == labels and loaded.matching == matching
+    (tmp_path / "tokenizer_config.json").unlink()  # as a checkpoint older than it: the sizes come from the towers
+    tokenizer = UnifiedTokenizer.from_pretrained(tmp_path)
+    assert (tokenizer.image.size, tokenizer.text.context_length) == (32, 16)
     f = model.features(*inputs())
     np.testing.assert_array_equal(
         loaded.fusion(loaded.features(*inputs()))["logits"].numpy(), model.fusion(f)["logits"].numpy()
