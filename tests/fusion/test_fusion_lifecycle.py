@@ -190,6 +190,17 @@ def test_matching_fusion_lifecycle(caption_data, runs, tmp_path):
     int8 = Predictor(tmp_path / "inference", backend="onnxruntime", precision="int8", threads=1)
     assert np.abs(int8.match(images, captions) - got[:6]).max() < 0.05
 
+    # the same export signed as a package: verified, then run from the verified bytes
+    from paddle_mm.package import LocalSigner, PrivateKey, TrustAnchor, TrustStore, sign_package
+
+    key = PrivateKey.generate()
+    sign_package(tmp_path / "inference", LocalSigner(key), model="fusion-match", version="1", sequence=1)
+    trust = TrustStore([TrustAnchor(key.public_key)])
+    packaged = Predictor.from_package(
+        tmp_path / "inference", trust, model="fusion-match", state=None, backend="onnxruntime", threads=1
+    )
+    np.testing.assert_array_equal(packaged.match(images, captions), predictor.match(images, captions))
+
 
 def test_tools_evaluate_export_and_answer_from_the_command_line(vqa_data, runs, tmp_path):
     """tools/eval.py, tools/export_model.py (INT8 included) and tools/predict.py on a trained VQA checkpoint."""
