@@ -216,6 +216,14 @@ def test_tools_evaluate_export_and_answer_from_the_command_line(vqa_data, runs, 
     written = json.loads((tmp_path / RUN / "eval_valid.json").read_text(encoding="utf-8"))["metrics"]
     assert written["vqa_acc"] == pytest.approx(logged["vqa_acc"]) and f"vqa_acc: {logged['vqa_acc']:.2f}" in proc.stdout
 
+    from paddle_mm.models import create_model, save_model
+
+    save_model(
+        create_model("CN-CLIP-Tiny", image_resolution=32, vision_layers=1, text_num_hidden_layers=1), tmp_path / "clip"
+    )
+    proc = run_tool("eval.py", *args, f"Global.pretrained_model={tmp_path / 'clip'}", f"Global.output_dir={tmp_path}")
+    assert proc.returncode == 2 and "Global.task=vqa evaluates a VQA / classification fusion checkpoint" in proc.stderr
+
     proc = run_tool("export_model.py", *args, f"Global.save_inference_dir={tmp_path / 'inference'}", "--threads", "1")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for variant in ("paddle_inference/fp32", "onnxruntime/fp32", "onnxruntime/int8"):
