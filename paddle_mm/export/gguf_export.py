@@ -212,6 +212,8 @@ def convert_model_dir(model_dir: str | Path, out_file: str | Path) -> Path:
                 "(model_config.json, model.safetensors, vocab.txt)"
             )
     cfg = json.loads((model_dir / "model_config.json").read_text(encoding="utf-8"))
+    if cfg.get("model_type", "clip") != "clip":
+        raise ValueError(f"{model_dir}: a {cfg['model_type']} model; the board runtime runs CLIP towers only")
     if isinstance(cfg["vision_layers"], list):
         raise ValueError(f"{model_dir}: a ResNet image tower (RN50); the board runtime runs ViT models only")
     vocab_file = model_dir / "vocab.txt"
