@@ -43,7 +43,7 @@ def vqa_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def caption_data(tmp_path_factory) -> Path:
-    from paddle_mm.data.synthetic import make_dataset
+    from paddle_mm.demo.shapes import make_dataset
 
     out = tmp_path_factory.mktemp("captions_lifecycle")
     make_dataset(out, {"train": 48, "valid": 12}, seed=2, image_size=32)
@@ -204,7 +204,7 @@ def test_matching_fusion_lifecycle(caption_data, runs, tmp_path):
 
 def test_tools_evaluate_export_and_answer_from_the_command_line(vqa_data, runs, tmp_path):
     """tools/eval.py, tools/export_model.py (INT8 included) and tools/predict.py on a trained VQA checkpoint."""
-    from paddle_mm.data.synthetic import encode_png
+    from paddle_mm.demo.shapes import encode_png
 
     from paddle_mm.data.vqa import load_vqa_split
     from paddle_mm.models import load_model
