@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from .tables import MKL_SLOW_PATH_VENDORS
+from .tables import BF16_ISA, MKL_SLOW_PATH_VENDORS
 
 
 def cpuinfo_field(name: str) -> str:
@@ -24,6 +24,11 @@ def cpuinfo_field(name: str) -> str:
 def cpu_vendor() -> str:
     """``AuthenticAMD``, ``HygonGenuine``, ``GenuineIntel``... or ``""`` when unknown (non-x86, no /proc)."""
     return cpuinfo_field("vendor_id")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has an instruction oneDNN runs BF16 matmuls with (:data:`hardware.tables.BF16_ISA`)."""
+    return bool(set(cpuinfo_field("flags").split()) & set(BF16_ISA))
 
 
 def tune_cpu_env() -> dict[str, str]:
