@@ -27,13 +27,21 @@ class PaddleInferenceBackend:
 
     name = "paddle_inference"
 
-    def __init__(self, files: list[Path], device: DeviceSpec, threads: int | None = None, mkldnn: bool = True):
+    def __init__(
+        self,
+        files: list[Path],
+        device: DeviceSpec,
+        threads: int | None = None,
+        mkldnn: bool = True,
+        bf16: bool = False,
+    ):
         import paddle.inference as pi
 
         from hardware.inference import paddle_inference_config
 
         model_file, params_file = (str(f) for f in files)
-        self._predictor = pi.create_predictor(paddle_inference_config(model_file, params_file, device, threads, mkldnn))
+        config = paddle_inference_config(model_file, params_file, device, threads, mkldnn, bf16=bf16)
+        self._predictor = pi.create_predictor(config)
         self.input_names = list(self._predictor.get_input_names())
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
 
