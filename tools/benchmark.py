@@ -289,43 +289,6 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
     return out
 
 
-class OtherLoad:
-    """CPU time used by processes other than ``pids`` (the benchmark and its workers) over an interval, in
-    cores: all busy time in /proc/stat minus theirs from /proc/<pid>/stat. Linux only; None elsewhere."""
-
-    def __init__(self, pids: list[int]):
-        self.pids = pids
-        self.start = (time.perf_counter(), self._busy(), self._ours())
-
-    @staticmethod
-    def _busy() -> float | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    def _ours(self) -> float:
-        total = 0.0
-        for pid in self.pids:
-            try:
-                with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-            except (OSError, ValueError, IndexError):
-                pass
-        return total
-
-    def cores(self) -> float | None:
-        t0, busy0, ours0 = self.start
-        busy = self._busy()
-        if busy is None or busy0 is None:
-            return None
-        return max(0.0, (busy - busy0) - (self._ours() - ours0)) / max(time.perf_counter() - t0, 1e-6)
-
-
 class Worker:
     """One row's process: started, warmed up, then asked for timed runs in turn with the other rows."""
 
@@ -408,6 +371,8 @@ def run_group(
     workers = [Worker(args, work, v, tower, batch, worker_env(args, v, tuned)) for v in variants]
     for w in workers:
         w.ready()
+    from hardware.cpu import OtherLoad
+
     meter = OtherLoad([os.getpid()] + [w.proc.pid for w in workers])
     budget = 2 * min((w.warm_ms for w in workers if not w.error), default=0.0)
     for r in range(args.rounds):

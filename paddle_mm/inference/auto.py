@@ -8,7 +8,10 @@ time is divided by the round's time of the fastest one (by median over rounds); 
 *confident* when the runner-up's lower-quartile ratio exceeds ``1 + MIN_MARGIN``, i.e. the winner was at
 least 2 % faster in three rounds out of four. Until then more rounds are measured (up to
 ``MAX_ROUNDS_FACTOR`` times the first batch); a decision still inside the noise is not cached and the
-documented default is used: the first candidate (the export's first variant). A confident choice is cached
+documented default is used: the first candidate (the export's first variant). A decision measured while
+other processes kept more than ``BUSY_CORES`` cores busy is used but not cached either: under load oneDNN's
+OpenMP threads lose far more than ONNX Runtime's, so a busy hour's winner need not be a quiet hour's
+(:class:`hardware.cpu.OtherLoad` measures it from /proc). A confident choice is cached
 with its margin (median ratio - 1) and noise (interquartile range of the ratios) in a JSON file keyed by
 the export's id, the graph, precision, device, threads, measurement batch and
 :func:`hardware.inference.machine_fingerprint`; a later process with the same key builds only the winner.
@@ -35,6 +38,7 @@ ROUNDS = 5  # first batch of interleaved rounds
 MAX_ROUNDS_FACTOR = 3  # keep measuring up to 3x ROUNDS while the margin is inside the noise
 MIN_MARGIN = 0.02  # a winner must be at least 2 % faster in 3 rounds out of 4 to be cached
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
+BUSY_CORES = 0.5  # other processes using more cores than this while measuring: the decision is not cached
 
 
 @dataclass
@@ -44,7 +48,8 @@ class Choice:
     ``timings_ms``: each candidate's median milliseconds; ``margin``: how much slower the runner-up was
     (median of per-round ratios - 1; None with one candidate); ``noise``: the interquartile range of those
     ratios; ``confident``: whether the margin stood out of the noise (only then is the choice cached);
-    ``rounds``: interleaved rounds measured; ``failed``: candidates that could not be built (name -> error).
+    ``rounds``: interleaved rounds measured; ``failed``: candidates that could not be built (name -> error);
+    ``other_cores``: CPU cores other processes kept busy while it was measured (None: unknown or cached).
     """
 
     backend: str
@@ -55,6 +60,7 @@ class Choice:
     noise: float | None = None
     confident: bool = True
     rounds: int = 0
+    other_cores: float | None = None
 
 
 @dataclass
@@ -123,12 +129,14 @@ def choose(
     rounds: int = ROUNDS,
     directory: Path | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    load_meter: Callable[[], Callable[[], float | None]] | None = None,
 ) -> tuple[Backend, Choice]:
     """Build the cached winner, or measure every candidate, cache a confident winner and return it built.
 
     ``candidates`` maps a backend name to a function building it, the documented default first. A candidate
     that fails to build is not a silent loss: its error is re-raised unless another candidate works, and then
-    it is recorded as failed. ``clock`` is for tests (a fake backend advancing a fake clock).
+    it is recorded as failed. ``clock`` and ``load_meter`` are for tests (a fake backend advancing a fake clock;
+    a function starting a measurement of other processes' CPU use and returning the function that reads it).
     """
     if not candidates:
         raise ValueError("no backend to choose from: the export has no variant for this graph and precision")
@@ -151,6 +159,7 @@ def choose(
     for backend in built.values():
         for _ in range(WARMUP if len(built) > 1 else 0):
             backend.run(feeds)
+    other_cores = (load_meter or _other_load)()
     times = interleaved_ms(built, feeds, rounds if len(built) > 1 else 0, clock=clock)
     decision = decide(times) if len(built) > 1 else Decision(next(iter(built)), {}, None, None, True)
     while not decision.confident and len(times[decision.best]) < rounds * MAX_ROUNDS_FACTOR:
@@ -158,10 +167,13 @@ def choose(
         times = {n: times[n] + more[n] for n in times}
         decision = decide(times)
     picked = decision.best if decision.confident else next(iter(built))  # inside the noise: the default
+    busy = other_cores()
     choice = Choice(
         picked, decision.medians_ms, False, errors, decision.margin, decision.noise, decision.confident,
-        len(times[picked]),
+        len(times[picked]), busy,
     )  # fmt: skip
+    if decision.confident and len(built) > 1 and busy is not None and busy > BUSY_CORES:
+        return built[picked], choice  # measured on a busy machine: used now, measured again next time
     if decision.confident:
         _write_cache(
             path,
@@ -172,12 +184,19 @@ def choose(
                 "margin": decision.margin,
                 "noise": decision.noise,
                 "rounds": choice.rounds,
+                "other_cores": busy,
                 "failed": errors,
                 "key": key_fields,
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )
     return built[picked], choice
+
+
+def _other_load() -> Callable[[], float | None]:
+    from hardware.cpu import OtherLoad
+
+    return OtherLoad().cores
 
 
 def _read_cache(path: Path) -> dict:

@@ -79,7 +79,8 @@ def test_unexported_variants_are_refused_with_the_alternatives(export_dir, tmp_p
 
 
 def test_auto_measures_once_then_uses_the_cache(export_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(auto, "MIN_MARGIN", float("-inf"))  # caching, not noise, is tested here
+    monkeypatch.setattr(auto, "MIN_MARGIN", float("-inf"))  # caching, not noise or load, is tested here
+    monkeypatch.setattr(auto, "BUSY_CORES", float("inf"))
     first = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
     first.runner("image")
     measured = first.choices["image"]
@@ -99,7 +100,8 @@ def test_auto_measures_once_then_uses_the_cache(export_dir, tmp_path, monkeypatc
 
 
 def test_a_corrupt_cache_costs_only_a_new_measurement(export_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(auto, "MIN_MARGIN", float("-inf"))  # caching, not noise, is tested here
+    monkeypatch.setattr(auto, "MIN_MARGIN", float("-inf"))  # caching, not noise or load, is tested here
+    monkeypatch.setattr(auto, "BUSY_CORES", float("inf"))
     (tmp_path / CACHE_FILE).write_text("{not json", encoding="utf-8")
     predictor = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
     predictor.runner("text")

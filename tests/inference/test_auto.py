@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from paddle_mm.inference.auto import CACHE_FILE, MAX_ROUNDS_FACTOR, ROUNDS, choose, decide
+from paddle_mm.inference import auto
+from paddle_mm.inference.auto import BUSY_CORES, CACHE_FILE, MAX_ROUNDS_FACTOR, ROUNDS, choose, decide
+
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """These tests run on a loaded CI machine: the other processes' load is what each test says it is."""
+    monkeypatch.setattr(auto, "_other_load", lambda: lambda: 0.0)
 
 
 class Clock:
@@ -83,3 +90,12 @@ def test_decide_compares_round_by_round():
     # the same medians without pairing: b won only where a happened to be slow
     d = decide({"a": [10, 20, 10, 20, 10], "b": [16, 8, 16, 8, 16]})
     assert not d.confident
+
+
+def test_a_clear_decision_measured_on_a_busy_machine_is_used_but_not_cached(tmp_path):
+    clock = Clock()
+    fakes = {"slow": Fake(clock, 10.0), "fast": Fake(clock, 6.0)}
+    busy = lambda: lambda: BUSY_CORES + 1.0
+    backend, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock, load_meter=busy)
+    assert backend is fakes["fast"] and choice.confident and choice.other_cores == BUSY_CORES + 1.0
+    assert not (tmp_path / CACHE_FILE).exists()
