@@ -9,7 +9,8 @@ rounds on one :class:`paddle_mm.inference.Predictor`:
 
 - ``images e2e``: files -> decode, resize, normalize (Chinese-CLIP's transform) in a worker pool of
   ``--workers`` processes that prepares the next batches while the current one runs -> image tower ->
-  L2-normalized features; ``images tower``: the same batches already decoded, tower only;
+  L2-normalized features (:class:`paddle_mm.inference.pipeline.FeaturePipeline`); ``images tower``: the same
+  batches already decoded, tower only;
 - ``texts e2e``: raw strings -> tokenize in the pool -> text tower -> features; ``texts tower``: the same ids.
 
 The table gives items/s of each and e2e as a fraction of tower-only (the cost of pre-processing that the
@@ -22,34 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from collections import deque
-from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-_PREP: dict = {}  # the pool workers' transform and tokenizer (set once by _init)
-
-
-def _init(transform, tokenizer) -> None:
-    _PREP["transform"], _PREP["tokenizer"] = transform, tokenizer
-
-
-def _pixels(paths: Sequence[str]) -> np.ndarray:
-    return np.stack([_PREP["transform"](p) for p in paths])
-
-
-def _ids(texts: Sequence[str]) -> np.ndarray:
-    return _PREP["tokenizer"].encode_batch(list(texts))
 
 
 def write_inputs(out: Path, n: int, image_size: int, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -69,20 +53,6 @@ def write_inputs(out: Path, n: int, image_size: int, seed: int = 0) -> tuple[lis
         paths.append(str(path))
     texts = [t.text for t in make_texts(scenes, rng)]
     return paths, (texts * (n // max(len(texts), 1) + 1))[:n]
-
-
-def pipelined(items: Sequence, batch: int, prepare: Callable, encode: Callable, pool: Executor, depth: int) -> int:
-    """Encode ``items`` in batches, ``depth`` batches being prepared in ``pool`` while one is encoded."""
-    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
-    pending = deque(pool.submit(prepare, b) for b in batches[:depth])
-    done, nxt = 0, depth
-    while pending:
-        x = pending.popleft().result()
-        if nxt < len(batches):
-            pending.append(pool.submit(prepare, batches[nxt]))
-            nxt += 1
-        done += len(encode(x))
-    return done
 
 
 def timed(fn: Callable[[], int]) -> float:
@@ -121,6 +91,7 @@ def main() -> None:
 
     hardware.tune_cpu_env()
     from paddle_mm.inference import Predictor
+    from paddle_mm.inference.pipeline import FeaturePipeline
 
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         paths, texts = write_inputs(Path(args.work_dir or tmp) / "inputs", args.images, args.image_size)
@@ -128,21 +99,18 @@ def main() -> None:
             args.export_dir, backend=args.backend, precision=args.precision, threads=args.threads,
             batch_size=args.batch,
         )  # fmt: skip
-        transform, tokenizer = predictor.transform, predictor.tokenizer
-        pixels = np.stack([transform(path) for path in paths])  # tower-only inputs, decoded once
-        ids = tokenizer.encode_batch(texts)
+        pixels = predictor.preprocess_images(paths)  # tower-only inputs, decoded once
+        ids = predictor.tokenizer.encode_batch(texts)
         predictor.encode_pixels(pixels[: args.batch])  # build (auto: choose) and warm up both towers
         predictor.encode_ids(ids[: args.batch])
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding runtime thread pools
-        depth = args.workers + 1
         rates: dict[str, list[float]] = {k: [] for k in ("images e2e", "images tower", "texts e2e", "texts tower")}
         load_start = os.getloadavg()[0]
-        with ProcessPoolExecutor(args.workers, context, initializer=_init, initargs=(transform, tokenizer)) as pool:
-            pool.submit(_ids, ["warm"]).result()  # the workers are started and imported before timing
+        with FeaturePipeline(predictor, args.workers) as pipe:
+            pipe.encode_texts(["warm"])  # the workers are started and imported before timing
             runs = {
-                "images e2e": lambda: pipelined(paths, args.batch, _pixels, predictor.encode_pixels, pool, depth),
+                "images e2e": lambda: len(pipe.encode_image_files(paths)),
                 "images tower": lambda: len(predictor.encode_pixels(pixels)),
-                "texts e2e": lambda: pipelined(texts, args.batch, _ids, predictor.encode_ids, pool, depth),
+                "texts e2e": lambda: len(pipe.encode_texts(texts)),
                 "texts tower": lambda: len(predictor.encode_ids(ids)),
             }
             for r in range(args.rounds):  # interleaved, so a change in background load hits every row alike

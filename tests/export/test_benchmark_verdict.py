@@ -1,4 +1,4 @@
-"""tools/benchmark.py and benchmarks/bench_e2e.py: the verdicts and checks they print, on made-up rows."""
+"""tools/benchmark.py's verdicts and checks on made-up rows; the e2e pipeline's batching order."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def test_auto_check_compares_the_pick_with_the_fastest_fp32_row(benchmark):
 
 
 def test_the_pipeline_encodes_every_batch_once_in_order():
-    e2e = load(ROOT / "benchmarks" / "bench_e2e.py", "bench_e2e")
+    from paddle_mm.inference.pipeline import pipelined
+
     seen = []
 
     def encode(batch):
@@ -70,5 +71,5 @@ def test_the_pipeline_encodes_every_batch_once_in_order():
         return batch
 
     with ThreadPoolExecutor(2) as pool:
-        done = e2e.pipelined(list(range(19)), 4, lambda b: [x * 10 for x in b], encode, pool, depth=3)
-    assert done == 19 and seen == [[x * 10 for x in range(i, min(i + 4, 19))] for i in range(0, 19, 4)]
+        out = pipelined(list(range(19)), 4, lambda b: [x * 10 for x in b], encode, pool, depth=3)
+    assert out == seen and seen == [[x * 10 for x in range(i, min(i + 4, 19))] for i in range(0, 19, 4)]
