@@ -427,6 +427,20 @@ def group_verdict(rows: list[dict], load: dict, cores: int) -> str:
     return f"quiet ({where}); rows within each other's p10-p90 range: {', '.join(tied) or 'none'}"
 
 
+def int8_choice(rows: list[dict]) -> str | None:
+    """Which INT8 export to keep for one (tower, batch): static QDQ or dynamic, by median, and whether their
+    p10-p90 ranges are apart (accuracy is benchmarks/bench_precision.py's: equal within its bound)."""
+    by = {r["variant"]: r for r in rows if "p50_ms" in r}
+    dynamic, static = by.get("onnxruntime/int8"), by.get("onnxruntime/int8_static")
+    if not (dynamic and static):
+        return None
+    faster, slower = (static, dynamic) if static["p50_ms"] < dynamic["p50_ms"] else (dynamic, static)
+    ratio = slower["p50_ms"] / faster["p50_ms"]
+    if faster["p90_ms"] < slower["p10_ms"]:
+        return f"int8: keep {faster['variant']} ({ratio:.2f}x the other; ranges apart)"
+    return f"int8: static and dynamic within noise ({ratio:.2f}x); keep dynamic, which needs no calibration"
+
+
 def print_table(rows: list[dict], auto: dict, verdicts: dict[str, str]) -> None:
     print(
         f"\n{'tower':5} {'batch':>5} {'variant':31} {'items/s':>8} {'p50 ms':>9} {'p90 ms':>9} {'spread':>6} "
@@ -513,8 +527,11 @@ def main_run(args: argparse.Namespace) -> None:
                 done = f"{row['items_per_s']:.2f} items/s" if "items_per_s" in row else row["error"]
                 print(f"[bench] {tower} b{batch} {variant}: {done}", flush=True)
             loads[group] = load
-            verdicts[group] = group_verdict([r for r in rows if r["tower"] == tower and r["batch"] == batch], load,
-                                            args.threads)  # fmt: skip
+            group_rows = [r for r in rows if r["tower"] == tower and r["batch"] == batch]
+            verdicts[group] = group_verdict(group_rows, load, args.threads)
+            choice = int8_choice(group_rows)
+            if choice:
+                verdicts[group] += f"; {choice}"
     print_table(rows, auto, verdicts)
     print("\n" + next(line for line in format_report(machine).splitlines() if line.startswith("GEMM")))
     busiest = max((v["other_cores"] for v in loads.values() if v["other_cores"] is not None), default=None)

@@ -61,6 +61,14 @@ def test_auto_check_compares_the_pick_with_the_fastest_fp32_row(benchmark):
     assert benchmark.auto_check(rows, {"image_b8": {"backend": "paddle_inference"}}) == {"image_b8": False}
 
 
+def test_int8_keeps_the_faster_export_only_when_it_stands_out(benchmark):
+    rows = [row("onnxruntime/int8", 90, 100, 110), row("onnxruntime/int8_static", 60, 70, 80)]
+    assert benchmark.int8_choice(rows).startswith("int8: keep onnxruntime/int8_static (1.43x the other; ranges apart")
+    rows[1].update(p10_ms=85, p50_ms=95, p90_ms=105)
+    assert benchmark.int8_choice(rows).startswith("int8: static and dynamic within noise (1.05x); keep dynamic")
+    assert benchmark.int8_choice(rows[:1]) is None
+
+
 def test_the_pipeline_encodes_every_batch_once_in_order():
     from paddle_mm.inference.pipeline import pipelined
 
