@@ -284,7 +284,7 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
             c = predictor.choices[tower]
             out[f"{tower}_b{batch}"] = {
                 "backend": c.backend, "timings_ms": c.timings_ms, "cached": c.cached, "margin": c.margin,
-                "noise": c.noise, "confident": c.confident, "rounds": c.rounds,
+                "noise": c.noise, "confident": c.confident, "rounds": c.rounds, "other_cores": c.other_cores,
             }  # fmt: skip
     return out
 
@@ -442,6 +442,8 @@ def int8_choice(rows: list[dict]) -> str | None:
 
 
 def print_table(rows: list[dict], auto: dict, verdicts: dict[str, str]) -> None:
+    from paddle_mm.inference import auto as auto_module
+
     print(
         f"\n{'tower':5} {'batch':>5} {'variant':31} {'items/s':>8} {'p50 ms':>9} {'p90 ms':>9} {'spread':>6} "
         f"{'peak MB':>8} {'vs cn_clip':>10} {'GFLOP/s':>8} {'of ceiling':>10}"
@@ -462,7 +464,16 @@ def print_table(rows: list[dict], auto: dict, verdicts: dict[str, str]) -> None:
     for group, c in auto.items():
         timings = ", ".join(f"{k} {v:.1f} ms" for k, v in c["timings_ms"].items())
         margin = f"margin {c['margin']:.1%}, noise {c['noise']:.1%}" if c.get("margin") is not None else "one candidate"
-        how = "cached" if c["cached"] else "confident" if c["confident"] else "inside the noise: the default"
+        busy = c.get("other_cores")
+        how = (
+            "from the cache"
+            if c["cached"]
+            else "inside the noise: the default, not cached"
+            if not c["confident"]
+            else f"measured while other processes used {busy:.2f} cores: not cached"
+            if busy is not None and busy > auto_module.BUSY_CORES
+            else "confident, cached"
+        )
         print(f"auto picks {c['backend']} for {group} ({timings}; {margin}; {how})")
 
 
