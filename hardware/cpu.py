@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
-from .tables import MKL_SLOW_PATH_VENDORS
+from .tables import BF16_ISA, MKL_SLOW_PATH_VENDORS
 
 
 def cpuinfo_field(name: str) -> str:
@@ -26,6 +27,11 @@ def cpu_vendor() -> str:
     return cpuinfo_field("vendor_id")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has an instruction oneDNN runs BF16 matmuls with (:data:`hardware.tables.BF16_ISA`)."""
+    return bool(set(cpuinfo_field("flags").split()) & set(BF16_ISA))
+
+
 def tune_cpu_env() -> dict[str, str]:
     """Set environment variables that speed Paddle up on this CPU; return what was set.
 
@@ -39,3 +45,42 @@ def tune_cpu_env() -> dict[str, str]:
         if "MKL_DEBUG_CPU_TYPE" not in os.environ:
             os.environ["MKL_DEBUG_CPU_TYPE"] = changed["MKL_DEBUG_CPU_TYPE"] = "5"
     return changed
+
+
+class OtherLoad:
+    """CPU time used by processes other than ``pids`` since this object was made, in cores: all busy time in
+    /proc/stat minus theirs from /proc/<pid>/stat (all their threads). A measurement taken while this is
+    high was taken on a busy machine. ``cores()`` is None where /proc is missing (not Linux)."""
+
+    def __init__(self, pids: list[int] | None = None):
+        self.pids = pids or [os.getpid()]
+        self.start = (time.perf_counter(), _busy_seconds(), self._ours())
+
+    def _ours(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
+    def cores(self) -> float | None:
+        t0, busy0, ours0 = self.start
+        busy = _busy_seconds()
+        if busy is None or busy0 is None:
+            return None
+        return max(0.0, (busy - busy0) - (self._ours() - ours0)) / max(time.perf_counter() - t0, 1e-6)
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (/proc/stat), or None without /proc."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")

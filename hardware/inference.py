@@ -10,9 +10,9 @@ import os
 import platform
 from importlib import metadata
 
-from .cpu import cpu_vendor, cpuinfo_field
+from .cpu import cpu_has_bf16, cpu_vendor, cpuinfo_field
 from .device import DeviceError, DeviceSpec, require_device
-from .tables import DEFAULT_DEVICE, DEVICES
+from .tables import BF16_ISA, DEFAULT_DEVICE, DEVICES
 
 # oneDNN keeps compiled primitives per input shape; a dynamic batch and text length would grow that cache
 # without bound, so keep the most recent shapes only (Paddle's own advice for variable-shape models).
@@ -37,13 +37,22 @@ def check_threads(threads: int | None) -> int:
 
 
 def paddle_inference_config(
-    model_file: str, params_file: str, spec: DeviceSpec, threads: int | None = None, mkldnn: bool = True
+    model_file: str,
+    params_file: str,
+    spec: DeviceSpec,
+    threads: int | None = None,
+    mkldnn: bool = True,
+    bf16: bool = False,
 ):
     """A ``paddle.inference.Config`` for a ``.json`` + ``.pdiparams`` model on ``spec``.
 
-    On CPU: oneDNN (``mkldnn``) with ``threads`` math threads. On accelerators the device must be present
-    (checked first: an absent custom-device plugin would abort the process, not raise).
+    On CPU: oneDNN (``mkldnn``) with ``threads`` math threads; ``bf16``: oneDNN's BF16 kernels for the ops
+    it has them for (weights are converted at load; activations are reordered to BF16 and back around them),
+    only on a CPU with :data:`hardware.tables.BF16_ISA`. On accelerators the device must be present (checked
+    first: an absent custom-device plugin would abort the process, not raise).
     """
+    if bf16:
+        check_bf16(spec, mkldnn)
     import paddle.inference as pi
 
     config = pi.Config(str(model_file), str(params_file))
@@ -55,7 +64,20 @@ def paddle_inference_config(
         if mkldnn:
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(MKLDNN_SHAPE_CACHE)
+            if bf16:
+                config.enable_mkldnn_bfloat16()
     return config
+
+
+def check_bf16(spec: DeviceSpec, mkldnn: bool = True) -> None:
+    """Raise ValueError (one line, with the alternative) when BF16 inference cannot run on ``spec`` here."""
+    if spec.type != DEFAULT_DEVICE or not mkldnn:
+        raise ValueError(f"precision bf16 runs on the host CPU with oneDNN only, not {spec}; use precision='fp32'")
+    if not cpu_has_bf16():
+        raise ValueError(
+            f"precision bf16 needs a CPU with one of {list(BF16_ISA)} ({cpuinfo_field('model name') or 'this CPU'} "
+            "has none); use precision='fp32' or 'int8'"
+        )
 
 
 def onnxruntime_providers(spec: DeviceSpec) -> list[str | tuple[str, dict]]:

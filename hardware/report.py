@@ -97,7 +97,8 @@ def format_report(r: dict[str, Any]) -> str:
     if "gemm" in r:
         g = r["gemm"]
         lines.append(
-            f"GEMM       fp32 {g['fp32_gflops']} GFLOP/s, int8 {g['int8_gflops']} GOP/s ({g['shape']}, {g['threads']} "
+            f"GEMM       fp32 {g['fp32_gflops']} GFLOP/s, bf16 {g.get('bf16_gflops') or '-'} GFLOP/s, "
+            f"int8 {g['int8_gflops']} GOP/s ({g['shape']}, {g['threads']} "
             f"threads, median of {g['runs']} runs, load {g['load_average']} when measured {g['measured_at']}"
             f"{', cached' if g['cached'] else ''})"
         )

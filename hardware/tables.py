@@ -277,6 +277,11 @@ ISA_FEATURES: dict[str, tuple[str, ...]] = {
     "riscv64": ("v",),  # the vector extension, from the isa string rv64imafdcv...
 }
 
+# CPU flags (as /proc/cpuinfo spells them) with a BF16 dot-product instruction oneDNN uses for BF16 matmuls.
+# Without AMX, Intel's avx512_bf16 (VDPBF16PS, one per cycle) does as many multiply-adds per cycle as two
+# fp32 FMAs, so it only halves memory traffic there; docs/performance.md has the measured rates.
+BF16_ISA = ("avx512_bf16", "amx_bf16")
+
 DEFAULT_DEVICE = "cpu"  # the host: always present, the default everywhere
 
 # The fake device the tests run on (hardware/plugin.py builds it): a custom-device plugin registered as this

@@ -325,7 +325,12 @@ INFER = Section(
             "model_dir / package: runtime (auto: measured once)",
             choices=("auto", "paddle_inference", "onnxruntime"),
         ),
-        "precision": Field(STR, "fp32", "model_dir / package: fp32, or the INT8 ONNX towers", choices=("fp32", "int8")),
+        "precision": Field(
+            STR,
+            "fp32",
+            "model_dir / package: fp32, the INT8 ONNX towers, or bf16 (oneDNN BF16 on a CPU with AVX512_BF16 or AMX)",
+            choices=("fp32", "int8", "bf16"),
+        ),
         "threads": Field(
             INT, None, "model_dir / package: CPU threads (null: all this process may use)", check=_positive
         ),

@@ -27,13 +27,21 @@ class PaddleInferenceBackend:
 
     name = "paddle_inference"
 
-    def __init__(self, files: list[Path], device: DeviceSpec, threads: int | None = None, mkldnn: bool = True):
+    def __init__(
+        self,
+        files: list[Path],
+        device: DeviceSpec,
+        threads: int | None = None,
+        mkldnn: bool = True,
+        bf16: bool = False,
+    ):
         import paddle.inference as pi
 
         from hardware.inference import paddle_inference_config
 
         model_file, params_file = (str(f) for f in files)
-        self._predictor = pi.create_predictor(paddle_inference_config(model_file, params_file, device, threads, mkldnn))
+        config = paddle_inference_config(model_file, params_file, device, threads, mkldnn, bf16=bf16)
+        self._predictor = pi.create_predictor(config)
         self.input_names = list(self._predictor.get_input_names())
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
 
@@ -80,29 +88,35 @@ def _feed(feeds: dict[str, np.ndarray], name: str) -> np.ndarray:
     return feeds[name]
 
 
-def build_backend(backend: str, files: list[Path], device: DeviceSpec, threads: int | None = None) -> Backend:
-    """A ready backend by name (``paddle_inference`` or ``onnxruntime``) for one graph variant's files."""
+def build_backend(
+    backend: str, files: list[Path], device: DeviceSpec, threads: int | None = None, bf16: bool = False
+) -> Backend:
+    """A ready backend by name (``paddle_inference`` or ``onnxruntime``) for one graph variant's files.
+
+    ``bf16``: run the fp32 graph with oneDNN's BF16 kernels (Paddle Inference only)."""
+    if bf16 and backend != "paddle_inference":
+        raise ValueError(f"precision bf16 runs on paddle_inference (oneDNN), not {backend!r}; use backend='auto'")
     if backend == "paddle_inference":
-        return PaddleInferenceBackend(files, device, threads)
+        return PaddleInferenceBackend(files, device, threads, bf16=bf16)
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(files, device, threads)
     raise ValueError(f"unknown backend {backend!r}; choose 'paddle_inference', 'onnxruntime' or 'auto'")
 
 
 def build_backend_from_memory(
-    backend: str, files: dict[str, bytes], device: DeviceSpec, threads: int | None = None
+    backend: str, files: dict[str, bytes], device: DeviceSpec, threads: int | None = None, bf16: bool = False
 ) -> Backend:
     """A ready backend over verified bytes (file name -> bytes, main file first); nothing is read from disk.
 
     ONNX Runtime takes the graph and its external weights as bytes. Paddle Inference cannot:
     ``Config.set_model_buffer`` segfaults on PIR ``.json`` programs (Paddle 3.3.1), so it reads sealed
     in-memory copies (:func:`paddle_mm.package.loading.sealed_paths`) that exist only while it is built."""
-    if backend == "onnxruntime":
+    if backend == "onnxruntime" and not bf16:
         return OnnxRuntimeBackend(files, device, threads)
     from ..package.loading import sealed_paths
 
     with sealed_paths(files) as paths:
-        return build_backend(backend, [Path(paths[n]) for n in files], device, threads)
+        return build_backend(backend, [Path(paths[n]) for n in files], device, threads, bf16)
 
 
 def _weights_from_memory(options, weights: dict[str, bytes]) -> None:

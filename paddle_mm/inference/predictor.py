@@ -42,6 +42,10 @@ from .model_dir import BACKENDS, PRECISIONS, ExportDirError, ExportInfo, read_in
 from .verified import VerifiedExport, verify_export
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
+# precisions that run another precision's files with a runtime option: bf16 = the fp32 graphs in Paddle
+# Inference with oneDNN's BF16 kernels (hardware.inference.paddle_inference_config)
+RUNTIME_PRECISIONS = {"bf16": ("fp32", ("paddle_inference",))}
+PRECISION_CHOICES = (*PRECISIONS, *RUNTIME_PRECISIONS)
 
 
 class Prediction(NamedTuple):
@@ -61,7 +65,9 @@ class Predictor:
             :meth:`from_package` passes): then every model file is taken from the verified bytes in memory.
         backend: ``paddle_inference``, ``onnxruntime`` or ``auto`` (fastest here, measured once and cached;
             see :mod:`paddle_mm.inference.auto`).
-        precision: ``fp32`` or ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph).
+        precision: ``fp32``, ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph) or ``bf16``
+            (the fp32 graphs in Paddle Inference with oneDNN's BF16 kernels; a CPU with AVX512_BF16 or AMX;
+            docs/performance.md has its speed and accuracy).
         device: a device string (``hardware.device_choices()``); it and the backend are checked against this
             machine by :mod:`hardware` first (:class:`hardware.DeviceError`: one line with the install command).
         threads: CPU threads per backend (default: the cores this process may use).
@@ -80,8 +86,12 @@ class Predictor:
     ):
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKEND_CHOICES}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+        if precision not in PRECISION_CHOICES:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISION_CHOICES}")
+        files_precision, runtimes = RUNTIME_PRECISIONS.get(precision, (precision, BACKENDS))
+        if backend not in ("auto", *runtimes):
+            raise ValueError(f"precision {precision!r} runs on {list(runtimes)}, not {backend!r}; use backend='auto'")
+        self._files_precision, self._runtimes = files_precision, runtimes
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: use a positive integer")
         self.backend, self.precision, self.batch_size = backend, precision, batch_size
@@ -93,7 +103,11 @@ class Predictor:
             self.info, self.manifest, self._memory = read_inference_yml(model_dir), None, None
         self.device: DeviceSpec = parse_device(device)
         require_device(self.device)
-        fmt = variant_format(backend, precision)  # None: no such variant, which the export's own check names
+        if precision == "bf16":
+            from hardware.inference import check_bf16
+
+            check_bf16(self.device)
+        fmt = variant_format(backend, files_precision)  # None: no such variant, which the export's own check names
         if fmt is not None:
             check_backend(backend, fmt, self.device)
         self.threads = threads
@@ -155,10 +169,10 @@ class Predictor:
 
     def _needed(self, files: dict[str, bytes]) -> dict[str, bytes]:
         """The verified files this predictor may load (vocabulary; its precision's graphs for its backends)."""
-        backends = BACKENDS if self.backend == "auto" else (self.backend,)
+        backends = self._runtimes if self.backend == "auto" else (self.backend,)
         names = {self.info.preprocess["text"]["vocab_file"]}
         for graph in self.info.graphs.values():
-            for backend, graph_files in graph.files.get(self.precision, {}).items():
+            for backend, graph_files in graph.files.get(self._files_precision, {}).items():
                 if backend in backends:
                     names.update(graph_files)
         return {n: files[n] for n in names}
@@ -169,7 +183,7 @@ class Predictor:
         if graph not in self._runners:
             self._runners[graph] = self._build(graph)
             if self._memory is not None:  # the runtime holds its own copy now
-                for files in self.info.graph(graph).files.get(self.precision, {}).values():
+                for files in self.info.graph(graph).files.get(self._files_precision, {}).values():
                     for name in files:
                         self._memory.pop(name, None)
         return self._runners[graph]
@@ -177,7 +191,9 @@ class Predictor:
     def _build(self, graph: str) -> Backend:
         if self.backend != "auto":
             return self._builder(graph, self.backend)()
-        variants = [b for b, p in self.info.graph(graph).variants() if p == self.precision]
+        variants = [
+            b for b, p in self.info.graph(graph).variants() if p == self._files_precision and b in self._runtimes
+        ]
         if not variants:
             raise ExportDirError(
                 f"{self.info.directory}: graph {graph!r} has no {self.precision} model; "
@@ -193,11 +209,12 @@ class Predictor:
         return backend
 
     def _builder(self, graph: str, backend: str):
-        names = self.info.file_names(graph, backend, self.precision)
+        names = self.info.file_names(graph, backend, self._files_precision)
+        bf16 = self.precision == "bf16"
         if self._memory is None:
-            return lambda: _build_checked(self.info, backend, names, self.device, self.threads)
+            return lambda: _build_checked(self.info, backend, names, self.device, self.threads, bf16)
         data = {n: self._memory[n] for n in names}
-        return lambda: build_backend_from_memory(backend, data, self.device, self.threads)
+        return lambda: build_backend_from_memory(backend, data, self.device, self.threads, bf16)
 
     def _key(self, graph: str) -> dict[str, str]:
         from hardware.inference import check_threads, machine_fingerprint
@@ -341,13 +358,13 @@ class Predictor:
 
 
 def _build_checked(
-    info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None
+    info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None, bf16: bool = False
 ) -> Backend:
     """A backend over files whose digests match inference.yml; a file the runtime cannot parse (truncated,
     not a model) is an ExportDirError naming it, so ``auto`` falls back to the other backend."""
     info.check_files(names)
     try:
-        return build_backend(backend, [info.directory / n for n in names], device, threads)
+        return build_backend(backend, [info.directory / n for n in names], device, threads, bf16)
     except Exception as err:  # ONNX Runtime raises bare Exception subclasses (InvalidProtobuf, Fail, ...)
         if not _is_unloadable(backend, err):
             raise

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from paddle_mm.inference import ExportDirError, Predictor
+from paddle_mm.inference import ExportDirError, Predictor, auto
 from paddle_mm.inference.auto import CACHE_FILE
 
 TEXTS = ["左上角有一个红色的圆形", "图中有两个蓝色的三角形", "右下角有一个大的绿色正方形", "一只猫", "黄色"]
@@ -78,7 +78,9 @@ def test_unexported_variants_are_refused_with_the_alternatives(export_dir, tmp_p
         Predictor(export_dir, backend="tensorrt")
 
 
-def test_auto_measures_once_then_uses_the_cache(export_dir, tmp_path):
+def test_auto_measures_once_then_uses_the_cache(export_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(auto, "MIN_MARGIN", float("-inf"))  # caching, not noise or load, is tested here
+    monkeypatch.setattr(auto, "BUSY_CORES", float("inf"))
     first = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
     first.runner("image")
     measured = first.choices["image"]
@@ -97,7 +99,9 @@ def test_auto_measures_once_then_uses_the_cache(export_dir, tmp_path):
     assert len(entries) == 2 and all(e["key"]["graph"] == "image" for e in entries.values())
 
 
-def test_a_corrupt_cache_costs_only_a_new_measurement(export_dir, tmp_path):
+def test_a_corrupt_cache_costs_only_a_new_measurement(export_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(auto, "MIN_MARGIN", float("-inf"))  # caching, not noise or load, is tested here
+    monkeypatch.setattr(auto, "BUSY_CORES", float("inf"))
     (tmp_path / CACHE_FILE).write_text("{not json", encoding="utf-8")
     predictor = Predictor(export_dir, backend="auto", threads=1, batch_size=2, cache_dir=tmp_path)
     predictor.runner("text")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,3 +62,31 @@ def test_report_lists_the_plugin_device_and_its_backends(tmp_path):
     text = proc.stdout
     assert "plugins    npu (CUSTOM_DEVICE_ROOT=" in text and "devices: cpu x1, npu x1" in text
     assert "backends on npu:0:" in text and "GEMM" not in text
+
+
+def test_each_precision_ceiling_is_its_fastest_kernel(monkeypatch):
+    def sleeper(seconds):
+        return lambda x: time.sleep(seconds)
+
+    kernels = {
+        "fp32 slow": sleeper(0.004),
+        "fp32 fast": sleeper(0.001),
+        "int8 only": sleeper(0.002),
+    }  # no bf16 kernel: a CPU without BF16_ISA
+    monkeypatch.setattr(gemm, "all_kernels", lambda threads, directory: kernels)
+    r = gemm.measure(1, rounds=2, block=1)
+    assert r["fp32_kernel"] == "fast" and r["fp32_gflops"] == r["kernels"]["fp32 fast"] > r["kernels"]["fp32 slow"]
+    assert r["int8_kernel"] == "only" and r["bf16_gflops"] is None and r["bf16_kernel"] is None
+
+
+def test_bf16_is_refused_in_one_line_on_a_cpu_without_it(monkeypatch):
+    from hardware import DEFAULT_DEVICE, inference
+    from hardware.device import DeviceSpec
+
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ValueError, match=r"precision bf16 needs a CPU with one of \['avx512_bf16'.*use precision="):
+        inference.check_bf16(DeviceSpec(DEFAULT_DEVICE))
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: True)
+    inference.check_bf16(DeviceSpec(DEFAULT_DEVICE))
+    with pytest.raises(ValueError, match="with oneDNN only"):
+        inference.check_bf16(DeviceSpec(DEFAULT_DEVICE), mkldnn=False)

@@ -1,0 +1,101 @@
+"""auto's decision logic on fake backends driving a fake clock: no runtime, no timing noise of the host."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from paddle_mm.inference import auto
+from paddle_mm.inference.auto import BUSY_CORES, CACHE_FILE, MAX_ROUNDS_FACTOR, ROUNDS, choose, decide
+
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """These tests run on a loaded CI machine: the other processes' load is what each test says it is."""
+    monkeypatch.setattr(auto, "_other_load", lambda: lambda: 0.0)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Fake:
+    """A backend whose n-th run takes ``ms[n % len(ms)]`` milliseconds of the fake clock."""
+
+    def __init__(self, clock: Clock, *ms: float):
+        self.clock, self.ms, self.calls = clock, ms, 0
+
+    def run(self, feeds):
+        self.clock.now += self.ms[self.calls % len(self.ms)] / 1e3
+        self.calls += 1
+        return []
+
+
+def builders(backends: dict[str, Fake], built: list[str] | None = None):
+    def builder(name):
+        def build():
+            if built is not None:
+                built.append(name)
+            return backends[name]
+
+        return build
+
+    return {name: builder(name) for name in backends}
+
+
+def test_the_clearly_faster_backend_wins_and_is_cached_with_its_margin(tmp_path):
+    clock = Clock()
+    fakes = {"slow": Fake(clock, 10.0), "fast": Fake(clock, 6.0)}  # the default (first) is the slow one
+    backend, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock)
+    assert backend is fakes["fast"] and choice.backend == "fast" and choice.confident
+    assert choice.margin == pytest.approx(10 / 6 - 1) and choice.noise == pytest.approx(0.0)
+    assert choice.timings_ms == {"slow": pytest.approx(10.0), "fast": pytest.approx(6.0)}
+    entry = next(iter(json.loads((tmp_path / CACHE_FILE).read_text(encoding="utf-8")).values()))
+    assert entry["backend"] == "fast" and entry["margin"] == pytest.approx(2 / 3) and entry["rounds"] == ROUNDS
+
+    built: list[str] = []
+    again, cached = choose(builders(fakes, built), {}, {"k": "v"}, directory=tmp_path, clock=clock)
+    assert cached.cached and again is fakes["fast"] and built == ["fast"]  # only the winner is built
+
+
+def test_a_margin_inside_the_noise_is_not_cached_and_the_default_is_used(tmp_path):
+    clock = Clock()
+    # b is faster by median (9.5 vs 10) but loses every other round: a 5 % edge inside +-10 % noise
+    fakes = {"a": Fake(clock, 10.0, 10.0), "b": Fake(clock, 8.0, 11.0)}
+    backend, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock)
+    assert not choice.confident and choice.backend == "a" and backend is fakes["a"]
+    assert choice.rounds == ROUNDS * MAX_ROUNDS_FACTOR  # it kept measuring before giving up
+    assert choice.noise > choice.margin
+    assert not (tmp_path / CACHE_FILE).exists()
+
+
+def test_one_slow_round_under_load_does_not_flip_a_clear_decision(tmp_path):
+    clock = Clock()
+    # a burst of load hits round 3 of the faster backend only (3x); the median and the paired ratios hold
+    fakes = {"a": Fake(clock, 10.0), "b": Fake(clock, 7.0, 7.0, 7.0, 7.0, 21.0, 7.0, 7.0)}
+    _, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock)
+    assert choice.backend == "b" and choice.confident and choice.cached is False
+
+
+def test_decide_compares_round_by_round():
+    # load doubles halfway through: both backends slow down alike, b stays 20 % faster in every round
+    times = {"a": [10, 10, 20, 20, 20], "b": [8, 8, 16, 16, 16]}
+    d = decide(times)
+    assert d.best == "b" and d.confident and d.margin == pytest.approx(0.25)
+    # the same medians without pairing: b won only where a happened to be slow
+    d = decide({"a": [10, 20, 10, 20, 10], "b": [16, 8, 16, 8, 16]})
+    assert not d.confident
+
+
+def test_a_clear_decision_measured_on_a_busy_machine_is_used_but_not_cached(tmp_path):
+    clock = Clock()
+    fakes = {"slow": Fake(clock, 10.0), "fast": Fake(clock, 6.0)}
+    busy = lambda: lambda: BUSY_CORES + 1.0
+    backend, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock, load_meter=busy)
+    assert backend is fakes["fast"] and choice.confident and choice.other_cores == BUSY_CORES + 1.0
+    assert not (tmp_path / CACHE_FILE).exists()
