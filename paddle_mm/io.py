@@ -14,7 +14,8 @@
     with staged_directory(out_dir) as tmp:               # write and verify everything into tmp ...
         ...                                              # ... it replaces out_dir only if this block succeeds
 
-Nothing here imports paddle: a tensor is anything with ``.numpy()``, a model anything with ``state_dict()``.
+Nothing here imports paddle (a tensor is anything with ``.numpy()``, a model anything with ``state_dict()``), and
+numpy only inside the functions that need it: the package verifier imports this module and stays light.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: the package verifier imports this module and must stay light
 
 DIGEST_ALGORITHM = "sha256"
 _CHUNK = 1 << 20
@@ -95,6 +97,8 @@ _SAFETENSORS_DTYPES = {
 
 def to_numpy(value: Any) -> np.ndarray:
     """A C-contiguous numpy array of a paddle tensor (anything with ``.numpy()``) or array-like, 0-d kept 0-d."""
+    import numpy as np
+
     arr = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
     return np.require(arr, requirements="C")  # not ascontiguousarray: it turns 0-d (logit_scale) into [1]
 
@@ -106,6 +110,8 @@ def save_safetensors(
 
     The tensors are streamed into the file one at a time (no serialized copy of the whole state in memory),
     in the mapping's order."""
+    import numpy as np
+
     arrays = {name: to_numpy(value) for name, value in tensors.items()}
     header: dict[str, Any] = {}
     offset = 0
@@ -141,6 +147,8 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def load_state_into(model: Any, path: str | os.PathLike) -> None:
     """Load a safetensors file into ``model``; any missing, unexpected or mis-shaped tensor is an error."""
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} not found")
