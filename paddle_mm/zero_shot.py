@@ -32,10 +32,9 @@ from tqdm import tqdm
 from .data.collate import BadSampleCounter, collate_skip_bad
 from .data.datasets import bad_reason
 from .data.zeroshot import ZeroShotFolder, check_templates
-from .engine.data import trim_padding
 from .io import file_sha256
 from .metrics import topk_indices
-from .text.tokenizer import preprocess_caption, tokenize
+from .text.tokenizer import preprocess_caption, tokenize, trim_padding
 from .vision.transforms import ImageDecodeError, ImageTransform
 
 logger = logging.getLogger(__name__)

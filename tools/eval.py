@@ -23,10 +23,10 @@ def main() -> None:
 
     import hardware
     from paddle_mm.engine.checkpoint import resolve_checkpoint
-    from paddle_mm.engine.data import build_tokenizer, build_transform, load_split
-    from paddle_mm.engine.evaluate import evaluate
     from paddle_mm.metrics import chinese_clip_score_json
     from paddle_mm.models import load_model
+    from paddle_mm.tasks.loaders import build_tokenizer, build_transform, load_split
+    from paddle_mm.tasks.retrieval import evaluate
 
     with exit_on_config_error():
         hardware.resolve_device(g["device"])

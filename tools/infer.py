@@ -59,9 +59,9 @@ def eager_encoders(g: dict, inf: dict):
 
     import hardware
     from paddle_mm.engine.checkpoint import resolve_checkpoint
-    from paddle_mm.engine.data import build_tokenizer
-    from paddle_mm.engine.evaluate import encode_corpus, encode_texts
     from paddle_mm.models import load_model
+    from paddle_mm.tasks.loaders import build_tokenizer
+    from paddle_mm.tasks.retrieval import encode_corpus, encode_texts
     from paddle_mm.vision.transforms import ImageTransform
 
     hardware.resolve_device(g["device"])
@@ -107,7 +107,7 @@ def predictor_encoders(g: dict, inf: dict):
 
 
 def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:
-    """Top-``k`` gallery rows per query as ``[(row, cosine), ...]``, best first (as engine.evaluate.search,
+    """Top-``k`` gallery rows per query as ``[(row, cosine), ...]``, best first (as tasks.retrieval.search,
     which imports paddle: an ONNX Runtime deployment need not have it)."""
     from paddle_mm.metrics import topk_indices
 

@@ -29,7 +29,14 @@ from itertools import chain, islice
 
 import numpy as np
 
-__all__ = ["DEFAULT_VOCAB_FILE", "ChineseClipTextTokenizer", "WordPieceTokenizer", "preprocess_caption", "tokenize"]
+__all__ = [
+    "DEFAULT_VOCAB_FILE",
+    "ChineseClipTextTokenizer",
+    "WordPieceTokenizer",
+    "preprocess_caption",
+    "tokenize",
+    "trim_padding",
+]
 
 DEFAULT_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab.txt")
 DEFAULT_CONTEXT_LENGTH = 52  # Chinese-CLIP's context length for every released model
@@ -269,3 +276,14 @@ def preprocess_caption(text: str) -> str:
     """cn_clip's ``_preprocess_text``, applied by its training and evaluation datasets before ``tokenize``:
     lower-case and curly quotes to ``"`` (the vocabulary has no “ ”, which would otherwise become [UNK])."""
     return text.lower().replace("\u201c", '"').replace("\u201d", '"')
+
+
+def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
+    """Drop trailing columns that are padding in every row.
+
+    Exact, not an approximation: padded keys are masked with -10000 before the softmax (exp underflows to
+    0 in fp32) and features are read at [CLS], so the result does not depend on trailing pad columns.
+    Short captions in a 52-token context then cost a fraction of the compute.
+    """
+    used = np.flatnonzero((input_ids != pad_id).any(axis=0))
+    return input_ids[:, : (used[-1] + 1 if used.size else 1)]
