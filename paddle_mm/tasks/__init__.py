@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import ConfigError
 from .base import Batch, Task
 from .classification import ClassificationTask
 from .matching import MatchingTask
@@ -27,7 +28,7 @@ def build_task(cfg: dict[str, Any]) -> Task:
     """The task of ``Global.task``, reading what it needs from the config."""
     name = cfg["Global"]["task"]
     if name not in TASKS:
-        raise ValueError(f"unknown Global.task {name!r}; available: {sorted(TASKS)}")
+        raise ConfigError(f"unknown Global.task {name!r}; available: {sorted(TASKS)}")
     return TASKS[name](cfg)
 
 

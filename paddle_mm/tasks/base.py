@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import paddle
 
+from ..config import ConfigError
 from ..losses import CombinedLoss, build_loss
 
 logger = logging.getLogger("paddle_mm")
@@ -48,6 +49,7 @@ class Task(ABC):
     name: str
     main_metric: str  # the evaluation metric that selects ``best_model``
     higher_is_better: bool = True
+    losses: tuple[str, ...]  # the Loss.Train terms that read what this task's model and batches give
 
     @abstractmethod
     def build_model(self, arch: dict[str, Any]) -> paddle.nn.Layer:
@@ -60,7 +62,13 @@ class Task(ABC):
         """(loader, sampler, dataset) from ``DataLoader.Train``; the sampler has ``set_epoch(epoch, skip)``."""
 
     def build_loss(self, items: list[dict[str, dict[str, Any]]]) -> CombinedLoss:
-        """The training loss from ``Loss.Train``: it reads the model's outputs plus :attr:`Batch.targets`."""
+        """The training loss from ``Loss.Train``: it reads the model's outputs plus :attr:`Batch.targets`, so
+        only the terms in :attr:`losses` fit (a ConfigError names the others)."""
+        wrong = sorted({name for item in items for name in item} - set(self.losses))
+        if wrong:
+            raise ConfigError(
+                f"Loss.Train {wrong} does not fit Global.task={self.name}; use {' and/or '.join(self.losses)}"
+            )
         return build_loss(items)
 
     @abstractmethod

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from ..config import ConfigError
 from ..data.datasets import ImageDataset
 from ..metrics import mean_reciprocal_rank, ndcg_at_k, recall_at_k
 from ..models.fusion import build_fusion_model
@@ -30,14 +31,15 @@ class MatchingTask(RetrievalTask):
 
     name = "matching"
     main_metric = "mean_recall"
+    losses = ("ClipLoss", "MatchingLoss")
 
     def __init__(self, cfg: dict[str, Any]):
         if cfg["Arch"].get("fusion") is None:
-            raise ValueError("Global.task=matching needs an Arch.fusion section, e.g. {name: cross_attention}")
+            raise ConfigError("Global.task=matching needs an Arch.fusion section, e.g. {name: cross_attention}")
         for key in ("Train", "Eval"):
             section = cfg["DataLoader"][key]
             if section is not None and section["dataset"]["name"] != "ImageTextDataset":
-                raise ValueError(
+                raise ConfigError(
                     f"Global.task=matching reads caption data: set DataLoader.{key}.dataset.name: ImageTextDataset"
                 )
         super().__init__(cfg)

@@ -140,6 +140,7 @@ class RetrievalTask(Task):
 
     name = "retrieval"
     main_metric = "MR"
+    losses = ("ClipLoss",)
 
     def __init__(self, cfg: dict[str, Any]):
         g, eval_section = cfg["Global"], cfg["DataLoader"]["Eval"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from ..config import ConfigError
 from ..data.vqa import VQASplit, load_vqa_split, read_answers
 from ..metrics import accuracy, f1_scores, vqa_soft_accuracy
 from ..models.fusion import build_fusion_model
@@ -61,17 +62,18 @@ class VQATask(Task):
 
     name = "vqa"
     main_metric = "vqa_acc"
+    losses = ("VQALoss", "ClassificationLoss")  # the batches carry both soft scores and labels
 
     def __init__(self, cfg: dict[str, Any]):
         for key in ("Train", "Eval"):
             section = cfg["DataLoader"][key]
             if section is not None and section["dataset"]["name"] != "VQADataset":
-                raise ValueError(
+                raise ConfigError(
                     f"Global.task={self.name} reads DataLoader.{key}.dataset.name: VQADataset, "
                     f"not {section['dataset']['name']!r}; set it (data from tools/make_vqa_data.py)"
                 )
         if cfg["Arch"].get("fusion") is None:
-            raise ValueError(
+            raise ConfigError(
                 f"Global.task={self.name} needs an Arch.fusion section, e.g. Arch.fusion: {{name: cross_attention}}"
             )
         self.answers = read_answers(cfg["DataLoader"]["Train"]["dataset"]["root"])
