@@ -41,8 +41,8 @@ from paddle_mm.demo.corruptions import (
 
 def load_trained(cfg: dict):
     """The config's best checkpoint as a model in eval mode, with its task."""
-    from paddle_mm.engine.tasks import VQATask
     from paddle_mm.io import load_state_into
+    from paddle_mm.tasks.vqa import VQATask
 
     task = VQATask(cfg)
     model = task.build_model(cfg["Arch"])
@@ -54,10 +54,10 @@ def load_trained(cfg: dict):
 
 def benchmark_model(task, model, data_cfg: dict, batch_size: int, seed: int) -> dict:
     """Clean accuracy and accuracy under every corruption / perturbation / missing modality (x100)."""
-    from paddle_mm.engine.tasks import normalize_images, predict_logits, task_metrics
+    from paddle_mm.tasks.vqa import normalize_images, predict_logits, task_metrics
     from paddle_mm.text.tokenizer import tokenize
 
-    data = task.load(data_cfg, model.config)
+    data = task.load_eval(data_cfg, model.config)
     images = data.split.images[data.split.image_index]  # (N, S, S, 3), one row per question
 
     def acc(pixels=None, ids=None) -> float:

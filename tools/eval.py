@@ -61,8 +61,8 @@ def check_kind(task: str, model, path: Path) -> None:
 
 
 def evaluate_task(cfg: dict, model, section: dict) -> dict:
-    """A fusion checkpoint on its task's evaluation (paddle_mm.engine.tasks), printed as training logs it."""
-    from paddle_mm.engine.tasks import build_task
+    """A fusion checkpoint on its task's evaluation (paddle_mm.tasks), printed as training logs it."""
+    from paddle_mm.tasks import build_task
 
     with exit_on_config_error():
         task = build_task(cfg)
@@ -72,7 +72,7 @@ def evaluate_task(cfg: dict, model, section: dict) -> dict:
                 f"the checkpoint's {len(model.labels or [])} answers differ from "
                 f"{cfg['DataLoader']['Train']['dataset']['root']}/answers.json; evaluate on the data it was trained on"
             )
-    m = task.evaluate(model, task.load(section["dataset"], model.config), section["sampler"]["batch_size"])
+    m = task.evaluate(model, task.load_eval(section["dataset"], model.config), section["sampler"]["batch_size"])
     if "per_type" in m:
         print(f"vqa_acc: {m['vqa_acc']:.2f}, accuracy: {m['accuracy']:.2f}, macro_f1: {m['macro_f1']:.2f}")
         print("accuracy per question type: " + ", ".join(f"{t}: {v:.2f}" for t, v in m["per_type"].items()))
@@ -86,9 +86,9 @@ def evaluate_task(cfg: dict, model, section: dict) -> dict:
 
 
 def evaluate_retrieval(cfg: dict, model, section: dict, data: str) -> dict:
-    from paddle_mm.engine.data import build_tokenizer, build_transform, load_split
-    from paddle_mm.engine.evaluate import evaluate
     from paddle_mm.metrics import chinese_clip_score_json, retrieval_report
+    from paddle_mm.tasks.loaders import build_tokenizer, build_transform, load_split
+    from paddle_mm.tasks.retrieval import evaluate
 
     corpus = load_split(section["dataset"])
     topk = tuple(sorted({k for item in cfg["Metric"]["Eval"] for k in item["Recall"]["topk"]} | {1, 5, 10}))

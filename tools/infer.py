@@ -52,9 +52,9 @@ def eager_encoders(g: dict, inf: dict):
 
     import hardware
     from paddle_mm.engine.checkpoint import resolve_checkpoint
-    from paddle_mm.engine.data import build_tokenizer
-    from paddle_mm.engine.evaluate import encode_corpus, encode_texts
     from paddle_mm.models import load_model
+    from paddle_mm.tasks.loaders import build_tokenizer
+    from paddle_mm.tasks.retrieval import encode_corpus, encode_texts
     from paddle_mm.vision.transforms import ImageTransform
 
     hardware.resolve_device(g["device"])

@@ -5,22 +5,19 @@
 * :class:`RunLock` holds ``<run>/.lock`` (``flock``) for the run's life: a second training into the same
   folder refuses; a lock left by a dead process is free again (the kernel drops it) and is taken over.
 * :func:`check_resume_drift` refuses a resume whose config would change the data order or the step count.
-* :class:`StopSignals` turns SIGINT / SIGTERM into a stop at the next step boundary;
-  :func:`watch_parent` makes data-loader workers die with the trainer, even after ``kill -9``.
+* :class:`StopSignals` turns SIGINT / SIGTERM into a stop at the next step boundary (data-loader workers die
+  with the trainer: :mod:`paddle_mm.data.workers`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
-import functools
 import logging
 import os
 import shutil
 import signal
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -216,7 +213,7 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-# ----------------------------------------------------------------------------- signals and workers
+# ----------------------------------------------------------------------------- signals
 
 
 class StopSignals:
@@ -242,36 +239,3 @@ class StopSignals:
     def __exit__(self, *exc) -> None:
         for s, handler in self._old.items():
             signal.signal(s, handler)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def watch_parent(worker_id: int, parent: int) -> None:
-    """Data-loader ``worker_init_fn`` (bind ``parent=os.getpid()`` in the trainer with functools.partial):
-    the worker dies with the trainer, even after ``kill -9``.
-
-    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a
-    thread polls the parent's pid. SIGINT is ignored: a Ctrl-C reaches the whole process group, and Paddle's
-    worker loop returns on KeyboardInterrupt; ignoring it keeps the workers serving until the trainer stops
-    at its step boundary.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent:  # the trainer died before prctl took effect
-                os._exit(1)
-            return
-    threading.Thread(target=_poll_parent, args=(parent,), daemon=True).start()
-
-
-def worker_init() -> Any:
-    """``worker_init_fn`` for a DataLoader built in this process (see :func:`watch_parent`)."""
-    return functools.partial(watch_parent, parent=os.getpid())
-
-
-def _poll_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)

@@ -1,4 +1,5 @@
-"""Training: ``train(cfg)`` wires the pieces; ``train_one_epoch`` and ``evaluate`` take what they use.
+"""Training: ``train(cfg)`` wires the pieces; ``train_one_epoch`` runs any task (:mod:`paddle_mm.tasks`) and takes
+what it uses.
 
 Repeatability: weights come from ``Global.seed``; the data order of epoch e from (seed, e); dropout is
 reseeded from (seed, step, rank) before every step. A run resumed from ``latest`` therefore continues the
@@ -24,11 +25,8 @@ import hardware
 
 from .. import distributed as dist
 from ..config import dump_config
-from ..data.collate import BadSampleCounter
-from ..data.duplicates import DuplicateCaptionGuard
-from ..losses import build_loss
-from ..models import build_model
 from ..optim import build_lr_schedule, build_optimizer
+from ..tasks import Batch, Task, build_task
 from .checkpoint import (
     load_checkpoint,
     load_state_into,
@@ -37,11 +35,8 @@ from .checkpoint import (
     save_checkpoint,
     verify_digests,
 )
-from .data import build_tokenizer, build_train_loader, build_transform, load_split, trim_padding
 from .errors import Diverged, Interrupted
-from .evaluate import evaluate
 from .run import StopSignals, check_resume_drift, claim_output_dir, run_facts
-from .tasks import build_task
 
 logger = logging.getLogger("paddle_mm")
 
@@ -107,9 +102,7 @@ class _StopRequested(Exception):
     """Raised inside train_one_epoch at a step boundary after SIGINT / SIGTERM; train() saves and reports."""
 
 
-def _check_step(
-    state: TrainState, steps_total: int, model, loss_ok: bool, stop: StopSignals | None, lr: float
-) -> bool:
+def _check_step(state: TrainState, steps_total: int, model, loss_ok: bool, stop: StopSignals | None, lr: float) -> bool:
     """After an optimizer step: raise on a non-finite loss or parameter; True if a signal asks to stop.
     Every rank reaches the same verdict (one all-reduce)."""
     bad_param = None if not loss_ok else _first_non_finite(model)
@@ -129,137 +122,124 @@ def _reseed(seed: int, step: int) -> None:
     paddle.seed(int(np.random.SeedSequence([seed, step, dist.rank()]).generate_state(1)[0]) & 0x7FFFFFFF)
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the training loop reads from ``Global`` and ``AMP`` (once, at start-up)."""
+
+    epochs: int
+    accum_steps: int = 1
+    seed: int = 0
+    print_every: int = 10  # log a line (and a metrics record) every this many optimizer steps
+    amp: dict[str, Any] = field(default_factory=lambda: {"use_amp": False, "level": "O1", "dtype": None})
+    progress: bool = False
+    metrics_file: Path | None = None  # JSON lines {epoch, step, loss, lr, the task's step scalars}
+
+
 def train_one_epoch(
     model,
     loader,
+    task: Task,
     loss_fn,
     optimizer,
     lr_at: Callable[[int], float],
     state: TrainState,
-    *,
-    epochs: int,
-    accum_steps: int,
-    seed: int,
-    print_every: int,
-    amp: dict[str, Any],
-    on_step: Callable[[TrainState], None],
-    dup_guard: DuplicateCaptionGuard,
+    loop: LoopSettings,
+    on_step: Callable[[TrainState], None] | None = None,
     vdl=None,
-    metrics_file: Path | None = None,
-    progress: bool = True,
-    prepare: Callable | None = None,
     stop: StopSignals | None = None,
-) -> BadSampleCounter:
-    """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step.
-
-    ``prepare(batch) -> (model inputs, loss targets, samples)`` serves the non-retrieval tasks
-    (:mod:`paddle_mm.engine.tasks`): the loss then gets the model's outputs plus the targets. Without it the batch
-    is a CLIP image-text batch (duplicate-caption guard, padding trimmed, logit scale clamped).
-
-    Every ``print_every`` steps it logs a PaddleClas-style line and appends {epoch, step, loss, lr, logit_scale}
-    to ``metrics_file`` (JSON lines), which is how a resumed run can be compared with an uninterrupted one.
-
-    After every optimizer step it checks the loss and the parameters: a NaN or Inf raises
-    :class:`~paddle_mm.engine.errors.Diverged` naming the step, before anything is saved from it. A
-    SIGINT / SIGTERM seen by ``stop`` ends the epoch at that step boundary (``_StopRequested``).
-    """
+) -> None:
+    """One pass over ``loader``: ``task.prepare`` makes each batch (every rank trains on the smallest sample count
+    of any rank), the loss gets the model's outputs plus the batch's targets, ``task.after_step`` and
+    ``on_step(state)`` run after every optimizer step. A NaN or Inf loss or parameter raises
+    :class:`~paddle_mm.engine.errors.Diverged` before anything is saved from that step; a SIGINT / SIGTERM seen by
+    ``stop`` ends the epoch at the step boundary (``_StopRequested``)."""
     model.train()
     params = [p for p in model.parameters() if not p.stop_gradient]
-    steps_total = len(loader) // accum_steps + state.step_in_epoch
-    bad = BadSampleCounter()
-    bar = tqdm(
-        total=steps_total,
-        initial=state.step_in_epoch,
-        desc=f"epoch {state.epoch}/{epochs}",
-        disable=not progress,
-        leave=False,
-        dynamic_ncols=True,
-    )
-    t_start, samples, micro, loss_ok = time.time(), 0, 0, True
+    steps_total = len(loader) // loop.accum_steps + state.step_in_epoch
+    log = _StepLog(state, loop, steps_total, vdl)
+    loss_ok = True
     for batch in loader:
-        if prepare is None:
-            bad.update(batch)
-            n = dist.min_over_ranks(int(batch["n_good"]))  # every rank must contribute the same batch size
-            if n == 0:
-                continue
-            keep = dup_guard(np.asarray(batch["input_ids"][:n]))  # all rows, or the first of each repeated caption
-            keep = keep[: dist.min_over_ranks(len(keep))]
-            pixels = paddle.gather(batch["pixel_values"][:n], paddle.to_tensor(keep))
-            ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n])[keep], model.config.pad_id))
-            inputs, targets, n_used = (pixels, ids), {}, len(keep)
-        else:
-            inputs, targets, n_used = prepare(batch)
-        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
-            losses = loss_fn({**model(*inputs), **targets})
-        loss_ok = loss_ok and _loss_is_finite(losses["loss"])
-        (losses["loss"] / accum_steps).backward()
-        micro += 1
-        samples += n_used * dist.world_size()
-        if micro % accum_steps:
+        b = _same_size_on_every_rank(task.prepare(batch, model.config.pad_id))
+        if b.n == 0:
             continue
-        dist.average_gradients(params)
-        optimizer.set_lr(lr_at(state.global_step))
-        optimizer.step()
-        optimizer.clear_grad()
-        if prepare is None:
-            with paddle.no_grad():  # CLIP clamps the temperature at 100
-                model.logit_scale.set_value(paddle.clip(model.logit_scale, 0, 4.6052))
-        state.global_step += 1
-        state.step_in_epoch += 1
+        amp = loop.amp
+        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
+            losses = loss_fn({**model(*b.inputs), **b.targets})
+        loss_ok = loss_ok and _loss_is_finite(losses["loss"])
+        (losses["loss"] / loop.accum_steps).backward()
+        if not log.micro_step(b.n * dist.world_size()):
+            continue  # accumulating gradients
+        _optimizer_step(model, task, optimizer, params, lr_at(state.global_step), state)
         stop_now = _check_step(state, steps_total, model, loss_ok, stop, optimizer.get_lr())
-        _reseed(seed, state.global_step)
-        bar.update(1)
-        if state.step_in_epoch % print_every == 0 or state.step_in_epoch == steps_total:
-            elapsed = time.time() - t_start
-            left = (steps_total - state.step_in_epoch) + (epochs - state.epoch) * steps_total
-            _log_step(
-                state,
-                epochs,
-                steps_total,
-                dist.mean_over_ranks(float(losses["loss"])),
-                optimizer.get_lr(),
-                float(model.logit_scale.exp()) if prepare is None else None,
-                samples / max(elapsed, 1e-9),
-                left * accum_steps * elapsed / max(micro, 1),
-                metrics_file,
-                vdl,
-            )
-        on_step(state)
+        _reseed(loop.seed, state.global_step)
+        log.bar.update(1)
+        if state.step_in_epoch % loop.print_every == 0 or state.step_in_epoch == steps_total:
+            log.line(dist.mean_over_ranks(float(losses["loss"])), optimizer.get_lr(), task.step_scalars(model))
+        if on_step is not None:
+            on_step(state)
         if stop_now and state.step_in_epoch < steps_total:  # at an epoch's end, train() stops after its eval
-            bar.close()
+            log.bar.close()
             raise _StopRequested
-    bar.close()
-    return bad
+    log.bar.close()
 
 
-def _log_step(
-    state: TrainState,
-    epochs: int,
-    steps_total: int,
-    loss: float,
-    lr: float,
-    scale: float | None,
-    ips: float,
-    eta_s: float,
-    metrics_file: Path | None,
-    vdl,
-) -> None:
-    logger.info(
-        f"[Train][Epoch {state.epoch}/{epochs}][Iter {state.step_in_epoch}/{steps_total}] loss: {loss:.5f}, "
-        f"lr: {lr:.6f}, {'' if scale is None else f'logit_scale: {scale:.2f}, '}ips: {ips:.2f} samples/s, "
-        f"eta: {_eta(eta_s)}"
-    )
-    if metrics_file is not None:
-        record = {"epoch": state.epoch, "step": state.global_step, "loss": loss, "lr": lr}
-        if scale is not None:
-            record["logit_scale"] = scale
-        with open(metrics_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-    if vdl is not None:
-        vdl.add_scalar("train/loss", loss, state.global_step)
-        vdl.add_scalar("train/lr", lr, state.global_step)
-        if scale is not None:
-            vdl.add_scalar("train/logit_scale", scale, state.global_step)
+def _optimizer_step(model, task: Task, optimizer, params: list, lr: float, state: TrainState) -> None:
+    dist.average_gradients(params)
+    optimizer.set_lr(lr)
+    optimizer.step()
+    optimizer.clear_grad()
+    task.after_step(model)
+    state.global_step += 1
+    state.step_in_epoch += 1
+
+
+def _same_size_on_every_rank(b: Batch) -> Batch:
+    """The batch cut to the smallest sample count of any rank (an all-reduce of one int when distributed)."""
+    n = dist.min_over_ranks(b.n)
+    return b if n == b.n else b.head(n)
+
+
+class _StepLog:
+    """Throughput, the progress bar and the training log line of one epoch."""
+
+    def __init__(self, state: TrainState, loop: LoopSettings, steps_total: int, vdl):
+        self.state, self.epochs, self.steps_total, self.accum_steps = state, loop.epochs, steps_total, loop.accum_steps
+        self.metrics_file, self.vdl = loop.metrics_file, vdl
+        self.t_start, self.samples, self.micro = time.time(), 0, 0
+        self.bar = tqdm(
+            total=steps_total,
+            initial=state.step_in_epoch,
+            desc=f"epoch {state.epoch}/{loop.epochs}",
+            disable=not loop.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def micro_step(self, samples: int) -> bool:
+        """Count one forward/backward; True when it completes an optimizer step."""
+        self.micro += 1
+        self.samples += samples
+        return self.micro % self.accum_steps == 0
+
+    def line(self, loss: float, lr: float, scalars: dict[str, float]) -> None:
+        """Log ``[Train][Epoch e/E][Iter i/n] loss, lr, <scalars>, ips, eta``; append the record to the metrics
+        file and VisualDL."""
+        s = self.state
+        elapsed = time.time() - self.t_start
+        left = (self.steps_total - s.step_in_epoch) + (self.epochs - s.epoch) * self.steps_total
+        eta = left * self.accum_steps * elapsed / max(self.micro, 1)
+        extra = "".join(f"{k}: {v:.2f}, " for k, v in scalars.items())
+        logger.info(
+            f"[Train][Epoch {s.epoch}/{self.epochs}][Iter {s.step_in_epoch}/{self.steps_total}] loss: {loss:.5f}, "
+            f"lr: {lr:.6f}, {extra}ips: {self.samples / max(elapsed, 1e-9):.2f} samples/s, eta: {_eta(eta)}"
+        )
+        record = {"epoch": s.epoch, "step": s.global_step, "loss": loss, "lr": lr, **scalars}
+        if self.metrics_file is not None:
+            with open(self.metrics_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.vdl is not None:
+            for key in ("loss", "lr", *scalars):
+                self.vdl.add_scalar(f"train/{key}", record[key], s.global_step)
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -285,6 +265,40 @@ def _claim(g: dict[str, Any], out_dir: Path):
     return claim_output_dir(out_dir, resume=bool(g["checkpoints"]), overwrite=g["overwrite"], keep=keep)
 
 
+@dataclass
+class _Parts:
+    """What a run builds from its config, before any state is restored."""
+
+    task: Task
+    model: paddle.nn.Layer
+    loader: Any
+    sampler: Any  # set_epoch(epoch, skip)
+    n_train: int
+    steps_per_epoch: int
+    lr_at: Callable[[int], float]
+    optimizer: Any
+    loss_fn: Callable
+
+
+def _build(cfg: dict[str, Any], world: int) -> _Parts:
+    g = cfg["Global"]
+    task = build_task(cfg)
+    model = task.build_model(cfg["Arch"])
+    loader, sampler, dataset = task.build_train_loader(
+        cfg["DataLoader"]["Train"], model.config, world, dist.rank(), g["seed"]
+    )
+    steps_per_epoch = len(sampler) // g["accum_steps"]
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"an epoch has {len(sampler)} batches, fewer than Global.accum_steps={g['accum_steps']}; "
+            "lower accum_steps or the batch size"
+        )
+    lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
+    optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
+    loss_fn = task.build_loss(cfg["Loss"]["Train"])
+    return _Parts(task, model, loader, sampler, len(dataset), steps_per_epoch, lr_at, optimizer, loss_fn)
+
+
 def _train(
     cfg: dict[str, Any], device: str, world: int, main: bool, out_dir: Path, stop: StopSignals
 ) -> dict[str, Any]:
@@ -294,129 +308,139 @@ def _train(
         logger.setLevel(logging.WARNING)
     paddle.seed(g["seed"])
     np.random.seed(g["seed"])
-
-    task = build_task(cfg)  # None: retrieval, the CLIP path below
-    if task is None:
-        model = build_model({k: v for k, v in cfg["Arch"].items() if v is not None and k != "fusion"})
-        mcfg = model.config
-        loader, sampler, dataset = build_train_loader(
-            cfg["DataLoader"]["Train"], mcfg.image_resolution, mcfg.context_length, world, dist.rank(), g["seed"]
-        )
-    else:
-        model = task.build_model(cfg["Arch"])
-        mcfg = model.config
-        loader, sampler, dataset = task.build_train_loader(
-            cfg["DataLoader"]["Train"], mcfg, world, dist.rank(), g["seed"]
-        )
-    metric_name = "MR" if task is None else task.main_metric
-    steps_per_epoch = len(sampler) // g["accum_steps"]
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"an epoch has {len(sampler)} batches, fewer than Global.accum_steps={g['accum_steps']}; "
-            "lower accum_steps or the batch size"
-        )
-    lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
-    optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
-    loss_fn = build_loss(cfg["Loss"]["Train"])
-    dup_guard = DuplicateCaptionGuard(drop=g["drop_duplicate_captions"], log=logger.warning)
-
-    facts = run_facts(cfg, world, len(dataset))
-    state = _restore(cfg, model, optimizer, facts, steps_per_epoch)
-    dist.broadcast_parameters(model)
+    p = _build(cfg, world)
+    facts = run_facts(cfg, world, p.n_train)
+    state = _restore(cfg, p.model, p.optimizer, facts, p.steps_per_epoch)
+    dist.broadcast_parameters(p.model)
     _reseed(g["seed"], state.global_step)
-
-    eval_section = cfg["DataLoader"]["Eval"]
-    eval_data = None
-    if main and eval_section is not None and g["eval_during_train"] and task is not None:
-        eval_data = (task.load(eval_section["dataset"], mcfg), eval_section["sampler"]["batch_size"])
-    elif main and eval_section is not None and g["eval_during_train"]:
-        eval_data = (
-            load_split(eval_section["dataset"]),
-            build_transform(eval_section["dataset"], mcfg.image_resolution),
-            build_tokenizer(mcfg.context_length),
-            eval_section,
-        )
+    eval_data = _eval_data(cfg, p.task, p.model.config) if main else None
     vdl = _visualdl(out_dir) if main and g["use_visualdl"] else None
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yml").write_text(dump_config(cfg), encoding="utf-8")
-        logger.info(
-            f"training {cfg['Arch']['name']} on {device} x {world} process(es): {len(dataset)} pairs, "
-            f"{steps_per_epoch} steps/epoch, global batch "
-            f"{cfg['DataLoader']['Train']['sampler']['batch_size'] * world * g['accum_steps']}"
-        )
+        _announce(cfg, out_dir, device, world, p)
 
-    def save(name: str) -> None:
-        if main:
-            save_checkpoint(
-                out_dir / name, model, optimizer, {"train_state": state.__dict__, "config": cfg, "run_facts": facts}
-            )
-
-    def on_step(s: TrainState) -> None:
-        if g["save_steps"] and s.step_in_epoch % g["save_steps"] == 0 and s.step_in_epoch < steps_per_epoch:
-            save("latest")
-
-    amp = dict(cfg["AMP"], dtype=hardware.amp_dtype(device))
-    if amp["use_amp"] and amp["dtype"] is None:
-        logger.warning(f"AMP.use_amp ignored: Paddle has no mixed-precision autocast on {device}; training in fp32")
-        amp["use_amp"] = False
+    save = _Checkpoints(out_dir, p, state, {"config": cfg, "run_facts": facts}, g["save_steps"], main)
+    loop = _loop_settings(cfg, device, out_dir if main else None)
     for epoch in range(state.epoch, g["epochs"] + 1):
         state.epoch = epoch
-        sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
+        p.sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
         try:
-            bad = train_one_epoch(
-                model,
-                loader,
-                loss_fn,
-                optimizer,
-                lr_at,
-                state,
-                epochs=g["epochs"],
-                accum_steps=g["accum_steps"],
-                seed=g["seed"],
-                print_every=g["print_batch_step"],
-                amp=amp,
-                on_step=on_step,
-                dup_guard=dup_guard,
-                vdl=vdl,
-                progress=main and g["progress_bar"],
-                metrics_file=out_dir / "train_metrics.jsonl" if main else None,
-                prepare=None if task is None else lambda batch: task.prepare(batch, mcfg.pad_id),
-                stop=stop,
+            train_one_epoch(
+                p.model, p.loader, p.task, p.loss_fn, p.optimizer, p.lr_at, state, loop, save.on_step, vdl, stop
             )
         except _StopRequested:
             save("latest")
             raise _interrupted(stop.signum, state, out_dir) from None
-        if main and bad.n_bad:
-            logger.warning(f"[Train][Epoch {epoch}] {bad.summary()}")
-        if main and dup_guard.n_batches_with_repeats:
-            logger.info(f"[Train][Epoch {epoch}] {dup_guard.summary()}")
-        record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
-        if eval_data is not None and epoch % g["eval_interval"] == 0:
-            if task is None:
-                record.update(_evaluate_and_log(model, eval_data, cfg, epoch, vdl, state))
-            else:
-                record.update(_evaluate_task_and_log(task, model, eval_data, epoch, vdl, state))
-        state.history.append(record)
-        state.step_in_epoch = steps_per_epoch
-        if main and record.get(metric_name, -1.0) > state.best_metric:
-            state.best_metric, state.best_epoch = record[metric_name], epoch
-            save("best_model")
-        if epoch % g["save_interval"] == 0:
-            save(f"epoch_{epoch}")
-        save("latest")
-        state.step_in_epoch = 0
-        dist.barrier()
+        p.task.log_epoch(epoch)
+        _end_epoch(p, state, eval_data, g, vdl, save)
         if stop.signum and epoch < g["epochs"]:  # latest already holds the finished epoch
             raise _interrupted(stop.signum, state, out_dir)
     if main:
-        (out_dir / "train_summary.json").write_text(json.dumps(state.__dict__, indent=1), encoding="utf-8")
-        if eval_data is not None:
-            logger.info(
-                f"best {metric_name} {state.best_metric:.2f} at epoch {state.best_epoch}; checkpoints in {out_dir}"
-            )
-        _plot(out_dir)
+        _finish(out_dir, state, p.task, eval_data is not None)
     return state.__dict__
+
+
+@dataclass
+class _Checkpoints:
+    """``save(name)`` writes ``out_dir/name`` (main process only); ``on_step`` saves ``latest`` every
+    ``save_steps`` optimizer steps inside an epoch (its end saves anyway)."""
+
+    out_dir: Path
+    p: _Parts
+    state: TrainState
+    meta: dict[str, Any]  # saved next to the train state: config and run facts
+    save_steps: int
+    main: bool
+
+    def __call__(self, name: str) -> None:
+        if self.main:
+            info = {"train_state": self.state.__dict__, **self.meta}
+            save_checkpoint(self.out_dir / name, self.p.model, self.p.optimizer, info)
+
+    def on_step(self, s: TrainState) -> None:
+        if self.save_steps and s.step_in_epoch % self.save_steps == 0 and s.step_in_epoch < self.p.steps_per_epoch:
+            self("latest")
+
+
+def _loop_settings(cfg: dict[str, Any], device: str, out_dir: Path | None) -> LoopSettings:
+    """The loop's settings; ``out_dir`` (the main process's) receives ``train_metrics.jsonl``."""
+    g = cfg["Global"]
+    return LoopSettings(
+        epochs=g["epochs"],
+        accum_steps=g["accum_steps"],
+        seed=g["seed"],
+        print_every=g["print_batch_step"],
+        amp=_amp(cfg["AMP"], device),
+        progress=out_dir is not None and g["progress_bar"],
+        metrics_file=None if out_dir is None else out_dir / "train_metrics.jsonl",
+    )
+
+
+def _eval_data(cfg: dict[str, Any], task: Task, model_config) -> tuple[Any, int] | None:
+    """(evaluation data, batch size) when the run evaluates after its epochs, else None."""
+    section = cfg["DataLoader"]["Eval"]
+    if section is None or not cfg["Global"]["eval_during_train"]:
+        return None
+    return task.load_eval(section["dataset"], model_config), section["sampler"]["batch_size"]
+
+
+def _announce(cfg: dict[str, Any], out_dir: Path, device: str, world: int, p: _Parts) -> None:
+    g = cfg["Global"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yml").write_text(dump_config(cfg), encoding="utf-8")
+    logger.info(
+        f"training {cfg['Arch']['name']} on {device} x {world} process(es): {p.n_train} pairs, "
+        f"{p.steps_per_epoch} steps/epoch, global batch "
+        f"{cfg['DataLoader']['Train']['sampler']['batch_size'] * world * g['accum_steps']}"
+    )
+
+
+def _amp(section: dict[str, Any], device: str) -> dict[str, Any]:
+    amp = dict(section, dtype=hardware.amp_dtype(device))
+    if amp["use_amp"] and amp["dtype"] is None:
+        logger.warning(f"AMP.use_amp ignored: Paddle has no mixed-precision autocast on {device}; training in fp32")
+        amp["use_amp"] = False
+    return amp
+
+
+def _end_epoch(p: _Parts, state: TrainState, eval_data, g: dict[str, Any], vdl, save: Callable[[str], None]) -> None:
+    """Evaluate (every ``eval_interval`` epochs), record the epoch, save best / epoch / latest checkpoints."""
+    epoch = state.epoch
+    record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
+    if eval_data is not None and epoch % g["eval_interval"] == 0:
+        metrics = p.task.evaluate(p.model, *eval_data)
+        for name, value in p.task.log_eval(metrics, epoch).items():
+            if vdl is not None:
+                vdl.add_scalar(f"eval/{name}", value, state.global_step)
+        record.update(metrics)
+    state.history.append(record)
+    state.step_in_epoch = p.steps_per_epoch
+    if _improved(p.task, record, state):
+        state.best_metric, state.best_epoch = record[p.task.main_metric], epoch
+        save("best_model")
+    if epoch % g["save_interval"] == 0:
+        save(f"epoch_{epoch}")
+    save("latest")
+    state.step_in_epoch = 0
+    dist.barrier()
+
+
+def _improved(task: Task, record: dict[str, Any], state: TrainState) -> bool:
+    """Whether this epoch's evaluation beats the best so far (the first evaluation always does)."""
+    if task.main_metric not in record:
+        return False
+    value = record[task.main_metric]
+    if state.best_epoch == 0:
+        return True
+    return value > state.best_metric if task.higher_is_better else value < state.best_metric
+
+
+def _finish(out_dir: Path, state: TrainState, task: Task, evaluated: bool) -> None:
+    (out_dir / "train_summary.json").write_text(json.dumps(state.__dict__, indent=1), encoding="utf-8")
+    if evaluated:
+        logger.info(
+            f"best {task.main_metric} {state.best_metric:.2f} at epoch {state.best_epoch}; checkpoints in {out_dir}"
+        )
+    _plot(out_dir)
 
 
 def _restore(cfg: dict[str, Any], model, optimizer, facts: dict[str, Any], steps_per_epoch: int) -> TrainState:
@@ -462,57 +486,6 @@ def _plot(out_dir: Path) -> None:
         logger.info(f"training curves: {plot_run(out_dir)}")
     except (OSError, ValueError, KeyError) as err:  # a torn log line or a full disk must not fail a finished run
         logger.warning(f"no training_curves.png: {err}; the checkpoints are saved (python tools/plot.py {out_dir})")
-
-
-def _evaluate_and_log(model, eval_data, cfg, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
-    corpus, transform, tokenizer, section = eval_data
-    topk = tuple(sorted({k for item in cfg["Metric"]["Eval"] for k in item["Recall"]["topk"]} | {1, 5, 10}))
-    m = evaluate(
-        model,
-        corpus,
-        transform,
-        tokenizer,
-        section["sampler"]["batch_size"],
-        section["loader"]["num_workers"],
-        topk,
-        progress=cfg["Global"]["progress_bar"],
-    )
-    line = " ".join(f"{d} R@{k}: {m[d][f'r{k}']:.2f}" for d in ("t2i", "i2t") for k in topk)
-    logger.info(
-        f"[Eval][Epoch {epoch}] {line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, "
-        f"MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}"
-    )
-    if m["skipped"].startswith("skipped 0 ") is False:
-        logger.warning(f"[Eval][Epoch {epoch}] {m['skipped']}")
-    if vdl is not None:
-        vdl.add_scalar("eval/MR", m["MR"], state.global_step)
-        for d in ("t2i", "i2t"):
-            for k in topk:
-                vdl.add_scalar(f"eval/{d}_R@{k}", m[d][f"r{k}"], state.global_step)
-    model.train()
-    return {"MR": m["MR"], "t2i": m["t2i"], "i2t": m["i2t"]}
-
-
-def _evaluate_task_and_log(task, model, eval_data, epoch: int, vdl, state: TrainState) -> dict[str, Any]:
-    dataset, batch_size = eval_data
-    m = task.evaluate(model, dataset, batch_size)
-    if vdl is not None:
-        vdl.add_scalar(f"eval/{task.main_metric}", m[task.main_metric], state.global_step)
-    model.train()
-    if "per_type" not in m:  # matching
-        c = m["contrastive"]
-        logger.info(
-            f"[Eval][Epoch {epoch}] re-ranked t2i R@1: {m['r1']:.2f} R@5: {m['r5']:.2f} R@10: {m['r10']:.2f}, "
-            f"mean_recall: {m['mean_recall']:.2f}, MRR: {m['mrr']:.2f}, NDCG@10: {m['ndcg@10']:.2f} "
-            f"(contrastive only: R@1 {c['r1']:.2f}, mean_recall {c['mean_recall']:.2f})"
-        )
-        return m
-    per_type = ", ".join(f"{t}: {v:.1f}" for t, v in m["per_type"].items())
-    logger.info(
-        f"[Eval][Epoch {epoch}] vqa_acc: {m['vqa_acc']:.2f}, accuracy: {m['accuracy']:.2f}, "
-        f"macro_f1: {m['macro_f1']:.2f}; accuracy per type: {per_type}"
-    )
-    return m
 
 
 def _visualdl(out_dir: Path):

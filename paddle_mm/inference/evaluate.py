@@ -30,7 +30,7 @@ def encode_split(predictor: Predictor, corpus: ImageTextCorpus) -> tuple[list[in
 
 
 def evaluate_split(predictor: Predictor, corpus: ImageTextCorpus, topk: tuple[int, ...] = (1, 5, 10)) -> dict[str, Any]:
-    """``{"t2i": {...}, "i2t": {...}, "MR": ...}`` (x100) like ``paddle_mm.engine.evaluate.score``."""
+    """``{"t2i": {...}, "i2t": {...}, "MR": ...}`` (x100) like ``paddle_mm.tasks.retrieval.score``."""
     image_ids, image_features, text_features = encode_split(predictor, corpus)
     column = {image_id: c for c, image_id in enumerate(image_ids)}
     positives = [{column[i] for i in t.image_ids if i in column} for t in corpus.texts]

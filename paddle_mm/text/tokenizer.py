@@ -29,7 +29,14 @@ from itertools import chain, islice
 
 import numpy as np
 
-__all__ = ["DEFAULT_VOCAB_FILE", "ChineseClipTextTokenizer", "WordPieceTokenizer", "preprocess_caption", "tokenize"]
+__all__ = [
+    "DEFAULT_VOCAB_FILE",
+    "ChineseClipTextTokenizer",
+    "WordPieceTokenizer",
+    "preprocess_caption",
+    "tokenize",
+    "trim_padding",
+]
 
 DEFAULT_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab.txt")
 DEFAULT_CONTEXT_LENGTH = 52  # Chinese-CLIP's context length for every released model

@@ -1,6 +1,6 @@
-"""Every task's evaluation against hand-computed values: retrieval (``engine.evaluate.evaluate``), matching
+"""Every task's evaluation against hand-computed values: retrieval (``RetrievalTask.evaluate``), matching
 (``MatchingTask.evaluate``: contrastive top 10 re-ranked by the fusion), VQA and classification
-(``VQATask.evaluate``).
+(``VQATask.evaluate``), each through the registry (``build_task``).
 
 The models are stand-ins whose outputs are crafted score matrices: an image's pixels hold its column number and
 a caption's second token its row number, so every rank below can be read off the matrices by hand.
@@ -16,10 +16,14 @@ import numpy as np
 import paddle
 import pytest
 
+from paddle_mm.config import load_config
 from paddle_mm.data.datasets import ImageTextCorpus
 from paddle_mm.data.vqa import VQASplit
-from paddle_mm.engine.evaluate import evaluate
-from paddle_mm.engine.tasks import RERANK_K, MatchingTask, VQADataset, VQATask
+from paddle_mm.tasks import build_task
+from paddle_mm.tasks.matching import RERANK_K
+from paddle_mm.tasks.vqa import VQADataset
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _corpus(tmp_path: Path, payloads: dict[int, bytes], texts: list[list[int]]) -> ImageTextCorpus:
@@ -82,7 +86,10 @@ def test_retrieval_recall_at_k_both_directions(tmp_path):
         ]
     )
     model = CraftedCLIP(sim)
-    m = evaluate(model, corpus, transform, tokenizer, batch_size=2, topk=(1, 2, 5, 10), progress=False)
+    cfg = load_config(ROOT / "tests" / "configs" / "tiny.yml", ["Metric.Eval=[{Recall: {topk: [2]}}]"])
+    task = build_task(cfg)
+    assert (task.main_metric, task.higher_is_better) == ("MR", True)
+    m = task.evaluate(model, (corpus, transform, tokenizer), batch_size=2)  # R@1/5/10 always, R@2 asked for
     t2i = {"r1": 100 / 3, "r2": 200 / 3, "r5": 200 / 3, "r10": 200 / 3}
     assert m["t2i"] == pytest.approx({**t2i, "mean_recall": (100 / 3 + 200 / 3 + 200 / 3) / 3})
     # image -> text: column 0 ranks t0 (0.8) above its caption t1 (0.3): rank 2; column 1 finds t0 and column 2
@@ -92,6 +99,8 @@ def test_retrieval_recall_at_k_both_directions(tmp_path):
     assert m["MR"] == pytest.approx(((100 / 3 + 400 / 3) / 3 + (200 / 3 + 200) / 3) / 2)
     assert m["skipped"].startswith("skipped 1 of 5 ")
     assert model.training  # the model goes back to training mode
+    scalars = task.log_eval(m, epoch=1)  # what VisualDL gets
+    assert scalars["MR"] == m["MR"] and scalars["t2i_R@2"] == pytest.approx(200 / 3)
 
 
 def _matching_case(tmp_path):
@@ -119,8 +128,8 @@ def _matching_case(tmp_path):
 
 def test_matching_evaluate_reranks_the_contrastive_top_10(tmp_path):
     corpus, model = _matching_case(tmp_path)
-    task = MatchingTask({"Arch": {"fusion": {"name": "concat"}}, "DataLoader": {"Train": None, "Eval": None}})
-    assert task.main_metric == "mean_recall"
+    task = build_task(load_config(ROOT / "configs" / "fusion" / "concat_matching.yml"))
+    assert (task.name, task.main_metric) == ("matching", "mean_recall")
     m = task.evaluate(model, (corpus, transform, tokenizer), batch_size=5)
     ideal_2 = 1 + 1 / np.log2(3)  # two relevant images at ranks 1 and 2
     # contrastive: positives at ranks 5 (t0), 10 and 12 (t1), 1 and 8 (t2)
@@ -188,12 +197,12 @@ class CraftedVQA:
 @pytest.mark.parametrize("task_name", ["vqa", "classification"])
 def test_vqa_and_classification_evaluate(tmp_path, task_name):
     (tmp_path / "answers.json").write_text(json.dumps(["是", "否", "1", "2", "红色"], ensure_ascii=False))
-    cfg = {
-        "Global": {"task": task_name},
-        "Arch": {"fusion": {"name": "concat"}},
-        "DataLoader": {"Train": {"dataset": {"name": "VQADataset", "root": str(tmp_path)}}, "Eval": None},
-    }
-    task = VQATask(cfg)
+    cfg = load_config(
+        ROOT / "configs" / "fusion" / "concat_vqa.yml",
+        [f"Global.task={task_name}", f"DataLoader.Train.dataset.root={tmp_path}"],
+    )
+    task = build_task(cfg)
+    assert task.name == task_name
     assert task.main_metric == {"vqa": "vqa_acc", "classification": "accuracy"}[task_name]
     predicted = [0, 0, 2, 3, 4]  # 是, 是, 1, 2, 红色
     logits = np.eye(5)[predicted] * 2.0 - 1.0

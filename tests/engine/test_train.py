@@ -55,9 +55,9 @@ def test_training_writes_complete_checkpoints_and_logs(baseline):
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "[Train][Epoch 1/2][Iter 1/" in log and "ips:" in log and "eta:" in log and "lr:" in log
     assert "[Eval][Epoch 2]" in log and "MR:" in log
-    curve = losses(baseline)
-    first, last = np.mean([curve[s] for s in sorted(curve)[:3]]), np.mean([curve[s] for s in sorted(curve)[-3:]])
-    assert last < first, f"training loss did not go down: {first:.3f} -> {last:.3f}"
+    # whether the optimizer steps learn is test_overfit.py's job: on shuffled batches the batch order alone moves
+    # this curve (it went down with optimizer.step() removed), so no "the loss went down" check here
+    assert all(np.isfinite(v) for v in losses(baseline).values())
 
 
 def test_same_seed_repeats_the_run(baseline, tiny_data, tmp_path):

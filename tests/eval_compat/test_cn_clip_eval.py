@@ -18,8 +18,8 @@ import paddle
 import pytest
 
 from paddle_mm.data.datasets import load_corpus
-from paddle_mm.engine.data import build_tokenizer
 from paddle_mm.models import load_model
+from paddle_mm.tasks.loaders import build_tokenizer
 from paddle_mm.text.tokenizer import tokenize
 from paddle_mm.vision.transforms import ImageTransform
 from tests.cn_clip_reference import cn_clip_compute_score

@@ -77,9 +77,9 @@ def runs(tmp_path_factory):
 
 def eager_logits(model, task, cfg) -> tuple[object, np.ndarray]:
     """The task's evaluation data and the eager model's logits on it (the pairs the task scores)."""
-    from paddle_mm.engine.tasks import predict_logits
+    from paddle_mm.tasks.vqa import predict_logits
 
-    data = task.load(cfg["DataLoader"]["Eval"]["dataset"], model.config)
+    data = task.load_eval(cfg["DataLoader"]["Eval"]["dataset"], model.config)
     return data, predict_logits(model, data, 64)
 
 
@@ -103,9 +103,9 @@ def export(model, out: Path, int8: bool = False):
 def load_checked(run: Path, fusion: str):
     """load_model on the run's best checkpoint, with its config and task."""
     from paddle_mm.config import load_config
-    from paddle_mm.engine.tasks import build_task
     from paddle_mm.models import load_model, read_model_config
     from paddle_mm.models.fusion import FusionModel
+    from paddle_mm.tasks import build_task
 
     assert read_model_config(run / "best_model")["model_type"] == "fusion"
     model = load_model(run / "best_model")
@@ -164,7 +164,7 @@ def test_matching_fusion_lifecycle(caption_data, runs, tmp_path):
     run = runs("cross_attention_matching.yml", caption_data)
     model, cfg, task = load_checked(run, "cross_attention")
     assert model.matching and model.labels is None
-    data = task.load(cfg["DataLoader"]["Eval"]["dataset"], model.config)
+    data = task.load_eval(cfg["DataLoader"]["Eval"]["dataset"], model.config)
     logged = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["history"][-1]
     assert task.evaluate(model, data, 64)["mean_recall"] == pytest.approx(logged["mean_recall"])
 
@@ -177,7 +177,7 @@ def test_matching_fusion_lifecycle(caption_data, runs, tmp_path):
     shuffled = captions[1:] + captions[:1]  # each image with another image's caption too
     import paddle
 
-    from paddle_mm.engine.data import trim_padding
+    from paddle_mm.text.tokenizer import trim_padding
 
     with paddle.no_grad():
         pixels = paddle.to_tensor(np.stack([transform(b) for b in images * 2]))
@@ -204,9 +204,8 @@ def test_matching_fusion_lifecycle(caption_data, runs, tmp_path):
 
 def test_tools_evaluate_export_and_answer_from_the_command_line(vqa_data, runs, tmp_path):
     """tools/eval.py, tools/export_model.py (INT8 included) and tools/predict.py on a trained VQA checkpoint."""
-    from paddle_mm.demo.shapes import encode_png
-
     from paddle_mm.data.vqa import load_vqa_split
+    from paddle_mm.demo.shapes import encode_png
     from paddle_mm.models import load_model
 
     run = runs("cross_attention_vqa.yml", vqa_data)

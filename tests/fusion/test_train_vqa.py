@@ -112,14 +112,14 @@ def test_train_matching_end_to_end(tiny_data, tmp_path):
     # the re-ranking is the fusion's: the saved weights evaluated here give the logged metrics, and with the
     # fusion's scores zeroed (its head's last layer) they give others
     from paddle_mm.config import load_config
-    from paddle_mm.engine.tasks import build_task
     from paddle_mm.io import load_state_into
+    from paddle_mm.tasks import build_task
 
     cfg = load_config(tmp_path / "CN-CLIP-Tiny" / "config.yml")
     task = build_task(cfg)
     model = task.build_model(cfg["Arch"])
     load_state_into(model, tmp_path / "CN-CLIP-Tiny" / "best_model" / "model.safetensors")
-    data = task.load(cfg["DataLoader"]["Eval"]["dataset"], model.config)
+    data = task.load_eval(cfg["DataLoader"]["Eval"]["dataset"], model.config)
     ranks = ("r1", "r5", "mrr", "ndcg@10")
     assert {k: task.evaluate(model, data, 64)[k] for k in ranks} == pytest.approx({k: record[k] for k in ranks})
     for p in model.fusion.head[-1].parameters():

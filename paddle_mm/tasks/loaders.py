@@ -9,9 +9,9 @@ import paddle
 
 from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
-from ..text.tokenizer import preprocess_caption, tokenize, trim_padding  # noqa: F401  (trainer, tasks import it here)
+from ..data.workers import worker_init
+from ..text.tokenizer import preprocess_caption, tokenize
 from ..vision.transforms import ImageTransform
-from .run import worker_init
 
 
 class GlobalBatchSampler(paddle.io.BatchSampler):
@@ -73,19 +73,29 @@ def load_split(dataset_cfg: dict[str, Any]) -> ImageTextCorpus:
     return load_corpus(dataset_cfg["root"], dataset_cfg["split"], dataset_cfg["format"])
 
 
-def build_train_loader(
-    section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int, seed: int
-) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
-    corpus = load_split(section["dataset"])
-    dataset = PairDataset(corpus, build_transform(section["dataset"], image_size), build_tokenizer(context_length))
+def build_loader(
+    dataset: paddle.io.Dataset, section: dict[str, Any], world: int, rank: int, seed: int, collate_fn=None
+) -> tuple[paddle.io.DataLoader, GlobalBatchSampler]:
+    """A training loader over ``dataset`` in global batches (:class:`GlobalBatchSampler`) from a
+    ``DataLoader.Train`` section; its workers die with the trainer, even after ``kill -9``."""
     s = section["sampler"]
     sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
     loader = paddle.io.DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=collate_skip_bad,
+        collate_fn=collate_fn,
         num_workers=section["loader"]["num_workers"],
-        worker_init_fn=worker_init(),  # workers die with the trainer, even after kill -9
+        worker_init_fn=worker_init(),
         return_list=True,
     )
+    return loader, sampler
+
+
+def build_pair_loader(
+    section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int, seed: int
+) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
+    """Image-caption pairs (Chinese-CLIP's data) with undecodable images counted and dropped per batch."""
+    corpus = load_split(section["dataset"])
+    dataset = PairDataset(corpus, build_transform(section["dataset"], image_size), build_tokenizer(context_length))
+    loader, sampler = build_loader(dataset, section, world, rank, seed, collate_skip_bad)
     return loader, sampler, dataset
