@@ -77,6 +77,8 @@ def _save_tokenizer(cfg, directory: Path) -> None:
     """vocab.txt + tokenizer_config.json beside the weights: the vocabulary travels with the model."""
     from ..text.tokenizer import WordPieceTokenizer
 
+    if not hasattr(cfg, "vocab_size"):  # an image-only model (inspection classifier): no tokenizer to write
+        return
     tokenizer = WordPieceTokenizer(context_length=cfg.context_length)
     if tokenizer.pad_id != cfg.pad_id or tokenizer.vocab_size > cfg.vocab_size:
         return  # not the Chinese-CLIP vocabulary this model was built for: write nothing rather than a wrong one

@@ -1,0 +1,1 @@
+"""Built-in synthetic worlds (generators): the inspection parts (:mod:`.inspection`)."""
