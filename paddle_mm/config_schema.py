@@ -134,9 +134,8 @@ GLOBAL = Section(
             "accuracy), classification (one label per sample) or matching (image-text matching with in-batch hard "
             "negatives, evaluated by re-ranking); all but retrieval need Arch.fusion; vqa and classification read "
             "DataLoader.*.dataset.name: VQADataset (see docs/fusion.md); inspection (defect classification with "
-            "a light CNN on ImageListDataset, docs/inspection.md); captioning (a Chinese caption decoder on CLIP "
-            "image features, docs/captioning.md)",
-            choices=("retrieval", "vqa", "classification", "matching", "inspection", "captioning"),
+            "a light CNN on ImageListDataset, docs/inspection.md)",
+            choices=("retrieval", "vqa", "classification", "matching", "inspection"),
         ),
     },
     doc="run-wide settings",

@@ -29,7 +29,7 @@ from ..vision.transforms import CLIP_MEAN, CLIP_STD
 from .data import GlobalBatchSampler, trim_padding
 from .run import worker_init
 
-TASKS = ("retrieval", "vqa", "classification", "matching", "inspection", "captioning")
+TASKS = ("retrieval", "vqa", "classification", "matching", "inspection")
 RERANK_K = 10
 
 _MEAN = np.array(CLIP_MEAN, np.float32).reshape(3, 1, 1)
@@ -245,14 +245,10 @@ def build_task(cfg: dict[str, Any]) -> VQATask | MatchingTask | None:
         raise ValueError(f"Global.task {name!r}: expected one of {TASKS}")
     if name == "matching":
         return MatchingTask(cfg)
-    # --- issue 15 (t15): inspection and captioning live in paddle_mm/tasks/; move onto the task registry at merge
+    # --- issue 15 (t15): the inspection task lives in paddle_mm/tasks/; move it onto the task registry at merge
     if name == "inspection":
         from ..tasks.inspection import InspectionTask
 
         return InspectionTask(cfg)
-    if name == "captioning":
-        from ..tasks.captioning import CaptioningTask
-
-        return CaptioningTask(cfg)
     # --- end issue 15
     return None if name == "retrieval" else VQATask(cfg)

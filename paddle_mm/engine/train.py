@@ -499,7 +499,7 @@ def _evaluate_task_and_log(task, model, eval_data, epoch: int, vdl, state: Train
     if vdl is not None:
         vdl.add_scalar(f"eval/{task.main_metric}", m[task.main_metric], state.global_step)
     model.train()
-    if hasattr(task, "format_metrics"):  # issue 15: inspection, captioning
+    if hasattr(task, "format_metrics"):  # issue 15: inspection
         logger.info(f"[Eval][Epoch {epoch}] {task.format_metrics(m)}")
         return m
     if "per_type" not in m:  # matching
