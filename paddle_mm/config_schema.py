@@ -239,9 +239,7 @@ OPTIMIZER = Section(
 FRAME = Section(
     {
         "color": Field(STR, "rgb", "rgb, or gray (replicated to 3 channels)", choices=("rgb", "gray")),
-        "denoise": Field(
-            STR, "none", "OpenCV denoising filter", choices=("none", "gaussian", "median", "bilateral")
-        ),
+        "denoise": Field(STR, "none", "OpenCV denoising filter", choices=("none", "gaussian", "median", "bilateral")),
         "contrast": Field(
             STR, "none", "clahe or equalize the luminance histogram", choices=("none", "clahe", "equalize")
         ),

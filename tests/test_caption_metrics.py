@@ -18,7 +18,7 @@ def _captions(seed: int, n: int = 40, refs: int = 3):
     hyps, all_refs = [], []
     for _ in range(n):
         rs = ["".join(rng.choice(WORDS, rng.integers(4, 14))) for _ in range(refs)]
-        h = list(rs[0])
+        h = list(rs[int(rng.integers(refs))])  # a copy of any reference: the best reference varies
         for _ in range(rng.integers(0, 4)):
             i = int(rng.integers(len(h)))
             h[i] = str(rng.choice(WORDS)) if rng.random() < 0.7 else ""

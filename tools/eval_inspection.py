@@ -79,7 +79,10 @@ def main() -> None:
     test = ImageListDataset(args.data, "test", cfg)
     unseen = ImageListDataset(args.data, "unseen", cfg)
     res: dict = {"test_images": len(test), "unseen_images": len(unseen)}
-    variants = {"onnxruntime_fp32": ours, "paddle_inference_fp32": InspectionPredictor(args.model_dir, "paddle_inference", anomaly=False)}
+    variants = {
+        "onnxruntime_fp32": ours,
+        "paddle_inference_fp32": InspectionPredictor(args.model_dir, "paddle_inference", anomaly=False),
+    }
     if "int8" in ours.info["graphs"]["classify"]["files"]:
         variants["onnxruntime_int8"] = InspectionPredictor(args.model_dir, precision="int8", anomaly=False)
     preds = {}
@@ -93,10 +96,11 @@ def main() -> None:
     s_unseen, s_test = ours.anomaly_scores(unseen.frames), ours.anomaly_scores(test.frames)
     res["auroc_unseen_burn"] = auroc(s_unseen, unseen.labels == -1)
     good = test.labels == 0
-    res["auroc_seen"] = {
-        c: auroc(np.concatenate([s_test[good], s_test[test.labels == k]]), np.r_[np.zeros(good.sum()), np.ones((test.labels == k).sum())].astype(bool))
-        for k, c in enumerate(test.classes) if k > 0
-    }  # fmt: skip
+    res["auroc_seen"] = {}
+    for k, c in enumerate(test.classes[1:], start=1):
+        defect = test.labels == k
+        scores = np.concatenate([s_test[good], s_test[defect]])
+        res["auroc_seen"][c] = auroc(scores, np.r_[np.zeros(good.sum()), np.ones(defect.sum())].astype(bool))
     thr = ours.threshold
     res["threshold"] = thr
     res["unseen_flagged_at_threshold"] = float((s_unseen[unseen.labels == -1] > thr).mean() * 100)
@@ -110,7 +114,9 @@ def main() -> None:
     if args.latency:
         res["load_average_before"] = os.getloadavg()
         frame = test.frames[:1]
-        res["latency_ms_batch1"] = {name: _latency(v.probabilities, frame, args.latency) for name, v in variants.items()}
+        res["latency_ms_batch1"] = {
+            name: _latency(v.probabilities, frame, args.latency) for name, v in variants.items()
+        }
         res["latency_ms_batch1"]["anomaly_onnxruntime_fp32"] = _latency(ours.anomaly_scores, frame, args.latency)
         res["load_average_after"] = os.getloadavg()
     if args.grid:

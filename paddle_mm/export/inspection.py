@@ -142,7 +142,9 @@ def export_inspection(
         files = CLASSIFY_FILES + ["inference.onnx"] + ANOMALY_FILES + ["anomaly.onnx"]
         quant = None
         if int8:
-            quant = quantize_static_int8(stage / "inference.onnx", stage / "inference.int8.onnx", normalize(calibration))
+            quant = quantize_static_int8(
+                stage / "inference.onnx", stage / "inference.int8.onnx", normalize(calibration)
+            )
             got = _run("onnxruntime", [stage / "inference.int8.onnx"], x)[0]
             agree = float((got.argmax(1) == eager.argmax(1)).mean())
             verification["int8_top1_agreement"] = agree
@@ -183,8 +185,15 @@ def inference_yml(
         "PreProcess": {
             "transform_ops": [
                 {"ResizeImage": {"size": [size, size], "interpolation": "AREA"}},
-                {"NormalizeImage": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 1 / 255,
-                                    "order": "", "channel_num": 3}},  # fmt: skip
+                {
+                    "NormalizeImage": {
+                        "mean": list(IMAGENET_MEAN),
+                        "std": list(IMAGENET_STD),
+                        "scale": 1 / 255,
+                        "order": "",
+                        "channel_num": 3,
+                    }
+                },  # fmt: skip
                 {"ToCHWImage": None},
             ]
         },

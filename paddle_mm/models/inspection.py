@@ -71,7 +71,8 @@ class InspectionClassifier(nn.Layer):
         interpolation and reflect-pad ops (their float-array attributes, Paddle 3.3.1), and paddle2onnx 2.1
         writes a wrong Tile for repeat_interleave."""
         s8, s16 = (
-            nn.functional.avg_pool2d(m, 3, stride=1, padding=1, exclusive=True) for m in self.patch_features(pixel_values)
+            nn.functional.avg_pool2d(m, 3, stride=1, padding=1, exclusive=True)
+            for m in self.patch_features(pixel_values)
         )
         c, h, w = s16.shape[1:]
         s16 = s16.unsqueeze([3, 5]).expand([-1, -1, -1, 2, -1, 2])  # (B, C2, h, 2, w, 2): nearest x2
