@@ -196,3 +196,14 @@ def test_paddlex_reads_the_export(tiny_inspection):
     assert [int(r["class_ids"][0]) for r in theirs] == [r.class_id for r in ours(images)]
     probs = ours.probabilities(np.stack(images))
     assert np.allclose([float(r["scores"][0]) for r in theirs], probs.max(1), atol=1e-5)
+
+
+def test_failed_export_check_leaves_the_previous_export(tiny_inspection):
+    from paddle_mm.export.inspection import InspectionExportError, export_from_config
+
+    cfg, _, _, root = tiny_inspection
+    before = (root / "export" / "inference.yml").read_bytes()
+    with pytest.raises(InspectionExportError, match="INT8 graph agrees"):
+        export_from_config(cfg, log=lambda *_: None, int8_min_agreement=1.01)  # no INT8 graph can pass
+    assert (root / "export" / "inference.yml").read_bytes() == before
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []  # no staged folder left
