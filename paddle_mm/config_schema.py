@@ -133,8 +133,9 @@ GLOBAL = Section(
             "what to train: retrieval (CLIP contrastive, the default), vqa (answer classification, VQA soft "
             "accuracy), classification (one label per sample) or matching (image-text matching with in-batch hard "
             "negatives, evaluated by re-ranking); all but retrieval need Arch.fusion; vqa and classification read "
-            "DataLoader.*.dataset.name: VQADataset (see docs/fusion.md)",
-            choices=("retrieval", "vqa", "classification", "matching"),
+            "DataLoader.*.dataset.name: VQADataset (see docs/fusion.md); inspection (defect classification with "
+            "a light CNN on ImageListDataset, docs/inspection.md)",
+            choices=("retrieval", "vqa", "classification", "matching", "inspection"),
         ),
     },
     doc="run-wide settings",
@@ -234,6 +235,20 @@ OPTIMIZER = Section(
 )
 
 
+# issue 15: OpenCV frame pre-processing of ImageListDataset (paddle_mm/vision/frame.py)
+FRAME = Section(
+    {
+        "color": Field(STR, "rgb", "rgb, or gray (replicated to 3 channels)", choices=("rgb", "gray")),
+        "denoise": Field(STR, "none", "OpenCV denoising filter", choices=("none", "gaussian", "median", "bilateral")),
+        "contrast": Field(
+            STR, "none", "clahe or equalize the luminance histogram", choices=("none", "clahe", "equalize")
+        ),
+        "clahe_clip": Field(FLOAT, 2.0, "CLAHE clip limit", check=_positive),
+    },
+    doc="ImageListDataset (Global.task inspection): frame pre-processing before resizing to Arch.image_resolution",
+)
+
+
 def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) -> Section:
     dataset = Section(
         {
@@ -242,8 +257,9 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
                 "ImageTextDataset",
                 "dataset reader: ImageTextDataset (captions, retrieval) or VQADataset ({split}_imgs.tsv + "
                 "{split}_questions.jsonl + answers.json from tools/make_vqa_data.py; splits train/valid/test)",
-                choices=("ImageTextDataset", "VQADataset"),
+                choices=("ImageTextDataset", "VQADataset", "ImageListDataset"),
             ),
+            "preprocess": FRAME,
             "root": Field(STR, doc="data directory (Chinese-CLIP TSV/JSONL files or the folder format)"),
             "split": Field(STR, split, "split name: reads {split}_imgs.tsv + {split}_texts.jsonl or {split}/"),
             "format": Field(
@@ -369,10 +385,32 @@ FUSION = Section(
 )
 
 
+# issue 15: Arch of Global.task inspection (paddle_mm/models/inspection.py CLASSIFIERS; kept paddle-free here)
+CLASSIFIER_NAMES = (
+    "PP-LCNet_x0_25",
+    "PP-LCNet_x0_5",
+    "PP-LCNet_x1_0",
+    "MobileNetV3_small_x0_5",
+    "MobileNetV3_small_x1_0",
+)
+CLASSIFIER_ARCH = Section(
+    {
+        "name": Field(STR, doc="defect classifier", choices=CLASSIFIER_NAMES),
+        "image_resolution": Field(INT, 64, "input side in pixels (frames are resized to it)", check=_positive),
+        "dropout": Field(FLOAT, 0.2, "dropout before the classifier", check=_ratio),
+        "class_expand": Field(INT, 1280, "PP-LCNet: width of the 1x1 conv after pooling", check=_positive),
+    },
+    doc="model",
+    required=True,
+)
+
+
 def arch_fields(name: str) -> Section:
     """The ``Arch`` section for one named model: any field of its JSON config may be overridden."""
     from .models.registry import get_model_config, list_models
 
+    if name in CLASSIFIER_NAMES:  # issue 15: the inspection classifiers
+        return CLASSIFIER_ARCH
     fields: dict[str, Any] = {
         "name": Field(STR, doc="named architecture", choices=tuple(list_models())),
         "freeze_vision": Field(BOOL, False, "freeze the image tower (LiT stage 1)"),

@@ -53,6 +53,15 @@ def parse_args() -> tuple[dict, argparse.Namespace]:
 def main() -> None:
     cfg, args = parse_args()
     g = cfg["Global"]
+    if g["task"] == "inspection":  # issue 15: a CNN classifier + anomaly graph (paddle_mm/export/inspection.py)
+        from paddle_mm.export.inspection import InspectionExportError, export_from_config
+
+        try:
+            info = export_from_config(cfg, int8=not (args.no_int8 or args.no_onnx))
+        except InspectionExportError as err:
+            fail(EXIT_FAILED, f"export failed verification (the previous export, if any, is unchanged): {err}")
+        print(f"exported to {g['save_inference_dir']}: {info['Inspection']['verification']}")
+        return
     dataset = (cfg["DataLoader"]["Eval"] or cfg["DataLoader"]["Train"])["dataset"]
 
     from paddle_mm.engine.checkpoint import resolve_checkpoint

@@ -2,7 +2,8 @@
 and benchmarks. Users' own data is read by :mod:`paddle_mm.data`; nothing here is needed to read it.
 
 - :mod:`.shapes`: the shapes caption dataset (shapes on a 3x3 grid, near-duplicate distractors), needs OpenCV;
-- :mod:`.shapes_zero_shot`: the same world as a zero-shot classification folder.
+- :mod:`.shapes_zero_shot`: the same world as a zero-shot classification folder;
+- :mod:`.inspection`: industrial parts with surface defects (PaddleClas / PaddleX classification layout).
 
 Nothing is imported here, so ``import paddle_mm.demo`` stays free of OpenCV.
 """

@@ -20,7 +20,7 @@ from .registry import create_model, get_model_config, list_models  # noqa: F401 
 MODEL_CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # paddle_mm.tokenizer.CONFIG_NAME
-MODEL_TYPES = ("clip", "fusion")  # model_config.json's model_type
+MODEL_TYPES = ("clip", "fusion", "inspection")  # model_config.json's model_type
 
 
 def build_model(arch: dict[str, Any]):
@@ -42,11 +42,13 @@ def model_config_dict(model) -> dict[str, Any]:
     """What ``model_config.json`` holds for ``model``: its kind (``model_type``) and everything needed to build it."""
     from dataclasses import asdict
 
-    clip = asdict(model.config)
+    config = asdict(model.config)
+    if getattr(model, "model_type", None) == "inspection":  # InspectionClassifier: a CNN, no text tower
+        return {"model_type": "inspection", **config}
     describe = getattr(model, "describe", None)  # FusionModel: its fusion, head size, labels
     if describe is None:
-        return {"model_type": "clip", **clip}
-    return {"model_type": "fusion", "fusion": describe(), "clip": clip}
+        return {"model_type": "clip", **config}
+    return {"model_type": "fusion", "fusion": describe(), "clip": config}
 
 
 def save_model(model, directory: str | Path) -> Path:
@@ -69,6 +71,8 @@ def _save_tokenizer(cfg, directory: Path) -> None:
     """vocab.txt + tokenizer_config.json beside the weights: the vocabulary travels with the model."""
     from ..text.tokenizer import WordPieceTokenizer
 
+    if not hasattr(cfg, "vocab_size"):  # an image-only model (inspection classifier): no tokenizer to write
+        return
     tokenizer = WordPieceTokenizer(context_length=cfg.context_length)
     if tokenizer.pad_id != cfg.pad_id or tokenizer.vocab_size > cfg.vocab_size:
         return  # not the Chinese-CLIP vocabulary this model was built for: write nothing rather than a wrong one
@@ -97,16 +101,22 @@ def model_from_config(cfg: dict[str, Any]):
     from .chinese_clip import CLIP, CLIPConfig
 
     cfg = dict(cfg)
-    if cfg.pop("model_type", "clip") == "clip":
+    kind = cfg.pop("model_type", "clip")
+    if kind == "clip":
         return CLIP(CLIPConfig.from_dict(cfg))
+    if kind == "inspection":
+        from .inspection import InspectionClassifier, InspectionConfig
+
+        return InspectionClassifier(InspectionConfig(**cfg))
     from .fusion import fusion_from_config
 
     return fusion_from_config(CLIP(CLIPConfig.from_dict(cfg["clip"])), cfg["fusion"])
 
 
 def load_model(path: str | Path):
-    """Build and load a model saved by :func:`save_model` or a training checkpoint directory: a CLIP or a
-    fusion model (:class:`~paddle_mm.models.fusion.FusionModel`), as its ``model_config.json`` says.
+    """Build and load a model saved by :func:`save_model` or a training checkpoint directory: a CLIP, a
+    fusion model (:class:`~paddle_mm.models.fusion.FusionModel`) or an inspection classifier
+    (:class:`~paddle_mm.models.inspection.InspectionClassifier`), as its ``model_config.json`` says.
 
     A checkpoint's ``model.safetensors`` is checked against the SHA-256 in its ``state.json`` first
     (a mismatch raises ``CheckpointError`` naming the file).

@@ -1,4 +1,4 @@
-"""Training tasks: what differs between retrieval, VQA, classification and matching (``Global.task``).
+"""Training tasks: what differs between retrieval, VQA, classification, matching and inspection (``Global.task``).
 
 Each task (:class:`~paddle_mm.tasks.base.Task`) builds its model, training data and loss, prepares a batch,
 runs a hook after every optimizer step, evaluates, names its main metric and writes its log lines; the trainer
@@ -12,6 +12,7 @@ from typing import Any
 from ..config import ConfigError
 from .base import Batch, Task
 from .classification import ClassificationTask
+from .inspection import InspectionTask
 from .matching import MatchingTask
 from .retrieval import RetrievalTask
 from .vqa import VQATask
@@ -21,6 +22,7 @@ TASKS: dict[str, type[Task]] = {
     "vqa": VQATask,
     "classification": ClassificationTask,
     "matching": MatchingTask,
+    "inspection": InspectionTask,
 }
 
 
