@@ -63,10 +63,25 @@ def main() -> None:
         "text_to_image": chinese_clip_score_json(m["t2i"]),
         "image_to_text": chinese_clip_score_json(m["i2t"]),
     }
+    result.update(attribute_report(section["dataset"], m.pop("encoded")))
     out = Path(g["output_dir"]) / cfg["Arch"]["name"] / f"eval_{section['dataset']['split']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"wrote {out}")
+
+
+def attribute_report(dataset: dict, encoded) -> dict:
+    """On built-in data (it has scene records): attribute precision@5 of the text -> image search, printed."""
+    from paddle_mm.data.scene_queries import format_attribute_precision, search_attribute_precision
+
+    r = search_attribute_precision(
+        dataset["root"], dataset["split"], encoded.image_ids, encoded.image_features, encoded.texts,
+        encoded.text_features,
+    )  # fmt: skip
+    if r is None:
+        return {}
+    print(format_attribute_precision(r))
+    return {"attribute_precision": r}
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ def evaluate(
     encoded = encode_corpus(model, corpus, transform, tokenizer, batch_size, num_workers, progress)
     metrics = score(encoded, topk)
     metrics["skipped"] = encoded.skipped
+    metrics["encoded"] = encoded  # for measures beyond recall (tools/eval.py: attribute precision on built-in data)
     return metrics
 
 
