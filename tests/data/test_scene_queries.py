@@ -100,6 +100,17 @@ def test_attribute_hits_name_what_a_wrong_image_lacks():
         "position": False,
     }
     assert attribute_hits(parse_query("图中一共有两个图形"), SCENES[4]) == {"all": False, "count": False}
+    # a sized count counts objects of that size: one small and one large blue circle are not two small ones
+    mixed = objs("0,0 blue circle small", "0,1 blue circle large")
+    small_two = parse_query("图中有两个小的蓝色圆形")
+    assert attribute_hits(small_two, mixed) == {
+        "all": False,
+        "colour": True,
+        "shape": True,
+        "size": True,
+        "count": False,
+    }
+    assert attribute_hits(parse_query(TWO_BLUE_CIRCLES), mixed)["count"]
 
 
 def test_attribute_precision_values_by_hand():
@@ -114,6 +125,8 @@ def test_attribute_precision_values_by_hand():
     assert r["chance"] == pytest.approx({"all": 25.0, "colour": 62.5, "shape": 75.0, "position": 75.0, "count": 25.0})
     assert r["queries"] == {"all": 2, "colour": 2, "shape": 2, "position": 1, "count": 1}
     assert (r["k"], r["n_queries"]) == (2, 2)
+    # a gallery smaller than k: the share is of the images returned
+    assert attribute_precision(claims[:1], [[1]], SCENES, k=5)["precision"]["all"] == 100.0
 
 
 def test_a_flipped_colour_is_caught():
