@@ -70,7 +70,7 @@ def data_root(resolution: int, n_train: int) -> Path:
     """The cached built-in data at this image size and training-set size (made on first use, not timed)."""
     root = ROOT / "data" / "sweep" / f"shapes{resolution}_{n_train}"
     if not (root / "synthetic_info.json").is_file():
-        from paddle_mm.data.synthetic import make_dataset
+        from paddle_mm.demo.shapes import make_dataset
 
         t0 = time.perf_counter()
         make_dataset(root, {"train": n_train, "valid": 500, "test": 0}, image_size=resolution)

@@ -20,7 +20,7 @@ _LAZY = {
     "list_models": "paddle_mm.models",
     "load_model": "paddle_mm.models",
     "save_model": "paddle_mm.models",
-    "load_from_name": "paddle_mm.models",
+    "load_from_name": "paddle_mm.models.pretrained",
     "load_corpus": "paddle_mm.data.datasets",
     "export_model": "paddle_mm.export",
     "Predictor": "paddle_mm.inference",

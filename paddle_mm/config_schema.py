@@ -366,7 +366,7 @@ FUSION = Section(
 
 def arch_fields(name: str) -> Section:
     """The ``Arch`` section for one named model: any field of its JSON config may be overridden."""
-    from .models import get_model_config, list_models
+    from .models.registry import get_model_config, list_models
 
     fields: dict[str, Any] = {
         "name": Field(STR, doc="named architecture", choices=tuple(list_models())),

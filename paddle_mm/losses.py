@@ -8,7 +8,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .engine.distributed import all_gather_no_grad, all_gather_with_grad, rank
+from .distributed import all_gather_no_grad, all_gather_with_grad, rank
 
 
 class ClipLoss(nn.Layer):

@@ -51,6 +51,30 @@ def retrieval_metrics(sim: np.ndarray, text_to_images: Sequence[set[int]], ks: S
     return {"t2i": t2i, "i2t": i2t, "MR": (t2i["mean_recall"] + i2t["mean_recall"]) / 2}
 
 
+def search(queries: np.ndarray, gallery: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Top-``k`` gallery rows per query as ``[(row, cosine), ...]``, best first (rows L2-normalised already)."""
+    sim = queries @ gallery.T  # (n_queries, n_gallery)
+    return [[(int(c), float(sim[q, c])) for c in row] for q, row in enumerate(topk_indices(sim, k))]
+
+
+def retrieval_report(m: dict, topk: Sequence[int] = (1, 5, 10)) -> list[str]:
+    """What eval and predict print for :func:`retrieval_metrics`' dict ``m``: a line a direction, then MR of both.
+
+    ``text -> image: R@1: 61.20, R@5: ..., MR: 80.43`` / ``image -> text: ...`` / ``MR (both directions): 79.87``.
+    """
+    lines = [
+        f"{name}: " + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in topk) + f", MR: {m[key]['mean_recall']:.2f}"
+        for name, key in (("text -> image", "t2i"), ("image -> text", "i2t"))
+    ]
+    return lines + [f"MR (both directions): {m['MR']:.2f}"]
+
+
+def retrieval_log_line(m: dict, topk: Sequence[int] = (1, 5, 10)) -> str:
+    """The same numbers on one line, for the training log: ``t2i R@1: .. i2t R@1: .., MR(t2i): .., MR: ..``."""
+    line = " ".join(f"{d} R@{k}: {m[d][f'r{k}']:.2f}" for d in ("t2i", "i2t") for k in topk)
+    return f"{line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}"
+
+
 def chinese_clip_score_json(direction: dict[str, float]) -> dict:
     """The ``{"success", "score", "scoreJson"}`` dict cn_clip's evaluation.py writes (unrounded, x100)."""
     mr = direction["mean_recall"]

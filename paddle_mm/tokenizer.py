@@ -196,6 +196,7 @@ def _model_config(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     model = json.loads(path.read_text(encoding="utf-8"))
+    model = model.get("clip", model)  # a fusion model's towers (model_type "fusion")
     return {"image_size": model["image_resolution"], "context_length": model.get("context_length", 52)}
 
 

@@ -32,10 +32,9 @@ from tqdm import tqdm
 from .data.collate import BadSampleCounter, collate_skip_bad
 from .data.datasets import bad_reason
 from .data.zeroshot import ZeroShotFolder, check_templates
-from .engine.data import trim_padding
-from .io import file_sha256
+from .io import atomic_open, file_sha256
 from .metrics import topk_indices
-from .text.tokenizer import preprocess_caption, tokenize
+from .text.tokenizer import preprocess_caption, tokenize, trim_padding
 from .vision.transforms import ImageDecodeError, ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -89,9 +88,8 @@ def _load_cached(path: Path, n_classes: int) -> np.ndarray | None:
 
 def _save_cached(path: Path, embeddings: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, embeddings, allow_pickle=False)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        np.save(f, embeddings, allow_pickle=False)
 
 
 # ----------------------------------------------------------------------------- classifier

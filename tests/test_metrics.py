@@ -3,24 +3,16 @@
 import numpy as np
 import pytest
 
-from paddle_mm.metrics import chinese_clip_score_json, recall_at_k, retrieval_metrics, topk_indices
-
-
-def cn_clip_compute_score(predictions: dict[int, list[int]], reference: dict[int, list[int]]) -> list[float]:
-    """cn_clip/eval/evaluation.py compute_score, on in-memory dicts: [mean_recall, r1, r5, r10] x100."""
-    r1_stat, r5_stat, r10_stat = 0, 0, 0
-    for qid in reference.keys():
-        ground_truth_ids = set(reference[qid])
-        top10_pred_ids = predictions[qid]
-        if any([idx in top10_pred_ids[:1] for idx in ground_truth_ids]):
-            r1_stat += 1
-        if any([idx in top10_pred_ids[:5] for idx in ground_truth_ids]):
-            r5_stat += 1
-        if any([idx in top10_pred_ids[:10] for idx in ground_truth_ids]):
-            r10_stat += 1
-    r1, r5, r10 = r1_stat * 1.0 / len(reference), r5_stat * 1.0 / len(reference), r10_stat * 1.0 / len(reference)
-    mean_recall = (r1 + r5 + r10) / 3.0
-    return [score * 100 for score in [mean_recall, r1, r5, r10]]
+from paddle_mm.metrics import (
+    chinese_clip_score_json,
+    recall_at_k,
+    retrieval_log_line,
+    retrieval_metrics,
+    retrieval_report,
+    search,
+    topk_indices,
+)
+from tests.cn_clip_reference import cn_clip_compute_score
 
 
 def test_hand_computed_example():
@@ -74,3 +66,25 @@ def test_score_json_matches_chinese_clip_shape():
         "score": 20.0,
         "scoreJson": {"score": 20.0, "mean_recall": 20.0, "r1": 10.0, "r5": 20.0, "r10": 30.0},
     }
+
+
+def test_search_returns_rows_best_first_with_their_cosines():
+    gallery = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    queries = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert search(queries, gallery, 2) == [[(2, 1.0), (1, 0.8)], [(0, 1.0), (1, 0.6)]]
+
+
+def test_retrieval_report_and_log_line_print_every_k_and_both_means():
+    m = {
+        "t2i": {"r1": 10.0, "r5": 20.0, "r10": 30.0, "mean_recall": 20.0},
+        "i2t": {"r1": 40.0, "r5": 50.0, "r10": 60.0, "mean_recall": 50.0},
+        "MR": 35.0,
+    }
+    assert retrieval_report(m) == [
+        "text -> image: R@1: 10.00, R@5: 20.00, R@10: 30.00, MR: 20.00",
+        "image -> text: R@1: 40.00, R@5: 50.00, R@10: 60.00, MR: 50.00",
+        "MR (both directions): 35.00",
+    ]
+    assert retrieval_log_line(m, (1, 10)) == (
+        "t2i R@1: 10.00 t2i R@10: 30.00 i2t R@1: 40.00 i2t R@10: 60.00, MR(t2i): 20.00, MR(i2t): 50.00, MR: 35.00"
+    )

@@ -65,6 +65,23 @@ def exit_on_model_error(what: str) -> Iterator[None]:
         fail(EXIT_MODEL, f"{what}: {err.args[0] if isinstance(err, KeyError) and err.args else err}")
 
 
+@contextmanager
+def exit_on_predictor_error(what: str, device_key: str) -> Iterator[None]:
+    """Opening a model for inference (``paddle_mm.inference.open_predictor`` or a checkpoint): a refused package
+    is a ``REFUSED`` line and the package tool's exit code (10-14), a package option error 2, a device error 2
+    (named by ``device_key``), a missing, malformed or corrupt model 6 (named by ``what``)."""
+    from paddle_mm.package import PackageConfigError, PackageRefused
+
+    with exit_on_device_error(device_key), exit_on_model_error(what):
+        try:
+            yield
+        except PackageRefused as err:  # first: a verified package that is no export is also a ValueError
+            print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
+        except PackageConfigError as err:  # a ValueError, but the caller's option: not the model
+            fail(EXIT_CONFIG, err)
+
+
 def writable_output(path: Path, what: str) -> Path:
     """Create the folder of output file ``path`` now, before any work, or exit 4 naming it."""
     folder = path.parent

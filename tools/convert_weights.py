@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from paddle_mm.models import list_models
-from paddle_mm.models.checkpoints import CheckpointError, convert_checkpoint, export_paddlenlp
+from paddle_mm.models.conversion import CheckpointError, convert_checkpoint, export_paddlenlp
 
 
 def _override(text: str) -> tuple[str, object]:

@@ -19,16 +19,9 @@ import sys
 from pathlib import Path
 
 from _common import ConfigError, exit_on_config_error, parse_config
-from _errors import (
-    EXIT_CONFIG,
-    EXIT_DATA,
-    EXIT_MODEL,
-    exit_on,
-    exit_on_device_error,
-    exit_on_model_error,
-    fail,
-    writable_output,
-)
+from _errors import EXIT_DATA, EXIT_MODEL, exit_on, exit_on_predictor_error, fail, writable_output
+
+from paddle_mm.metrics import search  # numpy only: an ONNX Runtime deployment need not have paddle
 
 SCALE_NOTE = (
     "scores are cosine similarities of L2-normalized features, in [-1, 1]; only their order matters: the model "
@@ -84,60 +77,38 @@ def eager_encoders(g: dict, inf: dict):
 
 def predictor_encoders(g: dict, inf: dict):
     """(gallery, texts, images) encoders of an export directory or a verified package of one."""
-    from paddle_mm.inference import Predictor
+    from paddle_mm.inference import ModelSource, open_predictor
     from paddle_mm.inference.evaluate import encode_split
 
     options = {"backend": inf["backend"], "precision": inf["precision"], "device": g["device"]}
     options.update(threads=inf["threads"], batch_size=inf["batch_size"])
-    if inf["model_dir"]:
-        predictor = Predictor(inf["model_dir"], **options)
-    else:
-        predictor = Predictor.from_package_files(
-            inf["package"],
-            inf["trust"],
-            model=inf["package_model"],
-            state_file=inf["package_state"],
-            decrypt_key_file=inf["decrypt_key"],
-            passphrase_env=inf["decrypt_passphrase_env"],
-            **options,
+    keys = ("model_dir", "package", "trust", "package_model", "package_state", "decrypt_key", "decrypt_passphrase_env")
+    predictor = open_predictor(ModelSource(*(inf[k] for k in keys)), **options)
+    if predictor.is_fusion:
+        raise ValueError(
+            "the export of a fusion model scores image-question pairs, it does not search: "
+            "use tools/predict.py --model <export dir> --image ... --question ..."
         )
+    if predictor.manifest is not None:
         m = predictor.manifest
         print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
     return (lambda corpus: encode_split(predictor, corpus)), predictor.encode_texts, predictor.encode_images
 
 
-def search(queries, gallery, k: int) -> list[list[tuple[int, float]]]:
-    """Top-``k`` gallery rows per query as ``[(row, cosine), ...]``, best first (as engine.evaluate.search,
-    which imports paddle: an ONNX Runtime deployment need not have it)."""
-    from paddle_mm.metrics import topk_indices
-
-    sim = queries @ gallery.T  # (n_queries, n_gallery)
-    return [[(int(c), float(sim[q, c])) for c in row] for q, row in enumerate(topk_indices(sim, k))]
-
-
 def build_encoders(g: dict, inf: dict):
     """The three encoders for the configured model; a refused package exits with its code (10-14), a missing
-    or corrupt model with 6, an unusable device with 2."""
-    from paddle_mm.package import PackageConfigError, PackageRefused
-
+    or corrupt model with 6, an unusable device with 2 (tools/_errors.exit_on_predictor_error)."""
     given = {"Global.pretrained_model": g["pretrained_model"], "Infer.model_dir": inf["model_dir"]}
     given["Infer.package"] = inf["package"]
     source = next(f"{key} {value}" for key, value in given.items() if value)  # check_config: exactly one
-    try:
-        with exit_on_device_error("Global.device"), exit_on_model_error(source):  # missing, corrupt or changed
-            try:
-                return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
-            except PackageConfigError as err:  # a ValueError, but the caller's key or option: not the model
-                fail(EXIT_CONFIG, err)
-    except PackageRefused as err:
-        print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+    with exit_on_predictor_error(source, "Global.device"):
+        return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
 
 
 def text_to_image(queries, encode_texts, image_ids, image_features, by_image, k, scenes=None) -> list[dict]:
     """Print and return each query's top-k images; on built-in data (``scenes``: image_id -> objects), each
-    result is marked ✓ when its scene satisfies the query (paddle_mm.data.scene_queries)."""
-    from paddle_mm.data.scene_queries import check_results, mark
+    result is marked ✓ when its scene satisfies the query (paddle_mm.demo.shape_queries)."""
+    from paddle_mm.demo.shape_queries import check_results, mark
 
     results = []
     for query, hits in zip(queries, search(encode_texts(queries), image_features, k)):
@@ -225,7 +196,7 @@ def search_and_write(inf: dict, root, corpus, out: Path, encode_gallery, encode_
             by_image.setdefault(i, t.text)
     results = {"scores": SCALE_NOTE, "text_to_image": [], "image_to_text": []}
     if inf["queries"]:
-        from paddle_mm.data.scene_queries import load_scenes, scenes_file
+        from paddle_mm.demo.shape_queries import load_scenes, scenes_file
 
         scenes_path = scenes_file(root, inf["split"])  # built-in data: every result can be checked
         results["text_to_image"] = text_to_image(

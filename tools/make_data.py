@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 from tqdm import tqdm
 
-from paddle_mm.data.synthetic import DEFAULT_SIZES, SPLITS, make_dataset
+from paddle_mm.demo.shapes import DEFAULT_SIZES, SPLITS, make_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from paddle_mm.data.synthetic import COLOURS, SHAPES
-from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+from paddle_mm.demo.shapes import COLOURS, SHAPES
+from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
 
 
 def _names(text: str | None) -> list[str] | None:

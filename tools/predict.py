@@ -5,8 +5,12 @@
     # a signed package of an export, verified before anything is loaded (docs/model_package.md):
     python tools/predict.py --package /opt/models/cn-clip --trust signer.pub --package_model cn-clip-vit-b-16 \
         --image a.jpg --text 一只猫
+    # the export of a fusion model (docs/fusion.md): VQA answers, class labels or match probabilities
+    python tools/predict.py --model ./inference_vqa --image x.png --question "图中有几个图形？"
 
-With images and texts: cosine similarity of every image to every text, best text first. With --eval_root:
+With images and texts: cosine similarity of every image to every text, best text first; for a fusion export,
+every question (--question or --text) asked of every image: a VQA model's answer and its probability, a
+classifier's class, or a matching model's probability that the text describes the image. With --eval_root:
 R@1/5/10 and mean recall (MR) on that split, the numbers tools/eval.py gives for the eager model.
 --json writes everything printed, plus the backend auto chose and its measurements. An image that cannot be
 read is skipped and counted (as training skips bad images); other errors are one line with an exit code
@@ -19,17 +23,17 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
-from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_device_error, fail, writable_output
+from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_predictor_error, fail, writable_output
 
 import hardware
-from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, Predictor
+from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, ModelSource, Predictor, open_predictor
 from paddle_mm.vision.transforms import split_readable
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model_dir", help="export directory holding inference.yml")
+    source.add_argument("--model_dir", "--model", dest="model_dir", help="export directory holding inference.yml")
     source.add_argument("--package", help="SM-signed package of an export directory (tools/package.py)")
     p.add_argument("--trust", nargs="+", default=[], help="--package: the signers' public keys / certificates")
     p.add_argument("--package_model", help="--package: the model name it must be signed for")
@@ -47,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--image", nargs="*", default=[], help="image files")
     p.add_argument("--text", nargs="*", default=[], help="texts")
+    p.add_argument("--question", nargs="*", default=[], help="questions for a VQA export (as --text)")
     p.add_argument("--eval_root", help="data directory to evaluate retrieval on (Chinese-CLIP TSV/JSONL or folder)")
     p.add_argument("--eval_split", default="valid")
     p.add_argument("--json", help="write the results to this JSON file")
@@ -65,41 +70,52 @@ def rank(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict
     return rows
 
 
-def build_predictor(args: argparse.Namespace) -> Predictor:
-    """The predictor for --model_dir, or for --package once verified; a refused package exits with the
-    package tool's code (10-14), any other error with 1."""
-    from paddle_mm.package import PackageConfigError, PackageRefused
+def fusion_rows(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict]:
+    """Every text asked of every image: the answer / class and its probability, or the match probability."""
+    matching = bool(predictor.info.model.get("matching"))
+    rows = []
+    for path in images:
+        print(f"\n{path}")
+        if matching:
+            found = [{"text": t, "match": float(p)} for t, p in zip(texts, predictor.match([path], texts))]
+            for r in found:
+                print(f"  {r['match']:.4f}  {r['text']}")
+        else:
+            pred = predictor.answer([path], texts)
+            found = [{"text": t, "answer": a, "score": float(p)} for t, a, p in zip(texts, pred.labels, pred.scores)]
+            for r in found:
+                print(f"  {r['text']} -> {r['answer']}  ({r['score']:.4f})")
+        rows.append({"image": path, "results": found})
+    return rows
 
+
+def build_predictor(args: argparse.Namespace) -> Predictor:
+    """The predictor for --model_dir, or for --package once verified (exit codes: tools/_errors)."""
+    if args.package and not (args.trust and args.package_model):
+        fail(EXIT_CONFIG, "--package needs --trust <signer.pub ...> and --package_model <name>")
+    source = ModelSource(
+        args.model_dir,
+        args.package,
+        args.trust,
+        args.package_model,
+        args.package_state,
+        args.decrypt_key,
+        args.decrypt_passphrase_env,
+    )
     options = {"backend": args.backend, "precision": args.precision, "device": args.device}
     options.update(threads=args.threads, batch_size=args.batch_size)
-    try:
-        with exit_on_device_error("--device"):
-            if args.model_dir:
-                return Predictor(args.model_dir, **options)
-            if not (args.trust and args.package_model):
-                fail(EXIT_CONFIG, "--package needs --trust <signer.pub ...> and --package_model <name>")
-            return Predictor.from_package_files(
-                args.package,
-                args.trust,
-                model=args.package_model,
-                state_file=args.package_state,
-                decrypt_key_file=args.decrypt_key,
-                passphrase_env=args.decrypt_passphrase_env,
-                **options,
-            )
-    except PackageRefused as err:
-        print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-    except PackageConfigError as err:
-        fail(EXIT_CONFIG, err)
-    except (ExportDirError, ValueError) as err:
-        fail(EXIT_MODEL, err)
+    with exit_on_predictor_error(
+        f"--model_dir {args.model_dir}" if args.model_dir else f"--package {args.package}", "--device"
+    ):
+        return open_predictor(source, **options)
 
 
 def main() -> None:
     args = parse_args()
-    if not (args.image and args.text) and not args.eval_root:
-        fail(EXIT_CONFIG, "nothing to do: pass --image ... and --text ..., or --eval_root DIR")
+    if not (args.image and (args.text or args.question)) and not args.eval_root:
+        fail(EXIT_CONFIG, "nothing to do: pass --image ... and --text ... (or --question ...), or --eval_root DIR")
+    if args.text and args.question:
+        fail(EXIT_CONFIG, "--text and --question: pass one of them (a fusion export reads either as its texts)")
     if args.json:
         writable_output(Path(args.json), "--json")
     predictor = build_predictor(args)
@@ -115,29 +131,33 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
         print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
     else:
         result["model_dir"] = args.model_dir
-    if args.image and args.text:
+    if predictor.is_fusion and args.eval_root:
+        fail(EXIT_CONFIG, "--eval_root evaluates retrieval exports; evaluate a fusion checkpoint with tools/eval.py")
+    if args.question and not predictor.is_fusion:
+        fail(
+            EXIT_CONFIG, f"--question: {args.model_dir or args.package} is a CLIP export, which ranks texts: use --text"
+        )
+    if args.image and (args.text or args.question):
         images, skipped = split_readable(args.image)
         for line in skipped:
             print(f"skipped: {line}", file=sys.stderr)
         result["skipped_images"] = skipped
-        result["ranking"] = rank(predictor, images, args.text)
+        if predictor.is_fusion:
+            result["fusion"] = fusion_rows(predictor, images, args.question or args.text)
+        else:
+            result["ranking"] = rank(predictor, images, args.text)
         if skipped:
             print(f"skipped {len(skipped)} of {len(args.image)} images (unreadable; listed above)")
     if args.eval_root:
         from paddle_mm.data.datasets import load_corpus
         from paddle_mm.inference.evaluate import evaluate_split
+        from paddle_mm.metrics import retrieval_report
 
         with exit_on(EXIT_DATA, FileNotFoundError, ValueError):
             corpus = load_corpus(args.eval_root, args.eval_split)
         m = evaluate_split(predictor, corpus)
         result["eval"] = {"root": args.eval_root, "split": args.eval_split, **m}
-        for name, key in (("text -> image", "t2i"), ("image -> text", "i2t")):
-            print(
-                f"{name}: "
-                + ", ".join(f"R@{k}: {m[key][f'r{k}']:.2f}" for k in (1, 5, 10))
-                + f", MR: {m[key]['mean_recall']:.2f}"
-            )
-        print(f"MR (both directions): {m['MR']:.2f}")
+        print("\n".join(retrieval_report(m)))
     result["auto"] = {g: vars(c) for g, c in predictor.choices.items()}
     for graph, choice in predictor.choices.items():
         timings = ", ".join(f"{k} {v:.1f} ms" for k, v in choice.timings_ms.items())

@@ -1,6 +1,6 @@
 """Image-text data: Chinese-CLIP TSV/JSONL and folder readers, datasets, bad-sample-tolerant batching.
 
-``paddle_mm.data.synthetic`` (needs OpenCV) generates the built-in shapes dataset; it is not imported here.
+``paddle_mm.demo.shapes`` (needs OpenCV) generates the built-in shapes dataset; it is not imported here.
 Nothing in this package imports paddle.
 """
 

@@ -16,7 +16,7 @@ Differences from cn_clip, on purpose:
 - **No code from the data.** Pair records are unpickled by an unpickler that refuses every global, so a
   crafted LMDB can give wrong text but cannot run code; anything but ``(int, int, str)`` is a bad record.
 
-``load_lmdb_corpus(root, split)`` returns a :class:`paddle_mm.data.datasets.ImageTextCorpus`, so training,
+``load_lmdb_corpus(root, split)`` returns a :class:`paddle_mm.data.corpus.ImageTextCorpus`, so training,
 evaluation and tools use it like a TSV or folder split. Needs the ``lmdb`` package (``pip install lmdb``).
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .datasets import ImageReadError, ImageTextCorpus, LoadReport, TextRecord, decode_image_payload
+from .corpus import ImageReadError, ImageTextCorpus, LoadReport, TextRecord, decode_image_payload
 
 NUM_IMAGES_KEY = b"num_images"
 NUM_SAMPLES_KEY = b"num_samples"

@@ -42,7 +42,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .synthetic import (
+from ..demo.shapes import (
     CELLS,
     COLOURS,
     POSITIONS,

@@ -6,42 +6,20 @@ Formats (Chinese-CLIP README, "Data Preprocessing"):
 - ``{split}_texts.jsonl``: one text a line, ``{"text_id": int, "text": str, "image_ids": [int, ...]}``,
   UTF-8 with Chinese kept as is (``ensure_ascii=False``).
 
-Every file is written to a temporary name in the same folder and moved into place with ``os.replace``,
-so a reader never sees half a file, even if the writer is killed.
+Every file is written through :func:`paddle_mm.io.atomic_open` (a temporary name in the same folder, moved into
+place with ``os.replace``), so a reader never sees half a file, even if the writer is killed.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO
+
+from ..io import atomic_open
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``, on error it is removed.
-
-    ``mode`` is "w" (UTF-8 text, "\\n" line endings on every platform) or "wb".
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open mode {mode!r} is not supported; use 'w' or 'wb'")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    text_args = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
-    try:
-        with open(tmp, mode, **text_args) as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def encode_image_field(data: bytes) -> str:

@@ -24,95 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from ..io import file_sha256
-from .errors import CheckpointError, Diverged
+from ..io import (  # load_state_into, read_state, verify_digests: the trainer imports them from here
+    STATE_FILE,
+    file_sha256,
+    load_safetensors,
+    load_state_into,
+    read_state,
+    save_safetensors,
+    to_numpy,
+    verify_digests,
+)
+from .errors import Diverged
 
-STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
-
-
-def save_safetensors(tensors: dict[str, Any], path: str | Path) -> None:
-    """Write paddle tensors / numpy arrays to ``path`` atomically; read back with :func:`load_safetensors`."""
-    from safetensors.numpy import save_file
-
-    arrays = {k: _to_numpy(v) for k, v in tensors.items()}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(arrays, str(tmp))
-    os.replace(tmp, path)
-
-
-def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a safetensors file; a truncated or garbled one is a one-line :class:`CheckpointError`."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is corrupt or truncated ({err}); use another checkpoint or re-export") from None
-
-
-def read_state(directory: str | Path) -> dict[str, Any]:
-    """``state.json`` of a checkpoint directory ({} when it has none, as a bare model directory)."""
-    path = Path(directory) / STATE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} is corrupt ({err}); use another checkpoint (epoch_N, best_model)") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is corrupt (not a JSON object); use another checkpoint (epoch_N, best_model)")
-    return state
-
-
-def verify_digests(directory: str | Path, names: tuple[str, ...] | None = None) -> None:
-    """Check the SHA-256 recorded in ``state.json`` of each weight file (all, or ``names``) against the disk.
-
-    A directory without recorded digests (a bare ``save_model`` directory, an older checkpoint) passes.
-    """
-    directory = Path(directory)
-    recorded = read_state(directory).get("sha256", {})
-    for name, digest in recorded.items():
-        if names is not None and name not in names:
-            continue
-        path = directory / name
-        if not path.is_file():
-            raise CheckpointError(f"{path} is missing although state.json records its SHA-256; restore it")
-        if file_sha256(path) != digest:
-            raise CheckpointError(
-                f"{path} does not match the SHA-256 recorded in state.json: the file changed or was corrupted "
-                "after it was saved; use another checkpoint (epoch_N, best_model)"
-            )
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    arr = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-    return np.require(arr, requirements="C")  # not ascontiguousarray: it turns 0-d (logit_scale) into [1]
-
-
-def load_state_into(model, path: str | Path) -> None:
-    """Load a safetensors file into ``model``; any missing, unexpected or mis-shaped tensor is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} not found")
-    arrays = load_safetensors(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(arrays))
-    unexpected = sorted(set(arrays) - set(own))
-    if missing or unexpected:
-        raise KeyError(
-            f"{path}: weights do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
-            "check that Arch matches the architecture the weights were trained with"
-        )
-    for name, param in own.items():
-        if list(arrays[name].shape) != list(param.shape):
-            raise ValueError(
-                f"{path}: tensor {name!r} has shape {list(arrays[name].shape)}, the model expects {list(param.shape)}"
-            )
-        param.set_value(arrays[name].astype(np.dtype(str(param.numpy().dtype)), copy=False))
 
 
 # ----------------------------------------------------------------------------- optimizer state
@@ -124,7 +48,7 @@ def optimizer_state(optimizer, model) -> tuple[dict[str, np.ndarray], dict[str, 
     tensors, scalars = {}, {}
     for key, value in optimizer.state_dict().items():
         if hasattr(value, "numpy"):
-            tensors[_rename_key(key, rename)] = _to_numpy(value)
+            tensors[_rename_key(key, rename)] = to_numpy(value)
         elif isinstance(value, dict):
             scalars[key] = {k: v for k, v in value.items() if isinstance(v, (int, float, str, bool))}
     return tensors, scalars
@@ -186,7 +110,7 @@ def save_checkpoint(directory: str | Path, model, optimizer=None, state: dict[st
 
 def _check_finite(tensors: dict[str, Any], what: str) -> None:
     for name, value in tensors.items():
-        arr = _to_numpy(value)
+        arr = to_numpy(value)
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise Diverged(f"{what} hold non-finite values ({name}); nothing was written")
 

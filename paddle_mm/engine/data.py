@@ -9,7 +9,7 @@ import paddle
 
 from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
-from ..text.tokenizer import preprocess_caption, tokenize
+from ..text.tokenizer import preprocess_caption, tokenize, trim_padding  # noqa: F401  (trainer, tasks import it here)
 from ..vision.transforms import ImageTransform
 from .run import worker_init
 
@@ -89,14 +89,3 @@ def build_train_loader(
         return_list=True,
     )
     return loader, sampler, dataset
-
-
-def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
-    """Drop trailing columns that are padding in every row.
-
-    Exact, not an approximation: padded keys are masked with -10000 before the softmax (exp underflows to
-    0 in fp32) and features are read at [CLS], so the result does not depend on trailing pad columns.
-    Short captions in a 52-token context then cost a fraction of the compute.
-    """
-    used = np.flatnonzero((input_ids != pad_id).any(axis=0))
-    return input_ids[:, : (used[-1] + 1 if used.size else 1)]

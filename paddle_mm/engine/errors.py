@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..data.datasets import DatasetError
+from ..io import CheckpointError  # a checkpoint that cannot be trusted (unreadable, truncated, SHA-256 differs)
 
 
 class TrainingError(RuntimeError):
@@ -45,13 +46,6 @@ class OutputDirUnusable(TrainingError):
     label = "output error"
 
 
-class CheckpointError(TrainingError):
-    """A checkpoint that cannot be trusted: unreadable, truncated, or a file whose SHA-256 differs."""
-
-    exit_code = 6  # as every tool's model error (tools/_errors.py)
-    label = "checkpoint error"
-
-
 class Interrupted(TrainingError):
     """SIGINT / SIGTERM: the run stopped cleanly (exit 128 + signal number, as a shell reports it)."""
 
@@ -67,10 +61,10 @@ DATA_EXIT_CODE = 3  # DatasetError: a missing or empty dataset root or split (as
 
 @contextmanager
 def exit_on_training_error() -> Iterator[None]:
-    """Turn a TrainingError or DatasetError into one line on stderr and its exit code (no traceback)."""
+    """A TrainingError, CheckpointError or DatasetError as one line on stderr and its exit code (no traceback)."""
     try:
         yield
-    except TrainingError as err:
+    except (TrainingError, CheckpointError) as err:
         print(f"{err.label}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except DatasetError as err:

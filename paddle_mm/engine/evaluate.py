@@ -107,12 +107,3 @@ def evaluate(
     metrics["skipped"] = encoded.skipped
     metrics["encoded"] = encoded  # for measures beyond recall (tools/eval.py: attribute precision on built-in data)
     return metrics
-
-
-def search(query_features: np.ndarray, gallery_features: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Top-``k`` gallery rows per query as ``[(row, cosine), ...]``, best first."""
-    from ..metrics import topk_indices
-
-    sim = query_features @ gallery_features.T  # (n_queries, n_gallery)
-    top = topk_indices(sim, k)
-    return [[(int(c), float(sim[q, c])) for c in row] for q, row in enumerate(top)]

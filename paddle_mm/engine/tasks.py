@@ -86,7 +86,7 @@ class VQATask:
     def build_model(self, arch: dict[str, Any]):
         from ..models.fusion import build_fusion_model
 
-        return build_fusion_model(arch, len(self.answers))
+        return build_fusion_model(arch, len(self.answers), labels=self.answers)
 
     def load(self, dataset_cfg: dict[str, Any], model_config) -> VQADataset:
         split = load_vqa_split(dataset_cfg["root"], dataset_cfg["split"], model_config.image_resolution)

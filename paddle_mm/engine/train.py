@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 import hardware
 
+from .. import distributed as dist
 from ..config import dump_config
 from ..data.collate import BadSampleCounter
 from ..data.duplicates import DuplicateCaptionGuard
 from ..losses import build_loss
 from ..models import build_model
 from ..optim import build_lr_schedule, build_optimizer
-from . import distributed as dist
 from .checkpoint import (
     load_checkpoint,
     load_state_into,

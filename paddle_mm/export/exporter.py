@@ -1,4 +1,4 @@
-"""Export a CLIP model for deployment: Paddle inference graphs, cleaned ONNX, INT8 towers, inference.yml.
+"""Export a CLIP or fusion model for deployment: Paddle inference graphs, cleaned ONNX, INT8, inference.yml.
 
 :func:`export_model` writes into ``out_dir`` (see :mod:`paddle_mm.inference.model_dir` for the layout),
 verifies every written graph against the eager model at several batch sizes, and only then writes
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,39 +30,44 @@ from ..inference.model_dir import (
 from ..io import staged_directory
 from ..text.tokenizer import WordPieceTokenizer
 from ..vision.transforms import ImageTransform
-from .graphs import GRAPHS, GraphSpec, graph_specs
+from .graphs import FUSION_GRAPHS, GRAPHS, GraphSpec, is_fusion, model_graph_specs
 from .onnx_export import DEFAULT_OPSET, paddle_to_onnx, save_onnx
 from .quantize import quantize_int8
-from .verify import verify_export
+from .verify import check_against_eager
 
-TOWERS = ("image", "text")  # graphs that get an INT8 variant
+INT8_GRAPHS = ("image", "text", "fusion")  # graphs that get an INT8 variant (not the combined CLIP graph)
 
 
 @dataclass
 class ExportOptions:
     """What to write and how strictly to check it.
 
-    graphs: any of ``image``, ``text``, ``clip``. onnx: also write ONNX (needed for INT8). int8: quantized
-    towers. verify_batches: batch sizes every variant is checked at. atol: allowed max abs diff of fp32
-    variants, relative to max(1, max |output|). int8_min_cosine: lowest allowed feature cosine of INT8.
+    graphs: for a CLIP any of ``image``, ``text``, ``clip``; for a fusion model any of ``fusion``, ``image``,
+    ``text``; None: every CLIP graph, or a fusion model's ``fusion``. onnx: also write ONNX (needed for INT8).
+    int8: quantized towers and fusion graph. verify_batches: batch sizes every variant is checked at. atol:
+    allowed max abs diff of fp32 variants, relative to max(1, max |output|). int8_min_cosine: lowest allowed
+    feature cosine of INT8 towers. int8_max_prob_diff: largest allowed difference of an INT8 fusion graph's
+    answer probabilities (softmax; sigmoid for matching) from eager.
     fuse_attention: write ONNX graphs whose attention blocks are ONNX Runtime ``Attention`` ops (faster, and
     ``QAttention`` in INT8); False keeps plain ONNX for runtimes without Microsoft's contrib ops.
     """
 
-    graphs: tuple[str, ...] = GRAPHS
+    graphs: tuple[str, ...] | None = None
     onnx: bool = True
     int8: bool = True
     opset: int = DEFAULT_OPSET
     verify_batches: tuple[int, ...] = (1, 3, 8)
     atol: float = 1e-4
     int8_min_cosine: float = 0.99
+    int8_max_prob_diff: float = 0.05
     threads: int | None = None
     fuse_attention: bool = True
 
-    def check(self) -> None:
-        unknown = [g for g in self.graphs if g not in GRAPHS]
-        if unknown or not self.graphs:
-            raise ValueError(f"graphs {list(self.graphs)}: choose a non-empty subset of {list(GRAPHS)}")
+    def check(self, available: tuple[str, ...] = GRAPHS) -> None:
+        graphs = available if self.graphs is None else self.graphs
+        unknown = [g for g in graphs if g not in available]
+        if unknown or not graphs:
+            raise ValueError(f"graphs {list(graphs)}: choose a non-empty subset of {list(available)} for this model")
         if self.int8 and not self.onnx:
             raise ValueError("int8=True needs onnx=True: INT8 towers are quantized from the ONNX export")
         if not self.verify_batches or min(self.verify_batches) < 1:
@@ -77,14 +82,17 @@ def export_model(
     options: ExportOptions | None = None,
     log=print,
 ) -> ExportInfo:
-    """Write, verify and describe the export of ``model`` (a CLIP in eval mode) into ``out_dir``.
+    """Write, verify and describe the export of ``model`` (a CLIP or a fusion model) into ``out_dir``.
 
     ``transform`` is the image pre-processing the model was trained with (its size must equal the model's
     ``image_resolution``). Raises ExportVerificationError when a graph disagrees; ``out_dir`` (new, empty or an
-earlier export) is then left as it was.
+    earlier export) is then left as it was.
     """
     options = options or ExportOptions()
-    options.check()
+    fusion = is_fusion(model)
+    options.check(tuple(model_graph_specs(model)) if fusion else GRAPHS)
+    if options.graphs is None:
+        options = replace(options, graphs=FUSION_GRAPHS if fusion else GRAPHS)
     cfg = model.config
     if transform.size != cfg.image_resolution:
         raise ValueError(
@@ -116,7 +124,7 @@ def _export_into(
 ) -> ExportInfo:
     """Write, verify and describe the export in ``out_dir`` (the staged directory)."""
     cfg = model.config
-    specs = graph_specs(cfg.image_resolution, cfg.embed_dim)
+    specs = model_graph_specs(model)
     export: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -135,20 +143,19 @@ def _export_into(
             f"[export] {name}: {', '.join(f'{b}/{p}' for b, p in graphs[name].variants())} "
             f"({time.perf_counter() - start:.1f} s)"
         )
+    postprocess: dict[str, Any] = {"l2_normalize": True}  # the tower graphs' features
+    if is_fusion(model):
+        postprocess["fusion"] = specs["fusion"].int8_check  # softmax | sigmoid: the fusion logits' probabilities
     info = ExportInfo(
-        out_dir,
-        _model_section(cfg, model_name),
-        _preprocess(transform, cfg, out_dir),
-        {"l2_normalize": True},
-        graphs,
-        export,
+        out_dir, _model_section(model, model_name), _preprocess(transform, cfg, out_dir), postprocess, graphs, export
     )
     start = time.perf_counter()
     export["verification"] = {
         "batches": list(options.verify_batches),
         "atol": options.atol,
         "int8_min_cosine": options.int8_min_cosine,
-        "results": verify_export(
+        "int8_max_prob_diff": options.int8_max_prob_diff,
+        "results": check_against_eager(
             model,
             info,
             specs,
@@ -157,6 +164,7 @@ def _export_into(
             options.int8_min_cosine,
             DeviceSpec(DEFAULT_DEVICE),  # the host: every variant's runtime runs there
             options.threads,
+            int8_max_prob_diff=options.int8_max_prob_diff,
         ),
     }
     log(
@@ -179,7 +187,7 @@ def _export_graph(
         fusion = report.as_dict() if options.fuse_attention else None
         onnx_files = save_onnx(onnx_model, out_dir / f"{spec.name}.onnx")
         files["fp32"]["onnxruntime"] = onnx_files
-        if options.int8 and spec.name in TOWERS:
+        if options.int8 and spec.name in INT8_GRAPHS:
             int8_name = f"{spec.name}.int8.onnx"
             int8 = quantize_int8(out_dir / onnx_files[0], out_dir / int8_name, external_data=len(onnx_files) > 1)
             files["int8"] = {"onnxruntime": [int8_name]}
@@ -201,14 +209,20 @@ def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[
     return names
 
 
-def _model_section(cfg, model_name: str) -> dict[str, Any]:
-    return {
+def _model_section(model: paddle.nn.Layer, model_name: str) -> dict[str, Any]:
+    cfg = model.config
+    section = {
         "name": model_name,
+        "type": "fusion" if is_fusion(model) else "clip",
         "embed_dim": cfg.embed_dim,
         "image_resolution": cfg.image_resolution,
         "context_length": cfg.context_length,
         "pad_id": cfg.pad_id,
     }
+    if is_fusion(model):  # what the Predictor needs to answer in words: the head's size and labels
+        section.update(fusion=model.fusion_name, n_outputs=model.n_outputs, matching=model.matching)
+        section["labels"] = model.labels
+    return section
 
 
 def _preprocess(transform: ImageTransform, cfg, out_dir: Path) -> dict[str, Any]:

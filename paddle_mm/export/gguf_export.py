@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.checkpoints import _read_safetensors
+from ..io import load_safetensors
 from ..text.tokenizer import _CJK, _SEPARATORS, _is_punctuation, _is_removed, load_vocab
 from ..vision.transforms import CLIP_MEAN, CLIP_STD
 
@@ -212,6 +212,8 @@ def convert_model_dir(model_dir: str | Path, out_file: str | Path) -> Path:
                 "(model_config.json, model.safetensors, vocab.txt)"
             )
     cfg = json.loads((model_dir / "model_config.json").read_text(encoding="utf-8"))
+    if cfg.get("model_type", "clip") != "clip":
+        raise ValueError(f"{model_dir}: a {cfg['model_type']} model; the board runtime runs CLIP towers only")
     if isinstance(cfg["vision_layers"], list):
         raise ValueError(f"{model_dir}: a ResNet image tower (RN50); the board runtime runs ViT models only")
     vocab_file = model_dir / "vocab.txt"
@@ -219,7 +221,7 @@ def convert_model_dir(model_dir: str | Path, out_file: str | Path) -> Path:
         from ..text.tokenizer import DEFAULT_VOCAB_FILE
 
         vocab_file = Path(DEFAULT_VOCAB_FILE)
-    state = _read_safetensors(model_dir / "model.safetensors")
+    state = load_safetensors(model_dir / "model.safetensors")
     pre = _preprocess(model_dir, cfg)
     tokens = _read_vocab(vocab_file)
     vocab = {t: i for i, t in enumerate(tokens)}

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .onnx_graph import prune_unused_initializers
+
 MS_DOMAIN = "com.microsoft"
 
 
@@ -305,8 +307,6 @@ class _Graph:
     def finish(self, model) -> None:
         """Splice the new nodes in (each before the Reshape it replaces), drop dead nodes, declare the domain."""
         from onnx import helper
-
-        from .onnx_export import prune_unused_initializers
 
         nodes = []
         for node in self.graph.node:

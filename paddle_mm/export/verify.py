@@ -1,8 +1,9 @@
 """An export checks itself: every exported graph variant against the eager model, at several batch sizes.
 
-fp32 variants (Paddle Inference, ONNX Runtime) must match eager outputs to ``atol`` times the output's
-scale (max(1, max |eager|)); INT8 variants must keep each feature row's cosine to the eager feature at
-least ``int8_min_cosine``. All graphs run on the same inputs; text batches hold captions of different
+fp32 variants (Paddle Inference, ONNX Runtime) must match eager outputs to ``atol`` times the output's scale (max(1,
+max |eager|)); INT8 towers must keep each feature row's cosine to the eager feature at least ``int8_min_cosine``; an
+INT8 fusion graph must keep its answer probabilities (softmax of the logits, sigmoid for a matching score) within
+``int8_max_prob_diff`` of eager's. All graphs run on the same inputs; text batches hold captions of different
 lengths, trimmed to the longest, so the dynamic text length is exercised too.
 """
 
@@ -48,8 +49,21 @@ def eager_outputs(layer: paddle.nn.Layer, spec: GraphSpec, feeds: dict[str, np.n
     return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
 
-def compare(variant: list[np.ndarray], eager: list[np.ndarray], precision: str) -> tuple[float, float]:
-    """(measured, scale): max abs diff and output scale for fp32; min row cosine and 1.0 for int8."""
+def probabilities(logits: np.ndarray, kind: str) -> np.ndarray:
+    """softmax over the last axis, or the elementwise sigmoid (``kind``: ``softmax`` | ``sigmoid``)."""
+    if kind == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def compare(
+    variant: list[np.ndarray], eager: list[np.ndarray], precision: str, int8_check: str = "cosine"
+) -> tuple[float, float]:
+    """(measured, scale): max abs diff and output scale for fp32; for int8 the min row cosine (towers) or the
+    max abs difference of the probabilities (fusion logits, ``int8_check`` softmax / sigmoid), and 1.0."""
+    if precision == "int8" and int8_check != "cosine":
+        return float(np.abs(probabilities(variant[0], int8_check) - probabilities(eager[0], int8_check)).max()), 1.0
     if precision == "int8":
         a, b = variant[0], eager[0]
         cosine = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
@@ -59,7 +73,7 @@ def compare(variant: list[np.ndarray], eager: list[np.ndarray], precision: str) 
     return diff, scale
 
 
-def verify_export(
+def check_against_eager(
     model: paddle.nn.Layer,
     info: ExportInfo,
     specs: dict[str, GraphSpec],
@@ -69,11 +83,12 @@ def verify_export(
     device: DeviceSpec,
     threads: int | None = None,
     seed: int = 0,
+    int8_max_prob_diff: float = 0.05,
 ) -> dict[str, Any]:
     """Run every variant of every graph at every batch size; return the measurements or raise naming failures.
 
-    Returns ``{graph: {"<backend>/<precision>": {batch: value}}}`` where value is the max abs diff (fp32)
-    or the min cosine (int8).
+    Returns ``{graph: {"<backend>/<precision>": {batch: value}}}`` where value is the max abs diff (fp32),
+    the min cosine (int8 towers) or the max probability difference (int8 fusion graph).
     """
     cfg = model.config
     report: dict[str, Any] = {}
@@ -92,9 +107,15 @@ def verify_export(
             runner = build_backend(backend, info.files(name, backend, precision), device, threads)
             row = report[name][f"{backend}/{precision}"] = {}
             for b in batches:
-                value, scale = compare(runner.run(feeds[b]), eager[b], precision)
+                value, scale = compare(runner.run(feeds[b]), eager[b], precision, spec.int8_check)
                 row[b] = value
-                if precision == "int8" and not value >= int8_min_cosine:
+                if precision == "int8" and spec.int8_check != "cosine":
+                    if not value <= int8_max_prob_diff:
+                        failures.append(
+                            f"{name} {backend}/int8 batch {b}: max {spec.int8_check} probability diff {value:.4f} "
+                            f"> {int8_max_prob_diff}"
+                        )
+                elif precision == "int8" and not value >= int8_min_cosine:
                     failures.append(f"{name} {backend}/int8 batch {b}: min cosine {value:.5f} < {int8_min_cosine}")
                 elif precision != "int8" and not value <= atol * scale:
                     failures.append(

@@ -6,7 +6,18 @@ a backend imports its runtime when built.
 """
 
 from .model_dir import ExportDirError, read_inference_yml
-from .predictor import BACKEND_CHOICES, Predictor
+from .predictor import BACKEND_CHOICES, Prediction, Predictor
+from .source import ModelSource, open_predictor
 from .verified import VerifiedExport, verify_export
 
-__all__ = ["BACKEND_CHOICES", "ExportDirError", "Predictor", "VerifiedExport", "read_inference_yml", "verify_export"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "ExportDirError",
+    "ModelSource",
+    "Prediction",
+    "Predictor",
+    "VerifiedExport",
+    "read_inference_yml",
+    "open_predictor",
+    "verify_export",
+]

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..io import atomic_write
 from .backends import Backend
 
 CACHE_FILE = "backend_choice.json"
@@ -119,6 +120,4 @@ def _write_cache(path: Path, key: str, entry: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _read_cache(path)
     data[key] = entry
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import yaml
 
-from ..io import DigestMismatch, check_digests, file_digests
+from ..io import DigestMismatch, atomic_write, check_digests, file_digests
 
 INFERENCE_YML = "inference.yml"
 BACKENDS = ("paddle_inference", "onnxruntime")
@@ -116,10 +116,7 @@ def record_digests(info: ExportInfo) -> dict[str, str]:
 def write_inference_yml(info: ExportInfo) -> Path:
     """Write ``info`` as ``<directory>/inference.yml`` (atomically) and return its path."""
     path = info.directory / INFERENCE_YML
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(info.to_dict(), allow_unicode=True, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, yaml.safe_dump(info.to_dict(), allow_unicode=True, sort_keys=False))
 
 
 def read_inference_yml(directory: str | Path) -> ExportInfo:

@@ -8,6 +8,12 @@
     # an export signed as a package (docs/model_package.md): verified, then run from the verified bytes
     p = Predictor.from_package("pkg/", trust, model="cn-clip", state=RollbackStore(default_state_path()))
 
+    # the export of a fusion model (its "fusion" graph): image-question pairs, one question per image
+    vqa = Predictor("inference_vqa/")
+    vqa.answer(["a.png"], ["图中有几个图形？"])   # Prediction(labels=["2"], scores=[0.93], probabilities=(1, 29))
+    vqa.classify(images, texts)                  # the same for a classifier: its class names
+    Predictor("inference_match/").match(images, captions)   # (N,) match probabilities of the pairs
+
 Pre-processing (Chinese-CLIP's resize + normalize, its WordPiece tokenizer) is rebuilt from
 ``inference.yml`` and ``vocab.txt`` alone. Inputs are cut into batches of ``batch_size``; each text batch
 drops its all-padding columns (exact: pad keys are masked) so short captions cost less.
@@ -18,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -28,7 +34,7 @@ from hardware.select import check_backend, missing, variant_format
 
 from ..package.keys import Decryptor
 from ..package.trust import RollbackStore, TrustStore
-from ..text.tokenizer import WordPieceTokenizer
+from ..text.tokenizer import WordPieceTokenizer, trim_padding
 from ..vision.transforms import ImageTransform
 from . import auto
 from .backends import Backend, build_backend, build_backend_from_memory
@@ -36,6 +42,15 @@ from .model_dir import BACKENDS, PRECISIONS, ExportDirError, ExportInfo, read_in
 from .verified import VerifiedExport, verify_export
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+class Prediction(NamedTuple):
+    """What :meth:`Predictor.answer` / :meth:`Predictor.classify` return for N image-text pairs: the best label
+    of each pair, its probability, and every label's probability (N, n_labels) in ``Predictor.labels`` order."""
+
+    labels: list[str]
+    scores: np.ndarray
+    probabilities: np.ndarray
 
 
 class Predictor:
@@ -262,6 +277,68 @@ class Predictor:
     def _empty(self) -> np.ndarray:
         return np.zeros((0, int(self.info.model["embed_dim"])), np.float32)
 
+    # -- fusion models ---------------------------------------------------------------------------------------
+    @property
+    def is_fusion(self) -> bool:
+        """Whether the export is a fusion model's (a ``fusion`` graph: answer, classify, match)."""
+        return self.info.model.get("type") == "fusion"
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The fusion head's output names (answers or classes) in order; None for CLIP and matching exports."""
+        return self.info.model.get("labels") if self.is_fusion else None
+
+    def fusion_logits(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
+        """The fusion graph's logits (N, n_outputs) for image-text pairs: ``images[i]`` with ``texts[i]``; one
+        image (or one text) pairs with every item of the other list."""
+        if not self.is_fusion:
+            raise ExportDirError(
+                f"{self.info.directory} is the export of a {self.info.model.get('type', 'clip')} model, not a fusion "
+                "model: use encode_images / encode_texts / score, or export a fusion checkpoint"
+            )
+        images, texts = _pairs(list(images), list(texts))
+        runner = self.runner("fusion")
+        needs = set(self.info.graph("fusion").input_names())
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            feeds = {}
+            if "pixel_values" in needs:
+                feeds["pixel_values"] = self.preprocess_images(images[i : i + self.batch_size])
+            if "input_ids" in needs:
+                ids = self.tokenizer.encode_batch(texts[i : i + self.batch_size])
+                feeds["input_ids"] = trim_padding(ids, self.pad_id)
+            out.append(runner.run(feeds)[0])
+        return np.concatenate(out) if out else np.zeros((0, int(self.info.model["n_outputs"])), np.float32)
+
+    def answer(self, images: Sequence[Any], questions: Sequence[str]) -> Prediction:
+        """A VQA model's answer to each image-question pair (paired as :meth:`fusion_logits`), with its
+        probability (softmax over the answers)."""
+        return self._top_label(images, questions, "answer")
+
+    def classify(self, images: Sequence[Any], texts: Sequence[str]) -> Prediction:
+        """A multimodal classifier's class of each image-text pair, with its probability."""
+        return self._top_label(images, texts, "classify")
+
+    def match(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
+        """A matching model's probability (N,) that ``texts[i]`` describes ``images[i]`` (sigmoid of its score)."""
+        self._require_head("match", matching=True)
+        return 1.0 / (1.0 + np.exp(-self.fusion_logits(images, texts)[:, 0]))
+
+    def _top_label(self, images: Sequence[Any], texts: Sequence[str], call: str) -> Prediction:
+        self._require_head(call, matching=False)
+        logits = self.fusion_logits(images, texts)
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs = e / e.sum(axis=-1, keepdims=True)
+        best = probs.argmax(axis=-1)
+        names = self.labels or [str(i) for i in range(probs.shape[1])]
+        return Prediction([names[j] for j in best], probs[np.arange(len(best)), best], probs)
+
+    def _require_head(self, call: str, matching: bool) -> None:
+        if self.is_fusion and bool(self.info.model.get("matching")) != matching:
+            what = "an image-text matching model" if self.info.model.get("matching") else "a VQA / classification model"
+            fix = "match(images, texts)" if not matching else "answer(images, questions) or classify(images, texts)"
+            raise ExportDirError(f"{self.info.directory} is the export of {what}: {call}() does not apply; use {fix}")
+
 
 def _build_checked(
     info: ExportInfo, backend: str, names: list[str], device: DeviceSpec, threads: int | None
@@ -291,13 +368,17 @@ def _is_unloadable(backend: str, err: Exception) -> bool:
     return type(err).__module__.startswith("onnxruntime") and type(err).__name__ in _ORT_UNLOADABLE
 
 
-def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
-    """Drop trailing columns that are padding in every row (exact: pad keys are masked in attention).
-
-    The same as ``paddle_mm.engine.data.trim_padding``, repeated here because that module imports paddle
-    and an ONNX Runtime deployment should not need it."""
-    used = np.flatnonzero((input_ids != pad_id).any(axis=0))
-    return np.ascontiguousarray(input_ids[:, : (used[-1] + 1 if used.size else 1)])
+def _pairs(images: list[Any], texts: list[str]) -> tuple[list[Any], list[str]]:
+    """Equal-length lists, or one item broadcast over the other list."""
+    if len(images) == len(texts):
+        return images, texts
+    if len(images) == 1:
+        return images * len(texts), texts
+    if len(texts) == 1:
+        return images, texts * len(images)
+    raise ValueError(
+        f"{len(images)} images and {len(texts)} texts: give one text per image, or one image (or one text) for all"
+    )
 
 
 def _normalize(features: np.ndarray) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Model registry: named architectures are data (``model_configs/<name>.json``), built by plain functions.
 
-``create_model("ViT-B-16")`` builds a randomly initialised model; ``load_model(dir)`` builds one from a
-saved directory (``model_config.json`` + ``model.safetensors``) and loads its weights, failing loudly on
-any missing, unexpected or mis-shaped tensor. ``save_model`` also writes the vocabulary and the tokenizer's
-sizes (``vocab.txt``, ``tokenizer_config.json``), so ``UnifiedTokenizer.from_pretrained(dir)`` works on it.
-``load_from_name`` (:mod:`.pretrained`) is Chinese-CLIP's call of that name.
+``create_model("ViT-B-16")`` builds a randomly initialised model; ``load_model(dir)`` builds one from a saved
+directory (``model_config.json`` + ``model.safetensors``) and loads its weights, failing loudly on any missing,
+unexpected or mis-shaped tensor. ``model_config.json`` names the kind of model it holds (``model_type``): ``"clip"``
+(the CLIP fields at the top level, as before the field existed: a file without it is a CLIP) or ``"fusion"``
+(``{"fusion": {...}, "clip": {CLIP fields}}``, :mod:`.fusion`). ``save_model`` also writes the vocabulary and the
+tokenizer's sizes (``vocab.txt``, ``tokenizer_config.json``), so ``UnifiedTokenizer.from_pretrained(dir)`` works on
+it. ``load_from_name`` (``paddle_mm.load_from_name``, in :mod:`.pretrained`) is Chinese-CLIP's call of that name.
 """
 
 from __future__ import annotations
@@ -13,35 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .aliases import resolve_model_name
+from .registry import create_model, get_model_config, list_models  # noqa: F401 (re-exported: paddle_mm.models.create_model)
 
-_CONFIG_DIR = Path(__file__).parent / "model_configs"
 MODEL_CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # paddle_mm.tokenizer.CONFIG_NAME
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model` and ``Arch.name``."""
-    return sorted(p.stem for p in _CONFIG_DIR.glob("*.json"))
-
-
-def get_model_config(name: str) -> dict[str, Any]:
-    """The architecture dict of a named model (a fresh copy); aliases such as "Chinese-CLIP" are accepted."""
-    name = resolve_model_name(name, list_models())
-    path = _CONFIG_DIR / f"{name}.json"
-    if not path.is_file():
-        raise KeyError(f"unknown model {name!r}; available: {list_models()}")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def create_model(name: str, **overrides: Any):
-    """Build a named architecture with random weights; ``overrides`` replace fields of its config."""
-    from .chinese_clip import CLIP, CLIPConfig
-
-    cfg = get_model_config(name)
-    cfg.update(overrides)
-    return CLIP(CLIPConfig.from_dict(cfg))
+MODEL_TYPES = ("clip", "fusion")  # model_config.json's model_type
 
 
 def build_model(arch: dict[str, Any]):
@@ -59,16 +38,29 @@ def build_model(arch: dict[str, Any]):
     return model
 
 
-def save_model(model, directory: str | Path) -> Path:
-    """Write ``model_config.json`` + ``model.safetensors`` into ``directory`` (created if missing)."""
+def model_config_dict(model) -> dict[str, Any]:
+    """What ``model_config.json`` holds for ``model``: its kind (``model_type``) and everything needed to build it."""
     from dataclasses import asdict
 
-    from ..engine.checkpoint import save_safetensors
+    clip = asdict(model.config)
+    describe = getattr(model, "describe", None)  # FusionModel: its fusion, head size, labels
+    if describe is None:
+        return {"model_type": "clip", **clip}
+    return {"model_type": "fusion", "fusion": describe(), "clip": clip}
+
+
+def save_model(model, directory: str | Path) -> Path:
+    """Write ``model_config.json`` + ``model.safetensors`` into ``directory`` (created if missing).
+
+    ``model`` is a CLIP or a fusion model; ``model_config.json`` says which (see the module docstring)."""
+    from ..io import save_safetensors
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_safetensors(model.state_dict(), directory / WEIGHTS_FILE)
-    _write_text_atomic(directory / MODEL_CONFIG_FILE, json.dumps(asdict(model.config), indent=2))
+    _write_text_atomic(
+        directory / MODEL_CONFIG_FILE, json.dumps(model_config_dict(model), ensure_ascii=False, indent=2)
+    )
     _save_tokenizer(model.config, directory)
     return directory
 
@@ -85,37 +77,52 @@ def _save_tokenizer(cfg, directory: Path) -> None:
     _write_text_atomic(directory / TOKENIZER_CONFIG_FILE, json.dumps(sizes, indent=2) + "\n")
 
 
-def load_from_name(name, device: str = "cpu", download_root=None, **options: Any):
-    """``(model, preprocess)`` from a Chinese-CLIP .pt, a model directory or a released name (:mod:`.pretrained`)."""
-    from .pretrained import load_from_name as load
-
-    return load(name, device, download_root, **options)
-
-
-def load_model(path: str | Path):
-    """Build and load a model saved by :func:`save_model` or a training checkpoint directory.
-
-    A checkpoint's ``model.safetensors`` is checked against the SHA-256 in its ``state.json`` first
-    (a mismatch raises ``CheckpointError`` naming the file).
-    """
-    from ..engine.checkpoint import load_state_into, verify_digests
-    from .chinese_clip import CLIP, CLIPConfig
-
-    path = Path(path)
-    config_file = path / MODEL_CONFIG_FILE
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """``model_config.json`` of a model directory, with ``model_type`` always set (``"clip"`` when absent)."""
+    config_file = Path(path) / MODEL_CONFIG_FILE
     if not config_file.is_file():
         raise FileNotFoundError(
             f"{config_file} not found: load_model expects a directory written by save_model or by training "
             "(holding model_config.json and model.safetensors)"
         )
+    cfg = json.loads(config_file.read_text(encoding="utf-8"))
+    cfg.setdefault("model_type", "clip")  # written before the field existed: always a CLIP
+    if cfg["model_type"] not in MODEL_TYPES:
+        raise ValueError(f"{config_file}: model_type {cfg['model_type']!r} is not one of {MODEL_TYPES}")
+    return cfg
+
+
+def model_from_config(cfg: dict[str, Any]):
+    """A randomly initialised model of the kind and shape a ``model_config.json`` dict describes."""
+    from .chinese_clip import CLIP, CLIPConfig
+
+    cfg = dict(cfg)
+    if cfg.pop("model_type", "clip") == "clip":
+        return CLIP(CLIPConfig.from_dict(cfg))
+    from .fusion import fusion_from_config
+
+    return fusion_from_config(CLIP(CLIPConfig.from_dict(cfg["clip"])), cfg["fusion"])
+
+
+def load_model(path: str | Path):
+    """Build and load a model saved by :func:`save_model` or a training checkpoint directory: a CLIP or a
+    fusion model (:class:`~paddle_mm.models.fusion.FusionModel`), as its ``model_config.json`` says.
+
+    A checkpoint's ``model.safetensors`` is checked against the SHA-256 in its ``state.json`` first
+    (a mismatch raises ``CheckpointError`` naming the file).
+    """
+    from ..io import load_state_into, verify_digests
+
+    path = Path(path)
+    cfg = read_model_config(path)
     verify_digests(path, (WEIGHTS_FILE,))
-    model = CLIP(CLIPConfig.from_dict(json.loads(config_file.read_text(encoding="utf-8"))))
+    model = model_from_config(cfg)
     load_state_into(model, path / WEIGHTS_FILE)
     model.eval()
     return model
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    from ..io import atomic_write
+
+    atomic_write(path, text)

@@ -291,18 +291,30 @@ FUSIONS: dict[str, type] = {
 
 
 class FusionModel(nn.Layer):
-    """CLIP towers + a fusion. ``forward(pixel_values, input_ids)`` -> dict with ``logits`` [B, n_outputs]."""
+    """CLIP towers + a fusion. ``forward(pixel_values, input_ids)`` -> dict with ``logits`` [B, n_outputs].
+
+    ``labels`` names the head's outputs in order (the answers of a VQA model, the classes of a classifier;
+    None for matching): saved with the model, so an export answers in words."""
 
     def __init__(
-        self, clip: nn.Layer, fusion_name: str, fusion_cfg: dict[str, Any], n_outputs: int, matching: bool = False
+        self,
+        clip: nn.Layer,
+        fusion_name: str,
+        fusion_cfg: dict[str, Any],
+        n_outputs: int,
+        matching: bool = False,
+        labels: list[str] | None = None,
     ):
         super().__init__()
+        if labels is not None and len(labels) != n_outputs:
+            raise ValueError(f"{len(labels)} labels for a head of {n_outputs} outputs; give one label per output")
         self.clip = clip
         self.config = clip.config  # image_resolution, context_length, pad_id: what the data pipeline reads
         self.fusion_name = fusion_name
         self.fusion_cfg = dict(fusion_cfg)
         self.n_outputs = n_outputs
         self.matching = matching
+        self.labels = None if labels is None else [str(a) for a in labels]
         self.needs_tokens = fusion_name in TOKEN_FUSIONS and not (fusion_name == "mfb" and not fusion_cfg["attend"])
         if self.needs_tokens and clip.config.is_resnet:
             raise ValueError(
@@ -317,6 +329,16 @@ class FusionModel(nn.Layer):
         self.uses_image, self.uses_text = fusion_name != "text_only", fusion_name != "image_only"
         extra = {"key": "text_embed" if fusion_name == "text_only" else "image_embed"}
         self.fusion = FUSIONS[fusion_name](dims, n_outputs, **fusion_cfg, **extra)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``fusion`` section of ``model_config.json``: what :func:`fusion_from_config` rebuilds this from."""
+        return {
+            "name": self.fusion_name,
+            **self.fusion_cfg,
+            "n_outputs": self.n_outputs,
+            "matching": self.matching,
+            "labels": self.labels,
+        }
 
     def features(self, pixel_values: paddle.Tensor | None, input_ids: paddle.Tensor | None) -> dict[str, paddle.Tensor]:
         """Tower outputs the fusion reads: ``image_embed`` [B, D] and, for token fusions, ``image_tokens``
@@ -384,7 +406,10 @@ class FusionModel(nn.Layer):
 # ----------------------------------------------------------------------------- export
 
 
-class _BothInputs(nn.Layer):
+class FusionLogits(nn.Layer):
+    """``model``'s logits [B, n_outputs] as a layer of named inputs (what an export traces); a matching model
+    scores the given pairs only (no in-batch negatives)."""
+
     def __init__(self, model: FusionModel):
         super().__init__()
         self.model = model
@@ -393,19 +418,31 @@ class _BothInputs(nn.Layer):
         return self.model.fusion(self.model.features(pixel_values, input_ids))["logits"]
 
 
-class _ImageInput(_BothInputs):
+class ImageFusionLogits(FusionLogits):
     def forward(self, pixel_values: paddle.Tensor) -> paddle.Tensor:
         return self.model.fusion(self.model.features(pixel_values, None))["logits"]
 
 
-class _TextInput(_BothInputs):
+class TextFusionLogits(FusionLogits):
     def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
         return self.model.fusion(self.model.features(None, input_ids))["logits"]
 
 
+def fusion_input_names(model: FusionModel) -> list[str]:
+    """The inputs ``model``'s logits read, in order: a baseline reads only its own."""
+    return [n for n, used in (("pixel_values", model.uses_image), ("input_ids", model.uses_text)) if used]
+
+
+def fusion_logits_layer(model: FusionModel) -> FusionLogits:
+    """The :class:`FusionLogits` layer taking exactly :func:`fusion_input_names` of ``model``."""
+    names = fusion_input_names(model)
+    return {2: FusionLogits, 1: ImageFusionLogits if model.uses_image else TextFusionLogits}[len(names)](model)
+
+
 def export_fusion_model(model: FusionModel, path: str) -> list[str]:
     """``paddle.jit.save`` the logits graph at ``path`` (prefix; writes ``.json`` + ``.pdiparams``) with a dynamic
-    batch and text length. Returns the graph's input names in order: a baseline takes only its own input."""
+    batch and text length. Returns the graph's input names in order: a baseline takes only its own input.
+    (``paddle_mm.export.export_model`` writes the full, verified export of a fusion model.)"""
     from paddle.static import InputSpec
 
     S = model.config.image_resolution
@@ -413,8 +450,8 @@ def export_fusion_model(model: FusionModel, path: str) -> list[str]:
         "pixel_values": InputSpec([None, 3, S, S], "float32", "pixel_values"),
         "input_ids": InputSpec([None, None], "int64", "input_ids"),
     }
-    names = [n for n, used in (("pixel_values", model.uses_image), ("input_ids", model.uses_text)) if used]
-    wrapper = {2: _BothInputs, 1: _ImageInput if model.uses_image else _TextInput}[len(names)](model)
+    names = fusion_input_names(model)
+    wrapper = fusion_logits_layer(model)
     wrapper.eval()
     static = paddle.jit.to_static(wrapper, input_spec=[specs[n] for n in names], full_graph=True)
     paddle.jit.save(static, path)
@@ -443,14 +480,36 @@ def _set_tower_training(clip: nn.Layer, mode: str, train_layers: int) -> None:
             p.stop_gradient = False
 
 
-def build_fusion_model(arch: dict[str, Any], n_outputs: int, matching: bool = False) -> FusionModel:
+def fusion_from_config(clip: nn.Layer, desc: dict[str, Any]) -> FusionModel:
+    """The fusion model a saved ``model_config.json``'s ``fusion`` section describes (:meth:`FusionModel.describe`),
+    on the towers ``clip`` (random weights: ``load_model`` loads them after)."""
+    desc = dict(desc)
+    name = desc.pop("name", None)
+    if name not in FUSIONS:
+        raise KeyError(f"model_config.json: unknown fusion {name!r}; available: {sorted(FUSIONS)}")
+    head = {k: desc.pop(k) for k in ("n_outputs", "matching", "labels") if k in desc}
+    known = set(FUSION_DEFAULTS) - {"towers", "train_layers", "clip_weights"}
+    unknown = sorted(set(desc) - known)
+    if unknown or "n_outputs" not in head:
+        raise KeyError(
+            f"model_config.json: fusion keys {unknown or 'n_outputs missing'} do not describe a fusion model; "
+            f"expected name, n_outputs, matching, labels and {sorted(known)}"
+        )
+    cfg = {k: FUSION_DEFAULTS[k] for k in known} | desc
+    return FusionModel(clip, name, cfg, int(head["n_outputs"]), bool(head.get("matching")), head.get("labels"))
+
+
+def build_fusion_model(
+    arch: dict[str, Any], n_outputs: int, matching: bool = False, labels: list[str] | None = None
+) -> FusionModel:
     """Build from an ``Arch`` section whose ``fusion`` sub-dict names the fusion (other Arch keys shape the towers).
 
-    ``n_outputs`` is the head size (the task's number of answers or classes; 1 for matching). Missing fusion keys
+    ``n_outputs`` is the head size (the task's number of answers or classes; 1 for matching); ``labels`` names
+    its outputs (the answers or classes, saved with the model). Missing fusion keys
     take ``FUSION_DEFAULTS``; unknown ones are an error. ``matching`` makes ``forward`` return the image-text
     matching outputs with in-batch hard negatives (and lets ``logit_scale`` train for the contrastive term).
     """
-    from . import create_model
+    from .registry import create_model
 
     arch = {k: v for k, v in arch.items() if v is not None}
     fusion = dict(arch.pop("fusion"))
@@ -466,7 +525,7 @@ def build_fusion_model(arch: dict[str, Any], n_outputs: int, matching: bool = Fa
     if cfg["clip_weights"]:
         from pathlib import Path
 
-        from ..engine.checkpoint import load_state_into
+        from ..io import load_state_into
 
         weights = Path(cfg["clip_weights"]) / "model.safetensors"
         if not weights.is_file():
@@ -484,4 +543,4 @@ def build_fusion_model(arch: dict[str, Any], n_outputs: int, matching: bool = Fa
         if name in ("text_only", "image_only"):
             raise ValueError(f"fusion {name!r} sees one modality and cannot score image-text pairs; pick a fusion")
         clip.logit_scale.stop_gradient = False
-    return FusionModel(clip, name, cfg, n_outputs, matching)
+    return FusionModel(clip, name, cfg, n_outputs, matching, labels)

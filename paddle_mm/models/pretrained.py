@@ -90,9 +90,9 @@ def _from_pt(path: Path, arch: str | None, overrides: dict[str, Any]):
     """A Chinese-CLIP ``.pt`` converted in memory (no torch): shapes checked exactly against the architecture."""
     import numpy as np
 
-    from .checkpoints import CheckpointError, TorchCheckpoint, resolve_config
     from .chinese_clip import CLIP, CLIPConfig
-    from .convert import cn_clip_to_paddle
+    from .conversion import CheckpointError, TorchCheckpoint, resolve_config
+    from .conversion.names import cn_clip_to_paddle
 
     with TorchCheckpoint(path) as ckpt:
         state = cn_clip_to_paddle(ckpt.state_dict())

@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..io import atomic_write
 from . import fsio, hashing
 from .errors import PackageConfigError
 from .keys import Signer, sign_message
@@ -120,7 +121,4 @@ def sign_package(
 def write_signed(root: str | os.PathLike, manifest_bytes: bytes, signature: bytes) -> None:
     """Write manifest and signature, each through a temporary file and an atomic rename."""
     for name, data in ((MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature)):
-        target = Path(root) / name
-        tmp = target.with_name(f".{name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(Path(root) / name, data)

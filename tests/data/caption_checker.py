@@ -1,6 +1,6 @@
 """An independent reader of the synthetic captions: Chinese text -> clauses -> truth on a scene record.
 
-It shares no code or tables with paddle_mm.data.synthetic: its vocabulary is written out here, and scenes
+It shares no code or tables with paddle_mm.demo.shapes: its vocabulary is written out here, and scenes
 are the plain JSON records of {split}_scenes.jsonl.
 """
 

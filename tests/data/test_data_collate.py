@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import char_tokenizer, local_transform
 
 from paddle_mm.data.collate import BadSampleCounter, collate_skip_bad
 from paddle_mm.data.datasets import PairDataset, load_corpus
-from paddle_mm.data.synthetic import make_dataset
+from paddle_mm.demo.shapes import make_dataset
+from tests.data.toys import char_tokenizer, local_transform
 
 
 def good(i: int) -> dict:

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import char_tokenizer, local_transform
 
 from paddle_mm.data.datasets import (
     ImageDataset,
@@ -23,8 +22,9 @@ from paddle_mm.data.datasets import (
     TextRecord,
     load_corpus,
 )
-from paddle_mm.data.synthetic import Scene, Style, encode_png, render_scene
 from paddle_mm.data.writers import write_imgs_tsv, write_texts_jsonl
+from paddle_mm.demo.shapes import Scene, Style, encode_png, render_scene
+from tests.data.toys import char_tokenizer, local_transform
 
 
 def png(seed: int) -> bytes:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from caption_checker import COLOUR_WORDS, caption_holds, one_attribute_difference, parse_caption
 
-from paddle_mm.data.synthetic import COLOURS, make_dataset
+from paddle_mm.demo.shapes import COLOURS, make_dataset
 
 SIZES = {"train": 60, "valid": 30, "test": 20}
 

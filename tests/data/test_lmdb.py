@@ -23,10 +23,10 @@ from paddle_mm.data.lmdb_reader import (  # noqa: E402
     readonly_map_size,
     write_lmdb_split,
 )
-from paddle_mm.data.synthetic import make_dataset  # noqa: E402
 from paddle_mm.data.writers import encode_image_field  # noqa: E402
+from paddle_mm.demo.shapes import make_dataset  # noqa: E402
 from tests.conftest import run_tool  # noqa: E402
-from tests.data.conftest import char_tokenizer, local_transform  # noqa: E402
+from tests.data.toys import char_tokenizer, local_transform  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.serving.conftest import sign_copy
+from tests.conftest import sign_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = "registry.example.gov.cn/paddle-mm/serve@sha256:" + "ab" * 32

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tests.conftest import ROOT, run_tool, tiny_args
+from tests.conftest import ROOT, TINY_ARCH, TINY_NAME, run_tool, tiny_args
 
-RUN = "CN-CLIP-Tiny"
+RUN = TINY_NAME  # a run's folder is named after Arch.name
 QUICK = ("Global.epochs=1", "Global.eval_during_train=false")
 
 
@@ -107,7 +107,7 @@ def test_save_checkpoint_refuses_non_finite_weights_and_keeps_the_old_one(tmp_pa
     from paddle_mm.engine.errors import Diverged
     from paddle_mm.models import create_model, load_model
 
-    model = create_model("CN-CLIP-Tiny", image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
+    model = create_model(TINY_NAME, **TINY_ARCH)
     save_checkpoint(tmp_path / "best_model", model)
     good = (tmp_path / "best_model" / "model.safetensors").read_bytes()
     model.logit_scale.set_value(paddle.to_tensor(float("nan")))
@@ -288,8 +288,7 @@ def test_plot_draws_a_task_run_without_logit_scale_and_names_a_wrong_folder(tmp_
     steps.append({**steps[-1], "loss": 1.5})  # a step logged again after a resume: the later record wins
     (run / "train_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
     history = [
-        {"epoch": e, "global_step": 5 * e, "vqa_acc": 20.0 * e, "accuracy": 18.0 * e, "per_type": {}}
-        for e in (1, 2)
+        {"epoch": e, "global_step": 5 * e, "vqa_acc": 20.0 * e, "accuracy": 18.0 * e, "per_type": {}} for e in (1, 2)
     ]
     (run / "train_summary.json").write_text(json.dumps({"history": history}))
     png = plot_run(run)

@@ -149,7 +149,7 @@ def test_pretrained_model_fine_tunes_from_its_weights(baseline, tiny_data, tmp_p
 
 
 def test_corrupt_images_are_counted_and_skipped(tmp_path):
-    from paddle_mm.data.synthetic import make_dataset
+    from paddle_mm.demo.shapes import make_dataset
 
     data = tmp_path / "data"
     make_dataset(data, {"train": 64, "valid": 24}, seed=2, image_size=32, corrupt=5, corrupt_split="train")

@@ -22,8 +22,8 @@ from paddle_mm.engine.data import build_tokenizer
 from paddle_mm.models import load_model
 from paddle_mm.text.tokenizer import tokenize
 from paddle_mm.vision.transforms import ImageTransform
+from tests.cn_clip_reference import cn_clip_compute_score
 from tests.conftest import run_tool, tiny_args
-from tests.test_metrics import cn_clip_compute_score
 
 RUN = "CN-CLIP-Tiny"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ARCH = {"image_resolution": 32, "vision_layers": 1, "text_num_hidden_layers": 1, "embed_dim": 32}
+from tests.conftest import TINY_ARCH, TINY_NAME
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def tiny_model():
     from paddle_mm.models import create_model
 
     paddle.seed(3)
-    model = create_model("CN-CLIP-Tiny", **ARCH)
+    model = create_model(TINY_NAME, **TINY_ARCH)
     model.eval()
     return model
 

@@ -9,7 +9,7 @@ import pytest
 
 from hardware import DeviceSpec
 from paddle_mm.export import ExportVerificationError, graph_specs
-from paddle_mm.export.verify import eager_outputs, verification_feeds, verify_export
+from paddle_mm.export.verify import check_against_eager, eager_outputs, verification_feeds
 from paddle_mm.inference.backends import build_backend
 from paddle_mm.inference.model_dir import ExportDirError, read_inference_yml, write_inference_yml
 
@@ -65,7 +65,7 @@ def test_verification_catches_a_graph_that_differs_from_the_model(export_dir, ti
     try:
         proj.set_value(original * 1.01)  # the exported image graph no longer matches the model
         with pytest.raises(ExportVerificationError, match="image paddle_inference/fp32 batch 1"):
-            verify_export(tiny_model, info, specs, (1,), 1e-4, 0.99, DeviceSpec("cpu"), threads=1)
+            check_against_eager(tiny_model, info, specs, (1,), 1e-4, 0.99, DeviceSpec("cpu"), threads=1)
     finally:
         proj.set_value(paddle.to_tensor(original))
 

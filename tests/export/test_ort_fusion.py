@@ -11,6 +11,7 @@ from paddle_mm.export.onnx_export import paddle_to_onnx
 from paddle_mm.export.ort_fusion import fuse_attention
 from paddle_mm.export.quantize import quantize_int8
 from paddle_mm.export.verify import eager_outputs, verification_feeds
+from tests.conftest import TINY_ARCH, TINY_NAME
 
 LAYERS = 2  # two blocks per tower, so "one Attention per layer" is not "one Attention"
 
@@ -23,9 +24,7 @@ def two_layer_graphs(tmp_path_factory):
     from paddle_mm.models import create_model
 
     paddle.seed(5)
-    model = create_model(
-        "CN-CLIP-Tiny", image_resolution=32, vision_layers=LAYERS, text_num_hidden_layers=LAYERS, embed_dim=32
-    )
+    model = create_model(TINY_NAME, **{**TINY_ARCH, "vision_layers": LAYERS, "text_num_hidden_layers": LAYERS})
     model.eval()
     out = tmp_path_factory.mktemp("fusion")
     graphs = {}

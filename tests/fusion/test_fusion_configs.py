@@ -10,7 +10,7 @@ import paddle
 import pytest
 
 from paddle_mm.config import ConfigError, load_config
-from paddle_mm.engine.checkpoint import save_safetensors
+from paddle_mm.io import save_safetensors
 from paddle_mm.models import build_model
 from paddle_mm.models.fusion import FUSIONS, build_fusion_model
 from tests.conftest import ROOT

@@ -85,10 +85,7 @@ def test_vqa_task_rejects_a_caption_dataset(vqa_data, tmp_path):
 
 
 def test_image_corruptions_grow_with_severity():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    from benchmark_tasks import IMAGE_CORRUPTIONS, corrupt_images, perturb_text
+    from paddle_mm.demo.corruptions import IMAGE_CORRUPTIONS, corrupt_images, perturb_text
 
     images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
     for kind in IMAGE_CORRUPTIONS:
@@ -115,8 +112,8 @@ def test_train_matching_end_to_end(tiny_data, tmp_path):
     # the re-ranking is the fusion's: the saved weights evaluated here give the logged metrics, and with the
     # fusion's scores zeroed (its head's last layer) they give others
     from paddle_mm.config import load_config
-    from paddle_mm.engine.checkpoint import load_state_into
     from paddle_mm.engine.tasks import build_task
+    from paddle_mm.io import load_state_into
 
     cfg = load_config(tmp_path / "CN-CLIP-Tiny" / "config.yml")
     task = build_task(cfg)

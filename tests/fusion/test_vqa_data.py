@@ -8,7 +8,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from paddle_mm.data.synthetic import Obj
 from paddle_mm.data.vqa import (
     ANSWERS,
     ANSWERS_BY_TYPE,
@@ -17,6 +16,7 @@ from paddle_mm.data.vqa import (
     load_vqa_split,
     make_vqa_dataset,
 )
+from paddle_mm.demo.shapes import Obj
 
 
 @pytest.fixture(scope="module")

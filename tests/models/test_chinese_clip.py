@@ -18,7 +18,8 @@ import pytest
 import paddle_mm
 from paddle_mm.models import get_model_config
 from paddle_mm.models.chinese_clip import CLIP, BatchNorm, CLIPConfig, ModifiedResNet, VisualTransformer
-from paddle_mm.models.convert import DROPPED_KEYS, cn_clip_to_paddle, paddle_to_cn_clip
+from paddle_mm.models.conversion.names import DROPPED_KEYS, cn_clip_to_paddle, paddle_to_cn_clip
+from tests.conftest import SMALL, SMALL_RESNET
 
 GOLDEN = Path(__file__).parent / "golden" / "cn_clip_tiny.npz"
 STATE_PREFIX = "state_dict/"
@@ -188,29 +189,15 @@ def test_bad_linear_weight_rank_and_mixed_prefixes_raise(cn_state):
 
 
 def test_convert_imports_neither_paddle_nor_torch():
-    code = "import sys, paddle_mm.models.convert; bad = {'paddle', 'torch'} & set(sys.modules); assert not bad, bad"
+    code = (
+        "import sys, paddle_mm.models.conversion.names; bad = {'paddle', 'torch'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ----------------------------------------------------------------------------- sweep over every named model
 
-# Every named model shrunk to a size that builds, trains a step and exports in a second or two; the fields
-# left alone (vocab_size, context_length, pad_id, activations, dropout) keep the named model's values.
-SMALL = {
-    "embed_dim": 32,
-    "image_resolution": 32,
-    "vision_layers": 1,
-    "vision_width": 64,
-    "vision_head_width": 32,
-    "vision_patch_size": 16,
-    "text_hidden_size": 64,
-    "text_num_hidden_layers": 1,
-    "text_num_attention_heads": 2,
-    "text_intermediate_size": 128,
-    "text_max_position_embeddings": 64,
-}
-# ResNet towers (RN50) shrink differently: four stages of one block, 8 channels wide (256 at the attention pool).
-SMALL_RESNET = {**SMALL, "vision_layers": [1, 1, 1, 1], "vision_width": 8, "vision_patch_size": None}
 OUTPUT_KEYS = {"image_features", "text_features", "logit_scale", "logits_per_image", "logits_per_text"}
 
 

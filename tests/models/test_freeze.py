@@ -4,7 +4,7 @@ import numpy as np
 import paddle
 
 from paddle_mm.models import build_model
-from tests.models.test_chinese_clip import SMALL, SMALL_RESNET
+from tests.conftest import SMALL, SMALL_RESNET
 
 
 def _step(model) -> None:

@@ -15,8 +15,8 @@ import pytest
 import paddle_mm
 from paddle_mm import UnifiedTokenizer
 from paddle_mm.models import create_model, save_model
+from tests.conftest import TINY_ARCH, TINY_NAME
 
-ARCH = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
 PARITY = Path(__file__).parent / "golden" / "parity"
 IMAGES = [np.full((40, 48, 3), v, np.uint8) for v in (30, 220)]
 TEXTS = ["一只猫", "左上角有一个红色的圆形"]
@@ -25,7 +25,7 @@ TEXTS = ["一只猫", "左上角有一个红色的圆形"]
 @pytest.fixture(scope="module")
 def model():
     paddle.seed(2)
-    return create_model("CN-CLIP-Tiny", **ARCH).eval()
+    return create_model(TINY_NAME, **TINY_ARCH).eval()
 
 
 def test_model_takes_the_tokenizers_output(model, tmp_path):

@@ -3,61 +3,15 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from paddle_mm.package import LocalSigner, PrivateKey, sign_package
+from tests.conftest import SIGNED_MODEL, sign_copy
 
-ARCH = {"image_resolution": 32, "vision_layers": 1, "text_num_hidden_layers": 1, "embed_dim": 32}
-MODEL = "cn-clip-tiny-serving"
 TEXTS = ["左上角有一个红色的圆形", "图中有两个蓝色的三角形", "一只猫", "绿色的正方形", "黄色的星星"]
-
-
-@pytest.fixture(scope="session")
-def tower_export(tmp_path_factory) -> Path:
-    import paddle
-
-    from paddle_mm.export import ExportOptions, export_model
-    from paddle_mm.models import create_model
-    from paddle_mm.vision.transforms import ImageTransform
-
-    paddle.seed(5)
-    model = create_model("CN-CLIP-Tiny", **ARCH)
-    model.eval()
-    out = tmp_path_factory.mktemp("serving_export")
-    options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1)
-    export_model(model, out, ImageTransform(32), "CN-CLIP-Tiny", options, log=lambda _msg: None)
-    return out
-
-
-@pytest.fixture(scope="session")
-def signer(tmp_path_factory) -> tuple[PrivateKey, Path]:
-    key = PrivateKey.generate()
-    pub = tmp_path_factory.mktemp("trust") / "signer.pub"
-    pub.write_bytes(key.public_key.to_pem())
-    return key, pub
-
-
-def sign_copy(export: Path, key: PrivateKey, dest: Path, sequence: int, version: str, model: str = MODEL) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(export, dest)
-    now = dt.datetime.now(dt.timezone.utc)
-    sign_package(
-        dest,
-        LocalSigner(key),
-        model=model,
-        version=version,
-        sequence=sequence,
-        now=now,
-        expires=now + dt.timedelta(days=30),
-    )
-    return dest
 
 
 def png(seed: int, size: tuple[int, int] = (40, 48)) -> bytes:
@@ -87,7 +41,7 @@ def deployment(tower_export, signer, gallery_images, tmp_path_factory) -> dict:
     key, pub = signer
     package = sign_copy(tower_export, key, root / "model", 1, "1.0.0")
     predictor = Predictor(tower_export, backend="onnxruntime", threads=1)
-    model = {"name": MODEL, "version": "1.0.0", "sequence": 1}
+    model = {"name": SIGNED_MODEL, "version": "1.0.0", "sequence": 1}
     image_vectors = predictor.encode_images(gallery_images)
     write_gallery(
         root / "images",
@@ -131,7 +85,7 @@ def serving_config(deployment: dict, tmp_path: Path, **sections) -> dict:
     raw = {
         "Model": {
             "package": str(deployment["package"]),
-            "name": MODEL,
+            "name": SIGNED_MODEL,
             "trust": [str(deployment["pub"])],
             "state_file": str(tmp_path / "state.json"),
             "threads": 1,

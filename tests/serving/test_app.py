@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from paddle_mm.serving.app import StartupRefused, create_app
 from paddle_mm.serving.audit import read_records, verify_chain
+from tests.conftest import SIGNED_MODEL, sign_copy
 
-from .conftest import MODEL, TEXTS, b64, png, serving_config, sign_copy
+from .conftest import TEXTS, b64, png, serving_config
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_embeddings_match_the_predictor_and_search_finds_the_image(client, deplo
     r = client.post("/v1/embeddings/image", json={"images": [b64(deployment["images"][3])]})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["model"], body["version"], body["sequence"]) == (MODEL, "1.0.0", 1)
+    assert (body["model"], body["version"], body["sequence"]) == (SIGNED_MODEL, "1.0.0", 1)
     np.testing.assert_allclose(body["embeddings"][0], deployment["image_vectors"][3], atol=1e-5)
     hits = client.post("/v1/search/image-to-image", json={"image": b64(deployment["images"][3]), "k": 3}).json()["hits"]
     assert hits[0]["id"] == 103 and hits[0]["source"] == "img3.png" and len(hits) == 3
@@ -58,7 +59,6 @@ def test_zero_shot_ranks_labels_by_cosine(client, deployment):
     assert [x["cosine"] for x in ranked] == sorted((x["cosine"] for x in ranked), reverse=True)
 
 
-
 def test_zero_shot_bounds_the_templates(client, deployment):
     """labels x templates prompts are encoded per request: too many templates is a 400, not minutes of work."""
     from paddle_mm.serving.app import MAX_TEMPLATES
@@ -66,6 +66,7 @@ def test_zero_shot_bounds_the_templates(client, deployment):
     body = {"image": b64(deployment["images"][1]), "labels": ["圆形"], "templates": ["{}"] * (MAX_TEMPLATES + 1)}
     r = client.post("/v1/classify/zero-shot", json=body)
     assert r.status_code == 400 and str(MAX_TEMPLATES) in r.text
+
 
 def test_auth_and_roles(client, deployment):
     no = client.post("/v1/embeddings/text", json={"texts": ["a"]}, headers={"Authorization": ""})
@@ -151,7 +152,7 @@ def test_every_request_is_audited_without_payloads(client, cfg, deployment):
         ("-", 401, "/v1/embeddings/text"),
         ("alice", 400, "/v1/embeddings/image"),
     ]
-    assert records[0]["model"] == MODEL and records[0]["sequence"] == 1 and records[0]["items"] == 1
+    assert records[0]["model"] == SIGNED_MODEL and records[0]["sequence"] == 1 and records[0]["items"] == 1
     raw = open(cfg["Audit"]["path"], encoding="utf-8").read()
     assert "机密" not in raw and deployment["client"] not in raw and "@@" not in raw
     assert verify_chain(cfg["Audit"]["path"]) == 3
@@ -196,7 +197,7 @@ def test_metrics_and_readiness(client, deployment):
     assert client.get("/readyz").json()["sequence"] == 1
     text = client.get("/metrics").text
     assert 'paddle_mm_requests_total{route="/v1/embeddings/text",status="200"} 1.0' in text
-    assert 'paddle_mm_model_sequence{model="%s",version="1.0.0"} 1.0' % MODEL in text
+    assert 'paddle_mm_model_sequence{model="%s",version="1.0.0"} 1.0' % SIGNED_MODEL in text
     assert "paddle_mm_batch_rows_bucket" in text
     assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
 

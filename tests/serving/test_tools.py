@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 
-from tests.conftest import run_tool
-
-from .conftest import MODEL, sign_copy
+from tests.conftest import SIGNED_MODEL, run_tool, sign_copy
 
 
 def _build(deployment, data, out, *extra):
@@ -19,7 +17,7 @@ def _build(deployment, data, out, *extra):
         "--trust",
         str(deployment["pub"]),
         "--package_model",
-        MODEL,
+        SIGNED_MODEL,
         "--package_state",
         str(out.parent / "state.json"),
         "--data",
@@ -42,7 +40,7 @@ def test_build_index_with_progress_and_resume(deployment, tiny_data, tmp_path):
     proc = _build(deployment, tiny_data, out, "--kind", "image", "--shard", "16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[build_index] 16/40 images embedded" in proc.stdout and "[build_index] 40/40" in proc.stdout
-    gallery = open_gallery(out, expect_model=MODEL)
+    gallery = open_gallery(out, expect_model=SIGNED_MODEL)
     first = gallery.search(np.eye(32, dtype=np.float32)[:1], 1)
     gallery.close()
     assert gallery.info["count"] == 40 and not (tmp_path / "images.work").exists()
@@ -52,7 +50,7 @@ def test_build_index_with_progress_and_resume(deployment, tiny_data, tmp_path):
     marker = np.zeros((16, 32), np.float32)
     marker[:, 0] = 1.0  # every row = e0: recomputed embeddings would not look like this
     job = {
-        "model": MODEL,
+        "model": SIGNED_MODEL,
         "version": "1.0.0",
         "sequence": 1,
         "kind": "image",
@@ -78,7 +76,7 @@ def test_build_index_texts_on_milvus_lite(deployment, tiny_data, tmp_path):
     out = tmp_path / "texts"
     proc = _build(deployment, tiny_data, out, "--kind", "text", "--backend", "milvus")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    gallery = open_gallery(out, expect_model=MODEL)
+    gallery = open_gallery(out, expect_model=SIGNED_MODEL)
     assert gallery.info["backend"] == "milvus" and gallery.info["count"] > 40
     hit = gallery.search(np.eye(32, dtype=np.float32)[:1], 1)[0][0]
     gallery.close()
@@ -95,7 +93,7 @@ def test_build_index_refuses_a_tampered_package(deployment, tower_export, tiny_d
         "--trust",
         str(deployment["pub"]),
         "--package_model",
-        MODEL,
+        SIGNED_MODEL,
         "--package_state",
         str(tmp_path / "s.json"),
         "--data",
@@ -117,7 +115,7 @@ def test_serve_refuses_to_start_with_the_reason(deployment, tower_export, tmp_pa
             {
                 "Model": {
                     "package": str(pkg),
-                    "name": MODEL,
+                    "name": SIGNED_MODEL,
                     "trust": [str(deployment["pub"])],
                     "state_file": str(tmp_path / "s.json"),
                 },

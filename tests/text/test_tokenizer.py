@@ -199,3 +199,11 @@ def test_import_does_not_load_paddle():
     bad, seconds = out.stdout.rsplit(" ", 1)
     assert bad == "[]", f"importing the tokenizer pulled in {bad}"
     assert float(seconds) < 1.0  # numpy dominates; paddle alone would take seconds
+
+
+def test_trim_padding_keeps_up_to_the_last_used_column():
+    ids = np.array([[101, 7, 102, 0, 0, 0], [101, 102, 0, 0, 0, 0]], dtype=np.int64)
+    out = tok_mod.trim_padding(ids[:, ::1], pad_id=0)
+    np.testing.assert_array_equal(out, ids[:, :3])
+    assert out.flags["C_CONTIGUOUS"]
+    assert tok_mod.trim_padding(np.zeros((2, 5), np.int64), pad_id=0).shape == (2, 1)  # all padding: one column

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_tool, tiny_args
-
-ARCH = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
+from tests.conftest import TINY_ARCH, TINY_NAME, run_tool, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +16,12 @@ def checkpoint(tmp_path_factory) -> Path:
     from paddle_mm.models import create_model, save_model
 
     paddle.seed(9)
-    return save_model(create_model("CN-CLIP-Tiny", **ARCH), tmp_path_factory.mktemp("ckpt"))
+    return save_model(create_model(TINY_NAME, **TINY_ARCH), tmp_path_factory.mktemp("ckpt"))
 
 
 def export(data: Path, tmp_path: Path, checkpoint: Path, target: Path, *flags: str):
     overrides = [f"Global.pretrained_model={checkpoint}", f"Global.save_inference_dir={target}"]
-    overrides += [f"Arch.{k}={v}" for k, v in ARCH.items()]
+    overrides += [f"Arch.{k}={v}" for k, v in TINY_ARCH.items()]
     return run_tool("export_model.py", *tiny_args(data, tmp_path, "-o", *overrides), "--graphs", "image", *flags)
 
 

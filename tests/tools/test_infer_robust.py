@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_tool, tiny_args
+from tests.conftest import TINY_ARCH, TINY_NAME, run_tool, tiny_args
 
-RUN = "CN-CLIP-Tiny"
+RUN = TINY_NAME  # a run's folder is named after Arch.name
 QUERIES = "Infer.queries=['左上角有一个红色的圆形', '图中有两个蓝色的三角形']"
 
 
@@ -28,7 +28,7 @@ def random_export(tmp_path_factory) -> Path:
     from paddle_mm.vision.transforms import ImageTransform
 
     paddle.seed(7)
-    model = create_model(RUN, image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
+    model = create_model(RUN, **TINY_ARCH)
     out = tmp_path_factory.mktemp("robust_export") / "inference"
     options = ExportOptions(graphs=("image", "text"), int8=False, verify_batches=(2,), threads=1)
     export_model(model.eval(), out, ImageTransform(32), RUN, options, log=lambda _msg: None)
@@ -97,12 +97,11 @@ def test_predict_skips_an_unreadable_image(random_export, queries, tmp_path):
 def test_a_corrupt_checkpoint_is_one_line_in_every_tool(tiny_data, queries, tmp_path):
     import paddle
 
-    from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+    from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
     from paddle_mm.models import create_model, save_model
 
     paddle.seed(3)
-    arch = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
-    checkpoint = save_model(create_model(RUN, **arch), tmp_path / "ckpt")
+    checkpoint = save_model(create_model(RUN, **TINY_ARCH), tmp_path / "ckpt")
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     model = [f"Global.pretrained_model={checkpoint}", f"Infer.root={tiny_data}", "Infer.split=valid"]

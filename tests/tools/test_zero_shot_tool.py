@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_tool
-
-TINY_ARCH = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
+from tests.conftest import TINY_ARCH, TINY_NAME, run_tool
 
 
 @pytest.fixture(scope="module")
 def zs_data(tmp_path_factory) -> Path:
-    from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+    from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
 
     out = tmp_path_factory.mktemp("zs") / "shapes_zs"
     make_shapes_zero_shot(out, per_class=2, seed=5, image_size=32, colours=["red", "blue"], shapes=["circle"])
@@ -28,7 +26,7 @@ def zs_model(tmp_path_factory) -> Path:
     from paddle_mm.models import create_model, save_model
 
     paddle.seed(11)
-    return save_model(create_model("CN-CLIP-Tiny", **TINY_ARCH), tmp_path_factory.mktemp("zs_model"))
+    return save_model(create_model(TINY_NAME, **TINY_ARCH), tmp_path_factory.mktemp("zs_model"))
 
 
 def listing(folder: Path) -> list[str]:

@@ -15,14 +15,12 @@ from paddle_mm.data.zeroshot import (
     load_zero_shot_folder,
     template_sets,
 )
-from paddle_mm.data.zeroshot.shapes import make_shapes_zero_shot
+from paddle_mm.demo.shapes_zero_shot import make_shapes_zero_shot
 from paddle_mm.models import create_model
 from paddle_mm.text.tokenizer import tokenize
 from paddle_mm.vision.transforms import ImageTransform
 from paddle_mm.zero_shot import accuracy, class_prompts, preprocess_text, zero_shot_classifier, zero_shot_evaluate
-from tests.conftest import run_tool
-
-TINY_ARCH = dict(image_resolution=32, vision_layers=1, text_num_hidden_layers=1, embed_dim=32)
+from tests.conftest import TINY_ARCH, TINY_NAME, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +36,7 @@ def shapes_zs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model():
     paddle.seed(11)
-    m = create_model("CN-CLIP-Tiny", **TINY_ARCH)
+    m = create_model(TINY_NAME, **TINY_ARCH)
     m.eval()
     return m
 

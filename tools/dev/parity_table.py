@@ -11,7 +11,7 @@ the converted weights to PaddleNLP's layout, runs PaddleNLP, and prints max abs 
 
 ``--measure-conversion`` runs ``tools/convert_weights.py`` in a child process and reports its wall time and peak
 RSS next to the checkpoint size. ``--write-golden`` stores PaddleNLP's outputs as ``<arch>.paddlenlp.npz`` beside
-the inputs (used by tests/models/test_checkpoints.py on the committed set in tests/models/golden/parity).
+the inputs (used by tests/models/test_conversion.py on the committed set in tests/models/golden/parity).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--write-golden", action="store_true")
     args = parser.parse_args()
 
-    from paddle_mm.models.checkpoints import convert_checkpoint, export_paddlenlp
+    from paddle_mm.models.conversion import convert_checkpoint, export_paddlenlp
 
     rows, measured = [], {}
     for npz in sorted(args.golden_dir.glob("*.npz")):

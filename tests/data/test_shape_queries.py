@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from caption_checker import caption_holds
 
-from paddle_mm.data.scene_queries import (
+from paddle_mm.demo.shape_queries import (
     attribute_hits,
     attribute_precision,
     check_results,
@@ -20,7 +20,7 @@ from paddle_mm.data.scene_queries import (
     scene_objects,
     search_attribute_precision,
 )
-from paddle_mm.data.synthetic import Obj, generate_scenes, make_dataset, make_texts
+from paddle_mm.demo.shapes import Obj, generate_scenes, make_dataset, make_texts
 
 
 def objs(*specs: str) -> tuple[Obj, ...]:

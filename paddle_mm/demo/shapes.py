@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .writers import atomic_open, encode_image_field, write_image_file, write_imgs_tsv, write_texts_jsonl
+from ..data.writers import atomic_open, encode_image_field, write_image_file, write_imgs_tsv, write_texts_jsonl
 
 # ----------------------------------------------------------------------------- the world
 
@@ -642,7 +642,7 @@ def make_dataset(
         if n > 0
     ]
     info = {
-        "generator": "paddle_mm.data.synthetic",
+        "generator": "paddle_mm.demo.shapes",
         "seed": seed,
         "format": fmt,
         "image_size": image_size,

@@ -129,7 +129,7 @@ def _action(name: str, key: str) -> str:
             return action
     raise KeyError(
         f"cannot convert weight {key!r}: it is not a parameter of paddle_mm's Chinese-CLIP; check that this is a "
-        "Chinese-CLIP (cn_clip / QA-CLIP) state dict, or add a rule for it in paddle_mm/models/convert.py"
+        "Chinese-CLIP (cn_clip / QA-CLIP) state dict, or add a rule for it in paddle_mm/models/conversion/names.py"
     )
 
 

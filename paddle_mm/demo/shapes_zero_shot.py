@@ -1,6 +1,6 @@
 """The built-in shapes world as a zero-shot classification set in Chinese-CLIP's folder format.
 
-Each class is one colour + shape, named as the captions of :mod:`paddle_mm.data.synthetic` name it
+Each class is one colour + shape, named as the captions of :mod:`paddle_mm.demo.shapes` name it
 (「红色的圆形」, 「蓝色的三角形」...); each image holds exactly one object of its class, of random size and
 cell, drawn on a random background by the same renderer. A model trained on the shapes captions can
 therefore be scored zero-shot with prompts like 「{}的照片」 without ever having seen these images.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import CELLS, COLOURS, SHAPES, SIZES, Obj, Scene, encode_png, random_style, render_scene
-from ..writers import atomic_open
+from ..data.writers import atomic_open
+from .shapes import CELLS, COLOURS, SHAPES, SIZES, Obj, Scene, encode_png, random_style, render_scene
 
 
 def shape_classes(colours: Sequence[str] | None = None, shapes: Sequence[str] | None = None) -> list[tuple[str, str]]:
@@ -48,7 +48,7 @@ def make_shapes_zero_shot(
     """Write ``out/label_cn.txt`` and ``out/<split>/<000...>/<n>.png``; returns the class names in order.
 
     ``per_class`` images per class; ``colours`` / ``shapes`` restrict the classes (English keys of
-    ``paddle_mm.data.synthetic.COLOURS`` / ``SHAPES``; default: all 8 x 6 = 48 classes).
+    ``paddle_mm.demo.shapes.COLOURS`` / ``SHAPES``; default: all 8 x 6 = 48 classes).
     """
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")

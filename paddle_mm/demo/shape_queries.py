@@ -1,6 +1,6 @@
 """Is a retrieved image right? Queries in the built-in caption language, checked against the scene records.
 
-The built-in world (:mod:`paddle_mm.data.synthetic`) writes every image's objects to ``{split}_scenes.jsonl``
+The built-in world (:mod:`paddle_mm.demo.shapes`) writes every image's objects to ``{split}_scenes.jsonl``
 (cell, colour, shape, size per object), and its captions are a small language of clauses. So a search on the
 built-in data can be checked attribute by attribute:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import topk_indices
-from .synthetic import (
+from .shapes import (
     COLOURS,
     COUNT_ONE_TEMPLATES,
     COUNT_TEMPLATES,

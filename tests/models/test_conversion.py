@@ -20,7 +20,7 @@ import pytest
 
 import paddle_mm
 from paddle_mm.models import get_model_config, list_models
-from paddle_mm.models.checkpoints import (
+from paddle_mm.models.conversion import (
     CheckpointError,
     TorchCheckpoint,
     UnsafePickleError,
@@ -32,7 +32,6 @@ from paddle_mm.models.checkpoints import (
     load_torch_state,
     read_paddlenlp,
     resolve_config,
-    write_safetensors,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -346,27 +345,9 @@ def test_paddlenlp_pdparams_read_through_restricted_unpickler(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_streamed_safetensors_is_readable_and_exact(tmp_path):
-    from safetensors.numpy import load_file
-
-    arrays = {
-        "b": np.arange(6, dtype=np.float32).reshape(2, 3),
-        "a": np.array(2.5, dtype=np.float32),  # 0-d stays 0-d
-        "n": np.array(7, dtype=np.int64),
-        "h": np.ones((3, 1), dtype=np.float16),
-        "t": np.arange(6, dtype=np.float32).reshape(2, 3).T,  # not contiguous
-    }
-    write_safetensors(tmp_path / "x.safetensors", arrays, {"format": "np"})
-    back = load_file(str(tmp_path / "x.safetensors"))
-    assert back.keys() == arrays.keys()
-    for key, value in arrays.items():
-        assert back[key].dtype == value.dtype and back[key].shape == value.shape
-        np.testing.assert_array_equal(back[key], value)
-
-
-def test_checkpoints_import_neither_paddle_nor_torch():
+def test_conversion_imports_neither_paddle_nor_torch():
     code = (
-        "import sys, paddle_mm.models.checkpoints; bad = {'paddle', 'torch', 'paddlenlp'} & set(sys.modules); "
+        "import sys, paddle_mm.models.conversion; bad = {'paddle', 'torch', 'paddlenlp'} & set(sys.modules); "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
