@@ -52,7 +52,7 @@ def vit(layers: int, width: int, resolution: int, patch: int, embed: int = 64, t
 # name -> (arch overrides, epochs, learning rate, batch, training images)
 CANDIDATES: dict[str, tuple[dict, int, float, int, int]] = {
     # the quickstart before this sweep (CN-CLIP-Tiny as shipped: ViT 4x128, 64 px, 16-px patches; BERT 3x128)
-    "tiny64_e3": ({}, 3, 2e-3, 64, 6000),
+    "tiny64_e3": ({**vit(4, 128, 64, 16, embed=128, text=TEXT_TINY), "vision_head_width": 64}, 3, 2e-3, 64, 6000),
     # the fusion towers (configs/fusion/towers_clip.yml): ViT 1x64, 96 px, one 32-px patch per grid cell
     "vit1x64_96p32_e8": (vit(1, 64, 96, 32), 8, 2e-3, 64, 6000),
     "vit1x64_96p32_e12": (vit(1, 64, 96, 32), 12, 2e-3, 64, 6000),
