@@ -36,7 +36,7 @@ FONT_PATHS = (
     "/System/Library/Fonts/PingFang.ttc",
 )
 
-FRAME = 4  # px of the green / red frame around a checked image
+FRAME = 3  # px of the green / red frame around a checked image (drawn in the padding, so at most PAD / 2)
 MARKS = {True: ((40, 160, 40), "✓", "ok"), False: ((210, 40, 40), "✗", "no")}  # colour, mark, mark without CJK font
 
 Row = tuple[str, Sequence[tuple]]  # (query text, [(image, score[, satisfies]), ...] best first)
@@ -75,7 +75,12 @@ def save_grid(path: str | os.PathLike, rows: Sequence[Row]) -> dict[str, object]
             label = f"#{c + 1}  {score:.3f}"
             if check and check[0] is not None:
                 colour, symbol, plain = MARKS[bool(check[0])]
-                draw.rectangle((left, top, left + CELL - 1, top + CELL - 1), outline=colour, width=FRAME)
+                # around the image, in the padding: the image itself stays as the gallery holds it
+                draw.rectangle(
+                    (left - FRAME, top - FRAME, left + CELL + FRAME - 1, top + CELL + FRAME - 1),
+                    outline=colour,
+                    width=FRAME,
+                )
                 label += f"  {symbol if font_path else plain}"
             draw.text((left + 4, top + CELL + 3), label, fill="black", font=font)
     canvas.save(path, format="PNG")
