@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the service on the built-in data: generate the shapes data and train the quickstart model (once,
-# about ten minutes on 2 cores), export it, sign it as a package (a demo key made here), build image and
+# a few minutes on 2 cores), export it, sign it as a package (a demo key made here), build image and
 # text galleries of the test split, make an admin token, then serve on http://127.0.0.1:8080 (/docs).
 # Extra arguments go to tools/serve.py (e.g. -o Server.port=9000). Re-running signs a new sequence.
 # Another trained model: CONFIG=<its training config> BEST=<its best_model dir> DATA=<dataset root>.
@@ -13,12 +13,12 @@ CONFIG=${CONFIG:-configs/quickstart.yml}
 # the newest quickstart run (scripts/quickstart.sh writes output/quickstart/run-<UTC time>/), else train one
 newest=$(find output/quickstart -maxdepth 3 -path '*/CN-CLIP-Tiny/best_model' 2>/dev/null | sort | tail -1)
 BEST=${BEST:-${newest:-output/quickstart/CN-CLIP-Tiny/best_model}}
-DATA=${DATA:-data/shapes}
+DATA=${DATA:-data/shapes96}  # the quickstart's data (96 px)
 model=cn-clip-tiny-shapes
 mkdir -p "$demo"
 
-[ -f "$DATA/test_imgs.tsv" ] || $PY tools/make_data.py --out "$DATA"
-[ -d "$BEST" ] || $PY tools/train.py -c "$CONFIG"   # the quickstart: about ten minutes on 2 idle cores
+[ -f "$DATA/test_imgs.tsv" ] || $PY tools/make_data.py --out "$DATA" --image-size 96
+[ -d "$BEST" ] || $PY tools/train.py -c "$CONFIG"   # the quickstart: a few minutes on 2 idle cores
 if [ ! -f "$demo/export/inference.yml" ]; then
   $PY tools/export_model.py -c "$CONFIG" -o Global.pretrained_model="$BEST" \
     -o Global.save_inference_dir="$demo/export" --graphs image text --no-int8

@@ -15,10 +15,10 @@ QUICKSTART = ROOT / "configs" / "quickstart.yml"
 
 def test_quickstart_loads_with_defaults():
     cfg = load_config(QUICKSTART)
-    assert cfg["Global"]["epochs"] == 3
+    assert cfg["Global"]["epochs"] == 12
     assert cfg["Global"]["accum_steps"] == 1  # default filled in
     assert cfg["Arch"]["name"] == "CN-CLIP-Tiny"
-    assert cfg["Arch"]["embed_dim"] is None  # None = the named model's own value
+    assert cfg["Arch"]["vocab_size"] is None  # None = the named model's own value
     assert cfg["Optimizer"]["lr"]["learning_rate"] == pytest.approx(2e-3)
     assert cfg["DataLoader"]["Eval"]["sampler"]["shuffle"] is False
 
@@ -74,7 +74,7 @@ BAD_FILES = {
         "Optimizer.lr.learning_rate: missing required key",
     ),
     "missing section": (lambda d: d.pop("Arch"), "Arch: missing required section"),
-    "unknown model": (lambda d: d["Arch"].update(name="ViT-B-61"), "Arch.name: 'ViT-B-61' is not one of"),
+    "unknown model": (lambda d: d.update(Arch={"name": "ViT-B-61"}), "Arch.name: 'ViT-B-61' is not one of"),
     "unknown loss": (
         lambda d: d["Loss"].update(Train=[{"ClipLos": {}}]),
         "Loss.Train.0.ClipLos: unknown name; did you mean 'ClipLoss'?",

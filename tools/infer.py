@@ -105,14 +105,27 @@ def build_encoders(g: dict, inf: dict):
         return (eager_encoders if g["pretrained_model"] else predictor_encoders)(g, inf)
 
 
-def text_to_image(queries, encode_texts, image_ids, image_features, by_image, k) -> list[dict]:
+def text_to_image(queries, encode_texts, image_ids, image_features, by_image, k, scenes=None) -> list[dict]:
+    """Print and return each query's top-k images; on built-in data (``scenes``: image_id -> objects), each
+    result is marked ✓ when its scene satisfies the query (paddle_mm.demo.shape_queries)."""
+    from paddle_mm.demo.shape_queries import check_results, mark
+
     results = []
     for query, hits in zip(queries, search(encode_texts(queries), image_features, k)):
         rows = [{"image_id": image_ids[c], "score": s, "caption": by_image.get(image_ids[c], "")} for c, s in hits]
+        checks = check_results(query, [r["image_id"] for r in rows], scenes)
+        for r, check in zip(rows, checks or [None] * len(rows)):
+            r["check"] = check
         results.append({"query": query, "results": rows})
-        print(f"\n[text -> image] {query}")
+        right = sum(1 for r in rows if r["check"] and r["check"]["satisfies"])
+        note = (
+            f"  ({right} of {len(rows)} satisfy it)"
+            if checks
+            else ("  (not checked: outside the built-in caption language)" if scenes else "")
+        )
+        print(f"\n[text -> image] {query}{note}")
         for r in rows:
-            print(f"  {r['score']:.4f}  image {r['image_id']}  (its caption: {r['caption']})")
+            print(f"  {mark(r['check'])} {r['score']:.4f}  image {r['image_id']}  (its caption: {r['caption']})")
     return results
 
 
@@ -127,6 +140,10 @@ def image_to_text(paths, features, corpus, text_features, k) -> list[dict]:
     return results
 
 
+def _satisfies(result: dict) -> bool | None:
+    return None if result.get("check") is None else result["check"]["satisfies"]
+
+
 def draw_grid(path: Path, corpus, text_results: list[dict]) -> dict:
     """infer_grid.png: each text query and its top-k gallery images with their cosines."""
     from paddle_mm.data.datasets import ImageReadError
@@ -138,7 +155,9 @@ def draw_grid(path: Path, corpus, text_results: list[dict]) -> dict:
         except ImageReadError:
             return b""  # drawn as an unreadable cell
 
-    rows = [(q["query"], [(image(r["image_id"]), r["score"]) for r in q["results"]]) for q in text_results]
+    rows = [
+        (q["query"], [(image(r["image_id"]), r["score"], _satisfies(r)) for r in q["results"]]) for q in text_results
+    ]
     grid = save_grid(path, rows)
     labelled = [f"{label} = {q['query']}" for label, q in zip(grid["labels"], text_results) if label != q["query"]]
     print(f"wrote {path}" + (f" (no CJK font found, set PADDLE_MM_FONT; {'; '.join(labelled)})" if labelled else ""))
@@ -177,9 +196,13 @@ def search_and_write(inf: dict, root, corpus, out: Path, encode_gallery, encode_
             by_image.setdefault(i, t.text)
     results = {"scores": SCALE_NOTE, "text_to_image": [], "image_to_text": []}
     if inf["queries"]:
+        from paddle_mm.demo.shape_queries import load_scenes, scenes_file
+
+        scenes_path = scenes_file(root, inf["split"])  # built-in data: every result can be checked
         results["text_to_image"] = text_to_image(
-            inf["queries"], encode_texts, image_ids, image_features, by_image, inf["topk"]
-        )
+            inf["queries"], encode_texts, image_ids, image_features, by_image, inf["topk"],
+            load_scenes(scenes_path) if scenes_path else None,
+        )  # fmt: skip
     from paddle_mm.vision.transforms import split_readable
 
     paths, skipped = split_readable(inf["query_images"])

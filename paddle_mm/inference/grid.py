@@ -1,6 +1,10 @@
 """A retrieval result as a picture: one row per text query, the query then its top-k images with their scores.
 
     save_grid("infer_grid.png", [("一只猫", [(image_bytes, 0.31), ...]), ...])
+    save_grid("infer_grid.png", [("左上角有一个红色的圆形", [(image_bytes, 0.31, True), ...]), ...])  # checked
+
+A hit may carry a third item, whether it satisfies the query (None: not checked): a satisfying image gets a
+green frame and ✓ after its score, a wrong one a red frame and ✗ (``ok`` / ``no`` without a CJK font).
 
 Chinese needs a CJK font: the first of ``$PADDLE_MM_FONT`` and the usual system paths (Noto/Source Han CJK,
 WenQuanYi, SimHei, Microsoft YaHei, PingFang) that exists is used; without one, rows are labelled
@@ -32,7 +36,10 @@ FONT_PATHS = (
     "/System/Library/Fonts/PingFang.ttc",
 )
 
-Row = tuple[str, Sequence[tuple[object, float]]]  # (query text, [(image, score), ...] best first)
+FRAME = 3  # px of the green / red frame around a checked image (drawn in the padding, so at most PAD / 2)
+MARKS = {True: ((40, 160, 40), "✓", "ok"), False: ((210, 40, 40), "✗", "no")}  # colour, mark, mark without CJK font
+
+Row = tuple[str, Sequence[tuple]]  # (query text, [(image, score[, satisfies]), ...] best first)
 
 
 def cjk_font() -> str | None:
@@ -62,10 +69,20 @@ def save_grid(path: str | os.PathLike, rows: Sequence[Row]) -> dict[str, object]
         label = query if font_path else f"Q{r + 1}"
         labels.append(label)
         draw.multiline_text((PAD, top + CELL // 2 - 10), _wrap(label, 10), fill="black", font=font)
-        for c, (image, score) in enumerate(hits):
+        for c, (image, score, *check) in enumerate(hits):
             left = TEXT_WIDTH + c * (CELL + PAD)
             canvas.paste(_cell(image), (left, top))
-            draw.text((left + 4, top + CELL + 3), f"#{c + 1}  {score:.3f}", fill="black", font=font)
+            label = f"#{c + 1}  {score:.3f}"
+            if check and check[0] is not None:
+                colour, symbol, plain = MARKS[bool(check[0])]
+                # around the image, in the padding: the image itself stays as the gallery holds it
+                draw.rectangle(
+                    (left - FRAME, top - FRAME, left + CELL + FRAME - 1, top + CELL + FRAME - 1),
+                    outline=colour,
+                    width=FRAME,
+                )
+                label += f"  {symbol if font_path else plain}"
+            draw.text((left + 4, top + CELL + 3), label, fill="black", font=font)
     canvas.save(path, format="PNG")
     return {"path": os.fspath(path), "labels": labels}
 
