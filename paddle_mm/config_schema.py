@@ -120,6 +120,15 @@ GLOBAL = Section(
         "pretrained_model": Field(STR, None, "weights to start from or to evaluate (a model directory)"),
         "save_inference_dir": Field(STR, "./inference", "where export tools write inference models"),
         "accum_steps": Field(INT, 1, "gradient accumulation: micro-batches per optimizer step", check=_positive),
+        "accum_mode": Field(
+            STR,
+            "gradients",
+            "how accum_steps micro-batches make one step: gradients (sum of per-micro-batch losses: negatives from "
+            "one micro-batch) or features (Chinese-CLIP's --accum-freq: features cached, one contrastive loss over "
+            "all micro-batches of all ranks; the same gradients as one batch accum_steps times larger, for "
+            "one extra forward per micro-batch; retrieval only)",
+            choices=("gradients", "features"),
+        ),
         "progress_bar": Field(BOOL, True, "show tqdm progress bars (rank 0 only)"),
         "drop_duplicate_captions": Field(
             BOOL,

@@ -29,6 +29,7 @@ from ..losses import build_loss
 from ..models import build_model
 from ..optim import build_lr_schedule, build_optimizer
 from . import distributed as dist
+from .accumulate import features_step
 from .checkpoint import (
     load_checkpoint,
     load_state_into,
@@ -149,6 +150,7 @@ def train_one_epoch(
     progress: bool = True,
     prepare: Callable | None = None,
     stop: StopSignals | None = None,
+    accum_mode: str = "gradients",
 ) -> BadSampleCounter:
     """One pass over ``loader``; calls ``on_step(state)`` after every optimizer step.
 
@@ -162,6 +164,9 @@ def train_one_epoch(
     After every optimizer step it checks the loss and the parameters: a NaN or Inf raises
     :class:`~paddle_mm.engine.errors.Diverged` naming the step, before anything is saved from it. A
     SIGINT / SIGTERM seen by ``stop`` ends the epoch at that step boundary (``_StopRequested``).
+
+    ``accum_mode``: "gradients" sums the micro-batch losses; "features" (retrieval only) computes one
+    contrastive loss over all ``accum_steps`` micro-batches (:func:`~paddle_mm.engine.accumulate.features_step`).
     """
     model.train()
     params = [p for p in model.parameters() if not p.stop_gradient]
@@ -176,6 +181,7 @@ def train_one_epoch(
         dynamic_ncols=True,
     )
     t_start, samples, micro, loss_ok = time.time(), 0, 0, True
+    pending: list = []  # accum_mode features: the micro-batches of the step in progress
     for batch in loader:
         if prepare is None:
             bad.update(batch)
@@ -189,14 +195,26 @@ def train_one_epoch(
             inputs, targets, n_used = (pixels, ids), {}, len(keep)
         else:
             inputs, targets, n_used = prepare(batch)
-        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
-            losses = loss_fn({**model(*inputs), **targets})
-        loss_ok = loss_ok and _loss_is_finite(losses["loss"])
-        (losses["loss"] / accum_steps).backward()
-        micro += 1
-        samples += n_used * dist.world_size()
-        if micro % accum_steps:
-            continue
+        # --- issue 19 hook: feature-cached accumulation (paddle_mm/engine/accumulate.py) ---
+        if accum_mode == "features":
+            pending.append(inputs)
+            micro += 1
+            samples += n_used * dist.world_size()
+            if micro % accum_steps:
+                continue
+            losses, _ = features_step(model, pending, loss_fn, amp)
+            pending = []
+            loss_ok = loss_ok and _loss_is_finite(losses["loss"])
+        else:
+            # --- end issue 19 hook (the branch below is the unchanged gradients mode) ---
+            with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
+                losses = loss_fn({**model(*inputs), **targets})
+            loss_ok = loss_ok and _loss_is_finite(losses["loss"])
+            (losses["loss"] / accum_steps).backward()
+            micro += 1
+            samples += n_used * dist.world_size()
+            if micro % accum_steps:
+                continue
         dist.average_gradients(params)
         optimizer.set_lr(lr_at(state.global_step))
         optimizer.step()
@@ -309,6 +327,11 @@ def _train(
             cfg["DataLoader"]["Train"], mcfg, world, dist.rank(), g["seed"]
         )
     metric_name = "MR" if task is None else task.main_metric
+    if g["accum_mode"] == "features" and task is not None:  # issue 19 hook
+        raise ValueError(
+            f"Global.accum_mode=features is for the contrastive (retrieval) loss; Global.task={g['task']!r} "
+            "needs Global.accum_mode=gradients"
+        )
     steps_per_epoch = len(sampler) // g["accum_steps"]
     if steps_per_epoch == 0:
         raise ValueError(
@@ -383,6 +406,7 @@ def _train(
                 metrics_file=out_dir / "train_metrics.jsonl" if main else None,
                 prepare=None if task is None else lambda batch: task.prepare(batch, mcfg.pad_id),
                 stop=stop,
+                accum_mode=g["accum_mode"],  # issue 19 hook
             )
         except _StopRequested:
             save("latest")
