@@ -171,6 +171,23 @@ CLIP_LOSS = Section(
     }
 )
 
+DISTILL_LOSS = Section(
+    {
+        "weight": Field(FLOAT, 1.0, "weight of this loss term (Chinese-CLIP's --kd_loss_weight)"),
+        "teacher": Field(
+            STR,
+            doc="frozen teacher: a paddle_mm model / checkpoint directory or a Chinese-CLIP .pt (converted in memory)",
+        ),
+        "kind": Field(
+            STR,
+            "cosine",
+            "cosine: 1 - cos(student, teacher image features), Chinese-CLIP's term (same embed_dim); kl: KL of "
+            "the teacher's image<->text similarity distributions to the student's (any sizes)",
+            choices=("cosine", "kl"),
+        ),
+    }
+)
+
 VQA_LOSS = Section(
     {
         "weight": Field(FLOAT, 1.0, "weight of this loss term"),
@@ -196,13 +213,14 @@ LOSS = Section(
             OneOf(
                 {
                     "ClipLoss": CLIP_LOSS,
+                    "DistillLoss": DISTILL_LOSS,
                     "VQALoss": VQA_LOSS,
                     "ClassificationLoss": CLASSIFICATION_LOSS,
                     "MatchingLoss": Section({"weight": Field(FLOAT, 1.0, "weight of this loss term")}),
                 }
             ),
             "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification, "
-            "MatchingLoss + ClipLoss for matching)",
+            "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher)",
         )
     },
     doc="losses",

@@ -37,7 +37,91 @@ class ClipLoss(nn.Layer):
         return self.weight * loss
 
 
-LOSSES = {"ClipLoss": ClipLoss}
+class DistillLoss(nn.Layer):
+    """Feature distillation from a frozen teacher CLIP (Chinese-CLIP's ``--distllation``, made to train).
+
+    ``teacher``: a paddle_mm model or checkpoint directory, a training run's folder (its best_model), or a
+    Chinese-CLIP / QA-CLIP ``.pt`` converted in memory (:func:`paddle_mm.load_from_name`). It is loaded once, kept
+    in eval mode and never trained; it sees the student's pixels (bicubically resized when its resolution
+    differs) and token ids.
+
+    ``kind``:
+      - ``cosine``: 1 - cos(student image feature, teacher image feature), averaged over the batch: the term
+        Chinese-CLIP adds. Needs the same embed_dim in both models.
+      - ``kl``: KL(teacher || student) of the image->text and text->image similarity distributions over the
+        batch (texts of all ranks), each model at its own temperature. Works across embedding sizes.
+
+    Chinese-CLIP computes its cosine term on ``student_features.detach()`` (and interpolates the student vector
+    to the teacher's size), so in its code the term is logged but sends no gradient; here it does.
+    """
+
+    def __init__(self, teacher: str, weight: float = 1.0, kind: str = "cosine"):
+        super().__init__()
+        if kind not in ("cosine", "kl"):
+            raise ValueError(f"DistillLoss kind {kind!r}: expected 'cosine' or 'kl'")
+        self.weight, self.kind = weight, kind
+        object.__setattr__(self, "teacher", _load_teacher(teacher))  # not a sublayer: not saved, not trained
+
+    def extra_targets(self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
+        """The teacher's normalized features for one (micro-)batch, without gradients."""
+        teacher = self.teacher
+        size = teacher.config.image_resolution
+        with paddle.no_grad():
+            if pixel_values.shape[-1] != size:
+                pixel_values = F.interpolate(pixel_values, size=[size, size], mode="bicubic", align_corners=False)
+            out = {"teacher_image_features": F.normalize(teacher.encode_image(pixel_values), axis=-1)}
+            if self.kind == "kl":
+                out["teacher_text_features"] = F.normalize(teacher.encode_text(input_ids), axis=-1)
+                out["teacher_logit_scale"] = teacher.logit_scale.exp().reshape([1]).expand([input_ids.shape[0]])
+        return {k: v.astype("float32").detach() for k, v in out.items()}
+
+    def forward(
+        self,
+        image_features: paddle.Tensor,
+        text_features: paddle.Tensor,
+        logit_scale: paddle.Tensor,
+        teacher_image_features: paddle.Tensor,
+        teacher_text_features: paddle.Tensor | None = None,
+        teacher_logit_scale: paddle.Tensor | None = None,
+        **_: Any,
+    ) -> paddle.Tensor:
+        if self.kind == "cosine":
+            if image_features.shape[-1] != teacher_image_features.shape[-1]:
+                raise ValueError(
+                    f"DistillLoss kind cosine: student embed_dim {image_features.shape[-1]} != teacher embed_dim "
+                    f"{teacher_image_features.shape[-1]}; use kind: kl, which compares similarity distributions"
+                )
+            cos = (F.normalize(image_features, axis=-1) * teacher_image_features).sum(axis=-1)  # (B,)
+            return self.weight * (1.0 - cos.mean())
+        t_scale = teacher_logit_scale[0]
+        all_texts = all_gather_with_grad(text_features)  # (world * B, D): columns as ClipLoss has them
+        all_images = all_gather_with_grad(image_features)
+        t_texts, t_images = all_gather_no_grad(teacher_text_features), all_gather_no_grad(teacher_image_features)
+        kl_i2t = _kl(t_scale * teacher_image_features @ t_texts.t(), logit_scale * image_features @ all_texts.t())
+        kl_t2i = _kl(t_scale * teacher_text_features @ t_images.t(), logit_scale * text_features @ all_images.t())
+        return self.weight * (kl_i2t + kl_t2i) / 2
+
+
+def _kl(teacher_logits: paddle.Tensor, student_logits: paddle.Tensor) -> paddle.Tensor:
+    """Mean over rows of KL(softmax(teacher) || softmax(student))."""
+    p = F.softmax(teacher_logits, axis=-1)
+    return (p * (F.log_softmax(teacher_logits, axis=-1) - F.log_softmax(student_logits, axis=-1))).sum(-1).mean()
+
+
+def _load_teacher(path: str):
+    from .models.pretrained import load_from_name
+
+    try:
+        model, _ = load_from_name(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"DistillLoss teacher: {err}") from None
+    model.eval()
+    for p in model.parameters():
+        p.stop_gradient = True
+    return model
+
+
+LOSSES = {"ClipLoss": ClipLoss, "DistillLoss": DistillLoss}
 
 
 class CombinedLoss(nn.Layer):
@@ -46,6 +130,14 @@ class CombinedLoss(nn.Layer):
     def __init__(self, terms: dict[str, nn.Layer]):
         super().__init__()
         self.terms = nn.LayerDict(terms)
+
+    def extra_targets(self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
+        """Per-sample inputs some terms need besides the model's outputs (a teacher's features), no gradients."""
+        out: dict[str, paddle.Tensor] = {}
+        for term in self.terms.values():
+            if hasattr(term, "extra_targets"):
+                out.update(term.extra_targets(pixel_values, input_ids))
+        return out
 
     def forward(self, outputs: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         parts = {name: term(**outputs) for name, term in self.terms.items()}

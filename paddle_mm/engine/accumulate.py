@@ -68,7 +68,9 @@ def features_step(
         with _autocast(amp):
             out = model(pixels, ids)
             live = {
-                "image_features": paddle.concat(images[:j] + [out["image_features"].astype("float32")] + images[j + 1 :]),
+                "image_features": paddle.concat(
+                    images[:j] + [out["image_features"].astype("float32")] + images[j + 1 :]
+                ),
                 "text_features": paddle.concat(texts[:j] + [out["text_features"].astype("float32")] + texts[j + 1 :]),
                 # the batch loss depends on the temperature once, not once per recompute
                 "logit_scale": out["logit_scale"] if j == 0 else out["logit_scale"].detach(),

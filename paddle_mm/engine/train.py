@@ -192,7 +192,7 @@ def train_one_epoch(
             keep = keep[: dist.min_over_ranks(len(keep))]
             pixels = paddle.gather(batch["pixel_values"][:n], paddle.to_tensor(keep))
             ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"][:n])[keep], model.config.pad_id))
-            inputs, targets, n_used = (pixels, ids), {}, len(keep)
+            inputs, targets, n_used = (pixels, ids), loss_fn.extra_targets(pixels, ids), len(keep)  # issue 19
         else:
             inputs, targets, n_used = prepare(batch)
         # --- issue 19 hook: feature-cached accumulation (paddle_mm/engine/accumulate.py) ---

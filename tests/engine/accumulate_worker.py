@@ -19,7 +19,9 @@ def main(out: str, k: int, b: int) -> None:
     pixels, ids = batch(2 * k * b)
     r = dist.rank()
     # rank r holds rows [r*k*b, (r+1)*k*b): a permutation of the global batch, which the loss does not see
-    mine = [(pixels[(r * k + j) * b : (r * k + j + 1) * b], ids[(r * k + j) * b : (r * k + j + 1) * b]) for j in range(k)]
+    mine = [
+        (pixels[(r * k + j) * b : (r * k + j + 1) * b], ids[(r * k + j) * b : (r * k + j + 1) * b]) for j in range(k)
+    ]
     features_step(model, mine, build_loss([{"ClipLoss": {}}]), AMP_OFF)
     params = [p for p in model.parameters() if not p.stop_gradient]
     dist.average_gradients(params)

@@ -91,7 +91,15 @@ def test_two_processes_give_the_gradients_of_one_global_batch(tmp_path):
     model = tiny_model()
     pixels, ids = batch(2 * K * B)
     ref, _ = full_batch_grads(model, pixels, ids)
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "log")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        str(tmp_path / "log"),
+    ]
     proc = subprocess.run(
         [*cmd, str(WORKER), str(tmp_path / "grads.npz"), str(K), str(B)],
         cwd=ROOT,
