@@ -261,6 +261,40 @@ OPTIMIZER = Section(
 )
 
 
+def _crop_range(v: list) -> str | None:
+    return None if len(v) == 2 and 0 < v[0] <= v[1] else "must be [min, max] with 0 < min <= max"
+
+
+TRANSFORM = Section(
+    {
+        "augment": Field(
+            BOOL,
+            False,
+            "Chinese-CLIP's --use-augment: RandomResizedCrop + horizontal flip + AutoAugment (ImageNet policy) on "
+            "training images (paddle_mm.vision.transforms.TrainAugment); false: the evaluation transform",
+        ),
+        "crop_scale": Field(
+            (list,), [0.9, 1.0], "augment: area share of the random crop", item_type=float, check=_crop_range
+        ),
+        "crop_ratio": Field(
+            (list,),
+            [0.75, 1.3333333333333333],
+            "augment: aspect-ratio range of the random crop",
+            item_type=float,
+            check=_crop_range,
+        ),
+        "hflip": Field(
+            FLOAT,
+            0.5,
+            "augment: horizontal-flip probability (cn_clip 0.5; 0 when captions say left or right)",
+            check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
+        ),
+        "auto_augment": Field(STR, "original", "augment: AutoAugment policy", choices=("original", "none")),
+    },
+    doc="training-time image augmentation",
+)
+
+
 def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) -> Section:
     dataset = Section(
         {
@@ -285,6 +319,8 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
         },
         required=True,
     )
+    if split == "train":  # issue 19: training-time augmentation; evaluation never augments
+        dataset.fields["transform"] = TRANSFORM
     sampler = Section(
         {
             "batch_size": Field(INT, doc="samples per rank per step", check=_positive),

@@ -10,7 +10,7 @@ import paddle
 from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
 from ..text.tokenizer import preprocess_caption, tokenize
-from ..vision.transforms import ImageTransform
+from ..vision.transforms import ImageTransform, TrainAugment
 from .run import worker_init
 
 
@@ -38,8 +38,12 @@ class GlobalBatchSampler(paddle.io.BatchSampler):
                 "lower DataLoader.Train.sampler.batch_size or add data"
             )
 
+    on_epoch = None  # called with the epoch by set_epoch (the augmenting transform reseeds)
+
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def n_batches(self) -> int:
         per_global = self.batch_size * self.world
@@ -64,6 +68,21 @@ def build_transform(dataset_cfg: dict[str, Any], image_size: int) -> ImageTransf
     return ImageTransform(size=image_size, interpolation=dataset_cfg["interpolation"])
 
 
+def build_train_transform(dataset_cfg: dict[str, Any], image_size: int, seed: int) -> ImageTransform | TrainAugment:
+    """The evaluation transform, or Chinese-CLIP's ``--use-augment`` one when ``transform.augment`` is set."""
+    t = dataset_cfg.get("transform") or {}
+    if not t.get("augment"):
+        return build_transform(dataset_cfg, image_size)
+    return TrainAugment(
+        image_size,
+        scale=tuple(t["crop_scale"]),
+        ratio=tuple(t["crop_ratio"]),
+        hflip=t["hflip"],
+        auto_augment=t["auto_augment"],
+        seed=seed,
+    )
+
+
 def build_tokenizer(context_length: int):
     """Texts -> [N, context_length] ids exactly as cn_clip's datasets make them (``_preprocess_text`` first)."""
     return lambda texts: tokenize([preprocess_caption(t) for t in texts], context_length=context_length)
@@ -77,9 +96,12 @@ def build_train_loader(
     section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int, seed: int
 ) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
     corpus = load_split(section["dataset"])
-    dataset = PairDataset(corpus, build_transform(section["dataset"], image_size), build_tokenizer(context_length))
+    transform = build_train_transform(section["dataset"], image_size, seed)
+    dataset = PairDataset(corpus, transform, build_tokenizer(context_length))
     s = section["sampler"]
     sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
+    if isinstance(transform, TrainAugment):  # new draws every epoch, the same ones when the run repeats
+        sampler.on_epoch = transform.set_epoch
     loader = paddle.io.DataLoader(
         dataset,
         batch_sampler=sampler,
