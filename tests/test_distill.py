@@ -26,14 +26,21 @@ def teacher_dir(tmp_path_factory):
     return save_model(make(seed=11), tmp_path_factory.mktemp("teacher") / "teacher")
 
 
-def cosine_to_teacher(student, teacher, pixels) -> float:
+def closeness(kind: str, student, teacher, pixels, ids) -> float:
+    """What each kind pulls together: the image features (cosine), or the image->text similarity distributions
+    (minus their KL divergence, so that higher is closer for both)."""
     with paddle.no_grad():
         s = F.normalize(student.encode_image(pixels), axis=-1)
         t = F.normalize(teacher.encode_image(pixels), axis=-1)
-    return float((s * t).sum(-1).mean())
+        if kind == "cosine":
+            return float((s * t).sum(-1).mean())
+        s_logits = student.logit_scale.exp() * s @ F.normalize(student.encode_text(ids), axis=-1).t()
+        t_logits = teacher.logit_scale.exp() * t @ F.normalize(teacher.encode_text(ids), axis=-1).t()
+        p = F.softmax(t_logits, axis=-1)
+        return -float((p * (F.log_softmax(t_logits, axis=-1) - F.log_softmax(s_logits, axis=-1))).sum(-1).mean())
 
 
-def train(student, loss_fn, pixels, ids, steps: int = 30) -> None:
+def train(student, loss_fn, pixels, ids, steps: int = 15) -> None:
     opt = paddle.optimizer.Adam(learning_rate=3e-3, parameters=student.parameters())
     for _ in range(steps):
         out = student(pixels, ids)
@@ -53,12 +60,12 @@ def test_student_moves_toward_the_teacher(teacher_dir, kind):
     runs = {}
     for name, loss_fn in (("with", distill), ("without", build_loss([{"ClipLoss": {}}]))):
         student = make(seed=5)
-        before = cosine_to_teacher(student, teacher, pixels)
+        before = closeness(kind, student, teacher, pixels, ids)
         train(student, loss_fn, pixels, ids)
-        runs[name] = cosine_to_teacher(student, teacher, pixels) - before
+        runs[name] = closeness(kind, student, teacher, pixels, ids) - before
     assert runs["with"] > runs["without"] + 0.1, runs  # the teacher term, not the contrastive one, moves it
-    if kind == "cosine":
-        assert runs["with"] > 0.3, runs
+    if kind == "cosine":  # (random towers give near-uniform similarity rows: the KL starts near 0, and stays there)
+        assert runs["with"] > 0.1, runs
     assert all(np.array_equal(frozen[n], p.numpy()) for n, p in teacher.named_parameters())
     assert not teacher.training
     assert not [n for n, _ in distill.named_parameters() if "teacher" in n]  # not a sublayer: never saved / trained
