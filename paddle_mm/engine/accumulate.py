@@ -37,19 +37,22 @@ def features_step(
     micro_batches: list[tuple[paddle.Tensor, paddle.Tensor]],
     loss_fn: Callable[[dict[str, paddle.Tensor]], dict[str, paddle.Tensor]],
     amp: dict[str, Any],
+    targets: list[dict[str, paddle.Tensor]] | None = None,
 ) -> tuple[dict[str, paddle.Tensor], float]:
     """Backward of the contrastive loss over all ``micro_batches`` [(pixels, input_ids), ...] as one batch.
 
     Gradients are accumulated into the parameters (call ``optimizer.step()`` after). ``loss_fn`` gets
-    ``{"image_features", "text_features", "logit_scale"}`` of the whole accumulated batch plus, when it has
-    ``extra_targets(pixel_values, input_ids)`` (a distillation teacher), those targets concatenated.
+    ``{"image_features", "text_features", "logit_scale"}`` of the whole accumulated batch plus the per-sample
+    ``targets`` of each micro-batch concatenated (a distillation teacher's features); without ``targets`` they
+    come from ``loss_fn.extra_targets(pixel_values, input_ids)`` when it has that method.
 
     Returns the loss terms (of the last recompute) and the spread of the total loss over the k recomputes:
     each recompute evaluates the same batch loss, so a spread above float noise means the recomputed
     features differ from the cached ones (a forward that is not repeatable).
     """
-    rng_states, images, texts, extras = [], [], [], []
-    extra_targets = getattr(loss_fn, "extra_targets", None)
+    rng_states, images, texts = [], [], []
+    extras = list(targets) if targets is not None else []
+    extra_targets = getattr(loss_fn, "extra_targets", None) if targets is None else None
     with paddle.no_grad():
         for pixels, ids in micro_batches:
             rng_states.append(paddle.get_rng_state())
@@ -60,7 +63,7 @@ def features_step(
             if extra_targets is not None:
                 extras.append(extra_targets(pixels, ids))
     rng_after = paddle.get_rng_state()
-    targets = {k: paddle.concat([e[k] for e in extras], axis=0) for k in (extras[0] if extras else {})}
+    batch_targets = {k: paddle.concat([e[k] for e in extras], axis=0) for k in (extras[0] if extras else {})}
 
     values: list[float] = []
     for j, (pixels, ids) in enumerate(micro_batches):
@@ -75,7 +78,7 @@ def features_step(
                 # the batch loss depends on the temperature once, not once per recompute
                 "logit_scale": out["logit_scale"] if j == 0 else out["logit_scale"].detach(),
             }
-            losses = loss_fn({**live, **targets})
+            losses = loss_fn({**live, **batch_targets})
         losses["loss"].backward()
         values.append(float(losses["loss"]))
     paddle.set_rng_state(rng_after)

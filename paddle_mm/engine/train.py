@@ -181,7 +181,7 @@ def train_one_epoch(
         dynamic_ncols=True,
     )
     t_start, samples, micro, loss_ok = time.time(), 0, 0, True
-    pending: list = []  # accum_mode features: the micro-batches of the step in progress
+    pending, pending_targets = [], []  # accum_mode features: the micro-batches of the step in progress
     for batch in loader:
         if prepare is None:
             bad.update(batch)
@@ -198,12 +198,13 @@ def train_one_epoch(
         # --- issue 19 hook: feature-cached accumulation (paddle_mm/engine/accumulate.py) ---
         if accum_mode == "features":
             pending.append(inputs)
+            pending_targets.append(targets)
             micro += 1
             samples += n_used * dist.world_size()
             if micro % accum_steps:
                 continue
-            losses, _ = features_step(model, pending, loss_fn, amp)
-            pending = []
+            losses, _ = features_step(model, pending, loss_fn, amp, pending_targets)
+            pending, pending_targets = [], []
             loss_ok = loss_ok and _loss_is_finite(losses["loss"])
         else:
             # --- end issue 19 hook (the branch below is the unchanged gradients mode) ---

@@ -118,8 +118,12 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows}
 
 
-def test_training_with_feature_accumulation_follows_the_large_batch_run(tiny_data, tmp_path):
-    common = ("Global.epochs=1", "Global.eval_during_train=false", "Global.save_steps=0")
+def test_training_with_feature_accumulation_follows_the_large_batch_run(tiny_data, tiny_run, tmp_path):
+    """tools/train.py, batch 16 vs 4 micro-batches of 4 by features, both distilling from the tiny run's model
+    (DistillLoss kl: the teacher's targets travel with the cached micro-batches): the same loss at every step."""
+    teacher = tiny_run / "CN-CLIP-Tiny" / "best_model"
+    loss = f"Loss.Train=[{{ClipLoss: {{}}}}, {{DistillLoss: {{teacher: {teacher}, kind: kl}}}}]"
+    common = ("Global.epochs=1", "Global.eval_during_train=false", "Global.save_steps=0", loss)
     big = run_tool("train.py", *tiny_args(tiny_data, tmp_path / "big", "-o", *common))
     acc = run_tool(
         "train.py",
