@@ -98,3 +98,12 @@ def test_cosine_needs_equal_sizes_and_kl_does_not(teacher_dir):
 def test_a_missing_teacher_is_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="DistillLoss teacher: .*no such file or directory"):
         build_loss([{"DistillLoss": {"teacher": str(tmp_path / "nope")}}])
+
+
+def test_train_tool_names_a_missing_teacher_in_one_line(tiny_data, tmp_path):
+    from tests.conftest import run_tool, tiny_args
+
+    loss = f"Loss.Train=[{{ClipLoss: {{}}}}, {{DistillLoss: {{teacher: {tmp_path / 'nope'}}}}}]"
+    proc = run_tool("train.py", *tiny_args(tiny_data, tmp_path / "out", "-o", loss))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "config error: Loss.Train: DistillLoss teacher:" in proc.stderr and "Traceback" not in proc.stderr

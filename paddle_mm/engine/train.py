@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import hardware
 
-from ..config import dump_config
+from ..config import ConfigError, dump_config
 from ..data.collate import BadSampleCounter
 from ..data.duplicates import DuplicateCaptionGuard
 from ..losses import build_loss
@@ -329,7 +329,7 @@ def _train(
         )
     metric_name = "MR" if task is None else task.main_metric
     if g["accum_mode"] == "features" and task is not None:  # issue 19 hook
-        raise ValueError(
+        raise ConfigError(
             f"Global.accum_mode=features is for the contrastive (retrieval) loss; Global.task={g['task']!r} "
             "needs Global.accum_mode=gradients"
         )
@@ -341,7 +341,10 @@ def _train(
         )
     lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
     optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
-    loss_fn = build_loss(cfg["Loss"]["Train"])
+    try:
+        loss_fn = build_loss(cfg["Loss"]["Train"])
+    except FileNotFoundError as err:  # issue 19: a DistillLoss teacher that is not there
+        raise ConfigError(f"Loss.Train: {err}") from None
     dup_guard = DuplicateCaptionGuard(drop=g["drop_duplicate_captions"], log=logger.warning)
 
     facts = run_facts(cfg, world, len(dataset))
