@@ -168,6 +168,9 @@ CLIP_LOSS = Section(
     {
         "weight": Field(FLOAT, 1.0, "weight of this loss term"),
         "gather_with_grad": Field(BOOL, True, "gather negatives from all ranks with gradients (cn_clip default)"),
+        "aggregate": Field(
+            BOOL, True, "negatives from all ranks (false: each rank's own batch only, cn_clip --skip-aggregate)"
+        ),
     }
 )
 

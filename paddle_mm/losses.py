@@ -19,20 +19,23 @@ class ClipLoss(nn.Layer):
     and its gradients equal a single process holding the whole global batch.
     """
 
-    def __init__(self, weight: float = 1.0, gather_with_grad: bool = True):
+    def __init__(self, weight: float = 1.0, gather_with_grad: bool = True, aggregate: bool = True):
         super().__init__()
-        self.weight = weight
+        self.weight, self.aggregate = weight, aggregate
         self.gather = all_gather_with_grad if gather_with_grad else all_gather_no_grad
 
     def forward(
         self, image_features: paddle.Tensor, text_features: paddle.Tensor, logit_scale: paddle.Tensor, **_: Any
     ) -> paddle.Tensor:
-        all_images = self.gather(image_features)  # (world * B, D)
-        all_texts = self.gather(text_features)
+        if not self.aggregate:  # cn_clip --skip-aggregate: each rank's own batch only
+            all_images, all_texts, offset = image_features, text_features, 0
+        else:
+            all_images = self.gather(image_features)  # (world * B, D)
+            all_texts = self.gather(text_features)
+            offset = rank() * image_features.shape[0]
         logits_per_image = logit_scale * paddle.matmul(image_features, all_texts, transpose_y=True)  # (B, world*B)
         logits_per_text = logit_scale * paddle.matmul(text_features, all_images, transpose_y=True)
-        B = image_features.shape[0]
-        labels = paddle.arange(B, dtype="int64") + rank() * B
+        labels = paddle.arange(image_features.shape[0], dtype="int64") + offset
         loss = (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
         return self.weight * loss
 

@@ -27,6 +27,15 @@ def main(out: str, k: int, b: int) -> None:
     dist.average_gradients(params)
     if dist.is_main():
         np.savez(out, **{n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
+    model.clear_gradients()  # --skip-aggregate (ClipLoss aggregate: false): each rank's rows are its own batch
+    rows = slice(r * k * b, (r + 1) * k * b)
+    build_loss([{"ClipLoss": {"aggregate": False}}])(model(pixels[rows], ids[rows]))["loss"].backward()
+    dist.average_gradients(params)
+    if dist.is_main():
+        np.savez(
+            out.replace(".npz", "_local.npz"),
+            **{n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None},
+        )
 
 
 if __name__ == "__main__":

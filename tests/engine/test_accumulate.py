@@ -111,6 +111,13 @@ def test_two_processes_give_the_gradients_of_one_global_batch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:] + logs
     got = dict(np.load(tmp_path / "grads.npz"))
     assert_same_grads(got, ref)
+    # aggregate: false (cn_clip --skip-aggregate): the mean of each rank's own-batch loss
+    half = K * B
+    loss_fn = build_loss([{"ClipLoss": {}}])
+    (
+        (loss_fn(model(pixels[:half], ids[:half]))["loss"] + loss_fn(model(pixels[half:], ids[half:]))["loss"]) / 2
+    ).backward()
+    assert_same_grads(dict(np.load(tmp_path / "grads_local.npz")), grads(model))
 
 
 def losses(out: Path) -> dict[int, float]:
