@@ -122,7 +122,7 @@ def test_recipe_carries_the_run_script_values(name):
     assert cfg["DataLoader"]["Eval"]["sampler"]["batch_size"] == theirs["valid_batch_size"]
     assert cfg["Global"]["accum_steps"] == theirs["accum_freq"]
     assert cfg["Global"]["epochs"] == theirs["max_epochs"]
-    assert cfg["Loss"]["Train"][0] == {"ClipLoss": {"weight": 1.0, "gather_with_grad": False}}
+    assert cfg["Loss"]["Train"][0] == {"ClipLoss": {"weight": 1.0, "gather_with_grad": False, "aggregate": True}}
     assert [next(iter(t)) for t in cfg["Loss"]["Train"][1:]] == (["DistillLoss"] if theirs.get("distillation") else [])
     assert cfg["DataLoader"]["Train"]["dataset"]["transform"]["augment"] == theirs.get("use_augment", False)
     # --accum-freq caches features: accumulated micro-batches are negatives of each other
