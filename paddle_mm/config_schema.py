@@ -120,6 +120,15 @@ GLOBAL = Section(
         "pretrained_model": Field(STR, None, "weights to start from or to evaluate (a model directory)"),
         "save_inference_dir": Field(STR, "./inference", "where export tools write inference models"),
         "accum_steps": Field(INT, 1, "gradient accumulation: micro-batches per optimizer step", check=_positive),
+        "accum_mode": Field(
+            STR,
+            "gradients",
+            "how accum_steps micro-batches make one step: gradients (sum of per-micro-batch losses: negatives from "
+            "one micro-batch) or features (Chinese-CLIP's --accum-freq: features cached, one contrastive loss over "
+            "all micro-batches of all ranks; the same gradients as one batch accum_steps times larger, for "
+            "one extra forward per micro-batch; retrieval only)",
+            choices=("gradients", "features"),
+        ),
         "progress_bar": Field(BOOL, True, "show tqdm progress bars (rank 0 only)"),
         "drop_duplicate_captions": Field(
             BOOL,
@@ -160,6 +169,26 @@ CLIP_LOSS = Section(
     {
         "weight": Field(FLOAT, 1.0, "weight of this loss term"),
         "gather_with_grad": Field(BOOL, True, "gather negatives from all ranks with gradients (cn_clip default)"),
+        "aggregate": Field(
+            BOOL, True, "negatives from all ranks (false: each rank's own batch only, cn_clip --skip-aggregate)"
+        ),
+    }
+)
+
+DISTILL_LOSS = Section(
+    {
+        "weight": Field(FLOAT, 1.0, "weight of this loss term (Chinese-CLIP's --kd_loss_weight)"),
+        "teacher": Field(
+            STR,
+            doc="frozen teacher: a paddle_mm model / checkpoint directory or a Chinese-CLIP .pt (converted in memory)",
+        ),
+        "kind": Field(
+            STR,
+            "cosine",
+            "cosine: 1 - cos(student, teacher image features), Chinese-CLIP's term (same embed_dim); kl: KL of "
+            "the teacher's image<->text similarity distributions to the student's (any sizes)",
+            choices=("cosine", "kl"),
+        ),
     }
 )
 
@@ -188,13 +217,14 @@ LOSS = Section(
             OneOf(
                 {
                     "ClipLoss": CLIP_LOSS,
+                    "DistillLoss": DISTILL_LOSS,
                     "VQALoss": VQA_LOSS,
                     "ClassificationLoss": CLASSIFICATION_LOSS,
                     "MatchingLoss": Section({"weight": Field(FLOAT, 1.0, "weight of this loss term")}),
                 }
             ),
             "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification, "
-            "MatchingLoss + ClipLoss for matching)",
+            "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher)",
         )
     },
     doc="losses",
@@ -249,6 +279,40 @@ FRAME = Section(
 )
 
 
+def _crop_range(v: list) -> str | None:
+    return None if len(v) == 2 and 0 < v[0] <= v[1] else "must be [min, max] with 0 < min <= max"
+
+
+TRANSFORM = Section(
+    {
+        "augment": Field(
+            BOOL,
+            False,
+            "Chinese-CLIP's --use-augment: RandomResizedCrop + horizontal flip + AutoAugment (ImageNet policy) on "
+            "training images (paddle_mm.vision.transforms.TrainAugment); false: the evaluation transform",
+        ),
+        "crop_scale": Field(
+            (list,), [0.9, 1.0], "augment: area share of the random crop", item_type=float, check=_crop_range
+        ),
+        "crop_ratio": Field(
+            (list,),
+            [0.75, 1.3333333333333333],
+            "augment: aspect-ratio range of the random crop",
+            item_type=float,
+            check=_crop_range,
+        ),
+        "hflip": Field(
+            FLOAT,
+            0.5,
+            "augment: horizontal-flip probability (cn_clip 0.5; 0 when captions say left or right)",
+            check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
+        ),
+        "auto_augment": Field(STR, "original", "augment: AutoAugment policy", choices=("original", "none")),
+    },
+    doc="training-time image augmentation",
+)
+
+
 def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) -> Section:
     dataset = Section(
         {
@@ -274,6 +338,8 @@ def _loader_section(split: str, shuffle: bool, drop_last: bool, required: bool) 
         },
         required=True,
     )
+    if split == "train":  # issue 19: training-time augmentation; evaluation never augments
+        dataset.fields["transform"] = TRANSFORM
     sampler = Section(
         {
             "batch_size": Field(INT, doc="samples per rank per step", check=_positive),

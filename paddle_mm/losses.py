@@ -19,25 +19,107 @@ class ClipLoss(nn.Layer):
     and its gradients equal a single process holding the whole global batch.
     """
 
-    def __init__(self, weight: float = 1.0, gather_with_grad: bool = True):
+    def __init__(self, weight: float = 1.0, gather_with_grad: bool = True, aggregate: bool = True):
         super().__init__()
-        self.weight = weight
+        self.weight, self.aggregate = weight, aggregate
         self.gather = all_gather_with_grad if gather_with_grad else all_gather_no_grad
 
     def forward(
         self, image_features: paddle.Tensor, text_features: paddle.Tensor, logit_scale: paddle.Tensor, **_: Any
     ) -> paddle.Tensor:
-        all_images = self.gather(image_features)  # (world * B, D)
-        all_texts = self.gather(text_features)
+        if not self.aggregate:  # cn_clip --skip-aggregate: each rank's own batch only
+            all_images, all_texts, offset = image_features, text_features, 0
+        else:
+            all_images = self.gather(image_features)  # (world * B, D)
+            all_texts = self.gather(text_features)
+            offset = rank() * image_features.shape[0]
         logits_per_image = logit_scale * paddle.matmul(image_features, all_texts, transpose_y=True)  # (B, world*B)
         logits_per_text = logit_scale * paddle.matmul(text_features, all_images, transpose_y=True)
-        B = image_features.shape[0]
-        labels = paddle.arange(B, dtype="int64") + rank() * B
+        labels = paddle.arange(image_features.shape[0], dtype="int64") + offset
         loss = (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
         return self.weight * loss
 
 
-LOSSES = {"ClipLoss": ClipLoss}
+class DistillLoss(nn.Layer):
+    """Feature distillation from a frozen teacher CLIP (Chinese-CLIP's ``--distllation``, made to train).
+
+    ``teacher``: the teacher CLIP. In YAML, ``teacher`` is a path (a paddle_mm model or checkpoint directory, a
+    training run's folder, or a Chinese-CLIP / QA-CLIP ``.pt`` converted in memory) that the task loads once
+    with :func:`paddle_mm.tasks.base.load_teacher`. It is kept in eval mode and never trained; it sees the
+    student's pixels (bicubically resized when its resolution differs) and token ids.
+
+    ``kind``:
+      - ``cosine``: 1 - cos(student image feature, teacher image feature), averaged over the batch: the term
+        Chinese-CLIP adds. Needs the same embed_dim in both models.
+      - ``kl``: KL(teacher || student) of the image->text and text->image similarity distributions over the
+        batch (texts of all ranks), each model at its own temperature. Works across embedding sizes.
+
+    Chinese-CLIP computes its cosine term on ``student_features.detach()`` (and interpolates the student vector
+    to the teacher's size), so in its code the term is logged but sends no gradient; here it does.
+    """
+
+    def __init__(self, teacher: nn.Layer, weight: float = 1.0, kind: str = "cosine"):
+        super().__init__()
+        if kind not in ("cosine", "kl"):
+            raise ValueError(f"DistillLoss kind {kind!r}: expected 'cosine' or 'kl'")
+        if not isinstance(teacher, nn.Layer):
+            raise TypeError(
+                f"DistillLoss teacher {teacher!r}: pass the model (paddle_mm.tasks.base.load_teacher builds it from "
+                "the path in Loss.Train)"
+            )
+        self.weight, self.kind = weight, kind
+        teacher.eval()
+        for p in teacher.parameters():
+            p.stop_gradient = True
+        object.__setattr__(self, "teacher", teacher)  # not a sublayer: not saved, not trained
+
+    def extra_targets(self, pixel_values: paddle.Tensor, input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
+        """The teacher's normalized features for one (micro-)batch, without gradients."""
+        teacher = self.teacher
+        size = teacher.config.image_resolution
+        with paddle.no_grad():
+            if pixel_values.shape[-1] != size:
+                pixel_values = F.interpolate(pixel_values, size=[size, size], mode="bicubic", align_corners=False)
+            out = {"teacher_image_features": F.normalize(teacher.encode_image(pixel_values), axis=-1)}
+            if self.kind == "kl":
+                out["teacher_text_features"] = F.normalize(teacher.encode_text(input_ids), axis=-1)
+                out["teacher_logit_scale"] = teacher.logit_scale.exp().reshape([1]).expand([input_ids.shape[0]])
+        return {k: v.astype("float32").detach() for k, v in out.items()}
+
+    def forward(
+        self,
+        image_features: paddle.Tensor,
+        text_features: paddle.Tensor,
+        logit_scale: paddle.Tensor,
+        teacher_image_features: paddle.Tensor,
+        teacher_text_features: paddle.Tensor | None = None,
+        teacher_logit_scale: paddle.Tensor | None = None,
+        **_: Any,
+    ) -> paddle.Tensor:
+        if self.kind == "cosine":
+            if image_features.shape[-1] != teacher_image_features.shape[-1]:
+                raise ValueError(
+                    f"DistillLoss kind cosine: student embed_dim {image_features.shape[-1]} != teacher embed_dim "
+                    f"{teacher_image_features.shape[-1]}; use kind: kl, which compares similarity distributions"
+                )
+            cos = (F.normalize(image_features, axis=-1) * teacher_image_features).sum(axis=-1)  # (B,)
+            return self.weight * (1.0 - cos.mean())
+        t_scale = teacher_logit_scale[0]
+        all_texts = all_gather_with_grad(text_features)  # (world * B, D): columns as ClipLoss has them
+        all_images = all_gather_with_grad(image_features)
+        t_texts, t_images = all_gather_no_grad(teacher_text_features), all_gather_no_grad(teacher_image_features)
+        kl_i2t = _kl(t_scale * teacher_image_features @ t_texts.t(), logit_scale * image_features @ all_texts.t())
+        kl_t2i = _kl(t_scale * teacher_text_features @ t_images.t(), logit_scale * text_features @ all_images.t())
+        return self.weight * (kl_i2t + kl_t2i) / 2
+
+
+def _kl(teacher_logits: paddle.Tensor, student_logits: paddle.Tensor) -> paddle.Tensor:
+    """Mean over rows of KL(softmax(teacher) || softmax(student))."""
+    p = F.softmax(teacher_logits, axis=-1)
+    return (p * (F.log_softmax(teacher_logits, axis=-1) - F.log_softmax(student_logits, axis=-1))).sum(-1).mean()
+
+
+LOSSES = {"ClipLoss": ClipLoss, "DistillLoss": DistillLoss}
 
 
 class CombinedLoss(nn.Layer):
@@ -46,6 +128,15 @@ class CombinedLoss(nn.Layer):
     def __init__(self, terms: dict[str, nn.Layer]):
         super().__init__()
         self.terms = nn.LayerDict(terms)
+
+    def extra_targets(self, *inputs: paddle.Tensor) -> dict[str, paddle.Tensor]:
+        """Per-sample inputs some terms need besides the model's outputs (a teacher's features from the batch's
+        model inputs), no gradients; empty when no term needs any."""
+        out: dict[str, paddle.Tensor] = {}
+        for term in self.terms.values():
+            if hasattr(term, "extra_targets"):
+                out.update(term.extra_targets(*inputs))
+        return out
 
     def forward(self, outputs: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         parts = {name: term(**outputs) for name, term in self.terms.items()}

@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 PNG_NAME = "training_curves.png"
 RECALL_STYLE = {"t2i": "-", "i2t": "--"}  # text->image solid, image->text dashed

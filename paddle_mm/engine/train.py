@@ -24,9 +24,10 @@ from tqdm import tqdm
 import hardware
 
 from .. import distributed as dist
-from ..config import dump_config
+from ..config import ConfigError, dump_config
 from ..optim import build_lr_schedule, build_optimizer
 from ..tasks import Batch, Task, build_task
+from .accumulate import build_accumulation
 from .checkpoint import (
     load_checkpoint,
     load_state_into,
@@ -133,6 +134,7 @@ class LoopSettings:
     amp: dict[str, Any] = field(default_factory=lambda: {"use_amp": False, "level": "O1", "dtype": None})
     progress: bool = False
     metrics_file: Path | None = None  # JSON lines {epoch, step, loss, lr, the task's step scalars}
+    accum_mode: str = "gradients"  # how micro-batches add up (paddle_mm.engine.accumulate)
 
 
 def train_one_epoch(
@@ -157,18 +159,17 @@ def train_one_epoch(
     params = [p for p in model.parameters() if not p.stop_gradient]
     steps_total = len(loader) // loop.accum_steps + state.step_in_epoch
     log = _StepLog(state, loop, steps_total, vdl)
-    loss_ok = True
+    loss_ok, accumulate = True, build_accumulation(loop.accum_mode, model, loss_fn, loop.amp, loop.accum_steps)
     for batch in loader:
         b = _same_size_on_every_rank(task.prepare(batch, model.config.pad_id))
         if b.n == 0:
             continue
-        amp = loop.amp
-        with paddle.amp.auto_cast(enable=amp["use_amp"], level=amp["level"], dtype=amp["dtype"] or "float16"):
-            losses = loss_fn({**model(*b.inputs), **b.targets})
-        loss_ok = loss_ok and _loss_is_finite(losses["loss"])
-        (losses["loss"] / loop.accum_steps).backward()
+        step_losses = accumulate(b.inputs, {**b.targets, **loss_fn.extra_targets(*b.inputs)})  # backward done
+        if step_losses is not None:
+            losses = step_losses
+            loss_ok = loss_ok and _loss_is_finite(losses["loss"])
         if not log.micro_step(b.n * dist.world_size()):
-            continue  # accumulating gradients
+            continue  # accumulating
         _optimizer_step(model, task, optimizer, params, lr_at(state.global_step), state)
         stop_now = _check_step(state, steps_total, model, loss_ok, stop, optimizer.get_lr())
         _reseed(loop.seed, state.global_step)
@@ -295,7 +296,15 @@ def _build(cfg: dict[str, Any], world: int) -> _Parts:
         )
     lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
     optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
-    loss_fn = task.build_loss(cfg["Loss"]["Train"])
+    if g["accum_mode"] == "features" and not task.contrastive:
+        raise ConfigError(
+            f"Global.accum_mode=features caches features for a contrastive loss; Global.task={task.name} "
+            "trains per-sample losses: set Global.accum_mode=gradients"
+        )
+    try:
+        loss_fn = task.build_loss(cfg["Loss"]["Train"])
+    except FileNotFoundError as err:  # a DistillLoss teacher that is not there
+        raise ConfigError(f"Loss.Train: {err}") from None
     return _Parts(task, model, loader, sampler, len(dataset), steps_per_epoch, lr_at, optimizer, loss_fn)
 
 
@@ -372,6 +381,7 @@ def _loop_settings(cfg: dict[str, Any], device: str, out_dir: Path | None) -> Lo
         amp=_amp(cfg["AMP"], device),
         progress=out_dir is not None and g["progress_bar"],
         metrics_file=None if out_dir is None else out_dir / "train_metrics.jsonl",
+        accum_mode=g["accum_mode"],
     )
 
 

@@ -292,8 +292,9 @@ def decode_manifest(data: bytes) -> Manifest:
     :func:`check_paths`. The verifier calls it only after the signature over ``data`` verified.
     """
     check_envelope(data)
-    obj = _object(strict_json(data[len(MAGIC) : -1], "manifest", MalformedManifestError, MAX_JSON_DEPTH),
-                  _FIELDS, "manifest")
+    obj = _object(
+        strict_json(data[len(MAGIC) : -1], "manifest", MalformedManifestError, MAX_JSON_DEPTH), _FIELDS, "manifest"
+    )
     signer = _object(obj["signer"], {"key_id", "user_id"}, "manifest field 'signer'")
     algorithms = _object(obj["algorithms"], {"hash", "signature"}, "manifest field 'algorithms'")
     if not isinstance(obj["files"], list):

@@ -50,6 +50,7 @@ class Task(ABC):
     main_metric: str  # the evaluation metric that selects ``best_model``
     higher_is_better: bool = True
     losses: tuple[str, ...]  # the Loss.Train terms that read what this task's model and batches give
+    contrastive: bool = False  # its loss couples the samples of a batch (Global.accum_mode features is for these)
 
     @abstractmethod
     def build_model(self, arch: dict[str, Any]) -> paddle.nn.Layer:
@@ -69,7 +70,7 @@ class Task(ABC):
             raise ConfigError(
                 f"Loss.Train {wrong} does not fit Global.task={self.name}; use {' and/or '.join(self.losses)}"
             )
-        return build_loss(items)
+        return build_loss([{name: _with_teacher(name, args) for name, args in item.items()} for item in items])
 
     @abstractmethod
     def prepare(self, batch: dict[str, Any], pad_id: int) -> Batch:
@@ -104,3 +105,22 @@ class Task(ABC):
     def history_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """What ``train_summary.json`` keeps of an evaluation."""
         return metrics
+
+
+def load_teacher(path: str) -> paddle.nn.Layer:
+    """A DistillLoss teacher from its ``Loss.Train`` path: a model or checkpoint directory, a run folder, or a
+    Chinese-CLIP ``.pt`` (:func:`paddle_mm.load_from_name`)."""
+    from ..models.pretrained import load_from_name
+
+    try:
+        model, _ = load_from_name(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"DistillLoss teacher: {err}") from None
+    return model
+
+
+def _with_teacher(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A loss term's arguments with its teacher path replaced by the loaded model (DistillLoss only)."""
+    if name != "DistillLoss" or not isinstance(args.get("teacher"), str):
+        return args
+    return {**args, "teacher": load_teacher(args["teacher"])}

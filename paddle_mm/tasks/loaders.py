@@ -11,7 +11,7 @@ from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
 from ..data.workers import worker_init
 from ..text.tokenizer import preprocess_caption, tokenize
-from ..vision.transforms import ImageTransform
+from ..vision.transforms import ImageTransform, TrainAugment
 
 
 class GlobalBatchSampler(paddle.io.BatchSampler):
@@ -38,8 +38,12 @@ class GlobalBatchSampler(paddle.io.BatchSampler):
                 "lower DataLoader.Train.sampler.batch_size or add data"
             )
 
+    on_epoch = None  # called with the epoch by set_epoch (the augmenting transform reseeds)
+
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def n_batches(self) -> int:
         per_global = self.batch_size * self.world
@@ -62,6 +66,21 @@ class GlobalBatchSampler(paddle.io.BatchSampler):
 
 def build_transform(dataset_cfg: dict[str, Any], image_size: int) -> ImageTransform:
     return ImageTransform(size=image_size, interpolation=dataset_cfg["interpolation"])
+
+
+def build_train_transform(dataset_cfg: dict[str, Any], image_size: int, seed: int) -> ImageTransform | TrainAugment:
+    """The evaluation transform, or Chinese-CLIP's ``--use-augment`` one when ``transform.augment`` is set."""
+    t = dataset_cfg.get("transform") or {}
+    if not t.get("augment"):
+        return build_transform(dataset_cfg, image_size)
+    return TrainAugment(
+        image_size,
+        scale=tuple(t["crop_scale"]),
+        ratio=tuple(t["crop_ratio"]),
+        hflip=t["hflip"],
+        auto_augment=t["auto_augment"],
+        seed=seed,
+    )
 
 
 def build_tokenizer(context_length: int):
@@ -96,6 +115,9 @@ def build_pair_loader(
 ) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
     """Image-caption pairs (Chinese-CLIP's data) with undecodable images counted and dropped per batch."""
     corpus = load_split(section["dataset"])
-    dataset = PairDataset(corpus, build_transform(section["dataset"], image_size), build_tokenizer(context_length))
+    transform = build_train_transform(section["dataset"], image_size, seed)
+    dataset = PairDataset(corpus, transform, build_tokenizer(context_length))
     loader, sampler = build_loader(dataset, section, world, rank, seed, collate_skip_bad)
+    if isinstance(transform, TrainAugment):  # new draws every epoch, the same ones when the run repeats
+        sampler.on_epoch = transform.set_epoch
     return loader, sampler, dataset

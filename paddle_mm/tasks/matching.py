@@ -32,6 +32,7 @@ class MatchingTask(RetrievalTask):
     name = "matching"
     main_metric = "mean_recall"
     losses = ("ClipLoss", "MatchingLoss")
+    contrastive = False  # the matching head scores in-batch hard negatives: accumulate gradients
 
     def __init__(self, cfg: dict[str, Any]):
         if cfg["Arch"].get("fusion") is None:

@@ -131,7 +131,8 @@ class RetrievalTask(Task):
 
     name = "retrieval"
     main_metric = "MR"
-    losses = ("ClipLoss",)
+    losses = ("ClipLoss", "DistillLoss")
+    contrastive = True  # one loss over the whole batch: Global.accum_mode features applies
 
     def __init__(self, cfg: dict[str, Any]):
         g, eval_section = cfg["Global"], cfg["DataLoader"]["Eval"]

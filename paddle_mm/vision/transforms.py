@@ -36,6 +36,7 @@ __all__ = [
     "INTERPOLATIONS",
     "ImageDecodeError",
     "ImageTransform",
+    "TrainAugment",
     "load_image",
     "resize_bicubic_pil",
 ]
@@ -361,3 +362,260 @@ def split_readable(paths: list[str]) -> tuple[list[str], list[str]]:
         except ImageDecodeError as err:
             skipped.append(str(err))
     return kept, skipped
+
+
+# --- Training augmentation: Chinese-CLIP's --use-augment -------------------------------------------------------
+#
+# cn_clip builds it with timm's create_transform(is_training=True, scale=(0.9, 1.0), auto_augment="original",
+# interpolation="bicubic", color_jitter=None): RandomResizedCrop (area 90-100 %, aspect ratio 3/4..4/3, bicubic),
+# horizontal flip with probability 0.5, AutoAugment's ImageNet policy, then the usual normalization. Here the
+# same steps run on uint8 numpy / OpenCV. What is equal and what cannot be (tests/vision/test_augment.py):
+# - the crop box distribution, the flip, the policy table, the probabilities and the magnitudes are the same;
+#   the resize after the crop is the exact PIL bicubic (resize_bicubic_pil);
+# - the point operations (Solarize, SolarizeAdd, Posterize, Invert, AutoContrast, Equalize, Color) equal
+#   PIL's ImageOps / ImageEnhance to the last level;
+# - the geometric operations (Rotate, ShearX/Y, TranslateX/YRel) use cv2.warpAffine with bicubic
+#   interpolation: PIL's affine resampler uses other filter taps and edge handling, so pixels differ (by
+#   small amounts away from edges), not the geometry;
+# - the random numbers come from numpy, not Python's `random` / torch, so the same seed does not give the
+#   same draws as cn_clip: only the distribution of augmentations is the same.
+
+# AutoAugment's ImageNet policy (Cubuk et al., "AutoAugment", 2019, appendix; timm's "original"): 25 sub-policies of
+# two (operation, probability, magnitude 0..10) steps; one sub-policy is drawn per image.
+AUTOAUGMENT_ORIGINAL = (
+    (("Equalize", 0.8, 1), ("ShearY", 0.8, 4)),
+    (("Color", 0.4, 9), ("Equalize", 0.6, 3)),
+    (("Color", 0.4, 1), ("Rotate", 0.6, 8)),
+    (("Solarize", 0.8, 3), ("Equalize", 0.4, 7)),
+    (("Solarize", 0.4, 2), ("Solarize", 0.6, 2)),
+    (("Color", 0.2, 0), ("Equalize", 0.8, 8)),
+    (("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)),
+    (("ShearX", 0.2, 9), ("Rotate", 0.6, 8)),
+    (("Color", 0.6, 1), ("Equalize", 1.0, 2)),
+    (("Invert", 0.4, 9), ("Rotate", 0.6, 0)),
+    (("Equalize", 1.0, 9), ("ShearY", 0.6, 3)),
+    (("Color", 0.4, 7), ("Equalize", 0.6, 0)),
+    (("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)),
+    (("Solarize", 0.6, 8), ("Color", 0.6, 9)),
+    (("Solarize", 0.2, 4), ("Rotate", 0.8, 9)),
+    (("Rotate", 1.0, 7), ("TranslateYRel", 0.8, 9)),
+    (("ShearX", 0.0, 0), ("Solarize", 0.8, 4)),
+    (("ShearY", 0.8, 0), ("Color", 0.6, 4)),
+    (("Color", 1.0, 0), ("Rotate", 0.6, 2)),
+    (("Equalize", 0.8, 4), ("Equalize", 0.0, 8)),
+    (("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)),
+    (("ShearY", 0.4, 7), ("SolarizeAdd", 0.6, 7)),
+    (("Posterize", 0.8, 2), ("Solarize", 0.6, 10)),
+    (("Solarize", 0.6, 8), ("Equalize", 0.6, 1)),
+    (("Color", 0.8, 6), ("Rotate", 0.4, 5)),
+)
+
+
+def _lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return table.astype(np.uint8)[image]
+
+
+def solarize(image: np.ndarray, threshold: int) -> np.ndarray:
+    """PIL ImageOps.solarize: levels >= threshold are inverted."""
+    i = np.arange(256)
+    return _lut(image, np.where(i < threshold, i, 255 - i))
+
+
+def solarize_add(image: np.ndarray, add: int, threshold: int = 128) -> np.ndarray:
+    i = np.arange(256)
+    return _lut(image, np.where(i < threshold, np.minimum(i + add, 255), i))
+
+
+def posterize(image: np.ndarray, bits: int) -> np.ndarray:
+    """PIL ImageOps.posterize: keep the ``bits`` most significant bits."""
+    return image & np.uint8((0xFF << (8 - bits)) & 0xFF) if bits < 8 else image
+
+
+def autocontrast(image: np.ndarray) -> np.ndarray:
+    """PIL ImageOps.autocontrast (cutoff 0), per channel: stretch [min, max] to [0, 255]."""
+    out = image.copy()
+    for c in range(image.shape[2]):
+        lo, hi = int(image[..., c].min()), int(image[..., c].max())
+        if hi <= lo:
+            continue
+        scale = 255.0 / (hi - lo)
+        table = np.clip((np.arange(256) * scale + (-lo * scale)).astype(np.int64), 0, 255)
+        out[..., c] = _lut(image[..., c], table)
+    return out
+
+
+def equalize(image: np.ndarray) -> np.ndarray:
+    """PIL ImageOps.equalize, per channel (its histogram-step rule, not OpenCV's equalizeHist)."""
+    out = image.copy()
+    for c in range(image.shape[2]):
+        hist = np.bincount(image[..., c].ravel(), minlength=256)
+        used = hist[hist > 0]
+        step = (int(hist.sum()) - int(used[-1])) // 255
+        if step == 0:
+            continue
+        table = (step // 2 + np.concatenate([[0], np.cumsum(hist)[:-1]])) // step
+        out[..., c] = _lut(image[..., c], np.clip(table, 0, 255))
+    return out
+
+
+def enhance_color(image: np.ndarray, factor: float) -> np.ndarray:
+    """PIL ImageEnhance.Color: blend with the image's grey version (ITU-R 601-2 luma, PIL's integer rounding)."""
+    rgb = image.astype(np.int64)
+    grey = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16  # (H, W)
+    grey = grey[..., None].astype(np.float32)
+    blended = grey + np.float32(factor) * (image.astype(np.float32) - grey)
+    return np.clip(blended, 0, 255).astype(np.uint8)  # PIL truncates toward zero, then clips
+
+
+def _affine(image: np.ndarray, matrix: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
+    """Output pixel (x, y) samples the input at ``matrix @ (x, y, 1)`` (PIL's AFFINE data), bicubic."""
+    h, w = image.shape[:2]
+    return cv2.warpAffine(
+        image,
+        matrix.astype(np.float64),
+        (w, h),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=fill,
+    )
+
+
+def _rotate(image: np.ndarray, degrees: float, fill: tuple[int, int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)  # counter-clockwise, as PIL
+    return cv2.warpAffine(
+        image, matrix, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
+    )
+
+
+class TrainAugment:
+    """Chinese-CLIP's ``--use-augment`` training transform: any image -> float32 (3, size, size), normalized.
+
+    Steps: RandomResizedCrop (area share ``scale``, aspect ratio ``ratio``; the crop resized with the exact PIL
+    bicubic), horizontal flip with probability ``hflip``, AutoAugment's ImageNet policy (``auto_augment``
+    "original", or "none"), normalization as :class:`ImageTransform`. See the block comment above for what
+    equals cn_clip and what cannot.
+
+    Caution: a flip turns "left" into "right"; set ``hflip: 0`` when captions name positions.
+
+    Draws are seeded from (seed, epoch, data-loader worker): a run repeats with the same seed; call
+    :meth:`set_epoch` before each epoch (the train loader's sampler does).
+    """
+
+    def __init__(
+        self,
+        size: int = 224,
+        scale: tuple[float, float] = (0.9, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        auto_augment: str = "original",
+        mean: tuple[float, ...] = CLIP_MEAN,
+        std: tuple[float, ...] = CLIP_STD,
+        seed: int = 0,
+    ):
+        if not (0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"crop scale {scale} / ratio {ratio}: need 0 < min <= max (scale <= 1)")
+        if auto_augment not in ("original", "none"):
+            raise ValueError(f"auto_augment {auto_augment!r}: choose 'original' (cn_clip's) or 'none'")
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"hflip {hflip} is a probability: give a value in [0, 1]")
+        self.normalize = ImageTransform(size, mean, std)
+        self.size, self.scale, self.ratio, self.hflip = int(size), tuple(scale), tuple(ratio), float(hflip)
+        self.auto_augment = auto_augment
+        self.fill = tuple(int(round(m * 255)) for m in mean)  # timm fills uncovered pixels with the mean colour
+        self.seed, self.epoch = int(seed), 0
+        self._rng: np.random.Generator | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._rng = int(epoch), None
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            worker = 0
+            try:
+                import paddle.io
+
+                info = paddle.io.get_worker_info()
+                worker = 0 if info is None else int(info.id) + 1
+            except ImportError:
+                pass
+            self._rng = np.random.default_rng([self.seed, self.epoch, worker])
+        return self._rng
+
+    def crop_box(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """(top, left, h, w) as torchvision / timm RandomResizedCrop draw it: 10 tries, then a centre crop."""
+        area = height * width
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            w, h = width, int(round(width / self.ratio[0]))
+        elif in_ratio > self.ratio[1]:
+            h, w = height, int(round(height * self.ratio[1]))
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def apply_op(self, image: np.ndarray, name: str, level: int, rng: np.random.Generator) -> np.ndarray:
+        """One AutoAugment operation at magnitude ``level`` (0..10), timm's level-to-argument rules."""
+        frac = level / 10.0
+        sign = -1.0 if rng.random() < 0.5 else 1.0  # drawn for every op, used by the geometric ones
+        h, w = image.shape[:2]
+        if name == "Rotate":
+            return _rotate(image, sign * frac * 30.0, self.fill)
+        if name in ("ShearX", "ShearY"):
+            s = sign * frac * 0.3
+            m = np.array([[1, s, 0], [0, 1, 0]]) if name == "ShearX" else np.array([[1, 0, 0], [s, 1, 0]])
+            return _affine(image, m, self.fill)
+        if name in ("TranslateXRel", "TranslateYRel"):
+            t = sign * frac * 0.45
+            m = (
+                np.array([[1, 0, t * w], [0, 1, 0]])
+                if name == "TranslateXRel"
+                else np.array([[1, 0, 0], [0, 1, t * h]])
+            )
+            return _affine(image, m, self.fill)
+        if name == "Color":
+            return enhance_color(image, frac * 1.8 + 0.1)
+        if name == "Solarize":
+            return solarize(image, int(frac * 256))
+        if name == "SolarizeAdd":
+            return solarize_add(image, int(frac * 110))
+        if name == "Posterize":
+            return posterize(image, int(frac * 4) + 4)  # the paper's 4..8 bits
+        if name == "Equalize":
+            return equalize(image)
+        if name == "AutoContrast":
+            return autocontrast(image)
+        if name == "Invert":
+            return 255 - image
+        raise KeyError(f"unknown AutoAugment operation {name!r}")
+
+    def augment(self, image: Any, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The augmented uint8 RGB image (size, size, 3), before normalization."""
+        rng = self._generator() if rng is None else rng
+        rgb = load_image(image)
+        top, left, h, w = self.crop_box(rgb.shape[0], rgb.shape[1], rng)
+        out = resize_bicubic_pil(np.ascontiguousarray(rgb[top : top + h, left : left + w]), (self.size, self.size))
+        if rng.random() < self.hflip:
+            out = np.ascontiguousarray(out[:, ::-1])
+        if self.auto_augment == "original":
+            for name, prob, level in AUTOAUGMENT_ORIGINAL[int(rng.integers(len(AUTOAUGMENT_ORIGINAL)))]:
+                if rng.random() < prob:
+                    out = self.apply_op(out, name, level, rng)
+        return out
+
+    def __call__(self, image: Any) -> np.ndarray:
+        normalized = cv2.LUT(self.augment(image), self.normalize._table)  # (S, S, 3) float32
+        return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainAugment(size={self.size}, scale={self.scale}, ratio={self.ratio}, hflip={self.hflip}, "
+            f"auto_augment={self.auto_augment!r})"
+        )

@@ -51,7 +51,7 @@ def test_unknown_task_names_the_choices():
 @pytest.mark.parametrize(
     "config, loss, fits",
     [
-        ("tests/configs/tiny.yml", "VQALoss", "ClipLoss"),
+        ("tests/configs/tiny.yml", "VQALoss", "ClipLoss and/or DistillLoss"),
         ("configs/fusion/concat_vqa.yml", "ClipLoss", "VQALoss and/or ClassificationLoss"),
         ("configs/fusion/concat_matching.yml", "VQALoss", "ClipLoss and/or MatchingLoss"),
     ],

@@ -52,6 +52,34 @@ CN_CLIP_SCRIPTS = {
         vision_model="ViT-B-16",
         mask_ratio=0.5,
     ),
+    # run_scripts/muge_finetune_vit-b-16_rbt-base_distillation.sh (+ --use-augment --distillation)
+    "vit-b-16_muge_distillation.yml": dict(
+        context_length=52,
+        warmup=100,
+        batch_size=128,
+        valid_batch_size=128,
+        accum_freq=1,
+        lr=5e-5,
+        wd=0.001,
+        max_epochs=3,
+        vision_model="ViT-B-16",
+        mask_ratio=0.0,
+        use_augment=True,
+        distillation=True,
+    ),
+    # no script of theirs: the MUGE values with --context-length=128 --batch-size=32 --accum-freq=4
+    "vit-b-16_muge_long-context.yml": dict(
+        context_length=128,
+        warmup=100,
+        batch_size=32,
+        valid_batch_size=128,
+        accum_freq=4,
+        lr=5e-5,
+        wd=0.001,
+        max_epochs=3,
+        vision_model="ViT-B-16",
+        mask_ratio=0.0,
+    ),
 }
 
 SHRINK = [
@@ -94,7 +122,11 @@ def test_recipe_carries_the_run_script_values(name):
     assert cfg["DataLoader"]["Eval"]["sampler"]["batch_size"] == theirs["valid_batch_size"]
     assert cfg["Global"]["accum_steps"] == theirs["accum_freq"]
     assert cfg["Global"]["epochs"] == theirs["max_epochs"]
-    assert cfg["Loss"]["Train"] == [{"ClipLoss": {"weight": 1.0, "gather_with_grad": False}}]
+    assert cfg["Loss"]["Train"][0] == {"ClipLoss": {"weight": 1.0, "gather_with_grad": False, "aggregate": True}}
+    assert [next(iter(t)) for t in cfg["Loss"]["Train"][1:]] == (["DistillLoss"] if theirs.get("distillation") else [])
+    assert cfg["DataLoader"]["Train"]["dataset"]["transform"]["augment"] == theirs.get("use_augment", False)
+    # --accum-freq caches features: accumulated micro-batches are negatives of each other
+    assert theirs["accum_freq"] == 1 or cfg["Global"]["accum_mode"] == "features"
 
 
 def test_documented_command_is_the_one_tested():
@@ -113,6 +145,7 @@ def test_documented_command_is_the_one_tested():
             "DataLoader.Eval.dataset.root",
             "DataLoader.Train.sampler.batch_size",
             "Optimizer.lr.warmup_steps",
+            "Loss.Train",  # the distillation recipe's teacher: a model trained on the built-in data first
         }, path.name
 
 
