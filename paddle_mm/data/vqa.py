@@ -21,10 +21,12 @@ Files under ``out`` (``{split}`` in train / valid / test; ``valid`` as the capti
 - ``{split}_scenes.jsonl``: the objects of each image (for debugging and analysis);
 - ``answers.json``: the answer vocabulary in class-index order; ``vqa_info.json``: how the data was made.
 
-Scenes come from the caption world (``synthetic.py``) with two changes that make shape and position questions
-answerable by small models: every object is large (``VQA_SIZE``) and centred in its cell (no jitter). Colour,
-tint and background still vary. A small shape drawn off-centre at 48 px is hard to tell from its neighbours even
-for a template matcher; a large centred one is read off the pixels exactly (``tests/fusion/test_vqa_data.py``).
+Scenes come from the caption world (``synthetic.py``) with three changes aimed at shape and position questions:
+every object is large (``VQA_SIZE``) and centred in its cell (no jitter), and each cell of the 3x3 board is lit
+with its own faint colour cast (``render_vqa_scene``) so that a patch shows where it is. Colour, tint and
+background still vary. A small shape drawn off-centre at 48 px is hard to tell from its neighbours even for a
+template matcher; a large centred one is read off the pixels exactly (``tests/fusion/test_vqa_data.py``).
+docs/fusion.md gives the measurements behind each change.
 
 Images are 48 px by default: a ViT with 16-px patches then sees exactly one cell of the 3x3 grid per patch, which
 lets the tiny towers of ``configs/fusion/`` learn the task in minutes on a CPU.
@@ -82,6 +84,7 @@ OLD_SPLIT_NAMES: dict[str, str] = {"val": "valid"}  # old name -> name; the data
 _GENERATOR_KEY: dict[str, str] = {"valid": "val"}  # seeds the split's generator as before the rename
 MAX_VQA_OBJECTS = 6
 VQA_SIZE = "large"  # every VQA object is drawn large and centred in its cell: see the module docstring
+BOARD_STEP = 20  # colour cast per grid step: red grows left to right, blue top to bottom (see render_vqa_scene)
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
     "count": ("图中有几个{cs}？", "{cs}有几个？", "图片里一共有多少个{cs}？"),
@@ -152,6 +155,18 @@ def _set_cell(objects: list[Obj], cell: tuple[int, int], colour: str, shape: str
 def vqa_scene_objects(rng: np.random.Generator) -> list[Obj]:
     """A random start scene of the caption world, every object drawn large (see VQA_SIZE)."""
     return [Obj(o.cell, o.colour, o.shape, VQA_SIZE) for o in random_objects(rng)]
+
+
+def render_vqa_scene(scene: Scene, image_size: int) -> np.ndarray:
+    """The scene as a BGR uint8 image, each grid cell lit with its own faint colour cast: red + BOARD_STEP * (col - 1),
+    blue + BOARD_STEP * (row - 1). The cast writes each cell's coordinates into its pixels (CoordConv's idea, Liu et
+    al. 2018, done in the data), so a model can tell where a patch is from what it shows."""
+    img = render_scene(scene, image_size).astype(np.int16)
+    edges = np.rint(np.arange(4) * image_size / 3).astype(int)
+    for row, col in CELLS:
+        cast = np.array([BOARD_STEP * (row - 1), 0, BOARD_STEP * (col - 1)], dtype=np.int16)  # B, G, R
+        img[edges[row] : edges[row + 1], edges[col] : edges[col + 1]] += cast
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def vqa_style(rng: np.random.Generator) -> Style:
@@ -240,7 +255,7 @@ def make_vqa_split(
     out = Path(out)
     images = []
     for k, (scene, _) in enumerate(pairs):
-        images.append((scene.image_id, encode_png(render_scene(scene, image_size))))
+        images.append((scene.image_id, encode_png(render_vqa_scene(scene, image_size))))
         if progress is not None and (k % 100 == 99 or k == n - 1):
             progress(k % 100 + 1)
     write_imgs_tsv(out / f"{split}_imgs.tsv", images)

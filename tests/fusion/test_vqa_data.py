@@ -140,3 +140,17 @@ def test_shape_position_and_colour_answers_are_read_off_the_pixels(vqa_dir):
         right[qtype].append(read == q["answer"])
     assert {t: len(v) for t, v in right.items()} == {"shape": 300, "position": 300, "colour": 300}
     assert {t: float(np.mean(v)) for t, v in right.items()} == {"shape": 1.0, "position": 1.0, "colour": 1.0}
+
+
+def test_every_cell_shows_its_coordinates(vqa_dir):
+    """The board's colour cast: in every image, the background's red rises from column to column and its blue from
+    row to row by about 20 (BOARD_STEP), whatever the background tone, texture or objects."""
+    images = load_vqa_split(vqa_dir, "test").images.astype(np.float64)
+    c = IMAGE_SIZE // 3
+    border = np.ones((c, c), dtype=bool)
+    border[1:-1, 1:-1] = False
+    cells = images.reshape(len(images), 3, c, 3, c, 3).transpose(0, 1, 3, 2, 4, 5)  # (N, row, col, c, c, RGB)
+    bg = np.median(cells[:, :, :, border], axis=3)  # (N, row, col, RGB): objects never reach a cell's border
+    red_steps = np.diff(bg[..., 0] - bg[..., 1], axis=2)  # red minus green, column to column
+    blue_steps = np.diff(bg[..., 2] - bg[..., 1], axis=1)  # blue minus green, row to row
+    assert np.all(np.abs(red_steps - 20) < 8) and np.all(np.abs(blue_steps - 20) < 8)
