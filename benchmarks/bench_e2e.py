@@ -3,7 +3,7 @@
     python benchmarks/bench_e2e.py --export-dir output/benchmark/export [--batch 8] [--images 64] [--workers 1]
         [--backend auto] [--precision fp32] [--threads 2] [--rounds 3] [--single 30] [--out e2e.json]
 
-Writes ``--images`` pictures of the built-in synthetic scenes (``paddle_mm.data.synthetic``) rendered at
+Writes ``--images`` pictures of the built-in synthetic scenes (``paddle_mm.demo.shapes``) rendered at
 ``--image-size`` pixels, alternately JPEG and PNG, and as many of its Chinese captions. Then, in interleaved
 rounds on one :class:`paddle_mm.inference.Predictor`:
 
@@ -40,7 +40,7 @@ def write_inputs(out: Path, n: int, image_size: int, seed: int = 0) -> tuple[lis
     """``n`` image files (JPEG and PNG alternately) of synthetic scenes and ``n`` captions of them."""
     import cv2
 
-    from paddle_mm.data.synthetic import generate_scenes, make_texts, render_scene
+    from paddle_mm.demo.shapes import generate_scenes, make_texts, render_scene
 
     rng = np.random.default_rng(seed)
     scenes = generate_scenes(n, rng)

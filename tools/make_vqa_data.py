@@ -1,6 +1,6 @@
 """Generate the built-in Chinese VQA data (questions on count, colour, shape, position, existence).
 
-    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 30000 --valid 500 --test 1000] [--image-size 96]
+    python tools/make_vqa_data.py --out data/vqa --seed 0 [--train 30000 --valid 500 --test 1000] [--image-size 48]
 
 Same seed, same files. The validation split is ``valid`` (``--val``, its old name, is still accepted). See
 paddle_mm/data/vqa.py and docs/fusion.md for how the questions are made.
@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         flags = [f"--{split}"] + [f"--{old}" for old, new in OLD_SPLIT_NAMES.items() if new == split]
         help_text = f"questions (= images) in {split} ({n})"
         p.add_argument(*flags, dest=split, type=int, default=n, metavar="N", help=help_text)
-    p.add_argument("--image-size", type=int, default=96, help="rendered image side in pixels (default 96: 3 x 32)")
+    p.add_argument("--image-size", type=int, default=48, help="rendered image side in pixels (default 48: 3 x 16)")
     return p.parse_args(argv)
 
 

@@ -21,7 +21,14 @@ Files under ``out`` (``{split}`` in train / valid / test; ``valid`` as the capti
 - ``{split}_scenes.jsonl``: the objects of each image (for debugging and analysis);
 - ``answers.json``: the answer vocabulary in class-index order; ``vqa_info.json``: how the data was made.
 
-Images are 96 px by default: a ViT with 32-px patches then sees exactly one cell of the 3x3 grid per patch, which
+Scenes come from the caption world (``synthetic.py``) with three changes aimed at shape and position questions:
+every object is large (``VQA_SIZE``) and centred in its cell (no jitter), and each cell of the 3x3 board is lit
+with its own faint colour cast (``render_vqa_scene``) so that a patch shows where it is. Colour, tint and
+background still vary. A small shape drawn off-centre at 48 px is hard to tell from its neighbours even for a
+template matcher; a large centred one is read off the pixels exactly (``tests/fusion/test_vqa_data.py``).
+docs/fusion.md gives the measurements behind each change.
+
+Images are 48 px by default: a ViT with 16-px patches then sees exactly one cell of the 3x3 grid per patch, which
 lets the tiny towers of ``configs/fusion/`` learn the task in minutes on a CPU.
 
 Same seed, same bytes; each split draws from its own generator, so changing one split's size leaves the others.
@@ -35,7 +42,7 @@ import base64
 import json
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -47,9 +54,9 @@ from ..demo.shapes import (
     COLOURS,
     POSITIONS,
     SHAPES,
-    SIZES,
     Obj,
     Scene,
+    Style,
     encode_png,
     random_objects,
     random_style,
@@ -76,6 +83,8 @@ VQA_ID_BASE: dict[str, int] = {"train": 10_000_000, "valid": 20_000_000, "test":
 OLD_SPLIT_NAMES: dict[str, str] = {"val": "valid"}  # old name -> name; the data of a split is unchanged
 _GENERATOR_KEY: dict[str, str] = {"valid": "val"}  # seeds the split's generator as before the rename
 MAX_VQA_OBJECTS = 6
+VQA_SIZE = "large"  # every VQA object is drawn large and centred in its cell: see the module docstring
+BOARD_STEP = 20  # colour cast per grid step: red grows left to right, blue top to bottom (see render_vqa_scene)
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
     "count": ("图中有几个{cs}？", "{cs}有几个？", "图片里一共有多少个{cs}？"),
@@ -135,12 +144,34 @@ def _add_group(objects: list[Obj], colour: str, shape: str, n: int, rng: np.rand
     while len(objects) + n > MAX_VQA_OBJECTS:
         objects.pop(int(rng.integers(len(objects))))
     cells = _free_cells(objects, rng)
-    return objects + [Obj(cells[k], colour, shape, _pick(rng, tuple(SIZES))) for k in range(n)]
+    return objects + [Obj(cells[k], colour, shape, VQA_SIZE) for k in range(n)]
 
 
-def _set_cell(objects: list[Obj], cell: tuple[int, int], colour: str, shape: str, rng) -> list[Obj]:
+def _set_cell(objects: list[Obj], cell: tuple[int, int], colour: str, shape: str) -> list[Obj]:
     rest = [o for o in objects if o.cell != cell]
-    return rest + [Obj(cell, colour, shape, _pick(rng, tuple(SIZES)))]
+    return rest + [Obj(cell, colour, shape, VQA_SIZE)]
+
+
+def vqa_scene_objects(rng: np.random.Generator) -> list[Obj]:
+    """A random start scene of the caption world, every object drawn large (see VQA_SIZE)."""
+    return [Obj(o.cell, o.colour, o.shape, VQA_SIZE) for o in random_objects(rng)]
+
+
+def render_vqa_scene(scene: Scene, image_size: int) -> np.ndarray:
+    """The scene as a BGR uint8 image, each grid cell lit with its own faint colour cast: red + BOARD_STEP * (col - 1),
+    blue + BOARD_STEP * (row - 1). The cast writes each cell's coordinates into its pixels (CoordConv's idea, Liu et
+    al. 2018, done in the data), so a model can tell where a patch is from what it shows."""
+    img = render_scene(scene, image_size).astype(np.int16)
+    edges = np.rint(np.arange(4) * image_size / 3).astype(int)
+    for row, col in CELLS:
+        cast = np.array([BOARD_STEP * (row - 1), 0, BOARD_STEP * (col - 1)], dtype=np.int16)  # B, G, R
+        img[edges[row] : edges[row + 1], edges[col] : edges[col + 1]] += cast
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def vqa_style(rng: np.random.Generator) -> Style:
+    """The caption world's random background, texture and tints, with every object centred in its cell."""
+    return replace(random_style(rng), offsets=((0, 0),) * len(CELLS))
 
 
 def make_question(objects: list[Obj], qtype: str, rng: np.random.Generator) -> tuple[str, str, dict, list[Obj]]:
@@ -157,16 +188,16 @@ def make_question(objects: list[Obj], qtype: str, rng: np.random.Generator) -> t
         objects = _add_group(objects, colour, shape, int(rng.integers(1, 3)) if answer == YES else 0, rng)
     elif qtype == "position":
         cell = CELLS[ANSWERS_BY_TYPE["position"].index(answer)]
-        objects = _set_cell(_without(objects, colour, shape), cell, colour, shape, rng)
+        objects = _set_cell(_without(objects, colour, shape), cell, colour, shape)
     elif qtype == "colour":
         colour = next(c for c, (zh, _) in COLOURS.items() if zh == answer)
-        objects = _set_cell(objects, cell, colour, _pick(rng, tuple(SHAPES)), rng)
+        objects = _set_cell(objects, cell, colour, _pick(rng, tuple(SHAPES)))
     else:  # shape
         shape = next(s for s, zh in SHAPES.items() if zh == answer)
-        objects = _set_cell(objects, cell, _pick(rng, tuple(COLOURS)), shape, rng)
+        objects = _set_cell(objects, cell, _pick(rng, tuple(COLOURS)), shape)
     if not objects:  # "0 red circles" with nothing else: keep one unrelated object so no image is empty
         other = next(s for s in SHAPES if s != shape)
-        objects = [Obj(_free_cells(objects, rng)[0], colour, other, "large")]
+        objects = [Obj(_free_cells(objects, rng)[0], colour, other, VQA_SIZE)]
     text = template.format(cs=_colour_shape(colour, shape), pos=_pick(rng, POSITIONS[cell]))
     params = {"cell": list(cell)} if qtype in ("colour", "shape") else {"colour": colour, "shape": shape}
     return text, answer, params, sorted(objects)
@@ -195,9 +226,8 @@ def generate_split(n: int, rng: np.random.Generator, first_id: int) -> list[tupl
     types = [types[int(i)] for i in rng.permutation(n)]
     out = []
     for k, qtype in enumerate(types):
-        base = list(random_objects(rng))
-        text, answer, params, objects = make_question(base, qtype, rng)
-        scene = Scene(first_id + k, k, "vqa", tuple(objects), random_style(rng))
+        text, answer, params, objects = make_question(vqa_scene_objects(rng), qtype, rng)
+        scene = Scene(first_id + k, k, "vqa", tuple(objects), vqa_style(rng))
         out.append((scene, Question(first_id + k, first_id + k, text, qtype, answer, params)))
     return out
 
@@ -211,7 +241,7 @@ class VQASplitStats:
 
 
 def make_vqa_split(
-    out: str | Path, split: str, n: int, seed: int = 0, image_size: int = 96, progress: Callable[[int], None] = None
+    out: str | Path, split: str, n: int, seed: int = 0, image_size: int = 48, progress: Callable[[int], None] = None
 ) -> VQASplitStats:
     """Generate and write one split; ``progress(k)`` is called as images are rendered."""
     split = OLD_SPLIT_NAMES.get(split, split)
@@ -225,7 +255,7 @@ def make_vqa_split(
     out = Path(out)
     images = []
     for k, (scene, _) in enumerate(pairs):
-        images.append((scene.image_id, encode_png(render_scene(scene, image_size))))
+        images.append((scene.image_id, encode_png(render_vqa_scene(scene, image_size))))
         if progress is not None and (k % 100 == 99 or k == n - 1):
             progress(k % 100 + 1)
     write_imgs_tsv(out / f"{split}_imgs.tsv", images)
@@ -247,7 +277,7 @@ def make_vqa_dataset(
     out: str | Path,
     sizes: dict[str, int] | None = None,
     seed: int = 0,
-    image_size: int = 96,
+    image_size: int = 48,
     progress: Callable[[int], None] | None = None,
 ) -> list[VQASplitStats]:
     """Generate every split in ``sizes`` (default VQA_DEFAULT_SIZES; 0 skips a split) under ``out``."""

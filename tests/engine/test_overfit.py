@@ -30,7 +30,12 @@ VQA = ROOT / "configs" / "fusion" / "cross_attention_vqa.yml"
 MATCHING = ROOT / "configs" / "fusion" / "cross_attention_matching.yml"
 BATCH = 8
 # the fusion configs' towers, shrunk: 64 px in 32-px patches (4 patches), trained from scratch
-FUSION_OVERRIDES = ("Arch.image_resolution=64", "Arch.fusion.clip_weights=null", "Arch.fusion.dropout=0.0")
+FUSION_OVERRIDES = (
+    "Arch.image_resolution=64",
+    "Arch.vision_patch_size=32",
+    "Arch.fusion.clip_weights=null",
+    "Arch.fusion.dropout=0.0",
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The built-in VQA generator: determinism, true answers, balance, and no answer leak through the question."""
+"""The built-in VQA generator: determinism, true answers, balance, no answer leak through the question, and
+shape / position / colour answers that the pixels alone determine."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from paddle_mm.data.vqa import (
     load_vqa_split,
     make_vqa_dataset,
 )
-from paddle_mm.demo.shapes import Obj
+from paddle_mm.demo.shapes import CELLS, COLOURS, POSITIONS, SHAPES, Obj, Scene, Style, render_scene
+
+IMAGE_SIZE = 48  # the size configs/fusion trains at: one 16-px cell per ViT patch
 
 
 @pytest.fixture(scope="module")
 def vqa_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("vqa")
-    make_vqa_dataset(out, {"train": 1500, "val": 100, "test": 500}, seed=3, image_size=32)
+    make_vqa_dataset(out, {"train": 1500, "val": 100, "test": 500}, seed=3, image_size=IMAGE_SIZE)
     return out
 
 
@@ -34,10 +37,10 @@ def _objects(path) -> dict[int, list[Obj]]:
 
 
 def test_same_seed_same_bytes_and_splits_independent(vqa_dir, tmp_path):
-    make_vqa_dataset(tmp_path, {"train": 50, "val": 0, "test": 500}, seed=3, image_size=32)
+    make_vqa_dataset(tmp_path, {"train": 50, "val": 0, "test": 500}, seed=3, image_size=IMAGE_SIZE)
     for name in ("test_imgs.tsv", "test_questions.jsonl", "answers.json"):
         assert (tmp_path / name).read_bytes() == (vqa_dir / name).read_bytes(), name  # train size changed only
-    make_vqa_dataset(tmp_path / "other", {"test": 50}, seed=4, image_size=32)
+    make_vqa_dataset(tmp_path / "other", {"test": 50}, seed=4, image_size=IMAGE_SIZE)
     assert (tmp_path / "other" / "test_questions.jsonl").read_bytes()[:2000] != (
         vqa_dir / "test_questions.jsonl"
     ).read_bytes()[:2000]
@@ -49,7 +52,7 @@ def test_every_answer_is_true_of_its_scene(vqa_dir):
     for q in split.questions:
         assert check_answer(objects[q["image_id"]], q["question_type"], q["params"], q["answer"]), q
         assert q["answers"] == [q["answer"]] * 10 and q["answer"] in ANSWERS_BY_TYPE[q["question_type"]]
-    assert split.images.shape == (1500, 32, 32, 3) and split.answers == ANSWERS
+    assert split.images.shape == (1500, IMAGE_SIZE, IMAGE_SIZE, 3) and split.answers == ANSWERS
     # one more answer changed must fail the check (the check is not vacuous)
     q = split.questions[0]
     wrong = next(a for a in ANSWERS_BY_TYPE[q["question_type"]] if a != q["answer"])
@@ -84,3 +87,70 @@ def test_question_text_does_not_give_the_answer_away(vqa_dir):
     lookup = np.mean([guess(q) == q["answer"] for q in test])
     prior = np.mean([1 / len(ANSWERS_BY_TYPE[t]) for t in QUESTION_TYPES])  # 0.23
     assert lookup < prior + 0.06, (lookup, prior)
+
+
+# ----------------------------------------------------------------------------- a pixel oracle
+
+
+def _shape_templates(size: int) -> dict[str, np.ndarray]:
+    """Per shape, the share of each pixel of a cell that a large black object centred in it covers (0..1)."""
+    plain = Style((128, 128, 128), "plain", 0, ((0, 0),) * 9, ((0, 0, 0),) * 9)
+    c = size // 3
+    out = {}
+    for shape in SHAPES:
+        img = render_scene(Scene(0, 0, "template", (Obj((1, 1), "black", shape, "large"),), plain), size)
+        out[shape] = np.abs(img[c : 2 * c, c : 2 * c].astype(np.float64) - 128).sum(-1) / (3 * (128 - 25))
+    return out
+
+
+def _read_cell(image: np.ndarray, cell: tuple[int, int], templates: dict) -> tuple[str, str] | None:
+    """(colour, shape) of the object in ``cell`` of an RGB image, or None for an empty cell: the background is the
+    median of the cell's border, the colour the nearest palette colour, the shape the nearest template."""
+    c = image.shape[0] // 3
+    patch = image[cell[0] * c : (cell[0] + 1) * c, cell[1] * c : (cell[1] + 1) * c].astype(np.float64)
+    border = np.concatenate([patch[0], patch[-1], patch[:, 0], patch[:, -1]])
+    diff = np.abs(patch - np.median(border, axis=0)).sum(-1)
+    fg = diff > 60  # tints and textures move the background by 30 at most; every palette colour by far more
+    if not fg.any():
+        return None
+    colour = min(COLOURS, key=lambda n: np.abs(patch[fg].mean(0) - COLOURS[n][1]).sum())
+    coverage = np.clip(diff / diff[fg].mean(), 0, 1)
+    return colour, min(templates, key=lambda s: np.abs(coverage - templates[s]).sum())
+
+
+def test_shape_position_and_colour_answers_are_read_off_the_pixels(vqa_dir):
+    """A fixed, unlearned reader (template matching per grid cell) answers every shape, position and colour
+    question from the image alone: the answer is determined by the pixels, with each object large and centred
+    in its cell (small or off-centre shapes at 48 px made this reader wrong on about 40 % of them)."""
+    split = load_vqa_split(vqa_dir, "train")
+    templates = _shape_templates(IMAGE_SIZE)
+    right: dict[str, list[bool]] = {"shape": [], "position": [], "colour": []}
+    for q, row in zip(split.questions, split.image_index):
+        qtype = q["question_type"]
+        if qtype not in right:
+            continue
+        seen = {cell: _read_cell(split.images[row], cell, templates) for cell in CELLS}
+        if qtype == "position":
+            named = (q["params"]["colour"], q["params"]["shape"])
+            cells = [cell for cell, obj in seen.items() if obj == named]
+            right[qtype].append(len(cells) == 1 and POSITIONS[cells[0]][0] == q["answer"])
+            continue
+        obj = seen[tuple(q["params"]["cell"])]
+        read = None if obj is None else (COLOURS[obj[0]][0] if qtype == "colour" else SHAPES[obj[1]])
+        right[qtype].append(read == q["answer"])
+    assert {t: len(v) for t, v in right.items()} == {"shape": 300, "position": 300, "colour": 300}
+    assert {t: float(np.mean(v)) for t, v in right.items()} == {"shape": 1.0, "position": 1.0, "colour": 1.0}
+
+
+def test_every_cell_shows_its_coordinates(vqa_dir):
+    """The board's colour cast: in every image, the background's red rises from column to column and its blue from
+    row to row by about 20 (BOARD_STEP), whatever the background tone, texture or objects."""
+    images = load_vqa_split(vqa_dir, "test").images.astype(np.float64)
+    c = IMAGE_SIZE // 3
+    border = np.ones((c, c), dtype=bool)
+    border[1:-1, 1:-1] = False
+    cells = images.reshape(len(images), 3, c, 3, c, 3).transpose(0, 1, 3, 2, 4, 5)  # (N, row, col, c, c, RGB)
+    bg = np.median(cells[:, :, :, border], axis=3)  # (N, row, col, RGB): objects never reach a cell's border
+    red_steps = np.diff(bg[..., 0] - bg[..., 1], axis=2)  # red minus green, column to column
+    blue_steps = np.diff(bg[..., 2] - bg[..., 1], axis=1)  # blue minus green, row to row
+    assert np.all(np.abs(red_steps - 20) < 8) and np.all(np.abs(blue_steps - 20) < 8)
