@@ -22,7 +22,7 @@ from ..data.collate import BadSampleCounter, collate_skip_bad
 from ..data.datasets import ImageDataset, ImageTextCorpus
 from ..data.duplicates import DuplicateCaptionGuard
 from ..data.workers import worker_init
-from ..metrics import retrieval_metrics
+from ..metrics import chinese_clip_score_json, retrieval_log_line, retrieval_metrics, retrieval_report
 from ..models import build_model
 from ..text.tokenizer import trim_padding
 from .base import Batch, Task
@@ -190,11 +190,25 @@ class RetrievalTask(Task):
 
     def log_eval(self, metrics: dict[str, Any], epoch: int) -> dict[str, float]:
         m = metrics
-        line = " ".join(f"{d} R@{k}: {m[d][f'r{k}']:.2f}" for d in ("t2i", "i2t") for k in self.topk)
-        logger.info(
-            f"[Eval][Epoch {epoch}] {line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, "
-            f"MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}"
-        )
+        logger.info(f"[Eval][Epoch {epoch}] {retrieval_log_line(m, self.topk)}")
         if not m["skipped"].startswith("skipped 0 "):
             logger.warning(f"[Eval][Epoch {epoch}] {m['skipped']}")
         return {"MR": m["MR"], **{f"{d}_R@{k}": m[d][f"r{k}"] for d in ("t2i", "i2t") for k in self.topk}}
+
+    def check_checkpoint(self, model: paddle.nn.Layer, path) -> None:
+        if hasattr(model, "fusion_name") or getattr(model, "model_type", "clip") != "clip":
+            raise self.wrong_checkpoint("a CLIP", model, path)
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        skipped = [] if metrics["skipped"].startswith("skipped 0 ") else [metrics["skipped"]]
+        return retrieval_report(metrics, self.topk) + skipped
+
+    def eval_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """R@K both ways and MR, and Chinese-CLIP's ``{"success", "score", "scoreJson"}`` per direction."""
+        return {
+            "MR": metrics["MR"],
+            "t2i": metrics["t2i"],
+            "i2t": metrics["i2t"],
+            "text_to_image": chinese_clip_score_json(metrics["t2i"]),
+            "image_to_text": chinese_clip_score_json(metrics["i2t"]),
+        }
