@@ -3,6 +3,8 @@ BF16, ONNX Runtime fp32, dynamic INT8 and static (QDQ) INT8, for the image and t
 
     python tools/benchmark.py [--model ViT-B-16] [--batches 1 8] [--threads 2] [--out benchmark.json]
 
+(``tools/benchmark.py`` is the entry point; this file is the harness, also runnable directly.)
+
 Weights are random (speed does not depend on their values). Every row has its own process (so its peak
 memory is its own) and every row gets the same saved inputs (texts are full 52-token rows, so no backend
 gains from trimming padding). The rows of one (tower, batch) are timed in interleaved rounds, one row's
