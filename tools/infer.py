@@ -53,16 +53,15 @@ def build_encoders(g: dict, inf: dict):
 
             hardware.resolve_device(g["device"])
             return eager_encoders(resolve_checkpoint(g["pretrained_model"]), inf["batch_size"], g["progress_bar"])
-        from paddle_mm.inference import ModelSource, open_predictor
         from paddle_mm.inference.search import predictor_encoders
+        from paddle_mm.inference.source import ModelSource, open_predictor, verified_line
 
         keys = ("model_dir", "package", "trust", "package_model", "package_state", "decrypt_key")
         options = {"backend": inf["backend"], "precision": inf["precision"], "device": g["device"]}
         source = ModelSource(*(inf[k] for k in keys), inf["decrypt_passphrase_env"])
         predictor = open_predictor(source, **options, threads=inf["threads"], batch_size=inf["batch_size"])
-        if predictor.manifest is not None:
-            m = predictor.manifest
-            print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
+        if verified_line(predictor):
+            print(verified_line(predictor))
         return predictor_encoders(predictor)
 
 

@@ -28,6 +28,7 @@ from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_predict
 import hardware
 from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, ModelSource, Predictor, open_predictor
 from paddle_mm.inference.pairs import auto_lines, pair_lines, score_pairs
+from paddle_mm.inference.source import verified_line
 from paddle_mm.vision.transforms import split_readable
 
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
     if args.package:
         m = predictor.manifest
         result["package"] = {"path": args.package, "model": m.model, "version": m.version, "sequence": m.sequence}
-        print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
+        print(verified_line(predictor))
     else:
         result["model_dir"] = args.model_dir
     if predictor.is_fusion and args.eval_root:
