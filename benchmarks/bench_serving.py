@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from load_serving import run_clients
-from serving_setup import png_b64, start_server, tiny_deployment
+from paddle_mm.serving.testing import png_b64, run_clients, start_server, tiny_deployment
 
 
 def plan(endpoint: str, n: int) -> list:

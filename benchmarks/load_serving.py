@@ -13,107 +13,17 @@ intact hash chain. Prints counts by status, throughput, latency percentiles and 
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import signal
 import sys
 import tempfile
-import threading
-import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving_setup import peak_rss_mb, png_b64, start_server, tiny_deployment
-
-
-def bomb_b64() -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (8000, 8000)).save(buf, "PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def requests_plan(n: int, malformed: float, seed: int = 0) -> list[tuple[str, str, dict]]:
-    """(kind, path, httpx kwargs) for every request, malformed ones spread evenly."""
-    rng = np.random.default_rng(seed)
-    images = [png_b64(i) for i in range(8)]
-    bomb, huge = bomb_b64(), b"{" + b" " * (9 << 20) + b"}"
-    bad = [
-        (
-            "bad-json",
-            "/v1/embeddings/text",
-            {"content": b'{"texts": [', "headers": {"Content-Type": "application/json"}},
-        ),
-        ("huge-body", "/v1/embeddings/text", {"content": huge, "headers": {"Content-Type": "application/json"}}),
-        (
-            "not-image",
-            "/v1/embeddings/image",
-            {"json": {"images": [base64.b64encode(b"%PDF-1.4 not an image").decode()]}},
-        ),
-        ("bomb", "/v1/embeddings/image", {"json": {"images": [bomb]}}),
-        ("bad-base64", "/v1/search/image-to-image", {"json": {"image": "@@not base64@@"}}),
-        ("wrong-token", "/v1/embeddings/text", {"json": {"texts": ["圆形"]}, "headers": {"Authorization": "Bearer x"}}),
-        ("missing-field", "/v1/search/text-to-image", {"json": {"k": 3}}),
-    ]
-    good = [
-        ("text", "/v1/embeddings/text", lambda: {"json": {"texts": [f"红色的圆形 {rng.integers(1000)}"]}}),
-        ("image", "/v1/embeddings/image", lambda: {"json": {"images": [images[rng.integers(8)]]}}),
-        ("search", "/v1/search/text-to-image", lambda: {"json": {"text": "蓝色的三角形", "k": 5}}),
-        ("image-search", "/v1/search/image-to-image", lambda: {"json": {"image": images[rng.integers(8)], "k": 5}}),
-    ]
-    every = int(round(1 / malformed)) if malformed > 0 else 0
-    plan = []
-    for i in range(n):
-        if every and i % every == every - 1:
-            plan.append(bad[(i // every) % len(bad)])
-        else:
-            kind, path, make = good[i % len(good)]
-            plan.append((kind, path, make()))
-    return plan
-
-
-def run_clients(base: str, token: str, plan, clients: int):
-    import httpx
-
-    results: list[tuple[str, str, int, float]] = [None] * len(plan)  # type: ignore[list-item]
-    cursor = iter(range(len(plan)))
-    lock = threading.Lock()
-
-    def worker():
-        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
-            while True:
-                with lock:
-                    i = next(cursor, None)
-                if i is None:
-                    return
-                kind, path, kwargs = plan[i]
-                rid = uuid.uuid4().hex
-                headers = {**client.headers, **kwargs.get("headers", {}), "X-Request-ID": rid}
-                start = time.perf_counter()
-                try:
-                    status = client.post(
-                        path, **{k: v for k, v in kwargs.items() if k != "headers"}, headers=headers
-                    ).status_code
-                except httpx.HTTPError as err:  # the server may answer 413 and close while a huge body uploads
-                    status = -1
-                    if "huge" not in kind:
-                        print(f"transport error on {kind}: {err}", file=sys.stderr)
-                results[i] = (rid, kind, status, time.perf_counter() - start)
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, time.perf_counter() - start
+from paddle_mm.serving.testing import peak_rss_mb, requests_plan, run_clients, start_server, tiny_deployment
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def tower_flops(cfg: dict, tower: str, length: int) -> float:
-    from tools.benchmark import tower_flops as flops
+    from benchmarks.bench_inference import tower_flops as flops
 
     return flops(cfg, tower, length)
 

@@ -137,7 +137,9 @@ def _check(value: Any, spec: Any, path: str) -> Any:
     return _check_field(value, spec, path)
 
 
-def _check_section(value: Any, spec: Section, path: str) -> dict:
+def _check_section(value: Any, spec: Section, path: str) -> dict | None:
+    if value is None and spec.optional:
+        return None  # as absent: dump_config writes an absent optional section as null, and it must reload
     if value is None:
         value = {}
     if not isinstance(value, dict):

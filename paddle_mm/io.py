@@ -254,24 +254,36 @@ def check_digests(directory: str | os.PathLike, digests: Mapping[str, str], name
 
 
 @contextmanager
-def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
+def staged_directory(target: str | os.PathLike, *, single_writer: bool = False, fsync: bool = False) -> Iterator[Path]:
     """A fresh sibling directory of ``target`` that replaces ``target`` when the block ends without error.
 
     On an error the staged directory is removed and ``target`` is left exactly as it was. The swap is two
     renames on one file system (old aside, new in place), then the old copy is deleted; a crash between the
-    renames leaves the previous directory as ``.<name>.old-<id>`` beside it."""
+    renames leaves the previous directory beside it: ``.<name>.old-<id>``, or with ``single_writer``
+    ``.<name>.old``, a fixed name a reader can fall back to (``engine.checkpoint.resolve_checkpoint``); with
+    ``single_writer`` the staged directory is ``.<name>.tmp`` too, and a stale one from a crash is removed first
+    (only one process may write ``target``). ``fsync``: flush every staged file to disk before the swap, so a
+    machine that loses power sees the old directory or the complete new one."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    staged = target.with_name(f".{target.name}.tmp-{tag}")
+    tag = "" if single_writer else f"-{uuid.uuid4().hex[:8]}"
+    staged = target.with_name(f".{target.name}.tmp{tag}")
+    old = target.with_name(f".{target.name}.old{tag}")
+    if single_writer:
+        shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
     try:
         yield staged
+        if fsync:
+            for f in staged.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    old = target.with_name(f".{target.name}.old-{tag}")
     if target.exists():
-        target.rename(old)
-    staged.rename(target)
+        shutil.rmtree(old, ignore_errors=True)  # single_writer: a copy left by an earlier crash
+        os.replace(target, old)
+    os.replace(staged, target)
     shutil.rmtree(old, ignore_errors=True)

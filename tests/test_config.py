@@ -198,3 +198,20 @@ def test_docs_reference_is_current():
     assert (ROOT / "docs" / "config_reference.md").read_text(encoding="utf-8") == render(), (
         "docs/config_reference.md is stale: run python tools/dev/gen_config_reference.py"
     )
+
+
+TRAINING_CONFIGS = sorted(
+    p.relative_to(ROOT / "configs").as_posix() for p in ROOT.glob("configs/**/*.yml") if "serving" not in p.parts
+)  # configs/serving/ is tools/serve.py's schema (paddle_mm/serving/config.py)
+
+
+@pytest.mark.parametrize("name", TRAINING_CONFIGS)
+def test_a_run_folders_config_yml_reloads_to_the_same_config(tmp_path, name):
+    """The trainer writes the validated config (dump_config) as <run>/config.yml, and tools/eval.py -c reads it
+    back: an absent optional section (a retrieval run's Arch.fusion) is written as null and must reload."""
+    from paddle_mm.config import dump_config
+
+    cfg = load_config(ROOT / "configs" / name)
+    saved = tmp_path / "config.yml"
+    saved.write_text(dump_config(cfg), encoding="utf-8")
+    assert load_config(saved) == cfg

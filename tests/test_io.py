@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paddle_mm.io import CheckpointError, atomic_open, atomic_write, load_safetensors, load_state_into, save_safetensors
+from paddle_mm.io import (
+    CheckpointError,
+    atomic_open,
+    atomic_write,
+    load_safetensors,
+    load_state_into,
+    save_safetensors,
+    staged_directory,
+)
 
 
 def test_streamed_safetensors_is_readable_and_exact(tmp_path):
@@ -38,6 +46,54 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     atomic_write(path, b"new")
     assert path.read_bytes() == b"new"
+
+
+def test_a_failed_staged_directory_keeps_the_old_one(tmp_path):
+    target = tmp_path / "export"
+    with staged_directory(target) as d:
+        (d / "a").write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with staged_directory(target) as d:
+            (d / "a").write_text("half of the new")
+            raise RuntimeError("boom")
+    assert (target / "a").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["export"]
+    with staged_directory(target, fsync=True) as d:
+        (d / "a").write_text("new")
+    assert (target / "a").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_a_crash_between_the_renames_of_a_single_writer_swap_leaves_the_old_directory_where_readers_look(
+    tmp_path, monkeypatch
+):
+    """engine.checkpoint's contract: a kill between 'old aside' and 'new in place' leaves .<name>.old, which
+    resolve_checkpoint reads; the next save removes what the crash left (.tmp and .old) and swaps normally."""
+    import os
+
+    from paddle_mm.engine.checkpoint import resolve_checkpoint
+
+    target = tmp_path / "latest"
+    with staged_directory(target, single_writer=True) as d:
+        (d / "state.json").write_text("1")
+    real_replace, calls = os.replace, []
+
+    def crash_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")  # the process dies here: nothing after it runs
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_directory(target, single_writer=True) as d:
+            (d / "state.json").write_text("2")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not target.exists() and (tmp_path / ".latest.tmp" / "state.json").read_text() == "2"
+    assert resolve_checkpoint(target) == tmp_path / ".latest.old"
+    assert (resolve_checkpoint(target) / "state.json").read_text() == "1"
+    with staged_directory(target, single_writer=True) as d:
+        (d / "state.json").write_text("3")
+    assert (target / "state.json").read_text() == "3"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest"]  # the crash's .tmp and .old are gone
 
 
 def test_a_truncated_safetensors_file_is_a_checkpoint_error(tmp_path):

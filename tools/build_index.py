@@ -17,6 +17,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path; tunes the CPU before paddle can load)
 import numpy as np
+from _errors import exit_on_predictor_error
 
 
 def parse_args(argv):
@@ -52,10 +53,9 @@ def main(argv) -> int:
     args = parse_args(argv)
     from paddle_mm.data.datasets import load_corpus
     from paddle_mm.inference import Predictor
-    from paddle_mm.package import PackageRefused
     from paddle_mm.serving.gallery import GalleryError, exclusive_lock, write_gallery
 
-    try:
+    with exit_on_predictor_error(f"--package {args.package}", "--device"):  # a refusal: REFUSED, exit 10-14
         predictor = Predictor.from_package_files(
             args.package,
             args.trust,
@@ -65,9 +65,6 @@ def main(argv) -> int:
             threads=args.threads,
             batch_size=32,
         )
-    except PackageRefused as err:
-        print(f"REFUSED {type(err).__name__}: {err}", file=sys.stderr)
-        return err.exit_code
     corpus = load_corpus(args.data, args.split, args.format)
     ids, meta, load = items(corpus, args.kind)
     out = Path(args.out)

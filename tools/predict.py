@@ -27,6 +27,8 @@ from _errors import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, exit_on, exit_on_predict
 
 import hardware
 from paddle_mm.inference import BACKEND_CHOICES, ExportDirError, ModelSource, Predictor, open_predictor
+from paddle_mm.inference.pairs import auto_lines, pair_lines, score_pairs
+from paddle_mm.inference.source import verified_line
 from paddle_mm.vision.transforms import split_readable
 
 
@@ -56,37 +58,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval_split", default="valid")
     p.add_argument("--json", help="write the results to this JSON file")
     return p.parse_args()
-
-
-def rank(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict]:
-    sim = predictor.encode_images(images) @ predictor.encode_texts(texts).T  # (n_images, n_texts) cosine
-    rows = []
-    for path, scores in zip(images, sim):
-        order = scores.argsort()[::-1]
-        rows.append({"image": path, "texts": [{"text": texts[j], "cosine": float(scores[j])} for j in order]})
-        print(f"\n{path}")
-        for j in order:
-            print(f"  {scores[j]:.4f}  {texts[j]}")
-    return rows
-
-
-def fusion_rows(predictor: Predictor, images: list[str], texts: list[str]) -> list[dict]:
-    """Every text asked of every image: the answer / class and its probability, or the match probability."""
-    matching = bool(predictor.info.model.get("matching"))
-    rows = []
-    for path in images:
-        print(f"\n{path}")
-        if matching:
-            found = [{"text": t, "match": float(p)} for t, p in zip(texts, predictor.match([path], texts))]
-            for r in found:
-                print(f"  {r['match']:.4f}  {r['text']}")
-        else:
-            pred = predictor.answer([path], texts)
-            found = [{"text": t, "answer": a, "score": float(p)} for t, a, p in zip(texts, pred.labels, pred.scores)]
-            for r in found:
-                print(f"  {r['text']} -> {r['answer']}  ({r['score']:.4f})")
-        rows.append({"image": path, "results": found})
-    return rows
 
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
@@ -128,7 +99,7 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
     if args.package:
         m = predictor.manifest
         result["package"] = {"path": args.package, "model": m.model, "version": m.version, "sequence": m.sequence}
-        print(f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)")
+        print(verified_line(predictor))
     else:
         result["model_dir"] = args.model_dir
     if predictor.is_fusion and args.eval_root:
@@ -142,10 +113,9 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
         for line in skipped:
             print(f"skipped: {line}", file=sys.stderr)
         result["skipped_images"] = skipped
-        if predictor.is_fusion:
-            result["fusion"] = fusion_rows(predictor, images, args.question or args.text)
-        else:
-            result["ranking"] = rank(predictor, images, args.text)
+        rows = score_pairs(predictor, images, args.question or args.text)
+        result["fusion" if predictor.is_fusion else "ranking"] = rows
+        print("\n".join(pair_lines(rows)))
         if skipped:
             print(f"skipped {len(skipped)} of {len(args.image)} images (unreadable; listed above)")
     if args.eval_root:
@@ -159,9 +129,8 @@ def run(args: argparse.Namespace, predictor: Predictor) -> None:
         result["eval"] = {"root": args.eval_root, "split": args.eval_split, **m}
         print("\n".join(retrieval_report(m)))
     result["auto"] = {g: vars(c) for g, c in predictor.choices.items()}
-    for graph, choice in predictor.choices.items():
-        timings = ", ".join(f"{k} {v:.1f} ms" for k, v in choice.timings_ms.items())
-        print(f"[auto] {graph}: {choice.backend} ({'cached' if choice.cached else 'measured'}: {timings})")
+    for line in auto_lines(predictor):
+        print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.json}")

@@ -17,8 +17,6 @@ weights or the optimizer state stops the save (:class:`~paddle_mm.engine.errors.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from ..io import (  # load_state_into, read_state, verify_digests: the trainer i
     load_state_into,
     read_state,
     save_safetensors,
+    staged_directory,
     to_numpy,
     verify_digests,
 )
@@ -85,26 +84,18 @@ def save_checkpoint(directory: str | Path, model, optimizer=None, state: dict[st
 
     directory = Path(directory)
     _check_finite(model.state_dict(), f"the weights to be saved as {directory.name}")
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
-    state = dict(state or {})
-    weight_files = [WEIGHTS_FILE]
-    if optimizer is not None:
-        tensors, scalars = optimizer_state(optimizer, model)
-        _check_finite(tensors, f"the optimizer state to be saved in {directory.name}")
-        save_safetensors(tensors, tmp / OPTIMIZER_FILE)
-        state["optimizer_scalars"] = scalars
-        weight_files.append(OPTIMIZER_FILE)
-    state["sha256"] = {name: file_sha256(tmp / name) for name in weight_files}
-    (tmp / STATE_FILE).write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
-    _fsync_dir(tmp)
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_directory(directory, single_writer=True, fsync=True) as tmp:  # .<name>.old: resolve_checkpoint
+        save_model(model, tmp)
+        state = dict(state or {})
+        weight_files = [WEIGHTS_FILE]
+        if optimizer is not None:
+            tensors, scalars = optimizer_state(optimizer, model)
+            _check_finite(tensors, f"the optimizer state to be saved in {directory.name}")
+            save_safetensors(tensors, tmp / OPTIMIZER_FILE)
+            state["optimizer_scalars"] = scalars
+            weight_files.append(OPTIMIZER_FILE)
+        state["sha256"] = {name: file_sha256(tmp / name) for name in weight_files}
+        (tmp / STATE_FILE).write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
     return directory
 
 
@@ -113,12 +104,6 @@ def _check_finite(tensors: dict[str, Any], what: str) -> None:
         arr = to_numpy(value)
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise Diverged(f"{what} hold non-finite values ({name}); nothing was written")
-
-
-def _fsync_dir(directory: Path) -> None:
-    for f in directory.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -60,3 +60,12 @@ def open_predictor(source: ModelSource, **options: Any) -> Predictor:
         passphrase_env=source.passphrase_env,
         **options,
     )
+
+
+def verified_line(predictor: Predictor) -> str | None:
+    """``verified package <model> <version> (sequence N, signer <key id>...)`` for a predictor opened from a
+    package, None for an export directory: what the tools print before they run it."""
+    m = predictor.manifest
+    if m is None:
+        return None
+    return f"verified package {m.model} {m.version} (sequence {m.sequence}, signer {m.key_id[:16]}...)"

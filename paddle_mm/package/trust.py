@@ -13,12 +13,12 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io import atomic_open
 from .errors import PackageConfigError, RollbackError, show
 from .keys import MAX_PEM_BYTES, Certificate, PublicKey, pem_blocks
 from .manifest import MAX_INT, Manifest
@@ -145,17 +145,9 @@ class RollbackStore:
             yield
 
     def _write(self, state: dict[str, dict]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(state, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_DIRECTORY)
+        with atomic_open(self.path) as f:  # fsynced, then renamed over the old state
+            json.dump(state, f, indent=1, sort_keys=True)
+        dir_fd = os.open(self.path.parent, os.O_DIRECTORY)  # and the rename itself reaches the disk
         try:
             os.fsync(dir_fd)
         finally:

@@ -14,6 +14,9 @@ The trainer (``paddle_mm.engine.train``) runs every task the same way:
     metrics = task.evaluate(model, task.load_eval(cfg["DataLoader"]["Eval"]["dataset"], model.config), batch_size)
     metrics[task.main_metric]                               # selects the best epoch (higher_is_better)
 
+``tools/eval.py`` runs the same ``load_eval`` / ``evaluate`` on a saved checkpoint after ``check_checkpoint``,
+prints ``report(metrics)`` and writes ``eval_record(metrics)``.
+
 Everything a task needs from the config it reads once, in ``__init__``.
 """
 
@@ -101,6 +104,29 @@ class Task(ABC):
     @abstractmethod
     def log_eval(self, metrics: dict[str, Any], epoch: int) -> dict[str, float]:
         """Log the evaluation line of ``metrics``; return the scalars for VisualDL (``eval/<name>``)."""
+
+    def check_checkpoint(self, model: paddle.nn.Layer, path) -> None:
+        """Raise a ConfigError when ``model`` (loaded from ``path``) is not the kind of model this task evaluates;
+        ``tools/eval.py`` calls it before loading the data. Accepts any model by default."""
+        return None
+
+    def wrong_checkpoint(self, want: str, model: paddle.nn.Layer, path) -> ConfigError:
+        """The one-line error for a checkpoint of the wrong kind: what the task wants, what ``path`` holds."""
+        holds = "a fusion model" if hasattr(model, "fusion_name") else f"a {getattr(model, 'model_type', 'CLIP')} model"
+        if getattr(model, "matching", False):
+            holds += " for matching"
+        return ConfigError(
+            f"Global.task={self.name} evaluates {want} checkpoint, but {path} holds {holds}; "
+            "pass the config the checkpoint was trained with (its run folder's config.yml)"
+        )
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        """The lines ``tools/eval.py`` prints for ``metrics``; the main metric by default."""
+        return [f"{self.main_metric}: {metrics[self.main_metric]:.2f}"]
+
+    def eval_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What ``tools/eval.py`` writes to ``eval_<split>.json`` beside the checkpoint and the data."""
+        return {"task": self.name, "metrics": metrics}
 
     def history_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """What ``train_summary.json`` keeps of an evaluation."""

@@ -131,6 +131,13 @@ class InspectionTask(Task):
         logger.info(f"[Eval][Epoch {epoch}] {self.format_metrics(metrics)}")
         return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
+    def check_checkpoint(self, model, path) -> None:
+        if getattr(model, "model_type", None) != "inspection":
+            raise self.wrong_checkpoint("an inspection classifier", model, path)
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        return [self.format_metrics(metrics)]
+
     @staticmethod
     def format_metrics(m: dict[str, Any]) -> str:
         recall = ", ".join(f"{c}: {v:.1f}" for c, v in m["recall"].items())

@@ -54,7 +54,7 @@ class MatchingTask(RetrievalTask):
     @paddle.no_grad()
     def evaluate(self, model: paddle.nn.Layer, data, batch_size: int) -> dict[str, Any]:
         """Contrastive top-``RERANK_K`` per caption, re-ranked by the fusion's matching logit (metrics x100)."""
-        corpus, transform, tokenizer = data
+        corpus, transform, tokenizer = data.corpus, data.transform, data.tokenizer
         was_training = model.training
         model.eval()
         enc = encode_corpus(model, corpus, transform, tokenizer, batch_size, progress=False)
@@ -78,11 +78,29 @@ class MatchingTask(RetrievalTask):
     def log_eval(self, metrics: dict[str, Any], epoch: int) -> dict[str, float]:
         m, c = metrics, metrics["contrastive"]
         logger.info(
-            f"[Eval][Epoch {epoch}] re-ranked t2i R@1: {m['r1']:.2f} R@5: {m['r5']:.2f} R@10: {m['r10']:.2f}, "
-            f"mean_recall: {m['mean_recall']:.2f}, MRR: {m['mrr']:.2f}, NDCG@10: {m['ndcg@10']:.2f} "
+            f"[Eval][Epoch {epoch}] re-ranked t2i {ranking_line(m)} "
             f"(contrastive only: R@1 {c['r1']:.2f}, mean_recall {c['mean_recall']:.2f})"
         )
         return {self.main_metric: m[self.main_metric]}
+
+    def check_checkpoint(self, model: paddle.nn.Layer, path) -> None:
+        if not getattr(model, "matching", False):
+            raise self.wrong_checkpoint("a matching fusion model", model, path)
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        return [
+            f"re-ranked by the fusion: {ranking_line(metrics)}",
+            f"contrastive only: {ranking_line(metrics['contrastive'])}",
+        ]
+
+    def eval_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"task": self.name, "metrics": metrics}
+
+
+def ranking_line(m: dict[str, float]) -> str:
+    """``R@1: .. R@5: .. R@10: .., mean_recall: .., MRR: .., NDCG@10: ..`` of :func:`ranking_metrics`' dict."""
+    recall = " ".join(f"R@{k}: {m[f'r{k}']:.2f}" for k in (1, 5, 10))
+    return f"{recall}, mean_recall: {m['mean_recall']:.2f}, MRR: {m['mrr']:.2f}, NDCG@10: {m['ndcg@10']:.2f}"
 
 
 def ranking_metrics(sim: np.ndarray, positives: list[set[int]]) -> dict[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import paddle
@@ -22,7 +22,7 @@ from ..data.collate import BadSampleCounter, collate_skip_bad
 from ..data.datasets import ImageDataset, ImageTextCorpus
 from ..data.duplicates import DuplicateCaptionGuard
 from ..data.workers import worker_init
-from ..metrics import retrieval_metrics
+from ..metrics import chinese_clip_score_json, retrieval_log_line, retrieval_metrics, retrieval_report
 from ..models import build_model
 from ..text.tokenizer import trim_padding
 from .base import Batch, Task
@@ -123,6 +123,16 @@ def evaluate(
     return metrics
 
 
+class EvalData(NamedTuple):
+    """An evaluation split of caption data, ready to encode (:meth:`RetrievalTask.load_eval`)."""
+
+    corpus: ImageTextCorpus
+    transform: Callable
+    tokenizer: Callable
+    root: str  # for the built-in data's scene records (attribute precision)
+    split: str
+
+
 # ----------------------------------------------------------------------------- the task
 
 
@@ -177,25 +187,58 @@ class RetrievalTask(Task):
             logger.info(f"[Train][Epoch {epoch}] {self.dup_guard.summary()}")
         self.bad.reset()
 
-    def load_eval(self, dataset_cfg: dict[str, Any], model_config) -> tuple[ImageTextCorpus, Callable, Callable]:
-        return (
+    def load_eval(self, dataset_cfg: dict[str, Any], model_config) -> EvalData:
+        return EvalData(
             load_split(dataset_cfg),
             build_transform(dataset_cfg, model_config.image_resolution),
             build_tokenizer(model_config.context_length),
+            dataset_cfg["root"],
+            dataset_cfg["split"],
         )
 
-    def evaluate(self, model: paddle.nn.Layer, data, batch_size: int) -> dict[str, Any]:
-        """``{"t2i": {...}, "i2t": {...}, "MR": ..., "skipped": "skipped 0 of N samples"}`` (x100)."""
-        corpus, transform, tokenizer = data
-        return evaluate(model, corpus, transform, tokenizer, batch_size, self.eval_workers, self.topk, self.progress)
+    def evaluate(self, model: paddle.nn.Layer, data: EvalData, batch_size: int) -> dict[str, Any]:
+        """``{"t2i": {...}, "i2t": {...}, "MR": ..., "skipped": "skipped 0 of N samples"}`` (x100), and on built-in
+        data (it has scene records) ``attribute_precision`` of the text -> image top 5
+        (:func:`paddle_mm.demo.shape_queries.search_attribute_precision`)."""
+        from ..demo.shape_queries import search_attribute_precision
+
+        enc = encode_corpus(model, data.corpus, data.transform, data.tokenizer, batch_size, self.eval_workers,
+                            self.progress)  # fmt: skip
+        metrics = score(enc, self.topk)
+        metrics["skipped"] = enc.skipped
+        attributes = search_attribute_precision(
+            data.root, data.split, enc.image_ids, enc.image_features, enc.texts, enc.text_features
+        )
+        if attributes is not None:
+            metrics["attribute_precision"] = attributes
+        return metrics
 
     def log_eval(self, metrics: dict[str, Any], epoch: int) -> dict[str, float]:
         m = metrics
-        line = " ".join(f"{d} R@{k}: {m[d][f'r{k}']:.2f}" for d in ("t2i", "i2t") for k in self.topk)
-        logger.info(
-            f"[Eval][Epoch {epoch}] {line}, MR(t2i): {m['t2i']['mean_recall']:.2f}, "
-            f"MR(i2t): {m['i2t']['mean_recall']:.2f}, MR: {m['MR']:.2f}"
-        )
+        logger.info(f"[Eval][Epoch {epoch}] {retrieval_log_line(m, self.topk)}")
         if not m["skipped"].startswith("skipped 0 "):
             logger.warning(f"[Eval][Epoch {epoch}] {m['skipped']}")
         return {"MR": m["MR"], **{f"{d}_R@{k}": m[d][f"r{k}"] for d in ("t2i", "i2t") for k in self.topk}}
+
+    def check_checkpoint(self, model: paddle.nn.Layer, path) -> None:
+        if hasattr(model, "fusion_name") or getattr(model, "model_type", "clip") != "clip":
+            raise self.wrong_checkpoint("a CLIP", model, path)
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
+        from ..demo.shape_queries import format_attribute_precision
+
+        skipped = [] if metrics["skipped"].startswith("skipped 0 ") else [metrics["skipped"]]
+        attributes = metrics.get("attribute_precision")
+        return retrieval_report(metrics, self.topk) + skipped + ([format_attribute_precision(attributes)] if
+                                                                   attributes else [])  # fmt: skip
+
+    def eval_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """R@K both ways and MR, and Chinese-CLIP's ``{"success", "score", "scoreJson"}`` per direction."""
+        return {
+            "MR": metrics["MR"],
+            "t2i": metrics["t2i"],
+            "i2t": metrics["i2t"],
+            "text_to_image": chinese_clip_score_json(metrics["t2i"]),
+            "image_to_text": chinese_clip_score_json(metrics["i2t"]),
+            **({"attribute_precision": metrics["attribute_precision"]} if "attribute_precision" in metrics else {}),
+        }

@@ -76,7 +76,8 @@ class VQATask(Task):
             raise ConfigError(
                 f"Global.task={self.name} needs an Arch.fusion section, e.g. Arch.fusion: {{name: cross_attention}}"
             )
-        self.answers = read_answers(cfg["DataLoader"]["Train"]["dataset"]["root"])
+        self.answers_root = cfg["DataLoader"]["Train"]["dataset"]["root"]
+        self.answers = read_answers(self.answers_root)
 
     def build_model(self, arch: dict[str, Any]) -> paddle.nn.Layer:
         return build_fusion_model(arch, len(self.answers), labels=self.answers)
@@ -107,13 +108,24 @@ class VQATask(Task):
         return task_metrics(predict_logits(model, data, batch_size), data)
 
     def log_eval(self, metrics: dict[str, Any], epoch: int) -> dict[str, float]:
+        logger.info(f"[Eval][Epoch {epoch}] {'; '.join(self.report(metrics))}")
+        return {self.main_metric: metrics[self.main_metric]}
+
+    def check_checkpoint(self, model: paddle.nn.Layer, path) -> None:
+        """A VQA / classification fusion whose answers are the training data's ``answers.json``."""
+        if not hasattr(model, "fusion_name") or model.matching:
+            raise self.wrong_checkpoint("a VQA / classification fusion", model, path)
+        if list(self.answers) != model.labels:
+            raise ConfigError(
+                f"the checkpoint's {len(model.labels or [])} answers differ from {self.answers_root}/answers.json; "
+                "evaluate on the data it was trained on"
+            )
+
+    def report(self, metrics: dict[str, Any]) -> list[str]:
         m = metrics
-        per_type = ", ".join(f"{t}: {v:.1f}" for t, v in m["per_type"].items())
-        logger.info(
-            f"[Eval][Epoch {epoch}] vqa_acc: {m['vqa_acc']:.2f}, accuracy: {m['accuracy']:.2f}, "
-            f"macro_f1: {m['macro_f1']:.2f}; accuracy per type: {per_type}"
-        )
-        return {self.main_metric: m[self.main_metric]}
+        per_type = ", ".join(f"{t}: {v:.2f}" for t, v in m["per_type"].items())
+        main = f"vqa_acc: {m['vqa_acc']:.2f}, accuracy: {m['accuracy']:.2f}, macro_f1: {m['macro_f1']:.2f}"
+        return [main, f"accuracy per question type: {per_type}"]
 
 
 @paddle.no_grad()

@@ -42,15 +42,14 @@ def test_the_service_runs_without_paddle(tmp_path):
     script = (
         BLOCKED
         + f"""
-sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 import json
 cfg_path = Path({str(tmp_path)!r}) / "serve.yml"
 """
     )
     # the deployment is built with paddle (export), in this process; the service runs in a blocked one
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from serving_setup import tiny_deployment
+    from paddle_mm.serving.testing import tiny_deployment
 
     tiny_deployment(tmp_path, 0)
     script += """

@@ -12,9 +12,9 @@ RUN = "CN-CLIP-Tiny"
 
 
 def test_eval_reproduces_the_numbers_logged_during_training(tiny_run, tiny_data):
-    proc = run_tool(
-        "eval.py", *tiny_args(tiny_data, tiny_run, "-o", f"Global.pretrained_model={tiny_run / RUN / 'epoch_2'}")
-    )
+    # the run folder's own config.yml, as written by the trainer (Arch.fusion: null and all), reloads
+    config = ["-c", str(tiny_run / RUN / "config.yml"), "-o", f"Global.output_dir={tiny_run}"]
+    proc = run_tool("eval.py", *config, f"Global.pretrained_model={tiny_run / RUN / 'epoch_2'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tiny_run / RUN / "eval_valid.json").read_text(encoding="utf-8"))
     logged = json.loads((tiny_run / RUN / "train_summary.json").read_text())["history"][1]

@@ -1,4 +1,5 @@
-"""tools/benchmark.py: the cn_clip reference row runs in the user's environment, not paddle_mm's CPU tuning."""
+"""benchmarks/bench_inference.py (behind tools/benchmark.py): the cn_clip reference row runs in the user's environment,
+not paddle_mm's CPU tuning."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_inference.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""tools/benchmark.py's verdicts and checks on made-up rows; the e2e pipeline's batching order."""
+"""benchmarks/bench_inference.py's verdicts and checks on made-up rows; the e2e pipeline's batching order."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def load(path: Path, name: str):
 
 @pytest.fixture(scope="module")
 def benchmark():
-    return load(ROOT / "tools" / "benchmark.py", "benchmark_tool")
+    return load(ROOT / "benchmarks" / "bench_inference.py", "benchmark_tool")
 
 
 def row(variant: str, p10: float, p50: float, p90: float, items: float = 0.0, tower="image", batch=8) -> dict:

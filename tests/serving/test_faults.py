@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,8 +18,6 @@ from paddle_mm.serving.audit import read_records, verify_chain
 from paddle_mm.serving.batching import Batcher, DirectRunner, Overloaded
 
 from .conftest import b64, serving_config
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def slow(fn, seconds):
@@ -179,9 +175,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(deployment, tmp_path):
 
 
 def test_server_killed_mid_load_restarts_with_the_audit_chain_intact(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from load_serving import requests_plan, run_clients
-    from serving_setup import start_server, tiny_deployment
+    from paddle_mm.serving.testing import requests_plan, run_clients, start_server, tiny_deployment
 
     port = free_port()
     config = tiny_deployment(tmp_path, port)
