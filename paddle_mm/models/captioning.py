@@ -102,7 +102,7 @@ class CaptionModel(nn.Layer):
 
     def decode(self, memory: paddle.Tensor, ids: paddle.Tensor) -> paddle.Tensor:
         """Logits [B, T, V] of the next compact token after every prefix of ``ids`` [B, T] (compact)."""
-        T = ids.shape[1]
+        T = paddle.shape(ids)[1]  # a tensor, so the exported step takes any prefix length
         x = self.embed(ids) + self.pos[:T]  # (B, T, d)
         causal = paddle.triu(paddle.full([T, T], -1e9, x.dtype), diagonal=1)  # (T, T) additive
         for block in self.blocks:
