@@ -119,18 +119,18 @@ def check_parity(model, directory: str | Path, pixels: np.ndarray, backend: str)
     exported = ExportedCaptioner(directory, backend)
     memory = model.encode(paddle.to_tensor(pixels))
     ids = np.full([len(pixels), 1], model.bos, "int64")
-    seqs = greedy_search(model.step_fn(paddle.to_tensor(pixels)), len(pixels), model.bos, model.eos, 8)
-    prefix = np.asarray([[model.bos, *(s + [model.eos] * 8)[:4]] for s in seqs], "int64")  # real 5-token prefixes
+    step = model.step_fn(paddle.to_tensor(pixels))
+    eager = greedy_search(step, len(pixels), model.bos, model.eos, model.caption.max_length)
+    prefix = np.asarray([[model.bos, *(s + [model.eos] * 4)[:4]] for s in eager], "int64")  # real 5-token prefixes
     eager_step = model.step(memory, paddle.to_tensor(prefix)).numpy()
     mem_np = memory.numpy()
-    eager_ids = model.to_wordpiece(greedy_search(model.step_fn(paddle.to_tensor(pixels)), len(pixels), model.bos,
-                                                 model.eos, model.caption.max_length))  # fmt: skip
+    eager_ids = model.to_wordpiece(eager)
     return {
         "backend": backend,
         "encoder_max_abs_diff": float(np.abs(exported.encode(pixels) - mem_np).max()),
         "step_max_abs_diff": float(np.abs(exported.step(mem_np, prefix) - eager_step).max()),
         "first_step_max_abs_diff": float(
             np.abs(exported.step(mem_np, ids) - model.step(memory, paddle.to_tensor(ids)).numpy()).max()
-        ),  # noqa: E501
+        ),
         "greedy_identical": exported.generate(pixels) == eager_ids,
     }
