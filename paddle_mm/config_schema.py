@@ -143,8 +143,9 @@ GLOBAL = Section(
             "accuracy), classification (one label per sample) or matching (image-text matching with in-batch hard "
             "negatives, evaluated by re-ranking); all but retrieval need Arch.fusion; vqa and classification read "
             "DataLoader.*.dataset.name: VQADataset (see docs/fusion.md); inspection (defect classification with "
-            "a light CNN on ImageListDataset, docs/inspection.md)",
-            choices=("retrieval", "vqa", "classification", "matching", "inspection"),
+            "a light CNN on ImageListDataset, docs/inspection.md); captioning (a caption decoder over the image tower, "
+            "Arch.caption, docs/captioning.md)",
+            choices=("retrieval", "vqa", "classification", "matching", "inspection", "captioning"),
         ),
     },
     doc="run-wide settings",
@@ -450,6 +451,22 @@ FUSION = Section(
     optional=True,
 )
 
+# issue 15: Arch.caption of Global.task captioning (defaults: paddle_mm/models/captioning.py CAPTION_DEFAULTS)
+CAPTION = Section(
+    {
+        "width": Field(INT, 128, "decoder width", check=_positive),
+        "layers": Field(INT, 2, "decoder blocks (causal self-attention, cross-attention, MLP)", check=_positive),
+        "heads": Field(INT, 4, "attention heads", check=_positive),
+        "dropout": Field(FLOAT, 0.1, "decoder dropout", check=_ratio),
+        "max_length": Field(INT, 32, "tokens decoded at most, [CLS] and [SEP] included", check=_positive),
+        "freeze_image": Field(BOOL, False, "keep the image tower fixed (train the decoder only)"),
+        "clip_weights": Field(STR, None, "model directory of trained towers to start the image tower from"),
+        "beam_size": Field(INT, 1, "evaluation decoding: 1 greedy, >1 beam search", check=_positive),
+        "length_penalty": Field(FLOAT, 0.0, "beam search: GNMT alpha, score / ((5 + length) / 6) ** alpha"),
+    },
+    doc="caption decoder over the image tower's patch tokens (Global.task captioning)",
+    optional=True,
+)
 
 # issue 15: Arch of Global.task inspection (paddle_mm/models/inspection.py CLASSIFIERS; kept paddle-free here)
 CLASSIFIER_NAMES = (
@@ -495,6 +512,7 @@ def arch_fields(name: str) -> Section:
         ),
     }
     fields["fusion"] = FUSION
+    fields["caption"] = CAPTION
     try:
         base = get_model_config(name)
     except KeyError:

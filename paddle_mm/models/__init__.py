@@ -20,7 +20,7 @@ from .registry import create_model, get_model_config, list_models  # noqa: F401 
 MODEL_CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # paddle_mm.tokenizer.CONFIG_NAME
-MODEL_TYPES = ("clip", "fusion", "inspection")  # model_config.json's model_type
+MODEL_TYPES = ("clip", "fusion", "inspection", "captioning")  # model_config.json's model_type
 
 
 def build_model(arch: dict[str, Any]):
@@ -45,6 +45,8 @@ def model_config_dict(model) -> dict[str, Any]:
     config = asdict(model.config)
     if getattr(model, "model_type", None) == "inspection":  # InspectionClassifier: a CNN, no text tower
         return {"model_type": "inspection", **config}
+    if getattr(model, "model_type", None) == "captioning":  # CaptionModel: ViT tower + caption decoder
+        return {"model_type": "captioning", "caption": model.describe(), "clip": config}
     describe = getattr(model, "describe", None)  # FusionModel: its fusion, head size, labels
     if describe is None:
         return {"model_type": "clip", **config}
@@ -108,6 +110,10 @@ def model_from_config(cfg: dict[str, Any]):
         from .inspection import InspectionClassifier, InspectionConfig
 
         return InspectionClassifier(InspectionConfig(**cfg))
+    if kind == "captioning":
+        from .captioning import caption_from_config
+
+        return caption_from_config(CLIP(CLIPConfig.from_dict(cfg["clip"])), cfg["caption"])
     from .fusion import fusion_from_config
 
     return fusion_from_config(CLIP(CLIPConfig.from_dict(cfg["clip"])), cfg["fusion"])

@@ -1,4 +1,5 @@
-"""Training tasks: what differs between retrieval, VQA, classification, matching and inspection (``Global.task``).
+"""Training tasks: what differs between retrieval, VQA, classification, matching, inspection and captioning
+(``Global.task``).
 
 Each task (:class:`~paddle_mm.tasks.base.Task`) builds its model, training data and loss, prepares a batch,
 runs a hook after every optimizer step, evaluates, names its main metric and writes its log lines; the trainer
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..config import ConfigError
 from .base import Batch, Task
+from .captioning import CaptioningTask
 from .classification import ClassificationTask
 from .inspection import InspectionTask
 from .matching import MatchingTask
@@ -23,6 +25,7 @@ TASKS: dict[str, type[Task]] = {
     "classification": ClassificationTask,
     "matching": MatchingTask,
     "inspection": InspectionTask,
+    "captioning": CaptioningTask,
 }
 
 
