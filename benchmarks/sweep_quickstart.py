@@ -67,6 +67,7 @@ CANDIDATES: dict[str, tuple] = {
     "vit1x64_96p16_e8": (vit(1, 64, 96, 16), 8, 2e-3, 64, 6000),
     # a higher peak with a longer warm-up: the 12-epoch run sat at MR ~10 for three epochs before it climbed
     "vit1x64_96p32_e12_lr3_w100": (vit(1, 64, 96, 32), 12, 3e-3, 64, 6000, 100),
+    "vit1x64_96p16_e8_lr3_w100": (vit(1, 64, 96, 16), 8, 3e-3, 64, 6000, 100),
 }
 
 
