@@ -21,6 +21,7 @@ from paddle_mm.data.datasets import ImageTextCorpus
 from paddle_mm.data.vqa import VQASplit
 from paddle_mm.tasks import build_task
 from paddle_mm.tasks.matching import RERANK_K
+from paddle_mm.tasks.retrieval import EvalData
 from paddle_mm.tasks.vqa import VQADataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def test_retrieval_recall_at_k_both_directions(tmp_path):
     cfg = load_config(ROOT / "tests" / "configs" / "tiny.yml", ["Metric.Eval=[{Recall: {topk: [2]}}]"])
     task = build_task(cfg)
     assert (task.main_metric, task.higher_is_better) == ("MR", True)
-    m = task.evaluate(model, (corpus, transform, tokenizer), batch_size=2)  # R@1/5/10 always, R@2 asked for
+    m = task.evaluate(model, EvalData(corpus, transform, tokenizer, "", "valid"), batch_size=2)  # R@1/5/10 always, R@2 asked for
     t2i = {"r1": 100 / 3, "r2": 200 / 3, "r5": 200 / 3, "r10": 200 / 3}
     assert m["t2i"] == pytest.approx({**t2i, "mean_recall": (100 / 3 + 200 / 3 + 200 / 3) / 3})
     # image -> text: column 0 ranks t0 (0.8) above its caption t1 (0.3): rank 2; column 1 finds t0 and column 2
@@ -130,7 +131,7 @@ def test_matching_evaluate_reranks_the_contrastive_top_10(tmp_path):
     corpus, model = _matching_case(tmp_path)
     task = build_task(load_config(ROOT / "configs" / "fusion" / "concat_matching.yml"))
     assert (task.name, task.main_metric) == ("matching", "mean_recall")
-    m = task.evaluate(model, (corpus, transform, tokenizer), batch_size=5)
+    m = task.evaluate(model, EvalData(corpus, transform, tokenizer, "", "valid"), batch_size=5)
     ideal_2 = 1 + 1 / np.log2(3)  # two relevant images at ranks 1 and 2
     # contrastive: positives at ranks 5 (t0), 10 and 12 (t1), 1 and 8 (t2)
     assert m["contrastive"] == pytest.approx(
