@@ -4,6 +4,7 @@ k times larger, in one process and in two (paddle.distributed.launch, gloo on CP
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_two_processes_give_the_gradients_of_one_global_batch(tmp_path):
     proc = subprocess.run(
         [*cmd, str(WORKER), str(tmp_path / "grads.npz"), str(K), str(B)],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},  # tests.*
         capture_output=True,
         text=True,
         timeout=300,
