@@ -146,7 +146,7 @@ def _predictor_check(export: Path, model_dir: Path) -> dict:
         "max |eager(128 tokens) - eager(cut to 52)| text feature": f"{float(np.abs(eager - cut).max()):.2e}",
     }
     for backend in ("paddle_inference", "onnxruntime"):
-        pred = Predictor(export, backend=backend, device="cpu")
+        pred = Predictor(export, backend=backend)
         got = pred.encode_texts([text])
         out[f"{backend}: context_length"] = pred.tokenizer.context_length
         out[f"{backend}: max |Predictor - eager| text feature"] = f"{float(np.abs(got - eager).max()):.2e}"

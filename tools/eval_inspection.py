@@ -43,7 +43,9 @@ def _latency(fn, frame: np.ndarray, runs: int) -> float:
 def _paddlex_classes(model_dir: str, paths: list[str], model_name: str) -> list[int]:
     import paddlex
 
-    model = paddlex.create_model(model_name=model_name, model_dir=model_dir, device="cpu")
+    import hardware
+
+    model = paddlex.create_model(model_name=model_name, model_dir=model_dir, device=hardware.DEFAULT_DEVICE)
     return [int(r["class_ids"][0]) for r in model.predict(paths, batch_size=1)]
 
 

@@ -170,7 +170,7 @@ def test_matching_fusion_lifecycle(caption_data, runs, tmp_path):
 
     export(model, tmp_path / "inference", int8=True)
     predictor = Predictor(tmp_path / "inference", backend="onnxruntime", threads=1)
-    corpus, transform, tokenizer = data
+    corpus, transform, tokenizer = data.corpus, data.transform, data.tokenizer
     texts = corpus.texts[:6]
     images = [corpus.read_image_bytes(t.image_ids[0]) for t in texts]
     captions = [t.text for t in texts]
