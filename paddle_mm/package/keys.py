@@ -393,13 +393,22 @@ class OpenSSLSigner:
         return proc.stdout
 
 
+def _is_der_signature(sig: bytes) -> bool:
+    """Whether ``sig`` is a whole DER SEQUENCE{r, s}, not just a byte string that starts like one."""
+    try:
+        sm2.signature_from_der(sig)
+    except der.DerError:
+        return False
+    return True
+
+
 def sign_message(signer: Signer, message: bytes, user_id: bytes) -> bytes:
     """SM2-with-SM3 signature (DER) of ``message`` for ``user_id``, checked before it is returned
     (a faulty KMS, HSM or fault-injected signature is caught here, not by the verifier)."""
     public = signer.public_key
     sig = signer.sign_digest(sm2.message_digest(message, user_id, public.point))
-    if len(sig) == 64 and sig[0] != der.SEQUENCE:
-        sig = sm2.raw_to_der(sig)
+    if len(sig) == 64 and not _is_der_signature(sig):
+        sig = sm2.raw_to_der(sig)  # r||s from a device; one in 256 of these starts with the SEQUENCE byte 0x30
     if not public.verify(message, sig, user_id):
         raise PackageConfigError(
             f"the signer returned a signature that does not verify under key "

@@ -60,6 +60,23 @@ def test_raw_signature_from_device_is_accepted(key) -> None:
     assert key.public_key.verify(b"manifest", sig)
 
 
+def test_raw_signature_starting_like_der_is_still_raw(key) -> None:
+    """r||s whose first byte is 0x30 (DER's SEQUENCE tag, one raw signature in 256) is still converted."""
+
+    class RawSigner:
+        public_key = key.public_key
+
+        def sign_digest(self, e: bytes) -> bytes:
+            for k in range(1, 100_000):  # a nonce whose r starts with the byte 0x30
+                r, s = sm2.sign_digest(key.d, e, k=k)
+                if r >> 248 == 0x30:
+                    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+            raise AssertionError("no nonce gave r starting with 0x30")
+
+    sig = sign_message(RawSigner(), b"manifest", b"1234567812345678")
+    assert key.public_key.verify(b"manifest", sig)
+
+
 def test_signer_with_wrong_key_is_caught(key) -> None:
     class Mismatched:
         public_key = key.public_key
