@@ -266,17 +266,9 @@ def build_caption_model(arch: dict[str, Any], output_ids: list[int]) -> CaptionM
         arch.pop(key, None)
     clip = create_model(arch.pop("name"), **arch)
     if caption["clip_weights"]:
-        from pathlib import Path
+        from .fusion import load_tower_weights
 
-        from ..io import load_state_into
-
-        weights = Path(caption["clip_weights"]) / "model.safetensors"
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f"Arch.caption.clip_weights={caption['clip_weights']!r} holds no model.safetensors; train the towers "
-                "first (python tools/train.py -c configs/fusion/towers_clip.yml) or set it to null"
-            )
-        load_state_into(clip, weights)
+        load_tower_weights(clip, caption["clip_weights"], "Arch.caption.clip_weights")
     return CaptionModel(clip, caption_config(caption, output_ids), special_ids())
 
 

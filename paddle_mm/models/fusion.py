@@ -523,20 +523,7 @@ def build_fusion_model(
     arch.pop("freeze_vision", None)  # tower training is Arch.fusion.towers for fusion models
     clip = create_model(arch.pop("name"), **arch)
     if cfg["clip_weights"]:
-        from pathlib import Path
-
-        from ..io import load_state_into
-
-        weights = Path(cfg["clip_weights"]) / "model.safetensors"
-        if not weights.is_file():
-            from ..config import ConfigError
-
-            raise ConfigError(
-                f"Arch.fusion.clip_weights={cfg['clip_weights']!r} holds no model.safetensors; train the towers "
-                "first (python tools/train.py -c configs/fusion/towers_clip.yml) or set "
-                "Arch.fusion.clip_weights=null to train them from scratch"
-            )
-        load_state_into(clip, weights)
+        load_tower_weights(clip, cfg["clip_weights"], "Arch.fusion.clip_weights")
     _set_tower_training(clip, cfg.pop("towers"), cfg.pop("train_layers"))
     cfg.pop("clip_weights")
     if matching:
@@ -544,3 +531,19 @@ def build_fusion_model(
             raise ValueError(f"fusion {name!r} sees one modality and cannot score image-text pairs; pick a fusion")
         clip.logit_scale.stop_gradient = False
     return FusionModel(clip, name, cfg, n_outputs, matching, labels)
+
+
+def load_tower_weights(clip, directory: str, key: str) -> None:
+    """Start ``clip``'s towers from a trained CLIP's ``model.safetensors`` (``key`` names the config setting)."""
+    from pathlib import Path
+
+    from ..config import ConfigError
+    from ..io import load_state_into
+
+    weights = Path(directory) / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(
+            f"{key}={directory!r} holds no model.safetensors; train the towers first "
+            f"(python tools/train.py -c configs/fusion/towers_clip.yml) or set {key}=null to train them from scratch"
+        )
+    load_state_into(clip, weights)
