@@ -2,7 +2,7 @@
 
 ONNX Runtime's own transformer optimizer does not recognise the attention that paddle2onnx writes (its
 ``optimize_model(model_type="vit"/"bert")`` fuses only LayerNorm here), so each block stays ~20 small nodes:
-MatMul, Reshape, Transpose, Slice/Squeeze, a second Transpose, two batched MatMuls, Softmax... This pass
+MatMul, Reshape, Transpose, Split/Squeeze, a second Transpose, two batched MatMuls, Softmax... This pass
 rewrites each block into one ``Attention`` node with packed q/k/v weights. That node runs the q/k/v
 projection as one GEMM and the per-head attention in one kernel, and ``quantize_dynamic`` turns it into
 ``QAttention`` (one dynamic quantization of the block input instead of one per projection).
@@ -10,7 +10,7 @@ projection as one GEMM and the per-head attention in one kernel, and ``quantize_
 The two shapes of block we export (anything else is left unchanged and counted as skipped)::
 
     image (ViT, packed qkv):  X @ W[h, 3h] + b -> Reshape [B, S, 3, H, D] -> Transpose (2, 0, 3, 1, 4)
-                              -> Slice+Squeeze q, k, v (each [B, H, S, D])
+                              -> Split (or Slice) + Squeeze q, k, v (each [B, H, S, D])
     text (BERT, separate):    X @ Wq + bq -> Reshape [B, L, H, D] -> Transpose (0, 2, 1, 3)   (same for k, v)
     then both:                q @ Transpose(k, (0, 1, 3, 2)) * scale [+ mask] -> Softmax -> @ v
                               -> Transpose (0, 2, 1, 3) -> Reshape [B, S, h]
@@ -255,21 +255,37 @@ class _Graph:
         packed = None
         for index, name in enumerate((q, k, v)):
             squeeze = self.node_of(name, "Squeeze")
-            sliced = self.node_of(squeeze.input[0], "Slice")
-            starts, ends, axes = (self.shape_ints(i) for i in sliced.input[1:4])
-            steps = self.shape_ints(sliced.input[4]) if len(sliced.input) > 4 else [1]
-            squeezed = self.shape_ints(squeeze.input[1])
-            if (starts, ends, axes, steps, squeezed) != ([index], [index + 1], [0], [1], [0]):
-                raise _NoMatch(f"{name!r} is not slice {index} of the packed q/k/v")
-            if packed not in (None, sliced.input[0]):
+            if self.shape_ints(squeeze.input[1]) != [0]:
+                raise _NoMatch(f"{name!r} does not squeeze axis 0 of the packed q/k/v")
+            source = self.unpacked_source(squeeze.input[0], index)
+            if packed not in (None, source):
                 raise _NoMatch("q, k and v are sliced from different tensors")
-            packed = sliced.input[0]
+            packed = source
         reshape = self.node_of(self.transpose_input(packed, [2, 0, 3, 1, 4]), "Reshape")
         shape = self.shape_ints(reshape.input[1])
         x, w, b = self.linear(reshape.input[0])
         if len(shape) != 5 or shape[2] != 3:
             raise _NoMatch(f"packed q/k/v reshape {shape} is not [B, S, 3, H, D]")
         return x, w, b, self.head_count(shape, w.shape[1] // 3)
+
+    def unpacked_source(self, name: str, index: int) -> str:
+        """``name`` is entry ``index`` of axis 0 of a packed [3, ...] tensor -> that tensor.
+
+        ``qkv[i]`` exports as Slice [i, i+1) on axis 0, ``qkv.unbind(0)`` as one three-way Split on axis 0.
+        """
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Split":
+            axis = [a.i for a in node.attribute if a.name == "axis"] or [0]
+            sizes = self.shape_ints(node.input[1]) if len(node.input) > 1 else [1, 1, 1]
+            if axis != [0] or len(node.output) != 3 or sizes != [1, 1, 1] or list(node.output).index(name) != index:
+                raise _NoMatch(f"{name!r} is not output {index} of a three-way split of the packed q/k/v")
+            return node.input[0]
+        sliced = self.node_of(name, "Slice")
+        starts, ends, axes = (self.shape_ints(i) for i in sliced.input[1:4])
+        steps = self.shape_ints(sliced.input[4]) if len(sliced.input) > 4 else [1]
+        if (starts, ends, axes, steps) != ([index], [index + 1], [0], [1]):
+            raise _NoMatch(f"{name!r} is not slice {index} of the packed q/k/v")
+        return sliced.input[0]
 
     @staticmethod
     def head_count(shape: list[int | None], hidden: int) -> int:
