@@ -23,7 +23,7 @@ import numpy as np
 import paddle
 
 from ..config import ConfigError
-from .conversion.names import CHECKPOINT_PREFIX, DROPPED_KEYS, cn_clip_to_paddle
+from .conversion.names import CHECKPOINT_PREFIX, cn_clip_to_paddle
 
 # Tensors a file may lack without harm: a BatchNorm's step counter (torch < 0.4.1 had none), and the temperature
 # (a vision-only state dict: logit_scale keeps its initial log(1 / 0.07)).
@@ -57,7 +57,7 @@ def bert_tower_state(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         state = {f"bert.{k}": v for k, v in state.items() if k.startswith(("embeddings.", "encoder.", "pooler."))}
     picked = {}
     for key, value in state.items():
-        if key.startswith("bert.") and not any(p.fullmatch(key) for p in DROPPED_KEYS):
+        if key.startswith("bert."):  # the pooler (and position_ids) cn_clip_to_paddle drops, as cn_clip does
             key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
             picked[key] = value  # old TF-converted BERTs name LayerNorm parameters gamma / beta
     return cn_clip_to_paddle(picked)

@@ -194,3 +194,44 @@ def test_trainer_starts_the_towers_from_weight_files(tmp_path):
     cfg["Global"]["clip_weight_path"] = str(tmp_path / "missing.safetensors")
     with pytest.raises(ConfigError, match=r"Global.clip_weight_path='.*missing.safetensors': no such file"):
         train_module._restore(cfg, target, None, {}, STEPS_PER_EPOCH)
+
+
+class _DrawingTask:
+    """A task whose evaluation draws random numbers (sampling decoders do), scoring ``MR`` = the step number."""
+
+    main_metric, higher_is_better = "MR", True
+
+    def evaluate(self, model, data, batch_size):
+        paddle.rand([5])
+        return {"MR": float(data)}
+
+    def log_eval(self, metrics, epoch):
+        return {}
+
+
+class _Save:
+    def __init__(self, parts):
+        self.p, self.saved, self.on_step_calls = parts, [], 0
+
+    def __call__(self, name):
+        self.saved.append(name)
+
+    def on_step(self, state):
+        self.on_step_calls += 1
+
+
+def test_a_step_evaluation_leaves_the_random_stream_and_picks_the_best():
+    from types import SimpleNamespace
+
+    save = _Save(SimpleNamespace(task=_DrawingTask(), model=None, steps_per_epoch=10))
+    state = train_module.TrainState(epoch=1, step_in_epoch=2, global_step=2)
+    paddle.seed(0)
+    expected = paddle.rand([4]).numpy()
+    for steps, score in ((2, 7.0), (3, 9.0), (4, 5.0)):  # every 2 steps: steps 2 and 4 evaluate
+        state.step_in_epoch = state.global_step = steps
+        hooks = train_module._StepHooks(save, (score, 8), None, every=2, max_steps=None)
+        paddle.seed(0)
+        hooks(state)
+        np.testing.assert_array_equal(paddle.rand([4]).numpy(), expected)  # as if nothing had run
+    assert [(h["global_step"], h["MR"]) for h in state.history] == [(2, 7.0), (4, 5.0)]
+    assert (state.best_metric, state.best_step, save.saved, save.on_step_calls) == (7.0, 2, ["best_model"], 3)
