@@ -156,9 +156,9 @@ GLOBAL = Section(
         "sync_bn": Field(
             BOOL,
             False,
-            "Chinese-CLIP's --use-bn-sync: batch-norm statistics over the global batch of all processes "
-            "(paddle_mm's BatchNorm of the RN50 tower synced through the collective; Paddle BatchNorm layers "
-            "converted with paddle.nn.SyncBatchNorm); one process: nothing to sync, logged",
+            "Chinese-CLIP's --use-bn-sync: batch-norm statistics over the global batch of all processes, "
+            "through the process group's all-reduce (the RN50 tower's BatchNorm and Paddle BatchNorm2D layers; "
+            "gloo on CPU too); one process: nothing to sync, logged",
         ),
         "clip_weight_path": Field(
             STR,

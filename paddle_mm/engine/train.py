@@ -27,7 +27,7 @@ import hardware
 from .. import distributed as dist
 from ..config import ConfigError, dump_config
 from ..losses import BATCH_METRICS
-from ..models.chinese_clip import sync_batch_norm
+from ..models.sync_bn import sync_batch_norm
 from ..models.tower_init import init_towers
 from ..optim import build_lr_schedule, build_optimizer
 from ..tasks import Batch, Task, build_task

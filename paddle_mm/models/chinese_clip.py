@@ -11,8 +11,9 @@ Training-only switches from the config: ``grad_checkpointing`` (recompute each t
 instead of keeping its activations) and ``mask_ratio`` (FLIP: drop that share of the ViT's patch tokens at
 random). Neither changes anything in eval mode. ``attention`` picks how the ViT and BERT blocks compute attention
 (``eager`` matmul + softmax, or ``sdpa``: Paddle's fused ``scaled_dot_product_attention``, Chinese-CLIP's
-``--use-flash-attention``); the weights and the outputs are the same either way. :func:`sync_batch_norm` makes the
-ResNet tower's batch norm use the statistics of all processes (``--use-bn-sync``).
+``--use-flash-attention``); the weights and the outputs are the same either way. :class:`BatchNorm` can take the
+statistics of all processes' batches (``sync``, set by :func:`~paddle_mm.models.sync_bn.sync_batch_norm`,
+``--use-bn-sync``).
 
 Read top to bottom: activations and attention, the ResNet image tower, the ViT image tower, the BERT text
 tower, then CLIP.
@@ -110,28 +111,6 @@ class CLIPConfig:
 # ----------------------------------------------------------------------------- shared layers
 
 
-def _world_size() -> int:
-    from ..distributed import world_size  # imported on first use: paddle.distributed is not needed to build a model
-
-    return world_size()
-
-
-def sync_batch_norm(model: nn.Layer) -> tuple[nn.Layer, int]:
-    """Make every batch norm of ``model`` use the statistics of all processes (Chinese-CLIP's ``--use-bn-sync``).
-
-    paddle_mm's :class:`BatchNorm` (the ResNet tower's, with torch's buffer names) syncs through the collective of
-    the process group (gloo on CPU, NCCL on GPUs); Paddle's own BatchNorm layers are converted with
-    ``paddle.nn.SyncBatchNorm.convert_sync_batchnorm``. Returns the model (a new object only when ``model`` itself
-    was a Paddle BatchNorm) and how many layers now sync. With one process nothing is exchanged."""
-    ours = [layer for layer in model.sublayers(include_self=True) if isinstance(layer, BatchNorm)]
-    for layer in ours:
-        layer.sync = True
-    native = [layer for layer in model.sublayers(include_self=True) if isinstance(layer, nn.layer.norm._BatchNormBase)]
-    if native:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model, len(ours) + len(native)
-
-
 def _recompute(layer: nn.Layer, *args: paddle.Tensor) -> paddle.Tensor:
     """Run ``layer`` without storing its activations; backward runs it again (gradient checkpointing)."""
     from paddle.distributed.fleet.utils import recompute  # imported on first use: the import costs seconds
@@ -209,6 +188,12 @@ class Transformer(nn.Layer):
 # ----------------------------------------------------------------------------- ResNet image tower (RN50)
 
 
+def _world_size() -> int:
+    from ..distributed import world_size  # imported on first use: building a model needs no paddle.distributed
+
+    return world_size()
+
+
 class BatchNorm(nn.Layer):
     """2-D batch norm with torch's names (``running_mean``, ``running_var``, ``num_batches_tracked``).
 
@@ -249,27 +234,17 @@ class BatchNorm(nn.Layer):
         return out
 
     def _synced(self, x: paddle.Tensor) -> paddle.Tensor:
-        """Training-mode batch norm over the batches of all processes (torch's SyncBatchNorm): per-channel sums
-        and sums of squares are all-reduced with their gradient, so every process normalises with the global
-        batch's mean and variance and backward equals one process holding the whole batch."""
-        from ..distributed import all_reduce_with_grad
+        """Training-mode batch norm with the statistics of all processes' batches (:mod:`.sync_bn`); running
+        statistics as torch keeps them (the unbiased variance of the global batch)."""
+        from .sync_bn import global_batch_stats, normalize  # paddle.distributed only when a run syncs
 
-        C = x.shape[1]
-        x32 = x.astype("float32")
-        count = paddle.full([1], math.prod(x.shape) // C, dtype="float32")
-        sums = paddle.concat([x32.sum(axis=[0, 2, 3]), (x32 * x32).sum(axis=[0, 2, 3]), count])  # (2C + 1,)
-        sums = all_reduce_with_grad(sums)
-        n = float(sums[2 * C])
-        mean, var = sums[:C] / n, sums[C : 2 * C] / n - (sums[:C] / n) ** 2  # (C,) each; var biased
-        shape = [1, C, 1, 1]
-        out = (x32 - mean.reshape(shape)) * paddle.rsqrt(var.reshape(shape) + self.eps)
-        out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
-        with paddle.no_grad():  # running statistics as torch keeps them: the unbiased variance of the global batch
+        mean, var, n = global_batch_stats(x)
+        with paddle.no_grad():
             m = self.momentum
             paddle.assign((1.0 - m) * self.running_mean + m * mean, self.running_mean)
             paddle.assign((1.0 - m) * self.running_var + m * var * (n / max(n - 1.0, 1.0)), self.running_var)
             paddle.assign(self.num_batches_tracked + 1, self.num_batches_tracked)
-        return out.astype(x.dtype)
+        return normalize(x, mean, var, self.weight, self.bias, self.eps)
 
     def _batch_norm(self, x: paddle.Tensor, mean: paddle.Tensor, var: paddle.Tensor) -> paddle.Tensor:
         # Paddle's momentum weights the running statistic, torch's the batch statistic.

@@ -1,6 +1,7 @@
-"""Run by tests/models/test_cn_clip_switches.py under paddle.distributed.launch (2 gloo processes): a conv + batch-norm
-stack, rank r holding half r of one batch, with and without sync; each rank writes its outputs, rank 0 the averaged
-gradients and the running statistics. :func:`reference` is the same step in one process on the whole batch."""
+"""Run by tests/models/test_cn_clip_switches.py under paddle.distributed.launch (2 gloo processes): a conv +
+batch-norm stack (both kinds of batch norm), rank r holding half r of one batch, with and without sync; each rank
+writes its outputs, rank 0 the averaged gradients and the running statistics. :func:`reference` is the same step in
+one process on the whole batch."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ import numpy as np
 import paddle
 
 from paddle_mm import distributed as dist
-from paddle_mm.models.chinese_clip import BatchNorm, sync_batch_norm
+from paddle_mm.models.chinese_clip import BatchNorm
+from paddle_mm.models.sync_bn import sync_batch_norm
 
 N = 8  # the whole batch; 4 rows per process
 
 
 def _model() -> paddle.nn.Sequential:
     paddle.seed(0)
+    # paddle_mm's BatchNorm (the RN50 tower's) and Paddle's own BatchNorm2D
     model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1), BatchNorm(4), paddle.nn.ReLU(),
-                                 paddle.nn.Conv2D(4, 4, 1), BatchNorm(4))  # fmt: skip
+                                 paddle.nn.Conv2D(4, 4, 1), paddle.nn.BatchNorm2D(4))  # fmt: skip
     model.train()
     return model
 
@@ -36,7 +39,7 @@ def _step(model, x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
     dist.average_gradients([p for p in model.parameters() if not p.stop_gradient])
     state = {"out": out.numpy()}
     state.update({f"grad.{n}": p.grad.numpy() for n, p in model.named_parameters()})
-    state.update({f"buf.{n}": b.numpy() for n, b in model.named_buffers() if "running" in n})
+    state.update({f"buf.{n}": b.numpy() for n, b in model.named_buffers() if "num_batches" not in n})
     return state
 
 

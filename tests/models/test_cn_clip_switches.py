@@ -16,8 +16,9 @@ from safetensors.numpy import save_file
 
 from paddle_mm.config import ConfigError
 from paddle_mm.models import create_model
-from paddle_mm.models.chinese_clip import BatchNorm, sync_batch_norm
+from paddle_mm.models.chinese_clip import BatchNorm
 from paddle_mm.models.conversion.names import paddle_to_cn_clip
+from paddle_mm.models.sync_bn import SyncedBatchNorm2D, sync_batch_norm
 from paddle_mm.models.tower_init import init_towers
 from tests.conftest import SMALL, SMALL_RESNET
 from tests.models.test_conversion import _pickle_state, _torch_zip
@@ -116,8 +117,11 @@ def test_sync_batch_norm_converts_ours_and_paddles():
     model, n = sync_batch_norm(model)
     assert n == len(ours) and all(layer.sync for layer in ours)
     native = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
+    names = set(native.state_dict())
     native, n = sync_batch_norm(native)
-    assert n == 1 and isinstance(native[1], paddle.nn.SyncBatchNorm)
+    assert n == 1 and isinstance(native[1], SyncedBatchNorm2D) and set(native.state_dict()) == names
+    with pytest.raises(ValueError, match=r"Global.sync_bn: layer '0' is a BatchNorm1D, which cannot be synced"):
+        sync_batch_norm(paddle.nn.Sequential(paddle.nn.BatchNorm1D(4)))
     vit = create_model("CN-CLIP-Tiny", **SMALL)
     assert sync_batch_norm(vit) == (vit, 0)  # no batch norm: nothing to convert
 
