@@ -177,8 +177,8 @@ GLOBAL = Section(
         "log_level": Field(
             STR,
             "info",
-            "Chinese-CLIP's --debug is log_level: debug: adds per-step timings, the resolved config and "
-            "data / evaluation details to train.log",
+            "Chinese-CLIP's --debug is log_level: debug: adds a line per optimizer step (micro-batches, seconds, "
+            "lr, loss), the resolved config, the parameter count and evaluation times to train.log",
             choices=("debug", "info", "warning"),
         ),
         "drop_duplicate_captions": Field(
