@@ -93,7 +93,10 @@ def init_towers(model: paddle.nn.Layer, clip_path: str | None, bert_path: str | 
 
 def _load_tower(own: dict, prefix: str, key: str, path: str) -> str:
     what, covers, pick = _TOWERS[key]
-    state = pick(read_state(path))
+    try:
+        state = pick(read_state(path))
+    except KeyError as err:  # a name no conversion rule knows (e.g. cn_clip's flash-attention Wqkv layout)
+        raise ConfigError(f"{key}={path!r}: {err.args[0]}") from None
     if not state:
         raise ConfigError(f"{key}={path!r} holds no tensor of the expected names; it must be {what}")
     for name, value in state.items():

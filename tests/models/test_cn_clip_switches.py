@@ -244,5 +244,9 @@ def test_tower_files_that_do_not_fit_are_one_line_errors(tmp_path):
     save_file({"token_embedding.weight": np.ones((3, 4), "f4")}, tmp_path / "text_only.safetensors")
     with pytest.raises(ConfigError, match=r"holds no tensor of the expected names; it must be an OpenAI-CLIP"):
         init_towers(target, str(tmp_path / "text_only.safetensors"), None)
+    flash = {"visual.transformer.resblocks.0.attn.Wqkv.weight": np.ones((4, 4), "f4")}  # cn_clip's flash layout
+    save_file(flash, tmp_path / "flash.safetensors")
+    with pytest.raises(ConfigError, match=r"clip_weight_path=.*: cannot convert weight 'visual.*Wqkv.weight'"):
+        init_towers(target, str(tmp_path / "flash.safetensors"), None)
     with pytest.raises(ConfigError, match=r"^Global.bert_weight_path='nope.bin': no such file"):
         init_towers(target, None, "nope.bin")
