@@ -235,3 +235,21 @@ def test_a_step_evaluation_leaves_the_random_stream_and_picks_the_best():
         np.testing.assert_array_equal(paddle.rand([4]).numpy(), expected)  # as if nothing had run
     assert [(h["global_step"], h["MR"]) for h in state.history] == [(2, 7.0), (4, 5.0)]
     assert (state.best_metric, state.best_step, save.saved, save.on_step_calls) == (7.0, 2, ["best_model"], 3)
+
+
+def test_feature_accumulation_reports_the_accuracy_of_the_whole_accumulated_batch():
+    """As cn_clip with --accum-freq: the reported accuracy is that of all k micro-batches together."""
+    from paddle_mm.engine.accumulate import features_step
+    from tests.engine.grads import AMP_OFF, batch, tiny_model
+
+    model = tiny_model()
+    pixels, ids = batch(12)
+    loss_fn = build_loss([{"ClipLoss": {}}])
+    loss_fn.report_batch_accuracy()
+    micro = [(pixels[i : i + 4], ids[i : i + 4]) for i in (0, 4, 8)]
+    losses, _ = features_step(model, micro, loss_fn, AMP_OFF)
+    with paddle.no_grad():
+        whole = ClipLoss().batch_accuracy(**model(pixels, ids))
+    for key in ("i2t_acc", "t2i_acc"):
+        assert float(losses[key]) == pytest.approx(float(whole[key]), abs=1e-4)
+        assert float(losses[key]) * 12 / 100 == pytest.approx(round(float(losses[key]) * 12 / 100), abs=1e-4)
