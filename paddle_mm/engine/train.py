@@ -464,6 +464,11 @@ def _announce(cfg: dict[str, Any], out_dir: Path, device: str, world: int, p: _P
     )
     if g["max_steps"] is not None:
         logger.info(f"Global.max_steps={g['max_steps']}: {p.epochs} epoch(s), the last cut at step {g['max_steps']}")
+    if g["eval_interval_steps"] and (cfg["DataLoader"]["Eval"] is None or not g["eval_during_train"]):
+        logger.warning(
+            f"Global.eval_interval_steps={g['eval_interval_steps']} evaluates nothing: the run has no evaluation "
+            "(set Global.eval_during_train=true and a DataLoader.Eval section)"
+        )
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(f"[Debug] model: {sum(int(t.size) for t in p.model.parameters())} parameters")
         for key, value in _flatten(cfg).items():
