@@ -38,8 +38,10 @@ def _step(model, x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
     (out * paddle.to_tensor(w)).mean().backward()
     dist.average_gradients([p for p in model.parameters() if not p.stop_gradient])
     state = {"out": out.numpy()}
-    state.update({f"grad.{n}": p.grad.numpy() for n, p in model.named_parameters()})
-    state.update({f"buf.{n}": b.numpy() for n, b in model.named_buffers() if "num_batches" not in n})
+    params = dict(model.named_parameters())  # Paddle's BatchNorm2D keeps its running statistics as fixed parameters
+    state.update({f"grad.{n}": p.grad.numpy() for n, p in params.items() if not p.stop_gradient})
+    state.update({f"stat.{n}": p.numpy() for n, p in params.items() if p.stop_gradient})
+    state.update({f"stat.{n}": b.numpy() for n, b in model.named_buffers() if "num_batches" not in n})
     return state
 
 
