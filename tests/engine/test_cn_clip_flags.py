@@ -253,3 +253,27 @@ def test_feature_accumulation_reports_the_accuracy_of_the_whole_accumulated_batc
     for key in ("i2t_acc", "t2i_acc"):
         assert float(losses[key]) == pytest.approx(float(whole[key]), abs=1e-4)
         assert float(losses[key]) * 12 / 100 == pytest.approx(round(float(losses[key]) * 12 / 100), abs=1e-4)
+
+
+def test_resuming_with_another_max_steps_is_refused_but_reporting_flags_may_change():
+    import logging
+
+    from paddle_mm.engine.errors import ConfigDrift
+    from paddle_mm.engine.run import check_resume_drift
+
+    facts = {"world_size": 1, "global_batch": 16, "train_samples": 186}
+    saved = {"config": load_config(TINY, ["Global.max_steps=15"]), "run_facts": facts}
+    with pytest.raises(ConfigDrift, match=r"Global.max_steps: 15 -> 20"):
+        check_resume_drift(saved, load_config(TINY, ["Global.max_steps=20"]), facts, Path("latest"))
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("paddle_mm").addHandler(handler)
+    try:
+        quiet = ["Global.max_steps=15", "Global.log_level=debug", "Global.report_batch_acc=true"]
+        check_resume_drift(saved, load_config(TINY, quiet), facts, Path("latest"))
+        assert warnings == []
+        check_resume_drift(saved, load_config(TINY, [*quiet, "Global.eval_interval_steps=5"]), facts, Path("latest"))
+        assert len(warnings) == 1 and "Global.eval_interval_steps: 0 -> 5" in warnings[0]  # allowed, said once
+    finally:
+        logging.getLogger("paddle_mm").removeHandler(handler)
