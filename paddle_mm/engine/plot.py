@@ -60,7 +60,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     else:
         _empty(axes[1, 0], "logit scale", "not logged (a task model without CLIP temperature)")
     _eval_panel(axes[1, 1], history)
-    fig.suptitle(f"{run_dir.name}: {len(steps)} logged steps, {len(history)} epochs ({run_dir})", fontsize=10)
+    epochs = len({h["epoch"] for h in history})  # step evaluations (Global.eval_interval_steps) add records
+    fig.suptitle(f"{run_dir.name}: {len(steps)} logged steps, {epochs} epochs ({run_dir})", fontsize=10)
     fig.tight_layout()
     out = Path(out) if out is not None else run_dir / PNG_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
