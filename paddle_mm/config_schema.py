@@ -130,6 +130,57 @@ GLOBAL = Section(
             choices=("gradients", "features"),
         ),
         "progress_bar": Field(BOOL, True, "show tqdm progress bars (rank 0 only)"),
+        # issue 19 item 5: the rest of Chinese-CLIP's training flags
+        "max_steps": Field(
+            INT,
+            None,
+            "Chinese-CLIP's --max-steps: stop after this many optimizer steps; takes precedence over epochs, which "
+            "becomes ceil(max_steps / steps per epoch), and the learning-rate schedule spans max_steps "
+            "(null: epochs x steps per epoch)",
+            check=_positive,
+        ),
+        "eval_interval_steps": Field(
+            INT,
+            0,
+            "Chinese-CLIP's --valid-step-interval: also evaluate every this many optimizer steps (global count), "
+            "recorded and eligible for best_model like the epoch-end evaluations (0: at epoch ends only)",
+            check=_non_negative,
+        ),
+        "report_batch_acc": Field(
+            BOOL,
+            False,
+            "Chinese-CLIP's --report-training-batch-acc: log i2t_acc / t2i_acc, the share (x100) of the step's "
+            "images whose top-scoring text in the (gathered) batch is their own caption, and vice versa, with the "
+            "loss (train log line, train_metrics.jsonl, VisualDL); needs ClipLoss",
+        ),
+        "sync_bn": Field(
+            BOOL,
+            False,
+            "Chinese-CLIP's --use-bn-sync: batch-norm statistics over the global batch of all processes, "
+            "through the process group's all-reduce (the RN50 tower's BatchNorm and Paddle BatchNorm2D layers; "
+            "gloo on CPU too); one process: nothing to sync, logged",
+        ),
+        "clip_weight_path": Field(
+            STR,
+            None,
+            "Chinese-CLIP's --clip-weight-path: start the image tower and logit_scale from an OpenAI-CLIP-format "
+            "state dict (keys visual.* and logit_scale; .pt / .bin torch zip, .safetensors or .pdparams); "
+            "before Global.pretrained_model, ignored on resume",
+        ),
+        "bert_weight_path": Field(
+            STR,
+            None,
+            "Chinese-CLIP's --bert-weight-path: start the text tower from a BERT / RoBERTa-wwm checkpoint "
+            "(Hugging Face names: bert.* or embeddings.* / encoder.*; pooler and MLM head skipped); same files "
+            "and order as clip_weight_path",
+        ),
+        "log_level": Field(
+            STR,
+            "info",
+            "Chinese-CLIP's --debug is log_level: debug: adds a line per optimizer step (micro-batches, seconds, "
+            "lr, loss), the resolved config, the parameter count and evaluation times to train.log",
+            choices=("debug", "info", "warning"),
+        ),
         "drop_duplicate_captions": Field(
             BOOL,
             False,
@@ -509,6 +560,15 @@ def arch_fields(name: str) -> Section:
             "FLIP patch dropout: share of a ViT's patch tokens dropped at random in training (0: off; "
             "eval never drops)",
             check=_ratio,
+        ),
+        "attention": Field(
+            STR,
+            "eager",
+            "Chinese-CLIP's --use-flash-attention: sdpa runs the ViT and BERT attention through "
+            "paddle.nn.functional.scaled_dot_product_attention (Paddle picks flash attention for fp16 / bf16 on "
+            "recent GPUs, memory-efficient attention otherwise, its math path on CPU); eager: matmul + softmax. "
+            "Same weights and outputs either way",
+            choices=("eager", "sdpa"),
         ),
     }
     fields["fusion"] = FUSION

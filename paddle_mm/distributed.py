@@ -53,6 +53,26 @@ def all_gather_with_grad(x: paddle.Tensor) -> paddle.Tensor:
     return _AllGatherWithGrad.apply(x) if world_size() > 1 else x
 
 
+class _AllReduceWithGrad(PyLayer):
+    @staticmethod
+    def forward(ctx, x: paddle.Tensor) -> paddle.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: paddle.Tensor) -> paddle.Tensor:
+        # every rank's output depends on our summand with weight 1: sum the gradients of all ranks
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_with_grad(x: paddle.Tensor) -> paddle.Tensor:
+    """The sum of ``x`` over all ranks, differentiable (synchronised batch-norm statistics)."""
+    return _AllReduceWithGrad.apply(x) if world_size() > 1 else x
+
+
 def all_gather_no_grad(x: paddle.Tensor) -> paddle.Tensor:
     if world_size() == 1:
         return x

@@ -10,6 +10,9 @@ import paddle.nn.functional as F
 
 from .distributed import all_gather_no_grad, all_gather_with_grad, rank
 
+# What CombinedLoss adds to its output when asked to (Global.report_batch_acc): values x100, never differentiated.
+BATCH_METRICS = ("i2t_acc", "t2i_acc")
+
 
 class ClipLoss(nn.Layer):
     """Symmetric InfoNCE (image->text and text->image), as Chinese-CLIP trains.
@@ -38,6 +41,24 @@ class ClipLoss(nn.Layer):
         labels = paddle.arange(image_features.shape[0], dtype="int64") + offset
         loss = (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
         return self.weight * loss
+
+    def batch_accuracy(
+        self, image_features: paddle.Tensor, text_features: paddle.Tensor, **_: Any
+    ) -> dict[str, paddle.Tensor]:
+        """Chinese-CLIP's ``--report-training-batch-acc``: the share (x100) of this rank's images whose best-scoring
+        text among the batch's (all ranks' when aggregating, as the loss sees them) is their own caption
+        (``i2t_acc``), and of texts whose best image is their own (``t2i_acc``). The temperature does not change
+        an argmax, so it is left out. No gradient."""
+        with paddle.no_grad():
+            if self.aggregate:
+                all_images, all_texts = all_gather_no_grad(image_features), all_gather_no_grad(text_features)
+                offset = rank() * image_features.shape[0]
+            else:
+                all_images, all_texts, offset = image_features, text_features, 0
+            labels = paddle.arange(image_features.shape[0], dtype="int64") + offset
+            i2t = paddle.matmul(image_features, all_texts, transpose_y=True).argmax(axis=-1) == labels  # (B,)
+            t2i = paddle.matmul(text_features, all_images, transpose_y=True).argmax(axis=-1) == labels
+            return {"i2t_acc": i2t.astype("float32").mean() * 100, "t2i_acc": t2i.astype("float32").mean() * 100}
 
 
 class DistillLoss(nn.Layer):
@@ -128,6 +149,16 @@ class CombinedLoss(nn.Layer):
     def __init__(self, terms: dict[str, nn.Layer]):
         super().__init__()
         self.terms = nn.LayerDict(terms)
+        self._accuracy_from: nn.Layer | None = None  # the term whose batch_accuracy forward() adds
+
+    def names(self) -> list[str]:
+        return list(self.terms.keys())
+
+    def report_batch_accuracy(self) -> bool:
+        """From now on ``forward`` also returns :data:`BATCH_METRICS` (``Global.report_batch_acc``), from the first
+        term that computes them; False (and nothing changes) when no term does."""
+        self._accuracy_from = next((t for t in self.terms.values() if hasattr(t, "batch_accuracy")), None)
+        return self._accuracy_from is not None
 
     def extra_targets(self, *inputs: paddle.Tensor) -> dict[str, paddle.Tensor]:
         """Per-sample inputs some terms need besides the model's outputs (a teacher's features from the batch's
@@ -141,6 +172,8 @@ class CombinedLoss(nn.Layer):
     def forward(self, outputs: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         parts = {name: term(**outputs) for name, term in self.terms.items()}
         parts["loss"] = paddle.add_n(list(parts.values()))
+        if self._accuracy_from is not None:
+            parts.update(self._accuracy_from.batch_accuracy(**outputs))
         return parts
 
 

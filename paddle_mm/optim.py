@@ -31,10 +31,15 @@ def constant(base_lr: float, warmup_steps: int) -> Callable[[int], float]:
     return lambda step: base_lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else base_lr
 
 
-def build_lr_schedule(lr_cfg: dict[str, Any], steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+def build_lr_schedule(
+    lr_cfg: dict[str, Any], steps_per_epoch: int, epochs: int, total_steps: int | None = None
+) -> Callable[[int], float]:
+    """``lr_at(step)`` of ``Optimizer.lr``; the cosine reaches eta_min at ``total_steps`` (default: every step of
+    ``epochs`` epochs; ``Global.max_steps`` passes its own)."""
     warmup = lr_cfg["warmup_steps"] + int(round(lr_cfg["warmup_epoch"] * steps_per_epoch))
+    total = steps_per_epoch * epochs if total_steps is None else total_steps
     if lr_cfg["name"] == "Cosine":
-        return warmup_cosine(lr_cfg["learning_rate"], warmup, steps_per_epoch * epochs, lr_cfg["eta_min"])
+        return warmup_cosine(lr_cfg["learning_rate"], warmup, total, lr_cfg["eta_min"])
     return constant(lr_cfg["learning_rate"], warmup)
 
 

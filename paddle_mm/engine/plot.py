@@ -60,7 +60,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     else:
         _empty(axes[1, 0], "logit scale", "not logged (a task model without CLIP temperature)")
     _eval_panel(axes[1, 1], history)
-    fig.suptitle(f"{run_dir.name}: {len(steps)} logged steps, {len(history)} epochs ({run_dir})", fontsize=10)
+    epochs = len({h["epoch"] for h in history})  # step evaluations (Global.eval_interval_steps) add records
+    fig.suptitle(f"{run_dir.name}: {len(steps)} logged steps, {epochs} epochs ({run_dir})", fontsize=10)
     fig.tight_layout()
     out = Path(out) if out is not None else run_dir / PNG_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,9 @@ def _eval_panel(ax, history: list[dict[str, Any]]) -> None:
     if not evaluated:
         _empty(ax, "evaluation", "no evaluation during training (Global.eval_during_train)")
         return
-    epochs = [h["epoch"] for h in evaluated]
+    # Global.eval_interval_steps records fall between epochs: epoch_progress (e.g. 1.5) places them
+    evaluated.sort(key=lambda h: h.get("epoch_progress", h["epoch"]))
+    epochs = [h.get("epoch_progress", h["epoch"]) for h in evaluated]
     if "t2i" in evaluated[0]:  # retrieval: R@1/5/10 both ways, and MR
         for direction, style in RECALL_STYLE.items():
             for key, colour in RECALL_COLOURS.items():
@@ -98,12 +101,13 @@ def _eval_panel(ax, history: list[dict[str, Any]]) -> None:
         ax.plot(epochs, [h["MR"] for h in evaluated], "-", color="black", lw=2, marker="o", ms=3, label="MR")
         ax.set_title("retrieval on the eval split (x100)")
     else:  # tasks: every scalar metric they report
-        skip = ("epoch", "global_step")
+        skip = ("epoch", "global_step", "step_in_epoch", "epoch_progress")
         scalars = [k for k, v in evaluated[0].items() if isinstance(v, (int, float)) and k not in skip]
         for key in scalars:
             ax.plot(epochs, [h[key] for h in evaluated], marker="o", ms=3, label=key)
         ax.set_title("evaluation (x100)")
     ax.set_xlabel("epoch")
-    ax.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
+    ticks = sorted({h["epoch"] for h in evaluated})
+    ax.set_xticks(ticks if len(ticks) <= 20 else ticks[:: max(1, len(ticks) // 10)])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, handlelength=3.5)  # long enough handles to show solid vs dashed

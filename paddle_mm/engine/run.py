@@ -152,6 +152,7 @@ class RunLock:
 ORDER_KEYS = (
     "Global.seed",
     "Global.epochs",
+    "Global.max_steps",
     "Global.accum_steps",
     "Global.task",
     "DataLoader.Train.dataset.name",
@@ -169,6 +170,8 @@ QUIET_KEYS = (
     "Global.progress_bar",
     "Global.print_batch_step",
     "Global.use_visualdl",
+    "Global.log_level",
+    "Global.report_batch_acc",
     "DataLoader.Train.loader.num_workers",
     "DataLoader.Eval.loader.num_workers",
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -25,6 +26,9 @@ import hardware
 
 from .. import distributed as dist
 from ..config import ConfigError, dump_config
+from ..losses import BATCH_METRICS
+from ..models.sync_bn import sync_batch_norm
+from ..models.tower_init import init_towers
 from ..optim import build_lr_schedule, build_optimizer
 from ..tasks import Batch, Task, build_task
 from .accumulate import build_accumulation
@@ -37,7 +41,7 @@ from .checkpoint import (
     verify_digests,
 )
 from .errors import Diverged, Interrupted
-from .run import StopSignals, check_resume_drift, claim_output_dir, run_facts
+from .run import StopSignals, _flatten, check_resume_drift, claim_output_dir, run_facts
 
 logger = logging.getLogger("paddle_mm")
 
@@ -51,11 +55,13 @@ class TrainState:
     global_step: int = 0
     best_metric: float = -1.0
     best_epoch: int = 0
+    best_step: int = 0  # global step of the best evaluation (Global.eval_interval_steps evaluates inside epochs)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def setup_logging(log_file: Path | None) -> None:
-    logger.setLevel(logging.INFO)
+def setup_logging(log_file: Path | None, level: str = "info") -> None:
+    """Console (through tqdm) and ``log_file``; ``level`` is ``Global.log_level`` (debug: cn_clip's --debug)."""
+    logger.setLevel(getattr(logging, level.upper()))
     logger.handlers.clear()
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
     console = logging.StreamHandler(_TqdmStream())
@@ -135,6 +141,7 @@ class LoopSettings:
     progress: bool = False
     metrics_file: Path | None = None  # JSON lines {epoch, step, loss, lr, the task's step scalars}
     accum_mode: str = "gradients"  # how micro-batches add up (paddle_mm.engine.accumulate)
+    max_steps: int | None = None  # stop after this many optimizer steps in all (Global.max_steps)
 
 
 def train_one_epoch(
@@ -157,7 +164,7 @@ def train_one_epoch(
     ``stop`` ends the epoch at the step boundary (``_StopRequested``)."""
     model.train()
     params = [p for p in model.parameters() if not p.stop_gradient]
-    steps_total = len(loader) // loop.accum_steps + state.step_in_epoch
+    steps_total = _steps_this_epoch(len(loader), loop, state)
     log = _StepLog(state, loop, steps_total, vdl)
     loss_ok, accumulate = True, build_accumulation(loop.accum_mode, model, loss_fn, loop.amp, loop.accum_steps)
     for batch in loader:
@@ -173,15 +180,23 @@ def train_one_epoch(
         _optimizer_step(model, task, optimizer, params, lr_at(state.global_step), state)
         stop_now = _check_step(state, steps_total, model, loss_ok, stop, optimizer.get_lr())
         _reseed(loop.seed, state.global_step)
-        log.bar.update(1)
-        if state.step_in_epoch % loop.print_every == 0 or state.step_in_epoch == steps_total:
-            log.line(dist.mean_over_ranks(float(losses["loss"])), optimizer.get_lr(), task.step_scalars(model))
+        log.step(losses, optimizer.get_lr(), lambda: task.step_scalars(model))
         if on_step is not None:
             on_step(state)
         if stop_now and state.step_in_epoch < steps_total:  # at an epoch's end, train() stops after its eval
             log.bar.close()
             raise _StopRequested
+        if loop.max_steps is not None and state.global_step >= loop.max_steps:
+            break  # Global.max_steps reached: the run's last step can fall inside an epoch
     log.bar.close()
+
+
+def _steps_this_epoch(batches_left: int, loop: LoopSettings, state: TrainState) -> int:
+    """Optimizer steps of the epoch in progress, those already done included, cut at ``Global.max_steps``."""
+    total = batches_left // loop.accum_steps + state.step_in_epoch
+    if loop.max_steps is not None:
+        total = min(total, state.step_in_epoch + loop.max_steps - state.global_step)
+    return total
 
 
 def _optimizer_step(model, task: Task, optimizer, params: list, lr: float, state: TrainState) -> None:
@@ -205,8 +220,9 @@ class _StepLog:
 
     def __init__(self, state: TrainState, loop: LoopSettings, steps_total: int, vdl):
         self.state, self.epochs, self.steps_total, self.accum_steps = state, loop.epochs, steps_total, loop.accum_steps
-        self.metrics_file, self.vdl = loop.metrics_file, vdl
+        self.metrics_file, self.vdl, self.print_every = loop.metrics_file, vdl, loop.print_every
         self.t_start, self.samples, self.micro = time.time(), 0, 0
+        self.t_step, self.micro_at_step = self.t_start, 0  # for the log_level debug line of each step
         self.bar = tqdm(
             total=steps_total,
             initial=state.step_in_epoch,
@@ -221,6 +237,23 @@ class _StepLog:
         self.micro += 1
         self.samples += samples
         return self.micro % self.accum_steps == 0
+
+    def step(self, losses: dict[str, paddle.Tensor], lr: float, scalars: Callable[[], dict[str, float]]) -> None:
+        """After an optimizer step: the progress bar, a debug line (``Global.log_level: debug``) and, every
+        ``print_every`` steps and at the epoch's last, the log line with the task's ``scalars()`` and the batch
+        metrics the loss reported (``Global.report_batch_acc``), averaged over ranks."""
+        s = self.state
+        self.bar.update(1)
+        if logger.isEnabledFor(logging.DEBUG):
+            now = time.time()
+            logger.debug(
+                f"[Debug][Step {s.global_step}] {self.micro - self.micro_at_step} micro-batch(es) in "
+                f"{now - self.t_step:.3f} s, lr {lr:.6g}, loss {float(losses['loss']):.5f}"
+            )
+            self.t_step, self.micro_at_step = now, self.micro
+        if s.step_in_epoch % self.print_every == 0 or s.step_in_epoch == self.steps_total:
+            batch = {k: dist.mean_over_ranks(float(losses[k])) for k in BATCH_METRICS if k in losses}
+            self.line(dist.mean_over_ranks(float(losses["loss"])), lr, {**scalars(), **batch})
 
     def line(self, loss: float, lr: float, scalars: dict[str, float]) -> None:
         """Log ``[Train][Epoch e/E][Iter i/n] loss, lr, <scalars>, ips, eta``; append the record to the metrics
@@ -276,6 +309,7 @@ class _Parts:
     sampler: Any  # set_epoch(epoch, skip)
     n_train: int
     steps_per_epoch: int
+    epochs: int  # Global.epochs, or the epochs Global.max_steps reaches into
     lr_at: Callable[[int], float]
     optimizer: Any
     loss_fn: Callable
@@ -285,6 +319,8 @@ def _build(cfg: dict[str, Any], world: int) -> _Parts:
     g = cfg["Global"]
     task = build_task(cfg)
     model = task.build_model(cfg["Arch"])
+    if g["sync_bn"]:
+        model = _sync_bn(model, world)
     loader, sampler, dataset = task.build_train_loader(
         cfg["DataLoader"]["Train"], model.config, world, dist.rank(), g["seed"]
     )
@@ -294,7 +330,8 @@ def _build(cfg: dict[str, Any], world: int) -> _Parts:
             f"an epoch has {len(sampler)} batches, fewer than Global.accum_steps={g['accum_steps']}; "
             "lower accum_steps or the batch size"
         )
-    lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, g["epochs"])
+    epochs, total_steps = _run_length(g, steps_per_epoch)
+    lr_at = build_lr_schedule(cfg["Optimizer"]["lr"], steps_per_epoch, epochs, total_steps)
     optimizer = build_optimizer(cfg["Optimizer"], model, lr_at)
     if g["accum_mode"] == "features" and not task.contrastive:
         raise ConfigError(
@@ -305,14 +342,37 @@ def _build(cfg: dict[str, Any], world: int) -> _Parts:
         loss_fn = task.build_loss(cfg["Loss"]["Train"])
     except FileNotFoundError as err:  # a DistillLoss teacher that is not there
         raise ConfigError(f"Loss.Train: {err}") from None
-    return _Parts(task, model, loader, sampler, len(dataset), steps_per_epoch, lr_at, optimizer, loss_fn)
+    if g["report_batch_acc"] and not loss_fn.report_batch_accuracy():
+        raise ConfigError(
+            f"Global.report_batch_acc reports ClipLoss's in-batch image<->text accuracy; Loss.Train {loss_fn.names()} "
+            "has no ClipLoss: add one or set Global.report_batch_acc=false"
+        )
+    return _Parts(task, model, loader, sampler, len(dataset), steps_per_epoch, epochs, lr_at, optimizer, loss_fn)
+
+
+def _run_length(g: dict[str, Any], steps_per_epoch: int) -> tuple[int, int]:
+    """(epochs, optimizer steps) of the run. ``Global.max_steps`` decides both when set, as cn_clip's --max-steps:
+    epochs = ceil(max_steps / steps per epoch), and the learning-rate schedule spans max_steps."""
+    if g["max_steps"] is None:
+        return g["epochs"], g["epochs"] * steps_per_epoch
+    return math.ceil(g["max_steps"] / steps_per_epoch), g["max_steps"]
+
+
+def _sync_bn(model: paddle.nn.Layer, world: int) -> paddle.nn.Layer:
+    """``Global.sync_bn`` (cn_clip --use-bn-sync): batch norm over the global batch of all processes."""
+    if world == 1:
+        logger.info("Global.sync_bn: one process, nothing to synchronise (batch norm sees this process's batch)")
+        return model
+    model, n = sync_batch_norm(model)
+    logger.info(f"Global.sync_bn: {n} batch-norm layer(s) take their statistics over all {world} processes")
+    return model
 
 
 def _train(
     cfg: dict[str, Any], device: str, world: int, main: bool, out_dir: Path, stop: StopSignals
 ) -> dict[str, Any]:
     g = cfg["Global"]
-    setup_logging(out_dir / "train.log" if main else None)
+    setup_logging(out_dir / "train.log" if main else None, g["log_level"])
     if not main:
         logger.setLevel(logging.WARNING)
     paddle.seed(g["seed"])
@@ -328,20 +388,19 @@ def _train(
         _announce(cfg, out_dir, device, world, p)
 
     save = _Checkpoints(out_dir, p, state, {"config": cfg, "run_facts": facts}, g["save_steps"], main)
-    loop = _loop_settings(cfg, device, out_dir if main else None)
-    for epoch in range(state.epoch, g["epochs"] + 1):
+    on_step = _StepHooks(save, eval_data, vdl, g["eval_interval_steps"], g["max_steps"])
+    loop = _loop_settings(cfg, p.epochs, device, out_dir if main else None)
+    for epoch in range(state.epoch, p.epochs + 1):
         state.epoch = epoch
         p.sampler.set_epoch(epoch, skip=state.step_in_epoch * g["accum_steps"])
         try:
-            train_one_epoch(
-                p.model, p.loader, p.task, p.loss_fn, p.optimizer, p.lr_at, state, loop, save.on_step, vdl, stop
-            )
+            train_one_epoch(p.model, p.loader, p.task, p.loss_fn, p.optimizer, p.lr_at, state, loop, on_step, vdl, stop)
         except _StopRequested:
             save("latest")
             raise _interrupted(stop.signum, state, out_dir) from None
         p.task.log_epoch(epoch)
         _end_epoch(p, state, eval_data, g, vdl, save)
-        if stop.signum and epoch < g["epochs"]:  # latest already holds the finished epoch
+        if stop.signum and epoch < p.epochs:  # latest already holds the finished epoch
             raise _interrupted(stop.signum, state, out_dir)
     if main:
         _finish(out_dir, state, p.task, eval_data is not None)
@@ -370,11 +429,11 @@ class _Checkpoints:
             self("latest")
 
 
-def _loop_settings(cfg: dict[str, Any], device: str, out_dir: Path | None) -> LoopSettings:
+def _loop_settings(cfg: dict[str, Any], epochs: int, device: str, out_dir: Path | None) -> LoopSettings:
     """The loop's settings; ``out_dir`` (the main process's) receives ``train_metrics.jsonl``."""
     g = cfg["Global"]
     return LoopSettings(
-        epochs=g["epochs"],
+        epochs=epochs,
         accum_steps=g["accum_steps"],
         seed=g["seed"],
         print_every=g["print_batch_step"],
@@ -382,6 +441,7 @@ def _loop_settings(cfg: dict[str, Any], device: str, out_dir: Path | None) -> Lo
         progress=out_dir is not None and g["progress_bar"],
         metrics_file=None if out_dir is None else out_dir / "train_metrics.jsonl",
         accum_mode=g["accum_mode"],
+        max_steps=g["max_steps"],
     )
 
 
@@ -402,6 +462,17 @@ def _announce(cfg: dict[str, Any], out_dir: Path, device: str, world: int, p: _P
         f"{p.steps_per_epoch} steps/epoch, global batch "
         f"{cfg['DataLoader']['Train']['sampler']['batch_size'] * world * g['accum_steps']}"
     )
+    if g["max_steps"] is not None:
+        logger.info(f"Global.max_steps={g['max_steps']}: {p.epochs} epoch(s), the last cut at step {g['max_steps']}")
+    if g["eval_interval_steps"] and (cfg["DataLoader"]["Eval"] is None or not g["eval_during_train"]):
+        logger.warning(
+            f"Global.eval_interval_steps={g['eval_interval_steps']} evaluates nothing: the run has no evaluation "
+            "(set Global.eval_during_train=true and a DataLoader.Eval section)"
+        )
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(f"[Debug] model: {sum(int(t.size) for t in p.model.parameters())} parameters")
+        for key, value in _flatten(cfg).items():
+            logger.debug(f"[Debug] config {key} = {value!r}")
 
 
 def _amp(section: dict[str, Any], device: str) -> dict[str, Any]:
@@ -417,21 +488,66 @@ def _end_epoch(p: _Parts, state: TrainState, eval_data, g: dict[str, Any], vdl, 
     epoch = state.epoch
     record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step}
     if eval_data is not None and epoch % g["eval_interval"] == 0:
-        metrics = p.task.evaluate(p.model, *eval_data)
-        for name, value in p.task.log_eval(metrics, epoch).items():
-            if vdl is not None:
-                vdl.add_scalar(f"eval/{name}", value, state.global_step)
-        record.update(metrics)
+        record.update(_evaluate(p, state, eval_data, vdl))
     state.history.append(record)
     state.step_in_epoch = p.steps_per_epoch
-    if _improved(p.task, record, state):
-        state.best_metric, state.best_epoch = record[p.task.main_metric], epoch
-        save("best_model")
+    _keep_best(p.task, record, state, save)
     if epoch % g["save_interval"] == 0:
         save(f"epoch_{epoch}")
     save("latest")
     state.step_in_epoch = 0
     dist.barrier()
+
+
+def _evaluate(p: _Parts, state: TrainState, eval_data, vdl) -> dict[str, Any]:
+    """The task's metrics on the evaluation data, logged (and written to VisualDL at the global step)."""
+    t0 = time.time()
+    metrics = p.task.evaluate(p.model, *eval_data)
+    logger.debug(f"[Debug] evaluation at global step {state.global_step} took {time.time() - t0:.2f} s")
+    for name, value in p.task.log_eval(metrics, state.epoch).items():
+        if vdl is not None:
+            vdl.add_scalar(f"eval/{name}", value, state.global_step)
+    return metrics
+
+
+def _keep_best(task: Task, record: dict[str, Any], state: TrainState, save: Callable[[str], None]) -> None:
+    """Save ``best_model`` when ``record`` (an epoch's or a step's evaluation) beats every earlier one."""
+    if _improved(task, record, state):
+        state.best_metric, state.best_epoch, state.best_step = record[task.main_metric], state.epoch, state.global_step
+        save("best_model")
+
+
+@dataclass
+class _StepHooks:
+    """Run after every optimizer step: an evaluation every ``every`` global steps (``Global.eval_interval_steps``,
+    cn_clip's --valid-step-interval), except at a step that ends the epoch, where ``_end_epoch`` evaluates; then
+    ``latest`` every ``Global.save_steps`` (after the evaluation, so a resume keeps its record).
+
+    A step's evaluation is recorded in the history as the epoch's are (plus ``step_in_epoch`` and
+    ``epoch_progress``), may become ``best_model``, and leaves the random state as it found it: the run trains
+    exactly as it would without it."""
+
+    save: _Checkpoints
+    eval_data: Any  # None on ranks other than 0 and when the run does not evaluate
+    vdl: Any
+    every: int
+    max_steps: int | None
+
+    def __call__(self, s: TrainState) -> None:
+        p = self.save.p
+        last = s.step_in_epoch >= p.steps_per_epoch or (self.max_steps is not None and s.global_step >= self.max_steps)
+        if self.every and s.global_step % self.every == 0 and not last:
+            if self.eval_data is not None:
+                logger.info(f"[Eval] global step {s.global_step} (epoch {s.epoch}, iter {s.step_in_epoch})")
+                rng = paddle.get_rng_state()
+                record = {"epoch": s.epoch, "global_step": s.global_step, "step_in_epoch": s.step_in_epoch}
+                record["epoch_progress"] = round(s.epoch - 1 + s.step_in_epoch / p.steps_per_epoch, 4)
+                record.update(_evaluate(p, s, self.eval_data, self.vdl))
+                paddle.set_rng_state(rng)
+                s.history.append(record)
+                _keep_best(p.task, record, s, self.save)
+            dist.barrier()
+        self.save.on_step(s)
 
 
 def _improved(task: Task, record: dict[str, Any], state: TrainState) -> bool:
@@ -467,6 +583,9 @@ def _restore(cfg: dict[str, Any], model, optimizer, facts: dict[str, Any], steps
         if state.step_in_epoch >= steps_per_epoch:  # saved exactly at an epoch's end
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
         return state
+    if g["clip_weight_path"] or g["bert_weight_path"]:  # cn_clip's order: towers first, then a checkpoint over them
+        for line in init_towers(model, g["clip_weight_path"], g["bert_weight_path"]):
+            logger.info(line)
     if g["pretrained_model"]:
         path = resolve_checkpoint(g["pretrained_model"])
         verify_digests(path, ("model.safetensors",))

@@ -9,7 +9,11 @@ layout difference is that Paddle stores Linear weights as [in, out] (torch: [out
 
 Training-only switches from the config: ``grad_checkpointing`` (recompute each transformer block in backward
 instead of keeping its activations) and ``mask_ratio`` (FLIP: drop that share of the ViT's patch tokens at
-random). Neither changes anything in eval mode.
+random). Neither changes anything in eval mode. ``attention`` picks how the ViT and BERT blocks compute attention
+(``eager`` matmul + softmax, or ``sdpa``: Paddle's fused ``scaled_dot_product_attention``, Chinese-CLIP's
+``--use-flash-attention``); the weights and the outputs are the same either way. :class:`BatchNorm` can take the
+statistics of all processes' batches (``sync``, set by :func:`~paddle_mm.models.sync_bn.sync_batch_norm`,
+``--use-bn-sync``).
 
 Read top to bottom: activations and attention, the ResNet image tower, the ViT image tower, the BERT text
 tower, then CLIP.
@@ -28,6 +32,9 @@ import paddle.nn.functional as F
 
 # cn_clip masks padded keys with an additive -10000 (BERT's original convention), not -inf.
 _BERT_MASK_VALUE = -10000.0
+# How attention is computed (CLIPConfig.attention): eager matmul + softmax, or Paddle's fused kernel, which itself
+# picks flash / memory-efficient attention on GPUs that have them and a math path elsewhere.
+ATTENTION_IMPLS = ("eager", "sdpa")
 
 
 @dataclass
@@ -62,6 +69,7 @@ class CLIPConfig:
     # Training-time switches (eval outputs do not depend on them).
     grad_checkpointing: bool = False  # recompute transformer blocks in backward: less memory, one more forward
     mask_ratio: float = 0.0  # FLIP patch dropout for ViT towers: share of patch tokens dropped per image
+    attention: str = "eager"  # eager (matmul + softmax) or sdpa (paddle.nn.functional.scaled_dot_product_attention)
 
     @property
     def is_resnet(self) -> bool:
@@ -96,6 +104,8 @@ class CLIPConfig:
             raise ValueError("vision_patch_size is null but vision_layers is an int (a ViT): give the patch size")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio {self.mask_ratio} must be in [0, 1)")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention {self.attention!r} is not one of {list(ATTENTION_IMPLS)}")
 
 
 # ----------------------------------------------------------------------------- shared layers
@@ -128,10 +138,15 @@ class MultiheadAttention(nn.Layer):
         self.in_proj_weight = self.create_parameter([d_model, 3 * d_model])
         self.in_proj_bias = self.create_parameter([3 * d_model], is_bias=True)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.sdpa = False  # CLIPConfig.attention == "sdpa", set by CLIP
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         B, L, D = x.shape
         qkv = paddle.matmul(x, self.in_proj_weight) + self.in_proj_bias  # (B, L, 3D)
+        if self.sdpa and paddle.in_dynamic_mode():  # export traces the eager math: portable graphs on any runtime
+            qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim])  # (B, L, 3, nh, hd): sdpa's layout per part
+            out = F.scaled_dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], training=self.training)
+            return self.out_proj(out.reshape([B, L, D]))  # (B, L, D)
         qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim]).transpose([2, 0, 3, 1, 4])  # (3, B, nh, L, hd)
         q, k, v = qkv.unbind(0)  # not qkv[0], qkv[1], qkv[2]: each index's gradient is a full-size zero-fill + copy
         attn = F.softmax(paddle.matmul(q, k, transpose_y=True) * (self.head_dim**-0.5), axis=-1)  # (B, nh, L, L)
@@ -173,6 +188,12 @@ class Transformer(nn.Layer):
 # ----------------------------------------------------------------------------- ResNet image tower (RN50)
 
 
+def _world_size() -> int:
+    from ..distributed import world_size  # imported on first use: building a model needs no paddle.distributed
+
+    return world_size()
+
+
 class BatchNorm(nn.Layer):
     """2-D batch norm with torch's names (``running_mean``, ``running_var``, ``num_batches_tracked``).
 
@@ -183,6 +204,7 @@ class BatchNorm(nn.Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         self.eps, self.momentum = eps, momentum
+        self.sync = False  # statistics over all processes' batches (sync_batch_norm, Global.sync_bn)
         self.weight = self.create_parameter([num_features], default_initializer=nn.initializer.Constant(1.0))
         self.bias = self.create_parameter([num_features], is_bias=True)
         self.register_buffer("running_mean", paddle.zeros([num_features]))
@@ -192,6 +214,8 @@ class BatchNorm(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not self.training:
             return self._batch_norm(x, self.running_mean, self.running_var)
+        if self.sync and _world_size() > 1:
+            return self._synced(x)
         # The kernel updates the statistics it is given in place, and backward checks that tensors it saved were not
         # modified since: hand it copies, then write the buffers.
         old_var = self.running_var.clone()
@@ -208,6 +232,19 @@ class BatchNorm(nn.Layer):
             paddle.assign(var, self.running_var)
             paddle.assign(self.num_batches_tracked + 1, self.num_batches_tracked)
         return out
+
+    def _synced(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Training-mode batch norm with the statistics of all processes' batches (:mod:`.sync_bn`); running
+        statistics as torch keeps them (the unbiased variance of the global batch)."""
+        from .sync_bn import global_batch_stats, normalize  # paddle.distributed only when a run syncs
+
+        mean, var, n = global_batch_stats(x)
+        with paddle.no_grad():
+            m = self.momentum
+            paddle.assign((1.0 - m) * self.running_mean + m * mean, self.running_mean)
+            paddle.assign((1.0 - m) * self.running_var + m * var * (n / max(n - 1.0, 1.0)), self.running_var)
+            paddle.assign(self.num_batches_tracked + 1, self.num_batches_tracked)
+        return normalize(x, mean, var, self.weight, self.bias, self.eps)
 
     def _batch_norm(self, x: paddle.Tensor, mean: paddle.Tensor, var: paddle.Tensor) -> paddle.Tensor:
         # Paddle's momentum weights the running statistic, torch's the batch statistic.
@@ -417,17 +454,30 @@ class BertSelfAttention(nn.Layer):
         self.key = nn.Linear(h, h)
         self.value = nn.Linear(h, h)
         self.dropout = nn.Dropout(cfg.text_attention_probs_dropout_prob)
+        self.sdpa = cfg.attention == "sdpa"
 
     def _heads(self, x: paddle.Tensor) -> paddle.Tensor:
         B, L, _ = x.shape
         return x.reshape([B, L, self.n_head, self.head_dim]).transpose([0, 2, 1, 3])  # (B, nh, L, hd)
 
     def forward(self, x: paddle.Tensor, mask_bias: paddle.Tensor) -> paddle.Tensor:
+        if self.sdpa and paddle.in_dynamic_mode():  # export traces the eager math: portable graphs on any runtime
+            return self._fused(x, mask_bias)
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         scores = paddle.matmul(q, k, transpose_y=True) / math.sqrt(self.head_dim) + mask_bias  # (B, nh, L, L)
         probs = self.dropout(F.softmax(scores, axis=-1))
         B, _, L, _ = probs.shape
         return paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([B, L, -1])  # (B, L, h)
+
+    def _fused(self, x: paddle.Tensor, mask_bias: paddle.Tensor) -> paddle.Tensor:
+        """The same attention through ``scaled_dot_product_attention`` (layout (B, L, nh, hd), no transposes)."""
+        B, L, _ = x.shape
+        q, k, v = (t(x).reshape([B, L, self.n_head, self.head_dim]) for t in (self.query, self.key, self.value))
+        drop = self.dropout.p if self.training else 0.0
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask_bias.astype(q.dtype), dropout_p=drop, training=self.training
+        )  # (B, L, nh, hd)
+        return out.reshape([B, L, -1])  # (B, L, h)
 
 
 class BertSelfOutput(nn.Layer):
@@ -544,6 +594,8 @@ class CLIP(nn.Layer):
                 mask_ratio=cfg.mask_ratio,
             )
             self.visual.transformer.grad_checkpointing = cfg.grad_checkpointing
+            for block in self.visual.transformer.resblocks:
+                block.attn.sdpa = cfg.attention == "sdpa"
         self.bert = BertModel(cfg)
         self.bert.encoder.grad_checkpointing = cfg.grad_checkpointing
         self.text_projection = self.create_parameter(
