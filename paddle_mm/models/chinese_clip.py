@@ -145,7 +145,7 @@ class MultiheadAttention(nn.Layer):
         qkv = paddle.matmul(x, self.in_proj_weight) + self.in_proj_bias  # (B, L, 3D)
         if self.sdpa and paddle.in_dynamic_mode():  # export traces the eager math: portable graphs on any runtime
             qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim])  # (B, L, 3, nh, hd): sdpa's layout per part
-            out = F.scaled_dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], training=self.training)
+            out = F.scaled_dot_product_attention(*qkv.unbind(2), training=self.training)
             return self.out_proj(out.reshape([B, L, D]))  # (B, L, D)
         qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim]).transpose([2, 0, 3, 1, 4])  # (3, B, nh, L, hd)
         q, k, v = qkv.unbind(0)  # not qkv[0], qkv[1], qkv[2]: each index's gradient is a full-size zero-fill + copy
