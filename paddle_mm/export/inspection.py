@@ -40,8 +40,11 @@ ANOMALY_FILES = ["anomaly.json", "anomaly.pdiparams"]
 # - keep_fp32: convolutions left fp32: "none"; "stem_se" (the 3-channel stem and the 1x1 convolutions on pooled
 #   vectors: squeeze-excitation and the class-expand head); "depthwise" (stem_se plus the depthwise ones).
 # - exclude: more node names left fp32; calibration: minmax | percentile | entropy, on `frames` training frames.
+# - fold_bn: fold BatchNorm into the convolutions first (onnxruntime's quant_pre_process). Without it a QDQ pair
+#   sits between each Conv and its BatchNorm, so one per-tensor scale covers pre-BN channels of very different ranges.
 INT8_RECIPE: dict[str, Any] = {
     "ops": ["Conv"],
+    "fold_bn": True,
     "keep_fp32": "depthwise",
     "exclude": [],
     "calibration": "percentile",
@@ -108,15 +111,23 @@ def quantize_static_int8(
     )
 
     r = check_int8_recipe(recipe)
+    batch = min(16, len(calibration))
+    calibration = calibration[: len(calibration) // batch * batch]  # equal batches: the histogram collector stacks them
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"x": calibration[i : i + 16]} for i in range(0, len(calibration), 16)])
+            self.batches = iter([{"x": calibration[i : i + batch]} for i in range(0, len(calibration), batch)])
 
         def get_next(self):
             return next(self.batches, None)
 
-    graph = onnx.shape_inference.infer_shapes(onnx.load(str(fp32))).graph
+    source = fp32
+    if r["fold_bn"]:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        source = int8.with_name(int8.name + ".pre.onnx")
+        quant_pre_process(str(fp32), str(source), skip_symbolic_shape=True)  # ONNX shape inference suffices
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(source))).graph
     keep_fp32 = sorted(set(fp32_convs(graph, r["keep_fp32"])) | set(r["exclude"]))
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[r["calibration"]]  # fmt: skip
@@ -126,12 +137,14 @@ def quantize_static_int8(
     root.setLevel(logging.ERROR)  # it warns to run its shape pre-processing, which these static shapes do not need
     try:
         quantize_static(
-            str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(source), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(r["ops"]),
             nodes_to_exclude=keep_fp32, calibrate_method=method, extra_options=extra,
         )  # fmt: skip
     finally:
         root.setLevel(level)
+        if source != fp32:
+            source.unlink(missing_ok=True)
     quantized = [n.name for n in graph.node if n.op_type in r["ops"] and n.name not in keep_fp32]
     return {"method": "onnxruntime.quantization.quantize_static", "format": "QDQ", "per_channel": True,
             **{k: v for k, v in r.items() if k != "frames"}, "calibration_frames": int(len(calibration)),
