@@ -223,6 +223,8 @@ def test_int8_recipe_choices_and_kept_convolutions(tiny_inspection):
     assert depthwise and kept["depthwise"] == kept["stem_se"] | depthwise  # (at 32 px the last is on 1 x 1 maps)
     q = info["Inspection"]["int8"]
     assert q["quantized_nodes"] + q["fp32_nodes"] == len(convs) and q["quantized_nodes"] > 0
+    int8_ops = {n.op_type for n in onnx.load(str(root / "export" / "inference.int8.onnx")).graph.node}
+    assert "QuantizeLinear" in int8_ops and "BatchNormalization" not in int8_ops  # folded before quantization
 
 
 def test_failed_export_check_leaves_the_previous_export(tiny_inspection):
