@@ -93,11 +93,30 @@ def test_auroc_matches_sklearn_and_patchcore_scores():
     assert bank.score(feats[None, :3] + 5)[0] > 1
 
 
+def _batchnorm_statistics_from(model, parts) -> None:
+    """Running BatchNorm statistics from one batch of frames. After 6 steps they are still near their init, where this
+    narrow net's eval-mode output is the same for every frame, and every export comparison would hold vacuously."""
+    import paddle
+
+    from paddle_mm.vision.frame import normalize
+
+    norms = [m for m in model.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)]
+    for bn in norms:
+        bn._momentum = 0.0  # running = batch statistics
+    model.train()
+    with paddle.no_grad():
+        model(paddle.to_tensor(normalize(np.stack([p.image for p in parts]))))
+    for bn in norms:
+        bn._momentum = 0.9
+    model.eval()
+
+
 @pytest.fixture(scope="module")
 def tiny_inspection(tmp_path_factory):
     """A 2-epoch PP-LCNet x0.25 run at 32 px on 8 parts per class, and its export."""
     from paddle_mm.engine.train import train
     from paddle_mm.export.inspection import export_from_config
+    from paddle_mm.models import load_model, save_model
 
     root = tmp_path_factory.mktemp("inspection")
     write_dataset(root / "data", {"train": 8, "val": 4, "test": 4, "unseen": 4}, seed=0, image_size=32)
@@ -117,7 +136,10 @@ def tiny_inspection(tmp_path_factory):
         ],
     )
     state = train(cfg)
-    cfg["Global"]["pretrained_model"] = str(root / "out" / "PP-LCNet_x0_25" / "latest")
+    model = load_model(root / "out" / "PP-LCNet_x0_25" / "latest")
+    _batchnorm_statistics_from(model, make_split("train", 8, seed=0, size=32))
+    save_model(model, root / "model")
+    cfg["Global"]["pretrained_model"] = str(root / "model")
     # an untrained model's near-uniform probabilities make INT8 arg-max agreement meaningless: not checked here
     info = export_from_config(cfg, log=lambda *_: None, int8_min_agreement=0.0)
     return cfg, state, info, root
@@ -191,6 +213,7 @@ def test_paddlex_reads_the_export(tiny_inspection):
     px_version, theirs = paddlex_classify(root / "export", info["Global"]["model_name"], PADDLEX_PYTHON, frames=images)
     assert px_version == version("paddlex")  # .venv's PaddleX, read through the overlay's .pth
     probs = ours.probabilities(ours.frames(list(images)))
+    assert probs.std(axis=0).max() > 1e-3  # the model's output depends on the frame, so pre-processing matters
     assert [c for c, _ in theirs] == [r.class_id for r in ours(list(images))] == list(probs.argmax(1))
     assert np.abs(np.array([s for _, s in theirs]) - probs.max(1)).max() <= 1e-5
 
