@@ -6,7 +6,7 @@
 # Idempotent: a no-op while the stamp (lock file + .venv's site-packages path) matches; otherwise rebuilt from
 # scratch. scripts/setup.sh --tests calls it (tests/tasks/test_inspection.py::test_paddlex_reads_the_export).
 #   scripts/paddlex_overlay.sh
-#   PYTHONPATH=$PWD .venv-paddlex/bin/python tools/eval_inspection.py --model_dir ... --data ... --paddlex
+#   python tools/eval_inspection.py --model_dir ... --data ... --paddlex   # runs PaddleX in .venv-paddlex
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lock=requirements/paddlex-lock.txt
