@@ -72,7 +72,7 @@ def _grid(path: str, frames: np.ndarray, titles: list[str], cols: int = 8, cell:
             row.append(img)
         row += [np.full_like(row[0], 255)] * (cols - len(row))
         rows.append(np.concatenate(row, 1))
-    cv2.imwrite(path, np.concatenate(rows, 0))
+    cv2.imwrite(path, np.concatenate(rows, 0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def main() -> None:
