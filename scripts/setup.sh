@@ -8,13 +8,15 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 # --tests: also what only the test suite needs (checkov's venv and shellcheck for tests/deploy; QEMU, cross
-# compilers and the cached board-runtime builds for tests/boards). The quickstart does not wait for them.
+# compilers and the cached board-runtime builds for tests/boards; PaddleX's cv extras in .venv-paddlex for
+# tests/tasks/test_inspection.py). The quickstart does not wait for them.
 for_tests=0
 [ "${1:-}" = "--tests" ] && for_tests=1
 test_extras() {
   if [ "$for_tests" = 1 ]; then
     setup_deploy
     setup_boards
+    bash scripts/paddlex_overlay.sh
   fi
 }
 

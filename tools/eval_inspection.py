@@ -7,7 +7,8 @@ Accuracy / recall on the test split (fp32 ONNX Runtime, Paddle Inference and INT
 clean test parts against the held-out ``burn`` parts (``unseen_list.txt``), and against each trained defect.
 Latency: median ms per frame at batch 1 (pre-processed frame in, probabilities / score out) after 20 warm-up runs,
 with this machine's load average printed beside it. ``--paddlex``: PaddleX's own image-classification predictor
-on the same export and image files must give our class for every test image (needs PaddleX's cv extras).
+on the same export and image files, run by ``--paddlex_python`` (``scripts/paddlex_overlay.sh`` builds it): how
+many test images get our class, and the largest difference of the top score.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
 from paddle_mm.data.image_list import ImageListDataset, read_list
 from paddle_mm.inference.inspection import InspectionPredictor
+from paddle_mm.inference.paddlex_run import OVERLAY_PYTHON, paddlex_classify
 from paddle_mm.metrics import accuracy
 from paddle_mm.models.patchcore import auroc
 from paddle_mm.tasks.inspection import recall_per_class
@@ -40,13 +44,18 @@ def _latency(fn, frame: np.ndarray, runs: int) -> float:
     return float(np.median(times) * 1000)
 
 
-def _paddlex_classes(model_dir: str, paths: list[str], model_name: str) -> list[int]:
-    import paddlex
-
-    import hardware
-
-    model = paddlex.create_model(model_name=model_name, model_dir=model_dir, device=hardware.DEFAULT_DEVICE)
-    return [int(r["class_ids"][0]) for r in model.predict(paths, batch_size=1)]
+def _per_class(pred: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Per class (x100): recall (its parts given their own class), precision (parts given the class that have it)
+    and, for a defect, rejected (its parts given any defect class: caught, whatever the type). Class 0 is clean."""
+    out = {}
+    for k, c in enumerate(classes):
+        true, said = labels == k, pred == k
+        precision = float(true[said].mean() * 100) if said.any() else 0.0
+        row = {"recall": accuracy(pred[true], labels[true]), "precision": precision}
+        if k:
+            row["rejected"] = float((pred[true] != 0).mean() * 100)
+        out[c] = row
+    return out
 
 
 def _grid(path: str, frames: np.ndarray, titles: list[str], cols: int = 8, cell: int = 128) -> None:
@@ -63,7 +72,7 @@ def _grid(path: str, frames: np.ndarray, titles: list[str], cols: int = 8, cell:
             row.append(img)
         row += [np.full_like(row[0], 255)] * (cols - len(row))
         rows.append(np.concatenate(row, 1))
-    cv2.imwrite(path, np.concatenate(rows, 0))
+    cv2.imwrite(path, np.concatenate(rows, 0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def main() -> None:
@@ -72,7 +81,8 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--grid", default=None, help="write a PNG grid of test and unseen parts with predictions")
     p.add_argument("--latency", type=int, default=0, help="timed batch-1 runs per variant (0: skip)")
-    p.add_argument("--paddlex", action="store_true", help="check PaddleX's predictor gives our classes")
+    p.add_argument("--paddlex", action="store_true", help="check PaddleX's predictor gives our classes and scores")
+    p.add_argument("--paddlex_python", default=str(ROOT / OVERLAY_PYTHON), help="scripts/paddlex_overlay.sh's venv")
     p.add_argument("--out", default=None, help="write the results as JSON")
     args = p.parse_args()
 
@@ -92,6 +102,7 @@ def main() -> None:
         preds[name] = pred.probabilities(test.frames).argmax(1)
         res[f"accuracy_{name}"] = accuracy(preds[name], test.labels)
     res["recall_onnxruntime_fp32"] = recall_per_class(preds["onnxruntime_fp32"], test.labels, test.classes)
+    res["per_class_onnxruntime_fp32"] = _per_class(preds["onnxruntime_fp32"], test.labels, test.classes)
     if "onnxruntime_int8" in preds:
         res["recall_onnxruntime_int8"] = recall_per_class(preds["onnxruntime_int8"], test.labels, test.classes)
         res["int8_fp32_agreement"] = float((preds["onnxruntime_int8"] == preds["onnxruntime_fp32"]).mean() * 100)
@@ -109,10 +120,12 @@ def main() -> None:
     res["clean_flagged_at_threshold"] = float((s_unseen[unseen.labels == 0] > thr).mean() * 100)
     if args.paddlex:
         paths, _ = read_list(args.data, "test")
-        theirs = _paddlex_classes(args.model_dir, paths, _name(ours))
-        ours_pi = variants["paddle_inference_fp32"].probabilities(test.frames).argmax(1)
-        res["paddlex_identical"] = int(sum(int(a == b) for a, b in zip(theirs, ours_pi)))
+        px_version, theirs = paddlex_classify(args.model_dir, _name(ours), args.paddlex_python, paths=paths)
+        ours_pi = variants["paddle_inference_fp32"].probabilities(test.frames)
+        res["paddlex_version"] = px_version
+        res["paddlex_identical"] = int(sum(int(c == k) for (c, _), k in zip(theirs, ours_pi.argmax(1))))
         res["paddlex_compared"] = len(paths)
+        res["paddlex_max_score_diff"] = float(np.abs(np.array([s for _, s in theirs]) - ours_pi.max(1)).max())
     if args.latency:
         res["load_average_before"] = os.getloadavg()
         frame = test.frames[:1]
