@@ -343,8 +343,17 @@ class ImageTransform:
 
     def __call__(self, image: Any) -> np.ndarray:
         """float32 (3, size, size) pixel values of `image`, normalized like cn_clip."""
-        normalized = cv2.LUT(self.resize(image), self._table)  # (S, S, 3) float32
-        return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+        return self.normalize(self.resize(image))
+
+    def normalize(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 RGB (..., H, W, 3) from :meth:`resize` -> float32 (..., 3, H, W): one table lookup per value, so a
+        batch of cached images normalizes to exactly what ``__call__`` gives image by image."""
+        if rgb.dtype != np.uint8 or rgb.ndim < 3 or rgb.shape[-1] != 3:
+            raise ValueError(f"normalize takes uint8 (..., H, W, 3) RGB from resize(); got {rgb.dtype} {rgb.shape}")
+        lead, (h, w) = rgb.shape[:-3], rgb.shape[-3:-1]
+        flat = np.ascontiguousarray(rgb).reshape(-1, w, 3)  # cv2 takes 2-D images: stack the batch's rows
+        normalized = cv2.LUT(flat, self._table).reshape(*lead, h, w, 3)  # (..., H, W, 3) float32
+        return np.ascontiguousarray(np.moveaxis(normalized, -1, -3))  # (..., 3, H, W)
 
     def __repr__(self) -> str:
         return (
