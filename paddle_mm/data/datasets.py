@@ -169,7 +169,7 @@ class PairDataset:
     def cache(self) -> PairDataset:
         """Decode and resize every image and tokenize every text once, into memory (uint8, 3 x S x S bytes per
         image); items and :meth:`batch` are then read from there and equal the uncached ones. Needs a transform
-        with ``resize`` (bytes -> uint8 S x S x 3) and ``normalize`` (uint8 -> float32 CHW), i.e.
+        with ``resize`` (bytes -> uint8 S x S x 3) and ``normalize`` (uint8 CHW -> float32 CHW), i.e.
         :class:`~paddle_mm.vision.transforms.ImageTransform`: an augmenting transform draws anew every epoch."""
         if not (hasattr(self.transform, "resize") and hasattr(self.transform, "normalize")):
             raise TypeError(
@@ -202,16 +202,16 @@ class _PairCache:
         self.images, self.reasons = self._decode(pairs.corpus, [int(i) for i in unique])
 
     def _decode(self, corpus: ImageTextCorpus, image_ids: list[int]) -> tuple[np.ndarray, list[str]]:
-        """uint8 (n, S, S, 3) images (zeros where unreadable) and the reason per image ("" when readable)."""
+        """uint8 (n, 3, S, S) images (zeros where unreadable) and the reason per image ("" when readable)."""
         images, reasons = None, []
         for row, image_id in enumerate(image_ids):
             rgb, reason = _convert_image(corpus, self.transform.resize, image_id)
             if rgb is not None:
-                if images is None:
-                    images = np.zeros((len(image_ids), *rgb.shape), dtype=np.uint8)
-                images[row] = rgb
+                if images is None:  # RGB planes, (n, 3, S, S): batches then normalize without a transpose
+                    images = np.zeros((len(image_ids), rgb.shape[2], *rgb.shape[:2]), dtype=np.uint8)
+                images[row] = rgb.transpose(2, 0, 1)
             reasons.append(reason)
-        return (np.zeros((len(image_ids), 0, 0, 3), np.uint8) if images is None else images), reasons
+        return (np.zeros((len(image_ids), 3, 0, 0), np.uint8) if images is None else images), reasons
 
     def item(self, i: int) -> dict:
         row = self.row[i]

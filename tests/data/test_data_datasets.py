@@ -277,7 +277,7 @@ def test_cached_pairs_equal_uncached_items_and_batches(tmp_path):
     corpus = load_corpus(tmp_path, "x")
     plain = PairDataset(corpus, ImageTransform(16), char_tokenizer)
     cached = PairDataset(corpus, ImageTransform(16), char_tokenizer).cache()
-    assert cached.cached.images.shape == (7, 16, 16, 3)  # one uint8 copy per image id (9: missing), not per pair
+    assert cached.cached.images.shape == (7, 3, 16, 16)  # one uint8 copy per image id (9: missing), not per pair
     for k in range(len(plain)):
         want, got = plain[k], cached[k]
         assert want.keys() == got.keys()
