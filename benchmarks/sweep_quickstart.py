@@ -68,6 +68,11 @@ CANDIDATES: dict[str, tuple] = {
     # a higher peak with a longer warm-up: the 12-epoch run sat at MR ~10 for three epochs before it climbed
     "vit1x64_96p32_e12_lr3_w100": (vit(1, 64, 96, 32), 12, 3e-3, 64, 6000, 100),
     "vit1x64_96p16_e8_lr3_w100": (vit(1, 64, 96, 16), 8, 3e-3, 64, 6000, 100),
+    # with the faster step (cached training data, contiguous transposes): how far do more epochs, a second ViT layer
+    # or a bigger batch take the 16-px model?
+    "vit1x64_96p16_e10": (vit(1, 64, 96, 16), 10, 2e-3, 64, 6000),
+    "vit2x64_96p16_e8": (vit(2, 64, 96, 16), 8, 2e-3, 64, 6000),
+    "vit1x64_96p16_e10_b128_lr3": (vit(1, 64, 96, 16), 10, 3e-3, 128, 6000),
 }
 
 
@@ -125,7 +130,7 @@ def run_one(name: str, out: Path) -> dict:
     args = [sys.executable, "tools/train.py", "-c", "configs/quickstart.yml"]
     for o in overrides(name, run_dir):
         args += ["-o", o]
-    t0_wall = time.time()
+    t0_wall, load_before = time.time(), os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
@@ -152,7 +157,10 @@ def run_one(name: str, out: Path) -> dict:
         "warmup_steps": warmup,
         "arch": arch,
         "machine": machine(),
-        "load_before": round(os.getloadavg()[0], 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        .stdout.strip(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
