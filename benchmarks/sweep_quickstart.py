@@ -73,6 +73,7 @@ CANDIDATES: dict[str, tuple] = {
     "vit1x64_96p16_e10": (vit(1, 64, 96, 16), 10, 2e-3, 64, 6000),
     "vit2x64_96p16_e8": (vit(2, 64, 96, 16), 8, 2e-3, 64, 6000),
     "vit1x64_96p16_e10_b128_lr3": (vit(1, 64, 96, 16), 10, 3e-3, 128, 6000),
+    "vit1x64_96p16_e12_b128_lr3": (vit(1, 64, 96, 16), 12, 3e-3, 128, 6000),
 }
 
 
@@ -94,8 +95,10 @@ def data_root(resolution: int, n_train: int) -> Path:
     return root
 
 
-def overrides(name: str, out_dir: Path) -> list[str]:
+def overrides(name: str, out_dir: Path, procs: int = 1) -> list[str]:
     arch, epochs, lr, batch, n_train, warmup = spec(name)
+    if batch % procs:
+        raise SystemExit(f"{name}: batch {batch} does not split over --procs {procs}; choose a divisor")
     root = data_root(arch.get("image_resolution", 64), n_train)
     o = [f"Arch.{k}={v}" for k, v in arch.items()]
     o += [
@@ -107,7 +110,7 @@ def overrides(name: str, out_dir: Path) -> list[str]:
         "Global.progress_bar=false",
         f"Optimizer.lr.learning_rate={lr}",
         f"Optimizer.lr.warmup_steps={warmup}",
-        f"DataLoader.Train.sampler.batch_size={batch}",
+        f"DataLoader.Train.sampler.batch_size={batch // procs}",  # per process: the global batch stays `batch`
         f"DataLoader.Train.dataset.root={root}",
         f"DataLoader.Eval.dataset.root={root}",
         "DataLoader.Eval.dataset.split=valid",
@@ -125,10 +128,16 @@ def machine() -> str:
     return f"{model or platform.processor()}, {len(os.sched_getaffinity(0))} usable cores"
 
 
-def run_one(name: str, out: Path) -> dict:
-    run_dir = out / name
-    args = [sys.executable, "tools/train.py", "-c", "configs/quickstart.yml"]
-    for o in overrides(name, run_dir):
+def row_name(name: str, procs: int) -> str:
+    return name if procs == 1 else f"{name}_x{procs}"
+
+
+def run_one(name: str, out: Path, procs: int = 1) -> dict:
+    """Train candidate ``name`` in ``procs`` data-parallel processes (the global batch is the candidate's)."""
+    run_dir = out / row_name(name, procs)
+    launch = ["-m", "paddle.distributed.launch", "--nproc_per_node", str(procs), "--log_dir", str(run_dir / "logs")]
+    args = [sys.executable, *(launch if procs > 1 else []), "tools/train.py", "-c", "configs/quickstart.yml"]
+    for o in overrides(name, run_dir, procs):
         args += ["-o", o]
     t0_wall, load_before = time.time(), os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -143,7 +152,8 @@ def run_one(name: str, out: Path) -> dict:
     summary = json.loads((run_dir / arch_name / "train_summary.json").read_text(encoding="utf-8"))
     arch, epochs, lr, batch, n_train, warmup = spec(name)
     return {
-        "name": name,
+        "name": row_name(name, procs),
+        "processes": procs,
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1),
         "epoch_seconds": epoch_times(run_dir / arch_name / "train.log", t0_wall),
@@ -159,8 +169,9 @@ def run_one(name: str, out: Path) -> dict:
         "machine": machine(),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        .stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -216,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "output" / "sweep_quickstart")
     p.add_argument("--rerun", action="store_true", help="run candidates that already have a result again")
     p.add_argument("--plot", type=Path, help="draw the recorded results into this PNG and run nothing")
+    p.add_argument("--procs", type=int, default=1, help="data-parallel processes per run (the quickstart's: 2)")
     args = p.parse_args(argv)
     results = args.out / "results.jsonl"
     if args.plot:
@@ -228,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     done = {r["name"] for r in load(results)}
     for name in args.only or list(CANDIDATES):
-        if name in done and not args.rerun:
-            print(f"{name}: recorded already (--rerun to repeat)")
+        if row_name(name, args.procs) in done and not args.rerun:
+            print(f"{row_name(name, args.procs)}: recorded already (--rerun to repeat)")
             continue
-        row = run_one(name, args.out)
+        row = run_one(name, args.out, args.procs)
         with open(results, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: {row['seconds']:.1f} s, val MR {row['val_MR']:.2f} (epoch {row['best_epoch']})", flush=True)
