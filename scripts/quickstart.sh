@@ -15,7 +15,7 @@ fi
 # every run gets its own folder, so a re-run never replaces an earlier run's results
 run=output/quickstart/run-$(date -u +%Y%m%d-%H%M%S)
 # one data-parallel process per core (at most 2): Paddle's CPU kernels use one thread each. The global batch stays
-# the config's 64 (32 per process), so the run computes what one process would, and repeats on the same CPU type.
+# the config's 128 (64 per process), so the run computes what one process would, and repeats on the same CPU type.
 procs=$($PY -c "import hardware; print(hardware.cpu_training_processes(2))")
 batch=$($PY -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['DataLoader']['Train']['sampler']['batch_size'])" \
   configs/quickstart.yml)
