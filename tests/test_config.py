@@ -15,7 +15,7 @@ QUICKSTART = ROOT / "configs" / "quickstart.yml"
 
 def test_quickstart_loads_with_defaults():
     cfg = load_config(QUICKSTART)
-    assert cfg["Global"]["epochs"] == 11
+    assert cfg["Global"]["epochs"] == 12
     assert cfg["Global"]["accum_steps"] == 1  # default filled in
     assert cfg["Arch"]["name"] == "CN-CLIP-Tiny"
     assert cfg["Arch"]["vocab_size"] is None  # None = the named model's own value
