@@ -133,7 +133,7 @@ class MultiheadAttention(nn.Layer):
         B, L, D = x.shape
         qkv = paddle.matmul(x, self.in_proj_weight) + self.in_proj_bias  # (B, L, 3D)
         qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim]).transpose([2, 0, 3, 1, 4])  # (3, B, nh, L, hd)
-        q, k, v = paddle.unbind(qkv, axis=0)  # one op (its gradient one stack), not three slices
+        q, k, v = qkv[0], qkv[1], qkv[2]
         attn = F.softmax(paddle.matmul(q, k, transpose_y=True) * (self.head_dim**-0.5), axis=-1)  # (B, nh, L, L)
         out = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([B, L, D])  # (B, L, D)
         return self.out_proj(out)
