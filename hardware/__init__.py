@@ -6,7 +6,7 @@ devices. Code asks for capabilities (``resolve_device``, ``amp_dtype``, ``collec
 package imports paddle lazily and never imports paddle_mm.
 """
 
-from .cpu import cpu_vendor, cpuinfo_field, tune_cpu_env
+from .cpu import cpu_training_processes, cpu_vendor, cpuinfo_field, tune_cpu_env, usable_cores
 from .device import (
     DeviceError,
     DeviceSpec,
@@ -31,6 +31,7 @@ __all__ = [
     "available_devices",
     "check_backend",
     "collective_backend",
+    "cpu_training_processes",
     "cpu_vendor",
     "cpuinfo_field",
     "device_choices",
@@ -40,4 +41,5 @@ __all__ = [
     "select_backend",
     "tune_cpu_env",
     "usable_backends",
+    "usable_cores",
 ]

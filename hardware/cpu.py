@@ -47,6 +47,21 @@ def tune_cpu_env() -> dict[str, str]:
     return changed
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_training_processes(limit: int = 2) -> int:
+    """Data-parallel processes for CPU training: one per usable core, at most ``limit``. Paddle's eager CPU kernels
+    run on one thread, so one process leaves the other cores idle (``python -m paddle.distributed.launch
+    --nproc_per_node N``; scripts/quickstart.sh uses this)."""
+    return max(1, min(limit, usable_cores()))
+
+
 class OtherLoad:
     """CPU time used by processes other than ``pids`` since this object was made, in cores: all busy time in
     /proc/stat minus theirs from /proc/<pid>/stat (all their threads). A measurement taken while this is

@@ -15,11 +15,11 @@ QUICKSTART = ROOT / "configs" / "quickstart.yml"
 
 def test_quickstart_loads_with_defaults():
     cfg = load_config(QUICKSTART)
-    assert cfg["Global"]["epochs"] == 8
+    assert cfg["Global"]["epochs"] == 12
     assert cfg["Global"]["accum_steps"] == 1  # default filled in
     assert cfg["Arch"]["name"] == "CN-CLIP-Tiny"
     assert cfg["Arch"]["vocab_size"] is None  # None = the named model's own value
-    assert cfg["Optimizer"]["lr"]["learning_rate"] == pytest.approx(2e-3)
+    assert cfg["Optimizer"]["lr"]["learning_rate"] == pytest.approx(3e-3)
     assert cfg["DataLoader"]["Eval"]["sampler"]["shuffle"] is False
 
 

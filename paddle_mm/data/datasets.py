@@ -103,15 +103,21 @@ def _splits_in(root: str | Path) -> str:
 
 def load_pixels(corpus: ImageTextCorpus, transform: Transform, image_id: int) -> tuple[np.ndarray | None, str]:
     """(float32 CHW pixels, "") or (None, reason) when the image is missing or cannot be decoded."""
+    pixels, reason = _convert_image(corpus, transform, image_id)
+    return (None if pixels is None else np.asarray(pixels, dtype=np.float32)), reason
+
+
+def _convert_image(corpus: ImageTextCorpus, convert: Transform, image_id: int) -> tuple[np.ndarray | None, str]:
+    """(``convert(image bytes)``, "") or (None, reason) when the image is missing or ``convert`` finds it
+    undecodable (a ValueError; other errors are bugs and propagate)."""
     try:
         data = corpus.read_image_bytes(image_id)
     except ImageReadError as err:
         return None, err.reason
     try:
-        pixels = transform(data)
+        return convert(data), ""
     except ValueError as err:
         return None, bad_reason("undecodable", f"image {image_id} ({corpus.describe_image(image_id)}): {err}")
-    return np.asarray(pixels, dtype=np.float32), ""
 
 
 def _tokenize_one(tokenizer: Tokenizer, text: str) -> np.ndarray:
@@ -141,6 +147,7 @@ class PairDataset:
         text_index = [k for k, t in enumerate(corpus.texts) for _ in t.image_ids]
         self.text_index = np.asarray(text_index, dtype=np.int64)
         self.image_ids = np.asarray([i for t in corpus.texts for i in t.image_ids], dtype=np.int64)
+        self.cached: _PairCache | None = None  # set by cache()
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -151,11 +158,77 @@ class PairDataset:
 
     def __getitem__(self, i: int) -> dict:
         i = _check_index(i, len(self))
+        if self.cached is not None:
+            return self.cached.item(i)
         pixels, reason = load_pixels(self.corpus, self.transform, int(self.image_ids[i]))
         if pixels is None:
             return {"bad": reason, "index": i}
         text = self.corpus.texts[self.text_index[i]].text
         return {"pixel_values": pixels, "input_ids": _tokenize_one(self.tokenizer, text), "index": i}
+
+    def cache(self) -> PairDataset:
+        """Decode and resize every image and tokenize every text once, into memory (uint8, 3 x S x S bytes per
+        image); items and :meth:`batch` are then read from there and equal the uncached ones. Needs a transform
+        with ``resize`` (bytes -> uint8 S x S x 3) and ``normalize`` (uint8 CHW -> float32 CHW), i.e.
+        :class:`~paddle_mm.vision.transforms.ImageTransform`: an augmenting transform draws anew every epoch."""
+        if not (hasattr(self.transform, "resize") and hasattr(self.transform, "normalize")):
+            raise TypeError(
+                f"cannot cache images through {type(self.transform).__name__}: it needs resize() and normalize() "
+                "(ImageTransform); an augmenting transform draws anew every epoch, so train it uncached"
+            )
+        self.cached = _PairCache(self)
+        return self
+
+    def batch(self, indices: list[int]) -> dict:
+        """``collate_skip_bad([self[i] for i in indices])``, made from the cache in a few array operations."""
+        if self.cached is None:
+            raise RuntimeError("PairDataset.batch needs the cache: call cache() first")
+        return self.cached.batch([_check_index(i, len(self)) for i in indices])
+
+
+class _PairCache:
+    """What :meth:`PairDataset.cache` keeps: one uint8 image per readable image id and the token ids of every text."""
+
+    def __init__(self, pairs: PairDataset):
+        self.transform = pairs.transform
+        texts = [t.text for t in pairs.corpus.texts]
+        ids = np.asarray(pairs.tokenizer(texts))
+        if ids.ndim != 2 or ids.shape[0] != len(texts):
+            raise ValueError(
+                f"tokenizer must map a list of N texts to an [N, L] array; got shape {ids.shape} for {len(texts)}"
+            )
+        self.input_ids = ids.astype(np.int64)[pairs.text_index]  # (n_pairs, L)
+        unique, self.row = np.unique(pairs.image_ids, return_inverse=True)  # pair -> row of self.images
+        self.images, self.reasons = self._decode(pairs.corpus, [int(i) for i in unique])
+
+    def _decode(self, corpus: ImageTextCorpus, image_ids: list[int]) -> tuple[np.ndarray, list[str]]:
+        """uint8 (n, 3, S, S) images (zeros where unreadable) and the reason per image ("" when readable)."""
+        images, reasons = None, []
+        for row, image_id in enumerate(image_ids):
+            rgb, reason = _convert_image(corpus, self.transform.resize, image_id)
+            if rgb is not None:
+                if images is None:  # RGB planes, (n, 3, S, S): batches then normalize without a transpose
+                    images = np.zeros((len(image_ids), rgb.shape[2], *rgb.shape[:2]), dtype=np.uint8)
+                images[row] = rgb.transpose(2, 0, 1)
+            reasons.append(reason)
+        return (np.zeros((len(image_ids), 3, 0, 0), np.uint8) if images is None else images), reasons
+
+    def item(self, i: int) -> dict:
+        row = self.row[i]
+        if self.reasons[row]:
+            return {"bad": self.reasons[row], "index": i}
+        return {"pixel_values": self.transform.normalize(self.images[row]), "input_ids": self.input_ids[i], "index": i}
+
+    def batch(self, indices: list[int]) -> dict:
+        good = np.asarray([i for i in indices if not self.reasons[self.row[i]]], dtype=np.int64)
+        bad = [i for i in indices if self.reasons[self.row[i]]]
+        out: dict = {"index": good}  # collate_skip_bad's keys: the item's keys, then the bad-sample report
+        if len(good):
+            pixels = self.transform.normalize(self.images[self.row[good]])  # (B, 3, S, S)
+            out = {"pixel_values": pixels, "input_ids": self.input_ids[good], "index": good}
+        out.update(n_good=len(good), n_bad=len(bad), bad_reasons=[self.reasons[self.row[i]] for i in bad])
+        out["bad_index"] = bad
+        return out
 
 
 class ImageDataset:

@@ -7,6 +7,7 @@ from typing import Any, Iterator
 import numpy as np
 import paddle
 
+from ..config import ConfigError
 from ..data.collate import collate_skip_bad
 from ..data.datasets import ImageTextCorpus, PairDataset, load_corpus
 from ..data.workers import worker_init
@@ -97,6 +98,11 @@ def build_loader(
 ) -> tuple[paddle.io.DataLoader, GlobalBatchSampler]:
     """A training loader over ``dataset`` in global batches (:class:`GlobalBatchSampler`) from a
     ``DataLoader.Train`` section; its workers die with the trainer, even after ``kill -9``."""
+    if section["loader"].get("cache"):
+        raise ConfigError(
+            f"DataLoader.Train.loader.cache applies to caption data (ImageTextDataset), not to "
+            f"{type(dataset).__name__}: set cache: false"
+        )
     s = section["sampler"]
     sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
     loader = paddle.io.DataLoader(
@@ -110,13 +116,38 @@ def build_loader(
     return loader, sampler
 
 
+class MemoryLoader:
+    """The batches of a cached :class:`PairDataset` (``DataLoader.Train.loader.cache``), gathered in this process:
+    the same dicts a ``paddle.io.DataLoader`` with ``collate_skip_bad`` yields, without a per-sample call."""
+
+    def __init__(self, dataset: PairDataset, sampler: GlobalBatchSampler):
+        self.dataset, self.sampler = dataset, sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for indices in self.sampler:
+            batch = self.dataset.batch(indices)
+            yield {k: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
 def build_pair_loader(
     section: dict[str, Any], image_size: int, context_length: int, world: int, rank: int, seed: int
-) -> tuple[paddle.io.DataLoader, GlobalBatchSampler, PairDataset]:
+) -> tuple[paddle.io.DataLoader | MemoryLoader, GlobalBatchSampler, PairDataset]:
     """Image-caption pairs (Chinese-CLIP's data) with undecodable images counted and dropped per batch."""
     corpus = load_split(section["dataset"])
     transform = build_train_transform(section["dataset"], image_size, seed)
     dataset = PairDataset(corpus, transform, build_tokenizer(context_length))
+    if section["loader"]["cache"]:
+        if isinstance(transform, TrainAugment) or section["loader"]["num_workers"]:
+            raise ConfigError(
+                "DataLoader.Train.loader.cache keeps decoded images in this process: it needs num_workers 0 and "
+                "dataset.transform.augment false (an augmentation draws anew every epoch); set cache: false"
+            )
+        s = section["sampler"]
+        sampler = GlobalBatchSampler(len(dataset), s["batch_size"], world, rank, s["shuffle"], s["drop_last"], seed)
+        return MemoryLoader(dataset.cache(), sampler), sampler, dataset
     loader, sampler = build_loader(dataset, section, world, rank, seed, collate_skip_bad)
     if isinstance(transform, TrainAugment):  # new draws every epoch, the same ones when the run repeats
         sampler.on_epoch = transform.set_epoch

@@ -166,8 +166,11 @@ class RetrievalTask(Task):
             return Batch((), {}, 0)
         ids = np.asarray(batch["input_ids"][:n])
         keep = self.dup_guard(ids)  # all rows, or the first of each repeated caption
-        pixels = paddle.gather(batch["pixel_values"][:n], paddle.to_tensor(keep))
-        return Batch((pixels, paddle.to_tensor(trim_padding(ids[keep], pad_id))), {}, len(keep))
+        pixels = batch["pixel_values"][:n]
+        if len(keep) < n:  # a copy of the batch's pixels only when captions were dropped
+            pixels = paddle.gather(pixels, paddle.to_tensor(keep))
+            ids = ids[keep]
+        return Batch((pixels, paddle.to_tensor(trim_padding(ids, pad_id))), {}, len(keep))
 
     def logit_scale(self, model: paddle.nn.Layer) -> paddle.Tensor:
         return model.logit_scale

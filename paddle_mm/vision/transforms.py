@@ -333,6 +333,7 @@ class ImageTransform:
         self.std = tuple(float(s) for s in std)
         self.interpolation = interpolation
         self._table = _normalize_table(self.mean, self.std)
+        self._planes = [np.ascontiguousarray(self._table[:, :, c]) for c in range(3)]  # (1, 256) per channel
 
     def resize(self, image: Any) -> np.ndarray:
         """Decoded and resized uint8 RGB image (size, size, 3), before normalization."""
@@ -343,8 +344,19 @@ class ImageTransform:
 
     def __call__(self, image: Any) -> np.ndarray:
         """float32 (3, size, size) pixel values of `image`, normalized like cn_clip."""
-        normalized = cv2.LUT(self.resize(image), self._table)  # (S, S, 3) float32
-        return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+        return self.normalize(self.resize(image).transpose(2, 0, 1))
+
+    def normalize(self, planes: np.ndarray) -> np.ndarray:
+        """uint8 RGB planes (..., 3, H, W) (:meth:`resize`'s output transposed) -> float32 (..., 3, H, W): one table
+        lookup per value, so a batch of cached images normalizes to exactly what ``__call__`` gives one by one."""
+        if planes.dtype != np.uint8 or planes.ndim < 3 or planes.shape[-3] != 3:
+            raise ValueError(f"normalize takes uint8 (..., 3, H, W) RGB planes; got {planes.dtype} {planes.shape}")
+        out = np.empty(planes.shape, dtype=np.float32)
+        w = planes.shape[-1]
+        for c in range(3):  # cv2.LUT on each plane's rows (2-D images): no per-value Python, no transpose copy
+            plane = np.ascontiguousarray(planes[..., c, :, :])
+            out[..., c, :, :] = cv2.LUT(plane.reshape(-1, w), self._planes[c]).reshape(plane.shape)
+        return out
 
     def __repr__(self) -> str:
         return (

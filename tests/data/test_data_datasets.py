@@ -266,6 +266,36 @@ def test_datasets_return_bad_items_instead_of_raising(tmp_path):
     assert texts.ground_truth() == {10: [1, 2], 11: [3, 4, 9]}
 
 
+def test_cached_pairs_equal_uncached_items_and_batches(tmp_path):
+    """PairDataset.cache() (DataLoader.Train.loader.cache) gives the same items, and batch() what collate_skip_bad
+    makes of them: pixels bit for bit, bad images with the same reasons, in any order of indices."""
+    from paddle_mm.data.collate import collate_skip_bad
+    from paddle_mm.vision.transforms import ImageTransform
+
+    write_imgs_tsv(tmp_path / "x_imgs.tsv", [*((k, png(k)) for k in range(1, 6)), (6, png(6)[:30])])
+    write_texts_jsonl(tmp_path / "x_texts.jsonl", [(10, "红", [1, 2]), (11, "蓝色", [3, 6]), (12, "绿", [4, 5, 9])])
+    corpus = load_corpus(tmp_path, "x")
+    plain = PairDataset(corpus, ImageTransform(16), char_tokenizer)
+    cached = PairDataset(corpus, ImageTransform(16), char_tokenizer).cache()
+    assert cached.cached.images.shape == (7, 3, 16, 16)  # one uint8 copy per image id (9: missing), not per pair
+    for k in range(len(plain)):
+        want, got = plain[k], cached[k]
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+    for indices in ([0, 3, 1, 6], [3, 6], [6], list(range(len(plain)))[::-1]):
+        want, got = collate_skip_bad([plain[i] for i in indices]), cached.batch(indices)
+        assert list(want) == list(got), indices
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+            assert np.asarray(got[key]).dtype == np.asarray(want[key]).dtype, key
+    assert cached.batch([3, 6])["bad_reasons"][0].startswith("undecodable: image 6 (")
+    with pytest.raises(TypeError, match="cannot cache images through function: it needs resize"):
+        PairDataset(corpus, local_transform, char_tokenizer).cache()
+    with pytest.raises(RuntimeError, match="call cache"):
+        plain.batch([0])
+
+
 def test_transform_errors_other_than_value_error_propagate(tmp_path):
     """Only decoding failures (ValueError) make a bad sample; a bug in the transform must not be hidden."""
     write_imgs_tsv(tmp_path / "x_imgs.tsv", [(1, png(1))])

@@ -298,3 +298,22 @@ def test_plot_draws_a_task_run_without_logit_scale_and_names_a_wrong_folder(tmp_
         [sys.executable, str(ROOT / "tools" / "plot.py"), str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert proc.returncode == 1 and proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_the_step_check_names_the_first_non_finite_parameter(bad):
+    import paddle
+
+    from paddle_mm.engine.train import _first_non_finite
+    from paddle_mm.models import create_model
+
+    model = create_model(TINY_NAME, **TINY_ARCH)
+    assert _first_non_finite(model) is None
+    bias = model.bert.encoder.layer[0].output.dense.bias
+    with paddle.no_grad():
+        bias[3] = bad  # one value of one tensor
+        model.logit_scale.set_value(paddle.to_tensor(3e38))  # finite
+    assert _first_non_finite(model) == "bert.encoder.layer.0.output.dense.bias"
+    with paddle.no_grad():
+        bias[3] = 3e38
+    assert _first_non_finite(model) is None  # finite values: not a divergence, even when their sum overflows

@@ -107,3 +107,9 @@ def test_cpu_vendor_reads_proc_cpuinfo():
         return
     if "vendor_id" in text:
         assert vendor and vendor in text
+
+
+def test_cpu_training_processes_is_one_per_usable_core_up_to_the_limit(monkeypatch):
+    for cores, limit, want in ((1, 2, 1), (2, 2, 2), (16, 2, 2), (16, 4, 4), (3, 8, 3)):
+        monkeypatch.setattr(hw_cpu.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert hardware.cpu_training_processes(limit) == want, (cores, limit)

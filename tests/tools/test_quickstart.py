@@ -63,6 +63,7 @@ def train_quickstart(data: Path, out: Path) -> tuple[dict, bytes]:
     args = ["-c", str(ROOT / "configs" / "quickstart.yml"), "-o", f"Global.output_dir={out}", "Global.epochs=1"]
     args += [f"DataLoader.Train.dataset.root={data}", f"DataLoader.Eval.dataset.root={data}"]
     args += ["Global.use_visualdl=false", "Global.progress_bar=false", "Optimizer.lr.warmup_steps=2"]
+    args += ["DataLoader.Train.sampler.batch_size=32"]  # 5 steps on the tiny data (its 128 would make one)
     proc = run_tool("train.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / RUN / "train_summary.json").read_text(encoding="utf-8"))
