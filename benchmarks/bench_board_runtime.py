@@ -14,6 +14,7 @@ The feature column is pmm-run's max abs difference from the eager Paddle model o
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,9 @@ def main() -> int:
         model, gguf, export = prepare(args.model, work)
         size = model.config.image_resolution
         rng = np.random.default_rng(0)
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
         print(f"model {args.model} (random weights), threads {args.threads}, mean of {args.repeat} warm runs")
+        print(f"load average {load} (compare ratios, not milliseconds, on a busy machine)")
         header = ("tower", "batch", "ORT fp32 ms", "pmm-run ms", "pmm/ORT throughput", "feature diff")
         print(f"{header[0]:<6} {header[1]:>5} {header[2]:>12} {header[3]:>11} {header[4]:>19} {header[5]:>13}")
         for batch in args.batches:

@@ -2,6 +2,7 @@
 
     python -m hardware.runtime.build --target x86_64            # native
     python -m hardware.runtime.build --target loongarch64        # zig, baseline CPU (runs under QEMU 7.2)
+    python -m hardware.runtime.build --target tested              # what scripts/setup.sh --tests builds
     python -m hardware.runtime.build --target all                 # every target, print binary paths
 
 ggml and stb_image come from the llama-cpp-python source distribution on PyPI (``scripts/setup.sh``
@@ -40,6 +41,7 @@ class Target:
     emulator: tuple[str, ...] = ()  # prefix for running the binary on this machine; () = native
     runs_here: bool = True  # False: the build is for boards only (QEMU 7.2 lacks the instructions)
     needs: tuple[str, ...] = ()  # compilers the build needs on PATH (zig comes from PyPI)
+    tested: bool = True  # built by scripts/setup.sh --tests and checked by tests/boards; else only on request
 
 
 _NO_RV_EXT = ("-DGGML_RV_ZFH=OFF", "-DGGML_RV_ZVFH=OFF", "-DGGML_RV_ZICBOP=OFF", "-DGGML_RV_ZIHINTPAUSE=OFF")
@@ -51,17 +53,30 @@ TARGETS = {
         Target(
             "loongarch64",
             "zig.cmake",
-            ("-DPMM_ZIG_TARGET=loongarch64-linux-musl", "-DPMM_ZIG_CPU=la464-lsx-lasx", "-DGGML_NATIVE=OFF",
-             "-DGGML_LSX=OFF", "-DGGML_LASX=OFF"),  # fmt: skip
+            (
+                "-DPMM_ZIG_TARGET=loongarch64-linux-musl",
+                "-DPMM_ZIG_CPU=la464-lsx-lasx",
+                "-DGGML_NATIVE=OFF",
+                "-DGGML_LSX=OFF",
+                "-DGGML_LASX=OFF",
+            ),
             ("qemu-loongarch64",),
         ),
         # Boards (3A5000/3A6000/3C5000): LSX + LASX kernels. Built and linked here, not run (QEMU 7.2: SIGILL).
+        # Linked for the baseline CPU: it shares zig's musl/libc++ build with the target above.
         Target(
             "loongarch64-lasx",
             "zig.cmake",
-            ("-DPMM_ZIG_TARGET=loongarch64-linux-musl", "-DPMM_ZIG_CPU=la464", "-DGGML_NATIVE=OFF",
-             "-DGGML_LSX=ON", "-DGGML_LASX=ON"),  # fmt: skip
+            (
+                "-DPMM_ZIG_TARGET=loongarch64-linux-musl",
+                "-DPMM_ZIG_CPU=la464",
+                "-DPMM_ZIG_LINK_CPU=la464-lsx-lasx",
+                "-DGGML_NATIVE=OFF",
+                "-DGGML_LSX=ON",
+                "-DGGML_LASX=ON",
+            ),
             runs_here=False,
+            tested=False,  # only linked here, never run: PMM_BOARD_TARGETS=all adds it to the tests
         ),
         Target(
             "riscv64",
@@ -74,8 +89,13 @@ TARGETS = {
         Target(
             "riscv64-rvv",
             "zig.cmake",
-            ("-DPMM_ZIG_TARGET=riscv64-linux-musl", "-DPMM_ZIG_CPU=baseline_rv64+v", "-DGGML_NATIVE=OFF",
-             "-DGGML_RVV=ON", *_NO_RV_EXT),  # fmt: skip
+            (
+                "-DPMM_ZIG_TARGET=riscv64-linux-musl",
+                "-DPMM_ZIG_CPU=baseline_rv64+v",
+                "-DGGML_NATIVE=OFF",
+                "-DGGML_RVV=ON",
+                *_NO_RV_EXT,
+            ),
             ("qemu-riscv64", "-cpu", "rv64,v=true,vlen=256"),
         ),
         Target(
@@ -93,9 +113,21 @@ class BuildError(RuntimeError):
     """A build could not run or failed; the message names what is missing and how to get it."""
 
 
+def tested_targets() -> list[str]:
+    """Targets tests/boards builds and checks: those marked tested, or $PMM_BOARD_TARGETS ('all' or a comma list)."""
+    wanted = os.environ.get("PMM_BOARD_TARGETS", "")
+    if not wanted:
+        return [name for name, target in TARGETS.items() if target.tested]
+    names = sorted(TARGETS) if wanted == "all" else wanted.split(",")
+    unknown = sorted(set(names) - set(TARGETS))
+    if unknown:
+        raise BuildError(f"PMM_BOARD_TARGETS names unknown targets {unknown}; choose from {sorted(TARGETS)} or 'all'")
+    return names
+
+
 def _zig() -> Path:
     try:
-        import ziglang  # noqa: F401  (PyPI ziglang: the zig binary lives in the package directory)
+        import ziglang  # PyPI ziglang: the zig binary lives in the package directory
     except ImportError:
         raise BuildError("zig not found: pip install ziglang (pinned in requirements/lock.txt)") from None
     return Path(ziglang.__file__).parent / "zig"
@@ -174,9 +206,12 @@ def _build_locked(name: str, jobs: int, quiet: bool) -> Path:
         args.append(f"-DCMAKE_TOOLCHAIN_FILE={HERE / 'cmake' / target.toolchain}")
     if target.toolchain == "zig.cmake":
         args.append(f"-DPMM_ZIG={_zig()}")
+    # zig's own cache (musl, libc++, compiler-rt built from source: minutes per CPU) lives in ours, so one
+    # cache directory holds everything a repeat build needs and a fresh one really starts cold.
+    env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": os.environ.get("ZIG_GLOBAL_CACHE_DIR", str(CACHE / "zig"))}
     for step in (args, ["cmake", "--build", str(work), "-j", str(jobs), "--target", "pmm-run", "pmm-selftest"]):
         try:
-            proc = subprocess.run(step, capture_output=quiet, text=True)
+            proc = subprocess.run(step, capture_output=quiet, text=True, env=env)
         except FileNotFoundError:
             raise BuildError(f"{step[0]} not found; run scripts/setup.sh --tests (it installs cmake)") from None
         if proc.returncode:
@@ -204,12 +239,12 @@ def command(name: str, program: str = "pmm-run") -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", default="x86_64", help=f"one of {sorted(TARGETS)} or 'all'")
+    parser.add_argument("--target", default="x86_64", help=f"one of {sorted(TARGETS)}, 'tested' or 'all'")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    names = sorted(TARGETS) if args.target == "all" else [args.target]
     try:
+        names = {"all": sorted(TARGETS), "tested": tested_targets()}.get(args.target, [args.target])
         for name in names:
             print(name, build(name, args.jobs, quiet=not args.verbose))
     except BuildError as err:

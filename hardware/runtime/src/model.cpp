@@ -17,6 +17,7 @@
 #include "ggml-cpu.h"
 #include "ggml.h"
 #include "gguf.h"
+#include "activation.h"
 #include "image.h"
 #include "pmm.h"
 #include "text.h"
@@ -24,7 +25,9 @@
 namespace {
 
 constexpr uint32_t kFormatVersion = 1;  // paddle_mm/export/gguf_export.py GGUF_VERSION
-constexpr float kBertMaskValue = -10000.0f;  // cn_clip masks padded keys with -10000, not -inf
+// cn_clip adds -10000 to the scores of padded keys; exp(-10000 + score - max) is exactly 0 in f32 for any
+// score these towers produce, so -inf gives the same softmax and lets flash attention skip those keys.
+constexpr float kPadKeyMask = -INFINITY;
 
 struct Hparams {
     int embed_dim, image_resolution, vision_layers, vision_width, vision_head_width, vision_patch_size;
@@ -153,23 +156,20 @@ ggml_tensor * linear(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, ggml_
     return ggml_add(ctx, ggml_mul_mat(ctx, w, x), b);
 }
 
-// Multi-head self-attention on x [D, T, B] with a packed qkv projection; mask [T, T, 1, B] or null.
-ggml_tensor * attention(ggml_context * ctx, ggml_tensor * x, ggml_tensor * qkv_w, ggml_tensor * qkv_b,
-                        ggml_tensor * mask, int n_head) {
-    const int64_t D = x->ne[0], T = x->ne[1], B = x->ne[2], hd = D / n_head;
-    ggml_tensor * qkv = linear(ctx, x, qkv_w, qkv_b);  // [3D, T, B]
-    auto part = [&](int i) {  // [hd, nh, T, B] view of q (0), k (1) or v (2)
-        return ggml_view_4d(ctx, qkv, hd, n_head, T, B, size_t(hd) * sizeof(float), qkv->nb[1], qkv->nb[2],
+// Multi-head self-attention over x [D, T*B] (B sequences of T tokens) with a packed qkv projection; mask
+// [T_k, T_q, 1, B] (f16) or null. ggml_flash_attn_ext reads q, k and v as strided views of the projection (no
+// copies), keeps scores and softmax in f32 and writes heads side by side, as Paddle's transpose + reshape does.
+ggml_tensor * attention(ggml_context * ctx, ggml_tensor * x, int64_t T, int64_t B, ggml_tensor * qkv_w,
+                        ggml_tensor * qkv_b, ggml_tensor * mask, int n_head) {
+    const int64_t D = x->ne[0], hd = D / n_head;
+    ggml_tensor * qkv = linear(ctx, x, qkv_w, qkv_b);  // [3D, T*B]
+    auto part = [&](int i) {  // [hd, T, nh, B] view of q (0), k (1) or v (2); each row of hd floats is contiguous
+        return ggml_view_4d(ctx, qkv, hd, T, n_head, B, qkv->nb[1], size_t(hd) * sizeof(float), T * qkv->nb[1],
                             size_t(i) * D * sizeof(float));
     };
-    ggml_tensor * q = ggml_permute(ctx, part(0), 0, 2, 1, 3);                    // [hd, T, nh, B]
-    ggml_tensor * k = ggml_cont(ctx, ggml_permute(ctx, part(1), 0, 2, 1, 3));    // [hd, T, nh, B]
-    ggml_tensor * v = ggml_cont(ctx, ggml_permute(ctx, part(2), 1, 2, 0, 3));    // [T, hd, nh, B]
-    ggml_tensor * kq = ggml_mul_mat(ctx, k, q);                                  // [T_k, T_q, nh, B]
-    kq = ggml_soft_max_ext(ctx, kq, mask, 1.0f / std::sqrt(float(hd)), 0.0f);
-    ggml_tensor * out = ggml_mul_mat(ctx, v, kq);                                // [hd, T_q, nh, B]
-    out = ggml_cont(ctx, ggml_permute(ctx, out, 0, 2, 1, 3));                    // [hd, nh, T, B]
-    return ggml_reshape_3d(ctx, out, D, T, B);                                   // [D, T, B]
+    // [hd, nh, T, B]; on the CPU backend every precision setting accumulates in f32
+    ggml_tensor * out = ggml_flash_attn_ext(ctx, part(0), part(1), part(2), mask, 1.0f / std::sqrt(float(hd)), 0.0f, 0.0f);
+    return ggml_reshape_2d(ctx, out, D, T * B);  // [D, T*B]
 }
 
 struct Graph {
@@ -286,30 +286,30 @@ int pmm_encode_images(pmm_model * m, const float * pixels, int n, float * featur
     const int64_t Np = int64_t(G) * G, T = Np + 1, K = 3LL * P * P;
     Graph g(size_t(64 + 48 * h.vision_layers));
     ggml_context * ctx = g.ctx;
-    ggml_tensor * patches = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, K, Np, n);  // [3*P*P, G*G, B]
+    // Activations stay 2-D, [width, tokens of all images]: every linear layer is one matrix product over the
+    // whole batch (ggml would otherwise run one product per image, streaming the weights once per image).
+    ggml_tensor * patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, K, Np * n);  // [3*P*P, G*G*B]
     ggml_set_input(patches);
-    ggml_tensor * x = ggml_mul_mat(ctx, m->w("v.patch_embd"), patches);       // [W, G*G, B]
+    ggml_tensor * x = ggml_mul_mat(ctx, m->w("v.patch_embd"), patches);         // [W, G*G*B]
     ggml_tensor * cls = ggml_repeat_4d(ctx, ggml_reshape_3d(ctx, m->w("v.class_embd"), W, 1, 1), W, 1, n, 1);
-    x = ggml_concat(ctx, cls, x, 1);                                            // [W, T, B]
-    x = ggml_add(ctx, x, m->w("v.pos_embd"));
+    x = ggml_concat(ctx, cls, ggml_reshape_3d(ctx, x, W, Np, n), 1);             // [W, T, B]
+    x = ggml_reshape_2d(ctx, ggml_add(ctx, x, m->w("v.pos_embd")), W, T * n);   // [W, T*B]
     x = layer_norm(ctx, x, m->w("v.ln_pre.w"), m->w("v.ln_pre.b"), 1e-5f);
     const int heads = W / h.vision_head_width;
     for (int i = 0; i < h.vision_layers; ++i) {
         const std::string p = "v." + std::to_string(i) + ".";
         ggml_tensor * y = layer_norm(ctx, x, m->w(p + "ln1.w"), m->w(p + "ln1.b"), 1e-5f);
-        y = attention(ctx, y, m->w(p + "qkv.w"), m->w(p + "qkv.b"), nullptr, heads);
+        y = attention(ctx, y, T, n, m->w(p + "qkv.w"), m->w(p + "qkv.b"), nullptr, heads);
         x = ggml_add(ctx, x, linear(ctx, y, m->w(p + "out.w"), m->w(p + "out.b")));
         y = layer_norm(ctx, x, m->w(p + "ln2.w"), m->w(p + "ln2.b"), 1e-5f);
-        y = linear(ctx, y, m->w(p + "fc.w"), m->w(p + "fc.b"));
-        y = ggml_mul(ctx, y, ggml_sigmoid(ctx, ggml_scale(ctx, y, 1.702f)));  // QuickGELU, exact (no fp16 table)
+        y = pmm::bias_quick_gelu(ctx, ggml_mul_mat(ctx, m->w(p + "fc.w"), y), m->w(p + "fc.b"));  // fc + QuickGELU
         x = ggml_add(ctx, x, linear(ctx, y, m->w(p + "proj.w"), m->w(p + "proj.b")));
     }
-    ggml_tensor * first = ggml_cont(ctx, ggml_view_2d(ctx, x, W, n, x->nb[2], 0));  // [W, B]: class token
+    ggml_tensor * first = ggml_cont(ctx, ggml_view_2d(ctx, x, W, n, T * x->nb[1], 0));  // [W, B]: class tokens
     first = layer_norm(ctx, first, m->w("v.ln_post.w"), m->w("v.ln_post.b"), 1e-5f);
-    ggml_tensor * out = ggml_mul_mat(ctx, m->w("v.proj"), first);                   // [E, B]
+    ggml_tensor * out = ggml_mul_mat(ctx, m->w("v.proj"), first);                       // [E, B]
     ggml_set_output(out);
     if (int rc = run(m, g, out)) return rc;
-    (void) T;
     // im2col: patches[b][py*G+px][c*P*P + ky*P + kx] = pixels[b][c][py*P+ky][px*P+kx]
     std::vector<float> col(size_t(K) * Np * n);
     for (int b = 0; b < n; ++b)
@@ -338,36 +338,37 @@ int pmm_encode_texts(pmm_model * m, const int64_t * ids, int n, float * features
         for (int t = 0; t < C; ++t)
             if (ids[size_t(b) * C + t] != h.pad_id && t + 1 > L) L = t + 1;
     std::vector<int32_t> tok(size_t(L) * n);
-    std::vector<float> mask(size_t(L) * L * n);
+    std::vector<ggml_fp16_t> mask(size_t(L) * L * n);  // f16: what ggml_flash_attn_ext reads
+    const ggml_fp16_t keep = ggml_fp32_to_fp16(0.0f), drop = ggml_fp32_to_fp16(kPadKeyMask);
     for (int b = 0; b < n; ++b)
         for (int t = 0; t < L; ++t) {
             int64_t id = ids[size_t(b) * C + t];
             if (id < 0 || id >= m->w("t.tok_embd")->ne[1])
                 return m->fail(PMM_EUSAGE, "token id " + std::to_string(id) + " is outside the vocabulary; use pmm_tokenize");
             tok[size_t(b) * L + t] = int32_t(id);
-            for (int q = 0; q < L; ++q) mask[(size_t(b) * L + q) * L + t] = id == h.pad_id ? kBertMaskValue : 0.0f;
+            for (int q = 0; q < L; ++q) mask[(size_t(b) * L + q) * L + t] = id == h.pad_id ? drop : keep;
         }
     Graph g(size_t(64 + 48 * h.text_layers));
     ggml_context * ctx = g.ctx;
     ggml_tensor * in_ids = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, int64_t(L) * n);
-    ggml_tensor * in_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, L, L, 1, n);  // [T_k, T_q, 1, B]
+    ggml_tensor * in_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, L, L, 1, n);  // [T_k, T_q, 1, B]
     ggml_set_input(in_ids);
     ggml_set_input(in_mask);
-    ggml_tensor * x = ggml_reshape_3d(ctx, ggml_get_rows(ctx, m->w("t.tok_embd"), in_ids), H, L, n);  // [H, L, B]
+    ggml_tensor * x = ggml_get_rows(ctx, m->w("t.tok_embd"), in_ids);  // [H, L*B]: 2-D, as in the image tower
     ggml_tensor * pos = m->w("t.pos_embd");
-    x = ggml_add(ctx, x, ggml_view_2d(ctx, pos, H, L, pos->nb[1], 0));
+    x = ggml_add(ctx, x, ggml_view_2d(ctx, pos, H, L, pos->nb[1], 0));  // broadcast: row r gets position r % L
     x = ggml_add(ctx, x, m->w("t.type_embd"));
     x = layer_norm(ctx, x, m->w("t.ln_embd.w"), m->w("t.ln_embd.b"), 1e-12f);
     for (int i = 0; i < h.text_layers; ++i) {
         const std::string p = "t." + std::to_string(i) + ".";
-        ggml_tensor * y = attention(ctx, x, m->w(p + "qkv.w"), m->w(p + "qkv.b"), in_mask, h.text_heads);
+        ggml_tensor * y = attention(ctx, x, L, n, m->w(p + "qkv.w"), m->w(p + "qkv.b"), in_mask, h.text_heads);
         x = layer_norm(ctx, ggml_add(ctx, linear(ctx, y, m->w(p + "out.w"), m->w(p + "out.b")), x), m->w(p + "ln1.w"),
                        m->w(p + "ln1.b"), 1e-12f);
-        y = ggml_gelu_erf(ctx, linear(ctx, x, m->w(p + "fc.w"), m->w(p + "fc.b")));  // exact (erf) GELU
+        y = pmm::bias_gelu_erf(ctx, ggml_mul_mat(ctx, m->w(p + "fc.w"), x), m->w(p + "fc.b"));
         x = layer_norm(ctx, ggml_add(ctx, linear(ctx, y, m->w(p + "proj.w"), m->w(p + "proj.b")), x), m->w(p + "ln2.w"),
                        m->w(p + "ln2.b"), 1e-12f);
     }
-    ggml_tensor * first = ggml_cont(ctx, ggml_view_2d(ctx, x, H, n, x->nb[2], 0));  // [H, B]: [CLS]
+    ggml_tensor * first = ggml_cont(ctx, ggml_view_2d(ctx, x, H, n, L * x->nb[1], 0));  // [H, B]: [CLS]
     ggml_tensor * out = ggml_mul_mat(ctx, m->w("t.proj"), first);                   // [E, B]
     ggml_set_output(out);
     if (int rc = run(m, g, out)) return rc;

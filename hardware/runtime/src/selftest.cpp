@@ -1,11 +1,14 @@
-// pmm-selftest: the SM3 and SM2 standard vectors (GB/T 32905, GB/T 32918.5 Annex A) on this build,
-// so every cross target checks its own arithmetic under QEMU. Exit 0 when all pass.
+// pmm-selftest: the SM3 and SM2 standard vectors (GB/T 32905, GB/T 32918.5 Annex A) and the activation
+// polynomials against the C library, on this build, so every cross target checks its own arithmetic under QEMU.
+// Exit 0 when all pass.
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 #include <algorithm>
 
+#include "activation.h"
 #include "sm.h"
 
 namespace {
@@ -19,6 +22,18 @@ std::vector<uint8_t> unhex(const char * h) {
 int check(const char * what, bool ok) {
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", what);
     return ok ? 0 : 1;
+}
+
+// Largest error of f against the double-precision reference over [lo, hi] (relative: divided by |ref|).
+template <class F, class R>
+double max_error(F f, R ref, float lo, float hi, bool relative) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; ++i) {
+        const float x = lo + (hi - lo) * float(i) / 200000.0f;
+        const double want = ref(double(x)), err = std::fabs(double(f(x)) - want);
+        worst = std::max(worst, relative ? err / std::fabs(want) : err);
+    }
+    return worst;
 }
 
 }  // namespace
@@ -46,5 +61,9 @@ int main() {
     failed += check("SM2 refuses another user ID", !pmm::sm2_verify_rs(pub, "1234567812345679", msg, std::strlen(msg), r.data(), s.data()));
     s[31] ^= 1;
     failed += check("SM2 refuses a changed s", !pmm::sm2_verify_rs(pub, "1234567812345678", msg, std::strlen(msg), r.data(), s.data()));
+    const double exp_err = max_error(pmm::exp_poly, [](double x) { return std::exp(x); }, -87.0f, 88.0f, true);
+    failed += check("exp polynomial, relative error < 2e-7", exp_err < 2e-7);
+    const double erf_err = max_error(pmm::erf_poly, [](double x) { return std::erf(x); }, -6.0f, 6.0f, false);
+    failed += check("erf rational approximation, absolute error < 1e-6", erf_err < 1e-6);
     return failed ? 1 : 0;
 }
