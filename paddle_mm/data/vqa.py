@@ -4,7 +4,7 @@ Every image carries exactly one question of one of five types (equal shares):
 
 - ``count``: 「图中有几个蓝色的三角形？」 -> 0, 1, 2 or 3;
 - ``colour``: 「左上角的图形是什么颜色？」 -> one of 8 colours;
-- ``shape``: 「中间的图形是什么形状？」 -> one of 6 shapes;
+- ``shape``: 「中间的图形是什么形状？」 or 「红色的图形是什么形状？」 (half each; the only red one) -> 6 shapes;
 - ``position``: 「红色的圆形在哪里？」 -> one of 9 cells (the only such object in the image);
 - ``exist``: 「图中有绿色的菱形吗？」 -> 是 / 否.
 
@@ -12,6 +12,14 @@ Why a text-only model cannot do well: a question is made by drawing its type, th
 the type's answers, then the words of the question (colour, shape, cell, phrasing) independently of the answer;
 only then is the scene built to make that answer true. The question therefore carries no information about the
 answer beyond its type, and the best a text-only model can do is the per-type prior (about 23 % overall).
+
+Why colour alone is not enough: a count or existence scene holds 3-4 (count) or 2-3 (existence) objects of the
+asked colour whatever the answer, the rest of them in other shapes, so how many objects of that colour the image
+shows says nothing about the answer (a colour-only answerer is at chance); 87.5 % of these scenes hold a
+same-colour object of another shape, every 否 existence scene does. Position questions and shape questions at a
+named cell come with 1-2 objects of the same colour in other shapes 80 % of the time. (The first version left the
+asked colour's other objects to chance: only 15 % of 否 existence and 18 % of count questions had one, and every
+fusion learned to answer them from colour alone; docs/fusion.md.)
 
 Files under ``out`` (``{split}`` in train / valid / test; ``valid`` as the caption generator names it):
 
@@ -93,6 +101,16 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
     "position": ("{cs}在哪里？", "{cs}位于图片的什么位置？"),
     "exist": ("图中有{cs}吗？", "图片里有没有{cs}？"),
 }
+# Shape questions that name the object by its colour (the only object of that colour in the image) instead of
+# its cell: half of them, so that shape is also asked through the feature the model reads best.
+_SHAPE_BY_COLOUR_TEMPLATES: tuple[str, ...] = ("{c}的图形是什么形状？", "图中{c}的是什么图形？")
+
+# How many objects of the asked colour a count / existence scene holds, drawn independently of the answer: the
+# number of objects of that colour then says nothing about the answer, so a model that sees colours but not
+# shapes stays at chance (25 % on count, 50 % on existence), and most of these scenes hold a same-colour object
+# of another shape (87.5 % of each type, 100 % of the 否 existence questions).
+SAME_COLOUR_COUNT: dict[str, tuple[int, ...]] = {"count": (3, 4), "exist": (2, 3)}
+DISTRACTOR_SHARE = 0.8  # position / shape questions: share with 1-2 same-colour objects of other shapes
 
 
 @dataclass(frozen=True)
@@ -128,28 +146,51 @@ def _colour_shape(colour: str, shape: str) -> str:
     return f"{COLOURS[colour][0]}的{SHAPES[shape]}"
 
 
-def _without(objects: list[Obj], colour: str, shape: str) -> list[Obj]:
-    return [o for o in objects if (o.colour, o.shape) != (colour, shape)]
-
-
 def _free_cells(objects: list[Obj], rng: np.random.Generator) -> list[tuple[int, int]]:
     used = {o.cell for o in objects}
     free = [c for c in CELLS if c not in used]
     return [free[int(i)] for i in rng.permutation(len(free))]
 
 
-def _add_group(objects: list[Obj], colour: str, shape: str, n: int, rng: np.random.Generator) -> list[Obj]:
-    """``objects`` without any (colour, shape) object, plus ``n`` of them on free cells (others make room)."""
-    objects = _without(objects, colour, shape)
-    while len(objects) + n > MAX_VQA_OBJECTS:
-        objects.pop(int(rng.integers(len(objects))))
-    cells = _free_cells(objects, rng)
-    return objects + [Obj(cells[k], colour, shape, VQA_SIZE) for k in range(n)]
+def _other_shapes(shape: str, n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` shapes other than ``shape`` (repeats allowed)."""
+    others = [s for s in SHAPES if s != shape]
+    return [_pick(rng, others) for _ in range(n)]
 
 
-def _set_cell(objects: list[Obj], cell: tuple[int, int], colour: str, shape: str) -> list[Obj]:
-    rest = [o for o in objects if o.cell != cell]
-    return rest + [Obj(cell, colour, shape, VQA_SIZE)]
+def _other_colour(colours: set[str], rng: np.random.Generator) -> str:
+    return _pick(rng, [c for c in COLOURS if c not in colours])
+
+
+def _place(
+    keep: list[Obj], new: list[tuple[str, str]], rng: np.random.Generator, fixed: tuple[Obj, ...] = ()
+) -> list[Obj]:
+    """``keep`` (minus random objects to make room) plus one object per (colour, shape) of ``new`` on free cells;
+    ``fixed`` objects are placed first, on their own cells, and never removed."""
+    fixed_cells = {o.cell for o in fixed}
+    keep = [o for o in keep if o.cell not in fixed_cells]
+    while keep and len(keep) + len(fixed) + len(new) > MAX_VQA_OBJECTS:
+        keep.pop(int(rng.integers(len(keep))))
+    placed = keep + list(fixed)
+    cells = _free_cells(placed, rng)
+    return placed + [Obj(cells[k], colour, shape, VQA_SIZE) for k, (colour, shape) in enumerate(new)]
+
+
+def _group_scene(
+    objects: list[Obj], colour: str, shape: str, n_target: int, n_colour: int, rng: np.random.Generator
+) -> list[Obj]:
+    """``n_target`` (colour, shape) objects and ``n_colour - n_target`` same-colour objects of other shapes; the
+    scene's objects of other colours stay where there is room."""
+    rest = [o for o in objects if o.colour != colour]
+    new = [(colour, shape)] * n_target + [(colour, s) for s in _other_shapes(shape, n_colour - n_target, rng)]
+    return _place(rest, new, rng)
+
+
+def _distractors(colour: str, shape: str, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """With probability DISTRACTOR_SHARE, 1-2 objects of ``colour`` in other shapes; else none."""
+    if rng.random() >= DISTRACTOR_SHARE:
+        return []
+    return [(colour, s) for s in _other_shapes(shape, int(rng.integers(1, 3)), rng)]
 
 
 def vqa_scene_objects(rng: np.random.Generator) -> list[Obj]:
@@ -180,26 +221,41 @@ def make_question(objects: list[Obj], qtype: str, rng: np.random.Generator) -> t
     if qtype not in ANSWERS_BY_TYPE:
         raise ValueError(f"unknown question type {qtype!r}; expected one of {QUESTION_TYPES}")
     answer = _pick(rng, ANSWERS_BY_TYPE[qtype])
-    template = _pick(rng, _TEMPLATES[qtype])
     colour, shape, cell = _pick(rng, tuple(COLOURS)), _pick(rng, tuple(SHAPES)), _pick(rng, CELLS)
-    if qtype == "count":
-        objects = _add_group(objects, colour, shape, int(answer), rng)
-    elif qtype == "exist":
-        objects = _add_group(objects, colour, shape, int(rng.integers(1, 3)) if answer == YES else 0, rng)
+    by_colour = qtype == "shape" and rng.random() < 0.5
+    template = _pick(rng, _SHAPE_BY_COLOUR_TEMPLATES if by_colour else _TEMPLATES[qtype])
+    if qtype in ("count", "exist"):
+        n_colour = _pick(rng, SAME_COLOUR_COUNT[qtype])
+        if qtype == "count":
+            n_target = int(answer)
+        else:
+            n_target = int(rng.integers(1, min(2, n_colour) + 1)) if answer == YES else 0
+        objects = _group_scene(objects, colour, shape, n_target, n_colour, rng)
     elif qtype == "position":
         cell = CELLS[ANSWERS_BY_TYPE["position"].index(answer)]
-        objects = _set_cell(_without(objects, colour, shape), cell, colour, shape)
+        rest = [o for o in objects if (o.colour, o.shape) != (colour, shape)]
+        objects = _place(rest, _distractors(colour, shape, rng), rng, fixed=(Obj(cell, colour, shape, VQA_SIZE),))
     elif qtype == "colour":
         colour = next(c for c, (zh, _) in COLOURS.items() if zh == answer)
-        objects = _set_cell(objects, cell, colour, _pick(rng, tuple(SHAPES)))
-    else:  # shape
+        objects = _place(objects, [], rng, fixed=(Obj(cell, colour, _pick(rng, tuple(SHAPES)), VQA_SIZE),))
+    elif by_colour:  # the only object of its colour; 1-2 others of other colours and shapes beside it
         shape = next(s for s, zh in SHAPES.items() if zh == answer)
-        objects = _set_cell(objects, cell, _pick(rng, tuple(COLOURS)), shape)
-    if not objects:  # "0 red circles" with nothing else: keep one unrelated object so no image is empty
-        other = next(s for s in SHAPES if s != shape)
-        objects = [Obj(_free_cells(objects, rng)[0], colour, other, VQA_SIZE)]
-    text = template.format(cs=_colour_shape(colour, shape), pos=_pick(rng, POSITIONS[cell]))
-    params = {"cell": list(cell)} if qtype in ("colour", "shape") else {"colour": colour, "shape": shape}
+        rest = [o for o in objects if o.colour != colour]
+        new = []
+        if rng.random() < DISTRACTOR_SHARE:
+            new = [(_other_colour({colour}, rng), s) for s in _other_shapes(shape, int(rng.integers(1, 3)), rng)]
+        objects = _place(rest, new, rng, fixed=(Obj(cell, colour, shape, VQA_SIZE),))
+    else:  # shape at a named cell, usually beside same-colour objects of other shapes
+        shape = next(s for s, zh in SHAPES.items() if zh == answer)
+        objects = _place(objects, _distractors(colour, shape, rng), rng, fixed=(Obj(cell, colour, shape, VQA_SIZE),))
+    assert objects, "every question type places at least one object"
+    text = template.format(cs=_colour_shape(colour, shape), c=COLOURS[colour][0], pos=_pick(rng, POSITIONS[cell]))
+    if qtype == "colour" or (qtype == "shape" and not by_colour):
+        params = {"cell": list(cell)}
+    elif by_colour:
+        params = {"colour": colour}
+    else:
+        params = {"colour": colour, "shape": shape}
     return text, answer, params, sorted(objects)
 
 
@@ -214,10 +270,24 @@ def check_answer(objects: list[Obj], qtype: str, params: dict, answer: str) -> b
     if qtype == "position":
         cells = [o.cell for o in objects if (o.colour, o.shape) == (colour, shape)]
         return len(cells) == 1 and POSITIONS[cells[0]][0] == answer
-    at = [o for o in objects if o.cell == cell]
+    at = [o for o in objects if (o.cell == cell if cell is not None else o.colour == colour)]
     if qtype == "colour":
         return len(at) == 1 and COLOURS[at[0].colour][0] == answer
     return len(at) == 1 and SHAPES[at[0].shape] == answer
+
+
+def same_colour_distractor(objects: list[Obj], qtype: str, params: dict) -> bool:
+    """Whether the scene holds an object of the asked colour in another shape than the one asked about (count,
+    existence and position questions) or than the object at the asked cell (colour and shape questions at a cell).
+    A shape question that names a colour names the only object of that colour: False."""
+    if "cell" in params:
+        target = next(o for o in objects if o.cell == tuple(params["cell"]))
+        colour, shape = target.colour, target.shape
+    elif qtype == "shape":
+        return False
+    else:
+        colour, shape = params["colour"], params["shape"]
+    return any(o.colour == colour and o.shape != shape for o in objects)
 
 
 def generate_split(n: int, rng: np.random.Generator, first_id: int) -> list[tuple[Scene, Question]]:

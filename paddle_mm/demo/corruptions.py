@@ -1,4 +1,4 @@
-"""Corrupted copies of demo images and questions, for robustness benchmarks (tools/benchmark_tasks.py).
+"""Corrupted copies of demo images and questions, for robustness benchmarks (benchmarks/benchmark_tasks.py).
 
 - image corruptions in the ImageNet-C style at severities 1-5 (:data:`IMAGE_CORRUPTIONS`): gaussian noise,
   gaussian blur, occlusion, brightness, JPEG;

@@ -8,8 +8,9 @@ from paddle_mm.data.vqa import VQA_SPLITS, load_vqa_split, make_vqa_dataset
 
 # sha256 of val_questions.jsonl from make_vqa_dataset(out, {"val": 6}, seed=4, image_size=24): the split is drawn
 # from the generator key it had as ``val``. Recorded again when VQA objects became large and centred (issue 10),
-# which changed every split's draws; the rename itself changed no byte (b9002d28... before and after it).
-OLD_VAL_QUESTIONS = "1c94b4c70a9dd913e38d8709567b11a35fb142d38ca5b8f984c522c1dd7b7d98"
+# which changed every split's draws, and again when count / existence scenes got same-colour objects of other
+# shapes (1c94b4c7... before); the rename itself changed no byte (b9002d28... before and after it).
+OLD_VAL_QUESTIONS = "2255895bf1812ee9adbc9f9c7e61e42888881d1c3094057e15201733c77e8e74"
 
 
 def test_the_split_is_valid_and_its_data_is_what_val_was(tmp_path):

@@ -1,7 +1,7 @@
 """Robustness benchmark of trained fusion models on the built-in VQA test split.
 
-    python tools/benchmark_tasks.py --configs configs/fusion/*_vqa.yml --out output/fusion_benchmark [--split test]
-                                   [--train-missing [--towers configs/fusion/towers_clip.yml]] [--data data/vqa]
+    python benchmarks/benchmark_tasks.py --configs configs/fusion/*_vqa.yml --out output/fusion_benchmark [--split test]
+                                        [--train-missing [--towers configs/fusion/towers_clip.yml]] [--data data/vqa]
 
 For every config it loads ``<Global.output_dir>/<Arch.name>/best_model`` (``--train-missing`` first trains the
 configs without one through tools/train.py, after the ``--towers`` config whose CLIP weights they start from), then
@@ -26,10 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from _common import exit_on_config_error, load_config
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
-from paddle_mm.demo.corruptions import (
+import hardware  # noqa: E402
+
+hardware.tune_cpu_env()  # must precede `import paddle`
+
+import numpy as np  # noqa: E402
+
+from paddle_mm.config import exit_on_config_error, load_config  # noqa: E402
+from paddle_mm.demo.corruptions import (  # noqa: E402
     IMAGE_CORRUPTIONS,
     SEVERITIES,
     TEXT_PERTURBATIONS,
@@ -98,29 +105,33 @@ def robustness(result: dict) -> dict[str, float]:
     return scores
 
 
-def answer_priors(data_cfg: dict) -> dict[str, float]:
-    """Accuracy (x100) of answering from the question type alone, with the train split's statistics: the
-    global majority answer, and the majority answer of each question type."""
-    from paddle_mm.data.vqa import load_vqa_split
+def answer_priors(data_cfg: dict) -> dict:
+    """What answering without looking gives (x100): the train split's global majority answer and majority answer
+    per question type, on the evaluated split; and per question type, a uniform guess (``chance``) and always the
+    evaluated split's most frequent answer of the type (``most_frequent``, an upper bound of any such guess)."""
+    from paddle_mm.data.vqa import ANSWERS_BY_TYPE, load_vqa_split
 
     train = load_vqa_split(data_cfg["root"], "train").questions
     test = load_vqa_split(data_cfg["root"], data_cfg["split"]).questions
     overall = max({q["answer"] for q in train}, key=[q["answer"] for q in train].count)
-    per_type: dict[str, dict[str, int]] = {}
-    for q in train:
-        counts = per_type.setdefault(q["question_type"], {})
-        counts[q["answer"]] = counts.get(q["answer"], 0) + 1
-    best = {t: max(c, key=c.get) for t, c in per_type.items()}
+    best = {t: _most_frequent([q["answer"] for q in train if q["question_type"] == t]) for t in ANSWERS_BY_TYPE}
+    by_type = {t: [q["answer"] for q in test if q["question_type"] == t] for t in ANSWERS_BY_TYPE}
     return {
         "global_majority": float(np.mean([q["answer"] == overall for q in test]) * 100),
         "per_type_majority": float(np.mean([q["answer"] == best.get(q["question_type"]) for q in test]) * 100),
+        "chance": {t: 100 / len(a) for t, a in ANSWERS_BY_TYPE.items()},
+        "most_frequent": {t: 100 * a.count(_most_frequent(a)) / len(a) for t, a in by_type.items() if a},
     }
+
+
+def _most_frequent(answers: list[str]) -> str | None:
+    return max(sorted(set(answers)), key=answers.count) if answers else None
 
 
 # ----------------------------------------------------------------------------- reports
 
 
-def markdown(results: dict[str, dict], priors: dict[str, float]) -> str:
+def markdown(results: dict[str, dict], priors: dict) -> str:
     fam = [*IMAGE_CORRUPTIONS, *TEXT_PERTURBATIONS, "missing_image", "missing_text"]
     lines = [
         "| model | clean acc | " + " | ".join(fam) + " |",
@@ -133,6 +144,8 @@ def markdown(results: dict[str, dict], priors: dict[str, float]) -> str:
     lines.append("|---" * (len(types) + 1) + "|")
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r['clean_per_type'][t]:.1f}" for t in types) + " |")
+    for label, key in (("chance (uniform)", "chance"), ("most frequent answer", "most_frequent")):
+        lines.append(f"| {label} | " + " | ".join(f"{priors[key].get(t, float('nan')):.1f}" for t in types) + " |")
     lines += [
         "",
         f"Answer priors on this split: global majority answer {priors['global_majority']:.1f}, "
@@ -141,7 +154,7 @@ def markdown(results: dict[str, dict], priors: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, dict], priors: dict[str, float], path: Path) -> None:
+def plot(results: dict[str, dict], priors: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +186,7 @@ def plot(results: dict[str, dict], priors: dict[str, float], path: Path) -> None
 
 def train(config: str, overrides: list[str]) -> None:
     """Train one config through tools/train.py (a failed training stops the benchmark)."""
-    cmd = [sys.executable, str(Path(__file__).with_name("train.py")), "-c", config, "-o", "Global.progress_bar=false"]
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), "-c", config, "-o", "Global.progress_bar=false"]
     subprocess.run(cmd + overrides, check=True)
 
 
