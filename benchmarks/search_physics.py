@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import hardware
 from paddle_mm.serving.gallery import exact_similarities, recall_at_k
 
 
@@ -259,6 +260,7 @@ def main() -> int:
     p.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
     p.add_argument("--train_per_list", type=int, default=40, help="k-means rows per list (faiss wants >= 39)")
     args = p.parse_args()
+    hardware.tune_openblas_env()  # as the gallery does, before faiss loads its OpenBLAS
     {"bandwidth": bandwidth, "exact": exact, "structure": structure, "ivf": ivf}[args.part](args)
     return 0
 

@@ -83,6 +83,9 @@ class Gallery(Protocol):
 
 # -- the faiss backend ---------------------------------------------------------------------------------
 def _faiss():
+    import hardware
+
+    hardware.tune_openblas_env()  # before faiss loads its OpenBLAS: k-means, adds and tuning are GEMMs
     import faiss  # faiss-cpu; imported only when a faiss gallery is built or opened
 
     return faiss
