@@ -226,7 +226,7 @@ def test_auto_is_exact_when_small_and_ivf_above(data, tmp_path, monkeypatch):
     large = write_gallery(tmp_path / "b", vectors, range(3000), [{}] * 3000, **common)
     assert small["index"]["type"] == "exact" and large["index"]["type"] == "ivf", (small, large)
     params = large["index"]
-    assert params["codes"] == "sq8" and params["refine"] == 4 and params["nlist"] == int(4 * np.sqrt(3000))
+    assert params["codes"] == "sq8" and params["refine"] == 16 and params["nlist"] == int(4 * np.sqrt(3000))
     assert params["recall_at_10"] >= 0.95 and 1 <= params["nprobe"] < params["nlist"], params
     gallery = open_gallery(tmp_path / "b")  # the tuned nprobe is the one the opened gallery searches with
     try:
