@@ -6,7 +6,7 @@ devices. Code asks for capabilities (``resolve_device``, ``amp_dtype``, ``collec
 package imports paddle lazily and never imports paddle_mm.
 """
 
-from .cpu import cpu_training_processes, cpu_vendor, cpuinfo_field, tune_cpu_env, usable_cores
+from .cpu import cpu_training_processes, cpu_vendor, cpuinfo_field, tune_cpu_env, tune_openblas_env, usable_cores
 from .device import (
     DeviceError,
     DeviceSpec,
@@ -40,6 +40,7 @@ __all__ = [
     "resolve_device",
     "select_backend",
     "tune_cpu_env",
+    "tune_openblas_env",
     "usable_backends",
     "usable_cores",
 ]

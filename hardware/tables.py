@@ -270,6 +270,14 @@ BACKEND_ORDER = ("paddle", "paddle_inference", "onnxruntime")
 
 # CPU vendors whose MKL path needs MKL_DEBUG_CPU_TYPE=5 for its AVX2 kernels (hardware.cpu.tune_cpu_env).
 MKL_SLOW_PATH_VENDORS = ("AuthenticAMD", "HygonGenuine")
+# OpenBLAS kernels to name for a CPU with these flags (/proc/cpuinfo spelling), best first. OpenBLAS builds with
+# DYNAMIC_ARCH (faiss-cpu's bundled one) pick kernels by CPU model and fall back to "Prescott" (SSE3) on models they
+# do not know: measured here on a virtualised Xeon (family 6 model 207, AVX-512), faiss's sgemm ran 24 GFLOP/s per
+# core as Prescott, 96 as SkylakeX, 59 as Haswell (docs/deploy.md, *Search*).
+OPENBLAS_CORETYPES = (
+    ("SkylakeX", ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")),
+    ("Haswell", ("avx2", "fma")),
+)
 
 # ISA features the machine report looks for in /proc/cpuinfo, by architecture (platform.machine()).
 ISA_FEATURES: dict[str, tuple[str, ...]] = {

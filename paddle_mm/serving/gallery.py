@@ -36,8 +36,10 @@ from ..package.sm3 import sm3
 FORMAT = 1
 KINDS = ("image", "text")
 INDEXES = ("exact", "hnsw", "ivf", "auto")
-# "auto": exact scan up to this many rows (a few ms), HNSW above where its tuned recall reaches target_recall,
-# else exact again (docs/deploy.md)
+IVF_CODES = ("flat", "sq8")
+# "auto": the exact scan up to this many rows (a few ms); above, IVF (8-bit codes, exact re-rank) where its tuned
+# recall reaches target_recall, else the exact scan again. IVF, not HNSW: at 1M its build is minutes, not the 25 of
+# an HNSW graph on 2 cores, and it reaches the target on the toolkit's own embeddings (docs/deploy.md, *Search*)
 AUTO_EXACT_BELOW = 50_000
 INDEX_DEFAULTS = {
     "hnsw_m": 32,
@@ -47,10 +49,18 @@ INDEX_DEFAULTS = {
     "ef_search": None,
     "nlist": None,
     "nprobe": None,
+    # IVF lists hold 8-bit codes (a quarter of float32's bytes to scan); the best refine x k of them are re-ranked
+    # on the float32 vectors, so every returned score is the exact cosine. 16, not 4: at 1M structured 512-d image
+    # queries stopped at recall 0.938 with 40 candidates (near-duplicates 8-bit scores cannot order), 0.981 with 160
+    "ivf_codes": "sq8",
+    "refine": 16,
     "target_recall": 0.95,
 }
 EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-NPROBE_CHOICES = (8, 16, 32, 64, 128, 256, 512)
+NPROBE_CHOICES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# a returned id counts for recall@k when its exact similarity is at least the exact k-th one minus this: a gallery
+# with near-duplicates has several ids at the k-th score, and any of them is a right answer
+TIE_TOLERANCE = 1e-6
 
 
 class GalleryError(RuntimeError):
@@ -74,6 +84,9 @@ class Gallery(Protocol):
 
 # -- the faiss backend ---------------------------------------------------------------------------------
 def _faiss():
+    import hardware
+
+    hardware.tune_openblas_env()  # before faiss loads its OpenBLAS: k-means, adds and tuning are GEMMs
     import faiss  # faiss-cpu; imported only when a faiss gallery is built or opened
 
     return faiss
@@ -93,7 +106,7 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
     n, dim = vectors.shape
     kind = spec["index"]
     if kind == "auto":
-        kind = "exact" if n <= AUTO_EXACT_BELOW else "hnsw"
+        kind = "exact" if n <= AUTO_EXACT_BELOW else "ivf"
     params: dict[str, Any] = {"type": kind}
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
@@ -110,27 +123,51 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[s
         _add_with_progress(index, vectors, log)
         knob, choices = "ef_search", ([spec["ef_search"]] if spec["ef_search"] else EF_CHOICES)
     elif kind == "ivf":
-        nlist = int(spec["nlist"] or max(16, min(65536, int(4 * np.sqrt(n)))))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        train = vectors[rng.choice(n, min(n, 64 * nlist), replace=False)]
-        index.train(train)
-        _add_with_progress(index, vectors, log)
-        params.update(nlist=nlist)
-        knob, choices = "nprobe", ([spec["nprobe"]] if spec["nprobe"] else [c for c in NPROBE_CHOICES if c <= nlist])
+        index, ivf_params = _make_ivf(vectors, spec, log)
+        params.update(ivf_params)
+        knob = "nprobe"
+        choices = [spec["nprobe"]] if spec["nprobe"] else [c for c in NPROBE_CHOICES if c <= ivf_params["nlist"]]
     else:
         raise GalleryError(f"unknown index {kind!r}; choose one of {INDEXES}")
     value, recall = _tune(index, vectors, knob, choices, float(spec["target_recall"]), spec.get("tune_queries"))
     params.update({knob: value, "recall_at_10": round(recall, 4)})
     log(f"[gallery] {kind}: {knob}={value} gives recall@10 {recall:.3f} against exact search")
     if spec["index"] == "auto" and recall < float(spec["target_recall"]):
-        # "auto" never serves a graph that missed the target: on random 512-d vectors HNSW reached 0.80 at 100k and
-        # 0.26 at 1M (efSearch 1024), while the exact scan took about as long at 100k (docs/deploy.md, *Search*)
+        # "auto" never serves an index that missed the target: random 512-d vectors have no neighbourhood for IVF or
+        # HNSW to find (HNSW: 0.26 at 1M with efSearch 1024), and the exact scan is right (docs/deploy.md, *Search*)
         log(f"[gallery] auto: {kind} missed recall@10 {spec['target_recall']}; the gallery uses the exact scan")
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index, {"type": "exact", "rejected": {**params, "type": kind}}
+    return index, params
+
+
+def _make_ivf(vectors: np.ndarray, spec: dict[str, Any], log: Callable[[str], None]):
+    """IVF over ``nlist`` k-means lists (default ~4 sqrt(N)) holding float32 vectors or 8-bit codes + exact re-rank."""
+    faiss = _faiss()
+    n, dim = vectors.shape
+    nlist = int(spec["nlist"] or max(16, min(65536, int(4 * np.sqrt(n)))))
+    codes = spec["ivf_codes"]
+    quantizer = faiss.IndexFlatIP(dim)
+    if codes == "flat":
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    elif codes == "sq8":
+        qtype = faiss.ScalarQuantizer.QT_8bit
+        ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, qtype, faiss.METRIC_INNER_PRODUCT)
+    else:
+        raise GalleryError(f"unknown ivf_codes {codes!r}; choose one of {IVF_CODES}")
+    # k-means on 64 rows a list (faiss wants >= 39) with faiss's 10 iterations for IVF
+    train = vectors[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+    start = time.perf_counter()
+    ivf.train(train)
+    log(f"[gallery] ivf: {nlist} lists trained on {len(train)} rows in {time.perf_counter() - start:.0f} s")
+    params: dict[str, Any] = {"nlist": nlist, "codes": codes}
+    index = ivf
+    if codes == "sq8":
+        index = faiss.IndexRefineFlat(ivf)
+        index.k_factor = float(spec["refine"])
+        params["refine"] = float(spec["refine"])
+    _add_with_progress(index, vectors, log)
     return index, params
 
 
@@ -148,38 +185,74 @@ def _set_knob(index, knob: str, value: int) -> None:
     if knob == "ef_search":
         index.hnsw.efSearch = int(value)
     else:
-        index.nprobe = int(value)
+        _faiss().extract_index_ivf(index).nprobe = int(value)  # the IVF itself, or the one under a re-rank
 
 
 def _tune(
-    index, vectors: np.ndarray, knob: str, choices: Sequence[int], target: float, extra: np.ndarray | None = None
+    index,
+    vectors: np.ndarray,
+    knob: str,
+    choices: Sequence[int],
+    target: float,
+    extra: np.ndarray | Sequence[np.ndarray] | None = None,
 ) -> tuple[int, float]:
     """The smallest knob value whose recall@10 against exact reaches ``target`` on every query set: 200 gallery
     vectors slightly perturbed and, when given, ``extra`` (the queries the gallery will really get, e.g. caption
-    embeddings for an image gallery: cross-modal queries sit farther from the gallery than perturbed copies)."""
+    embeddings for an image gallery: cross-modal queries sit farther from the gallery than perturbed copies); a list
+    of arrays is several sets, each judged on its own (image and text queries reach different recalls)."""
     faiss = _faiss()
     rng = np.random.default_rng(1)
     picks = rng.choice(len(vectors), min(200, len(vectors)), replace=False)
     near = vectors[picks] + rng.normal(0, 0.5 / np.sqrt(vectors.shape[1]), (len(picks), vectors.shape[1]))
-    sets = [near] + ([extra[:200]] if extra is not None and len(extra) else [])
+    extras = [] if extra is None else [extra] if isinstance(extra, np.ndarray) else list(extra)
+    sets = [near] + [q[:200] for q in extras if len(q)]
     sets = [(q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32) for q in sets]
     k = min(10, len(vectors))
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    truths = [exact.search(q, k)[1] for q in sets]
+    # the exact top-k straight off the vectors (an IndexFlatIP would copy them: 2 GB more at 1M x 512)
+    truths = [faiss.knn(q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT) for q in sets]
     recall = 0.0
     for value in choices:
         _set_knob(index, knob, value)
-        recall = min(recall_at_k(index.search(q, k)[1], t) for q, t in zip(sets, truths))
+        recall = min(_recall_of(index, vectors, q, scores, ids) for q, (scores, ids) in zip(sets, truths))
         if recall >= target:
             return int(value), recall
     return int(choices[-1]), recall
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of the true top-k ids found, row by row."""
-    hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth))
-    return hits / truth.size
+def _recall_of(index, vectors: np.ndarray, queries: np.ndarray, exact_scores: np.ndarray, exact_ids: np.ndarray):
+    found = index.search(queries, exact_ids.shape[1])[1]
+    return recall_at_k(found, exact_ids, exact_similarities(vectors, queries, found), exact_scores[:, -1])
+
+
+def exact_similarities(vectors: np.ndarray, queries: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The exact inner product of each query with each of its found rows (-inf where none was found: -1)."""
+    rows = vectors[np.maximum(found, 0)]  # (Q, k, D)
+    sims = np.einsum("qkd,qd->qk", rows, queries, dtype=np.float64)
+    return np.where(found >= 0, sims, -np.inf)
+
+
+def recall_at_k(
+    found: np.ndarray,
+    truth: np.ndarray,
+    found_sims: np.ndarray | None = None,
+    kth_sims: np.ndarray | None = None,
+    tol: float = TIE_TOLERANCE,
+) -> float:
+    """Mean share of the exact top-k (``truth``, (Q, k) ids) found, row by row.
+
+    With ``found_sims`` (the exact similarity of each found id, :func:`exact_similarities`) and ``kth_sims`` (each
+    row's exact k-th similarity), a found id also counts when it ties the k-th: similarity >= k-th - ``tol``. So a
+    near-duplicate returned in place of its twin is not a miss. Without them, ids must match.
+    """
+    k = truth.shape[1]
+    if found_sims is None:
+        hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth))
+        return hits / truth.size
+    if kth_sims is None:
+        raise ValueError("recall_at_k: found_sims needs kth_sims, the exact k-th similarity of each row")
+    good = (found >= 0) & (found_sims >= np.asarray(kth_sims, dtype=np.float64)[:, None] - tol)
+    per_row = [min(k, len(set(f[g].tolist()))) for f, g in zip(found, good)]
+    return sum(per_row) / truth.size
 
 
 class FaissGallery:
@@ -405,7 +478,7 @@ def write_gallery(
             buf = _bytes_io(b"")
             np.save(buf, ids, allow_pickle=False)
             payload = {
-                "index.faiss": _faiss().serialize_index(index).tobytes(),
+                "index.faiss": memoryview(_faiss().serialize_index(index)),  # not .tobytes(): one copy less
                 "ids.npy": buf.getvalue(),
                 "meta.jsonl": "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in meta).encode("utf-8"),
             }

@@ -98,6 +98,28 @@ def test_tune_cpu_env_sets_mkl_flag_on_amd_only(monkeypatch):
     assert hw_cpu.tune_cpu_env() == {}
 
 
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("fpu sse2 avx2 fma avx512f avx512cd avx512bw avx512dq avx512vl avx512_fp16", "SkylakeX"),
+        ("fpu sse2 avx2 fma avx512f", "Haswell"),  # AVX-512 without BW/DQ/VL (Knights Landing): not SkylakeX
+        ("fpu sse2 avx2 fma", "Haswell"),
+        ("fpu sse2 sse4_2", None),
+    ],
+)
+def test_tune_openblas_env_names_kernels_by_isa(monkeypatch, flags, expected):
+    monkeypatch.setattr(hw_cpu.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(hw_cpu, "cpuinfo_field", lambda name: flags if name == "flags" else "")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert hw_cpu.tune_openblas_env() == ({"OPENBLAS_CORETYPE": expected} if expected else {})
+    assert hw_cpu.os.environ.get("OPENBLAS_CORETYPE") == expected
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Zen")  # the user's choice wins
+    assert hw_cpu.tune_openblas_env() == {} and hw_cpu.os.environ["OPENBLAS_CORETYPE"] == "Zen"
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.setattr(hw_cpu.platform, "machine", lambda: "aarch64")
+    assert hw_cpu.tune_openblas_env() == {}
+
+
 def test_cpu_vendor_reads_proc_cpuinfo():
     vendor = hw_cpu.cpu_vendor()
     assert isinstance(vendor, str)

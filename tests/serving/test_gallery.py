@@ -8,13 +8,21 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from paddle_mm.serving.gallery import GalleryError, exclusive_lock, open_gallery, recall_at_k, write_gallery
+from paddle_mm.serving.gallery import (
+    GalleryError,
+    exact_similarities,
+    exclusive_lock,
+    open_gallery,
+    recall_at_k,
+    write_gallery,
+)
 
 MODEL = {"name": "m", "version": "1", "sequence": 1}
 SPECS = {
     "faiss-exact": {"backend": "faiss", "index": "exact"},
     "faiss-hnsw": {"backend": "faiss", "index": "hnsw"},
-    "faiss-ivf": {"backend": "faiss", "index": "ivf"},
+    "faiss-ivf": {"backend": "faiss", "index": "ivf"},  # 8-bit codes + exact re-rank, the default
+    "faiss-ivf-flat": {"backend": "faiss", "index": "ivf", "ivf_codes": "flat"},
     "milvus-lite": {"backend": "milvus", "index": "exact", "uri": "gallery.db"},
 }
 
@@ -208,19 +216,76 @@ def test_tuning_covers_the_queries_the_gallery_will_get(data, tmp_path):
     assert recall_at_k(found, np.argsort(-(far[100:] @ vectors.T), axis=1)[:, :10]) >= 0.9
 
 
-def test_auto_is_exact_when_small_and_hnsw_above(data, tmp_path, monkeypatch):
+def test_auto_is_exact_when_small_and_ivf_above(data, tmp_path, monkeypatch):
     from paddle_mm.serving import gallery as gallery_module
 
-    vectors, _ = data
+    vectors, queries = data
     common = {"kind": "image", "model": MODEL, "spec": {}, "log": lambda _m: None}
     small = write_gallery(tmp_path / "a", vectors, range(3000), [{}] * 3000, **common)
     monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
     large = write_gallery(tmp_path / "b", vectors, range(3000), [{}] * 3000, **common)
-    assert small["index"]["type"] == "exact" and large["index"]["type"] == "hnsw", (small, large)
-    assert large["index"]["ef_construction"] == 40 and large["index"]["recall_at_10"] >= 0.95
+    assert small["index"]["type"] == "exact" and large["index"]["type"] == "ivf", (small, large)
+    params = large["index"]
+    assert params["codes"] == "sq8" and params["refine"] == 16 and params["nlist"] == int(4 * np.sqrt(3000))
+    assert params["recall_at_10"] >= 0.95 and 1 <= params["nprobe"] < params["nlist"], params
+    gallery = open_gallery(tmp_path / "b")  # the tuned nprobe is the one the opened gallery searches with
+    try:
+        import faiss
+
+        assert faiss.extract_index_ivf(gallery._index).nprobe == params["nprobe"]
+        found = np.array([[h.id for h in row] for row in gallery.search(queries, 10)])
+    finally:
+        gallery.close()
+    assert recall_at_k(found, np.argsort(-(queries @ vectors.T), axis=1)[:, :10]) >= 0.9
 
 
-def test_auto_falls_back_to_exact_when_hnsw_misses_the_target(data, tmp_path, monkeypatch):
+def test_recall_counts_ties_at_the_kth_similarity():
+    vectors = np.eye(4, dtype=np.float32)[[0, 1, 1, 2, 3]]  # rows 1 and 2 are the same vector
+    query = np.array([[0.8, 0.6, 0.0, 0.0]], np.float32)  # sims 0.8, 0.6, 0.6, 0, 0
+    truth = np.array([[0, 1]])
+    kth = np.array([0.6])
+    twin = np.array([[0, 2]])  # the twin of the exact 2nd: a right answer
+    assert recall_at_k(twin, truth) == 0.5  # ids alone call it a miss
+    assert recall_at_k(twin, truth, exact_similarities(vectors, query, twin), kth) == 1.0
+    assert recall_at_k(twin, truth, np.array([[0.8, 0.6 - 5e-7]]), kth) == 1.0  # within 1e-6: a tie (float noise)
+    assert recall_at_k(twin, truth, np.array([[0.8, 0.6 - 2e-6]]), kth) == 0.5
+    below = np.array([[0, 3]])
+    assert recall_at_k(below, truth, exact_similarities(vectors, query, below), kth) == 0.5
+    missing = np.array([[2, -1]])  # -1: nothing found; never counts, even though row 0 "ties" nothing
+    sims = exact_similarities(vectors, query, missing)
+    assert sims[0, 1] == -np.inf and recall_at_k(missing, truth, sims, kth) == 0.5
+    repeated = np.array([[1, 1]])  # one id twice counts once
+    assert recall_at_k(repeated, truth, exact_similarities(vectors, query, repeated), kth) == 0.5
+    with pytest.raises(ValueError, match="kth_sims"):
+        recall_at_k(twin, truth, exact_similarities(vectors, query, twin))
+
+
+def test_tuning_judges_duplicates_by_similarity():
+    """A gallery holding every vector three times: the exact top-10 is 3 + 3 + 3 + 1 copies, and an index that
+    returns another copy of the 10th is right (recall 1.0). By ids it would be 0.9 at every efSearch."""
+    import faiss
+
+    from paddle_mm.serving.gallery import _tune
+
+    n = 400
+    vectors = np.concatenate([clustered(n)] * 3)  # rows i, i + n, i + 2n tie for every query
+    exact = faiss.IndexFlatIP(64)
+    exact.add(vectors)
+
+    class CopyIndex:  # returns what the exact scan returns, except another copy of the 10th hit
+        hnsw = faiss.IndexHNSWFlat(64, 4).hnsw
+
+        def search(self, queries, k):
+            top = exact.search(queries, k)[1]
+            for row in top:
+                row[k - 1] = next(c for c in row[k - 1] % n + n * np.arange(3) if c not in row)
+            return None, top
+
+    value, recall = _tune(CopyIndex(), vectors, "ef_search", (32, 64), 0.95)
+    assert (value, recall) == (32, 1.0)
+
+
+def test_auto_falls_back_to_exact_when_ivf_misses_the_target(data, tmp_path, monkeypatch):
     from paddle_mm.serving import gallery as gallery_module
 
     vectors, queries = data
@@ -235,7 +300,7 @@ def test_auto_falls_back_to_exact_when_hnsw_misses_the_target(data, tmp_path, mo
         spec={"target_recall": 1.01},  # no approximate index reaches it
         log=lambda _m: None,
     )
-    assert info["index"]["type"] == "exact" and info["index"]["rejected"]["type"] == "hnsw", info["index"]
+    assert info["index"]["type"] == "exact" and info["index"]["rejected"]["type"] == "ivf", info["index"]
     gallery = open_gallery(tmp_path / "g")
     found = np.array([[h.id for h in row] for row in gallery.search(queries, 10)])
     gallery.close()
