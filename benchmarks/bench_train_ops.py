@@ -32,7 +32,9 @@ heads = width // 64
 if which == "paddle":
     import paddle
     import paddle.nn.functional as F
+    import hardware
     from paddle_mm.models.chinese_clip import ResidualAttentionBlock
+    hardware.resolve_device(hardware.DEFAULT_DEVICE)  # the device row's flags, as tools/train.py sets them
     paddle.seed(0)
     def randn(*shape, grad=True):
         t = paddle.randn(list(shape)); t.stop_gradient = not grad; return t

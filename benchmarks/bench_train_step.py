@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PADDLE_CHILD = r"""
 import json, sys, time
 import paddle
+import hardware
 import paddle_mm
 from paddle_mm.losses import build_loss
 model_name, batch, steps, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+hardware.resolve_device(hardware.DEFAULT_DEVICE)  # the device row's flags, as tools/train.py sets them
 paddle.seed(0)
 model = paddle_mm.create_model(model_name)
 model.train()
