@@ -110,7 +110,11 @@ def _decode_with_pil(data: bytes | bytearray | memoryview, source: str) -> np.nd
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except UnidentifiedImageError:  # its text names a BytesIO address: a message that differs run to run
+        raise ImageDecodeError(
+            f"image {source} is corrupt or truncated: neither OpenCV nor PIL recognises its format"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as err:
         raise ImageDecodeError(f"image {source} is corrupt or truncated: {err}") from err
 
 
