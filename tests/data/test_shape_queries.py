@@ -164,3 +164,12 @@ def test_search_attribute_precision_on_written_data(tmp_path):
     r = search_attribute_precision(tmp_path, "valid", image_ids, image_features, texts, text_features, k=1)
     assert r["precision"]["all"] == 100.0 and r["unchecked"] == 0 and r["n_queries"] == len(texts)
     assert search_attribute_precision(tmp_path, "test", image_ids, image_features, texts, text_features) is None
+
+
+def test_position_is_row_then_column():
+    """右上角 is row 0, column 2: an object in the bottom-left cell (row 2, column 0) must not count."""
+    claim = parse_query("右上角有一个红色的圆形")
+    top_right = objs("0,2 red circle large")
+    bottom_left = objs("2,0 red circle large")
+    assert attribute_hits(claim, top_right) == {"all": True, "colour": True, "shape": True, "position": True}
+    assert attribute_hits(claim, bottom_left) == {"all": False, "colour": True, "shape": True, "position": False}
