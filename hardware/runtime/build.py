@@ -18,6 +18,7 @@ import argparse
 import fcntl
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -161,8 +162,20 @@ def source_dir() -> Path:
     return out
 
 
+def _host_cpu() -> str:
+    """The host CPU's model and instruction flags: what a -march=native build depends on."""
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return platform.machine()
+    lines = info.read_text(errors="replace").splitlines()
+    wanted = ("model name", "flags", "Features", "isa")  # x86, ARM, RISC-V names
+    return "|".join(sorted({line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() in wanted}))
+
+
 def _key(target: Target) -> str:
     h = hashlib.sha256(f"{SDIST_SHA256}|{target}".encode())
+    if "-DGGML_NATIVE=ON" in target.cmake:  # a native build cached on one CPU may not run on another (SIGILL)
+        h.update(_host_cpu().encode())
     for path in sorted(HERE.rglob("*")):
         if path.is_file() and path.suffix in (".cpp", ".h", ".c", ".cmake", ".txt"):
             h.update(path.relative_to(HERE).as_posix().encode() + b"\0" + path.read_bytes())
