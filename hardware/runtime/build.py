@@ -169,7 +169,8 @@ def _host_cpu() -> str:
         return platform.machine()
     lines = info.read_text(errors="replace").splitlines()
     wanted = ("model name", "flags", "Features", "isa")  # x86, ARM, RISC-V names
-    return "|".join(sorted({line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() in wanted}))
+    fields = (line.split(":", 1) for line in lines if ":" in line)
+    return "|".join(sorted({value.strip() for name, value in fields if name.strip() in wanted}))
 
 
 def _key(target: Target) -> str:
