@@ -72,8 +72,25 @@ setup_boards() {
   .venv/bin/python -m hardware.runtime.build --target tested >/dev/null
 }
 
+# A CJK font for the Chinese text of the retrieval grids (paddle_mm/inference/grid.py looks in these places; without
+# one the grid labels its queries Q1, Q2, ...): Debian's WenQuanYi Micro Hei, 4.5 MB, when none is there. Best effort:
+# without apt (or root) the grids still draw.
+setup_font() {
+  local f
+  for f in /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc /usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc \
+    /usr/share/fonts/truetype/wqy/wqy-microhei.ttc /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc; do
+    [ -f "$f" ] && return 0
+  done
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing fonts-wqy-microhei (Chinese text in the retrieval grids)"
+    (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei) >/dev/null 2>&1 ||
+      echo "[setup] could not install fonts-wqy-microhei; grids label their queries Q1, Q2, ... (set PADDLE_MM_FONT)"
+  fi
+}
+
 stamp=".venv/.setup-$(cat requirements/lock.txt setup.py | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
+  setup_font
   build_plugin
   test_extras
   exit 0
@@ -88,6 +105,7 @@ echo "[setup] creating .venv with the pinned stack (first run: a few minutes)"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/lock.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+setup_font
 build_plugin
 test_extras
 rm -f .venv/.setup-*
