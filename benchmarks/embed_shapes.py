@@ -8,9 +8,10 @@ Each checkpoint gets ``<out>/<embed_dim>d/``: ``gallery.npy`` (N, D) float32 uni
 (1000 held-out scenes, never in the gallery), ``text_queries.npy`` (the captions of ``--texts``'s test split, the
 service's text -> image queries) and ``text_tune_queries.npy`` (the valid split's captions: other captions of the
 same world, for tuning the index without touching the measured ones). Scenes come in chunks of 4096 from
-``paddle_mm.demo.shapes.generate_scenes`` (families of a base scene and 1-4 one-attribute variants; random background, texture, offsets and tints) with
-one random stream per chunk, so a run that stops resumes at its last finished chunk (``progress.json``) and the
-same command gives the same scenes. Every scene is rendered once and fed to every checkpoint.
+``paddle_mm.demo.shapes.generate_scenes`` (families of a base scene and 1-4 one-attribute variants; random
+background, texture, offsets and tints) with one random stream per chunk, so a run that stops resumes at its last
+finished chunk (``progress.json``) and the same command gives the same scenes. Every scene is rendered once and
+fed to every checkpoint.
 
 Rendering and embedding run at ~300 scenes/s on 2 loaded cores (55 min for 1M), so a larger set can be grown
 from fewer real rows, measured, not invented:
