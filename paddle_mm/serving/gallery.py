@@ -38,9 +38,10 @@ FORMAT = 1
 KINDS = ("image", "text")
 INDEXES = ("exact", "hnsw", "ivf", "auto")
 IVF_CODES = ("flat", "sq8")
-# "auto": the exact scan up to this many rows (a few ms); above, IVF (8-bit codes, exact re-rank) where its tuned
-# recall reaches target_recall, else the exact scan again. IVF, not HNSW: at 1M its build is minutes, not the 25 of
-# an HNSW graph on 2 cores, and it reaches the target on the toolkit's own embeddings (docs/deploy.md, *Search*)
+# "auto": the exact scan up to this many rows (a few ms); above, IVF (8-bit codes, exact re-rank) where the lower
+# confidence bound of its tuned recall reaches target_recall, else the exact scan again. IVF, not HNSW: at 1M its
+# build is minutes, not the 25 of an HNSW graph on 2 cores, and it reaches the target on the toolkit's own
+# embeddings (docs/deploy.md, *Search*)
 AUTO_EXACT_BELOW = 50_000
 INDEX_DEFAULTS = {
     "hnsw_m": 32,
