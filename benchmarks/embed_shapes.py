@@ -6,10 +6,12 @@ trained checkpoints, for benchmarks/bench_search.py --embeddings.
 
 Each checkpoint gets ``<out>/<embed_dim>d/``: ``gallery.npy`` (N, D) float32 unit rows, ``image_queries.npy``
 (1000 held-out scenes, never in the gallery), ``text_queries.npy`` (the captions of ``--texts``'s test split, the
-service's text -> image queries). Scenes come in chunks of 4096 from ``paddle_mm.demo.shapes.generate_scenes``
-(families of a base scene and 1-4 one-attribute variants; random background, texture, offsets and tints) with
-one random stream per chunk, so a run that stops resumes at its last finished chunk (``progress.json``) and the
-same command gives the same scenes. Every scene is rendered once and fed to every checkpoint.
+service's text -> image queries) and ``text_tune_queries.npy`` (the valid split's captions: other captions of the
+same world, for tuning the index without touching the measured ones). Scenes come in chunks of 4096 from
+``paddle_mm.demo.shapes.generate_scenes`` (families of a base scene and 1-4 one-attribute variants; random
+background, texture, offsets and tints) with one random stream per chunk, so a run that stops resumes at its last
+finished chunk (``progress.json``) and the same command gives the same scenes. Every scene is rendered once and
+fed to every checkpoint.
 
 Rendering and embedding run at ~300 scenes/s on 2 loaded cores (55 min for 1M), so a larger set can be grown
 from fewer real rows, measured, not invented:
@@ -106,7 +108,7 @@ def expand(args, model, transform, directory: Path) -> None:
         cos.append(np.sum(copy * source, axis=1))
     gallery.flush()
     copy_cos = float(np.concatenate(cos).mean())
-    for name in ("image_queries.npy", "text_queries.npy"):
+    for name in ("image_queries.npy", "text_queries.npy", "text_tune_queries.npy"):
         (out / name).write_bytes((directory / name).read_bytes())
     source = json.loads((directory / "source.json").read_text())
     source.update(real=args.real, n=args.expand_to, restyled_pairs_cosine=real_cos, copy_source_cosine=copy_cos)
@@ -154,6 +156,10 @@ def main() -> int:
             qpix = render_chunk(QUERY_SEED, args.queries, args.seed, size, transform)
             np.save(d / "image_queries.npy", embed([model], qpix)[0])
             (d / "source.json").write_text(json.dumps({"checkpoint": ckpt, "n": args.n, "seed": args.seed}))
+        if not (d / "text_tune_queries.npy").exists():  # added later than the others: a set made before gets it too
+            texts = [t.text for t in load_corpus(args.texts, "valid").texts]
+            tokenizer = build_tokenizer(model.config.context_length)
+            np.save(d / "text_tune_queries.npy", encode_texts(model, texts, tokenizer, 256, progress=False))
     galleries = [
         np.lib.format.open_memmap(
             d / "gallery.npy",

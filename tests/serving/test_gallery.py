@@ -227,7 +227,8 @@ def test_auto_is_exact_when_small_and_ivf_above(data, tmp_path, monkeypatch):
     assert small["index"]["type"] == "exact" and large["index"]["type"] == "ivf", (small, large)
     params = large["index"]
     assert params["codes"] == "sq8" and params["refine"] == 16 and params["nlist"] == int(4 * np.sqrt(3000))
-    assert params["recall_at_10"] >= 0.95 and 1 <= params["nprobe"] < params["nlist"], params
+    assert params["recall_at_10"] >= params["recall_at_10_lower"] >= 0.95 and 1 <= params["nprobe"] < params["nlist"]
+    assert params["confidence"] == 0.95 and [(s["set"], s["queries"]) for s in params["tuning"]] == [("near", 200)]
     gallery = open_gallery(tmp_path / "b")  # the tuned nprobe is the one the opened gallery searches with
     try:
         import faiss
@@ -281,8 +282,52 @@ def test_tuning_judges_duplicates_by_similarity():
                 row[k - 1] = next(c for c in row[k - 1] % n + n * np.arange(3) if c not in row)
             return None, top
 
-    value, recall = _tune(CopyIndex(), vectors, "ef_search", (32, 64), 0.95)
-    assert (value, recall) == (32, 1.0)
+    value, sets = _tune(CopyIndex(), vectors, "ef_search", (32, 64), 0.95)
+    assert value == 32 and [s["recall_at_10"] for s in sets] == [1.0], sets
+
+
+def test_recall_lower_bound_values():
+    from paddle_mm.serving.gallery import recall_lower_bound
+
+    # mean 0.5, sample std sqrt(1/3), n 4: 0.5 - 1.6449 * 0.57735 / 2
+    assert recall_lower_bound(np.array([1.0, 1.0, 0.0, 0.0]), 0.95) == pytest.approx(0.025164, abs=1e-5)
+    assert recall_lower_bound(np.array([1.0, 1.0, 0.0, 0.0]), 0.5) == pytest.approx(0.5)  # z = 0: the mean
+    assert recall_lower_bound(np.ones(50), 0.95) == 1.0
+    assert recall_lower_bound(np.array([1.0]), 0.95) == pytest.approx(1 - 1.6449 * 0.5, abs=1e-4)
+    with pytest.raises(ValueError, match="tune_confidence 1.0"):
+        recall_lower_bound(np.ones(3), 1.0)
+
+
+def test_tuning_picks_the_larger_knob_when_only_the_point_estimate_passes():
+    """At efSearch 32 every 20th of the 200 tuning queries finds 1 of its 10: recall 0.955 (passes 0.95) but its
+    95% lower bound is 0.932 (fails), so tuning must go on to 64, where the index is exact. With confidence 0.5
+    (the point estimate) it stops at 32."""
+    import faiss
+
+    from paddle_mm.serving.gallery import _tune
+
+    vectors = clustered(2000)
+    exact = faiss.IndexFlatIP(64)
+    exact.add(vectors)
+
+    class ShakyIndex:
+        hnsw = faiss.IndexHNSWFlat(64, 4).hnsw
+
+        def search(self, queries, k):
+            top = exact.search(queries, k)[1]
+            if self.hnsw.efSearch == 32:
+                top[::20, 1:] = -1  # every 20th query: only its best hit
+            return None, top
+
+    value, sets = _tune(ShakyIndex(), vectors, "ef_search", (32, 64), 0.95)
+    assert value == 64 and sets[0]["recall_at_10"] == 1.0, sets
+    value, sets = _tune(ShakyIndex(), vectors, "ef_search", (32, 64), 0.95, confidence=0.5)
+    assert value == 32 and sets == [{"set": "near", "queries": 200, "recall_at_10": 0.955, "lower_bound": 0.955}]
+    far = clustered(500, seed=5)  # every tuning query counts (there was a cap of 200 a set)
+    value, sets = _tune(ShakyIndex(), vectors, "ef_search", (32, 64), 0.95, [far], confidence=0.5)
+    assert value == 32 and [(s["set"], s["queries"]) for s in sets] == [("near", 200), ("tune_queries[0]", 500)]
+    value, sets = _tune(ShakyIndex(), vectors, "ef_search", (32,), 0.95)  # none passes: the last, with its figures
+    assert value == 32 and sets[0]["recall_at_10"] == 0.955 and sets[0]["lower_bound"] == pytest.approx(0.9321, 1e-3)
 
 
 def test_auto_falls_back_to_exact_when_ivf_misses_the_target(data, tmp_path, monkeypatch):
@@ -305,3 +350,24 @@ def test_auto_falls_back_to_exact_when_ivf_misses_the_target(data, tmp_path, mon
     found = np.array([[h.id for h in row] for row in gallery.search(queries, 10)])
     gallery.close()
     assert recall_at_k(found, np.argsort(-(queries @ vectors.T), axis=1)[:, :10]) == 1.0
+
+
+def test_auto_falls_back_when_only_the_point_estimate_reaches_the_target(data, tmp_path, monkeypatch):
+    """One tuning caption: IVF finds its top-10 (recall 1.0), but one query bounds nothing (lower bound ~0.18)."""
+    from paddle_mm.serving import gallery as gallery_module
+
+    vectors, queries = data
+    monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
+    info = write_gallery(
+        tmp_path / "g",
+        vectors,
+        range(3000),
+        [{}] * 3000,
+        kind="image",
+        model=MODEL,
+        spec={"tune_queries": queries[:1]},
+        log=lambda _m: None,
+    )
+    rejected = info["index"]["rejected"]
+    assert info["index"]["type"] == "exact" and rejected["type"] == "ivf", info["index"]
+    assert rejected["recall_at_10"] >= 0.95 > rejected["recall_at_10_lower"], rejected
