@@ -273,10 +273,22 @@ LOSS = Section(
                     "VQALoss": VQA_LOSS,
                     "ClassificationLoss": CLASSIFICATION_LOSS,
                     "MatchingLoss": Section({"weight": Field(FLOAT, 1.0, "weight of this loss term")}),
+                    "CellLoss": Section(
+                        {
+                            "weight": Field(
+                                FLOAT,
+                                1.0,
+                                "weight of the per-cell auxiliary loss (what each grid cell holds, from the training "
+                                "split's scene records; training only)",
+                                check=_non_negative,
+                            )
+                        }
+                    ),
                 }
             ),
             "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification, "
-            "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher)",
+            "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher; CellLoss beside "
+            "VQALoss / ClassificationLoss supervises the image tower per grid cell)",
         )
     },
     doc="losses",

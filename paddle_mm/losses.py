@@ -236,4 +236,42 @@ class MatchingLoss(nn.Layer):
         return self.weight * F.binary_cross_entropy_with_logits(match_logits, match_labels)
 
 
-LOSSES.update({"VQALoss": VQALoss, "ClassificationLoss": ClassificationLoss, "MatchingLoss": MatchingLoss})
+class CellLoss(nn.Layer):
+    """Grounding supervision for the image tower: cross-entropy of ``cell_logits`` [B, cells, C] (the cell head of a
+    :class:`~paddle_mm.models.fusion.FusionModel`, on the ViT's patch tokens) against ``cell_labels`` [B, cells]
+    (what each cell of the image holds, from the training split's scene records), averaged over the cells;
+    a label of -1 is ignored. An auxiliary term beside VQALoss (multi-task training, as the attribute head of
+    bottom-up attention): it teaches the patch tokens what each cell shows, which the answer loss alone does not
+    (docs/fusion.md, "Why the data looks like this"). Training only: evaluation and exports never read it.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(
+        self, cell_logits: paddle.Tensor | None = None, cell_labels: paddle.Tensor | None = None, **_: Any
+    ) -> paddle.Tensor:
+        if cell_logits is None or cell_labels is None:
+            missing = "cell_logits (a model with a cell head)" if cell_logits is None else "cell_labels (the batch)"
+            raise ValueError(
+                f"CellLoss got no {missing}; it trains Global.task vqa / classification models, whose task adds "
+                "the cell head and the scene labels when Loss.Train lists CellLoss"
+            )
+        C = cell_logits.shape[-1]
+        logits = cell_logits.reshape([-1, C])  # (B * cells, C)
+        labels = cell_labels.reshape([-1, 1]).astype("int64")  # (B * cells, 1)
+        known = (labels >= 0).astype(logits.dtype)  # (B * cells, 1); -1: no label
+        # per-cell terms masked by hand: Paddle's mean with ignore_index divides by every cell, ignored ones included
+        nll = -paddle.take_along_axis(F.log_softmax(logits, axis=-1), labels.clip(min=0), axis=1)  # (B * cells, 1)
+        return self.weight * (nll * known).sum() / known.sum().clip(min=1.0)
+
+
+LOSSES.update(
+    {
+        "VQALoss": VQALoss,
+        "ClassificationLoss": ClassificationLoss,
+        "MatchingLoss": MatchingLoss,
+        "CellLoss": CellLoss,
+    }
+)

@@ -22,6 +22,9 @@ Fusions (``FUSIONS``), each mapping tower outputs to ``n_outputs`` logits:
 
 ``forward(pixel_values, input_ids)`` returns a dict with ``logits`` ([B, n_outputs]) and, where a fusion has
 them, ``modality_weights`` / ``token_similarity``; the task losses in :mod:`paddle_mm.losses` read these keys.
+A model built with a cell head (``cell_classes``, for the per-cell auxiliary loss ``CellLoss``) adds
+``cell_logits`` [B, cells, cell_classes] in training mode only: what the image tower's patch tokens say each cell of
+the board holds. Evaluation, export and the Predictor never run the head.
 Token-level fusions need a ViT image tower (patch tokens); an RN50 tower is rejected with that explanation.
 """
 
@@ -304,6 +307,8 @@ class FusionModel(nn.Layer):
         n_outputs: int,
         matching: bool = False,
         labels: list[str] | None = None,
+        cell_classes: int = 0,
+        cell_grid: int = 3,
     ):
         super().__init__()
         if labels is not None and len(labels) != n_outputs:
@@ -329,16 +334,44 @@ class FusionModel(nn.Layer):
         self.uses_image, self.uses_text = fusion_name != "text_only", fusion_name != "image_only"
         extra = {"key": "text_embed" if fusion_name == "text_only" else "image_embed"}
         self.fusion = FUSIONS[fusion_name](dims, n_outputs, **fusion_cfg, **extra)
+        self.cell_classes, self.cell_grid = int(cell_classes), int(cell_grid)
+        self.cell_head = self._build_cell_head(clip.config) if self.cell_classes else None
+
+    def _build_cell_head(self, config) -> nn.Linear:
+        """A linear map from each cell's pooled patch tokens to ``cell_classes`` logits (CellLoss's grounding
+        supervision): one cell is one patch when the patch grid equals ``cell_grid`` (the shipped configs: 48 px,
+        16-px patches), the mean of a block of patches when it is a multiple, and of the patches that overlap the
+        cell otherwise (adaptive pooling: tiny test images still train, with blurred cell boundaries)."""
+        if config.is_resnet or not self.uses_image or self.matching:
+            what = "an RN50 tower" if config.is_resnet else ("matching" if self.matching else f"{self.fusion_name!r}")
+            raise ValueError(
+                f"a cell head (Loss.Train CellLoss) reads the ViT image tower's patch tokens; {what} has none to "
+                "supervise: use a ViT tower and a VQA fusion that sees the image, or remove CellLoss"
+            )
+        return nn.Linear(config.vision_width, self.cell_classes)
+
+    def cell_logits(self, image_tokens: paddle.Tensor) -> paddle.Tensor:
+        """[B, 1+g*g, width] ViT tokens -> [B, cell_grid**2, cell_classes] logits, cells row-major."""
+        patches = image_tokens[:, 1:]  # (B, g*g, width)
+        B, N, W = patches.shape
+        g = int(round(N**0.5))
+        x = patches.transpose([0, 2, 1]).reshape([B, W, g, g])  # (B, width, g, g)
+        x = F.adaptive_avg_pool2d(x, self.cell_grid)  # (B, width, c, c): the patches over each cell averaged
+        x = x.reshape([B, W, -1]).transpose([0, 2, 1])  # (B, c*c, width)
+        return self.cell_head(x)
 
     def describe(self) -> dict[str, Any]:
         """The ``fusion`` section of ``model_config.json``: what :func:`fusion_from_config` rebuilds this from."""
-        return {
+        desc = {
             "name": self.fusion_name,
             **self.fusion_cfg,
             "n_outputs": self.n_outputs,
             "matching": self.matching,
             "labels": self.labels,
         }
+        if self.cell_head is not None:  # left out otherwise: model_config.json stays as it was without CellLoss
+            desc |= {"cell_classes": self.cell_classes, "cell_grid": self.cell_grid}
+        return desc
 
     def features(self, pixel_values: paddle.Tensor | None, input_ids: paddle.Tensor | None) -> dict[str, paddle.Tensor]:
         """Tower outputs the fusion reads: ``image_embed`` [B, D] and, for token fusions, ``image_tokens``
@@ -350,7 +383,7 @@ class FusionModel(nn.Layer):
             f["text_tokens"] = self.clip.bert(input_ids, mask)  # (B, L, h)
             f["text_mask"] = mask
             f["text_embed"] = paddle.matmul(f["text_tokens"][:, 0], self.clip.text_projection)
-        if self.uses_image and self.needs_tokens:
+        if self.uses_image and (self.needs_tokens or self._runs_cell_head()):
             f["image_tokens"] = vit_tokens(self.clip.visual, pixel_values)
             f["image_embed"] = paddle.matmul(f["image_tokens"][:, 0], self.clip.visual.proj)
         elif self.uses_image:
@@ -370,7 +403,17 @@ class FusionModel(nn.Layer):
         """Fusion outputs for the given pairs (``logits`` [B, n_outputs]); a matching model (``matching=True``)
         adds the in-batch hard-negative pairs and the contrastive features (see :meth:`matching_outputs`)."""
         f = self.features(pixel_values, input_ids)
-        return self.matching_outputs(f, input_ids) if self.matching else self.fusion(f)
+        if self.matching:
+            return self.matching_outputs(f, input_ids)
+        out = self.fusion(f)
+        if self._runs_cell_head():
+            out["cell_logits"] = self.cell_logits(f["image_tokens"])
+        return out
+
+    def _runs_cell_head(self) -> bool:
+        """The cell head is training-only supervision: in eval mode (evaluation, export) the model computes exactly
+        what it would without one (a pooled fusion then reads ``encode_image``, not the ViT tokens)."""
+        return self.cell_head is not None and self.training
 
     def matching_outputs(self, f: dict[str, paddle.Tensor], input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
         """Image-text matching on a batch of B matching pairs (ALBEF-style): besides the B positives, each image is
@@ -487,7 +530,7 @@ def fusion_from_config(clip: nn.Layer, desc: dict[str, Any]) -> FusionModel:
     name = desc.pop("name", None)
     if name not in FUSIONS:
         raise KeyError(f"model_config.json: unknown fusion {name!r}; available: {sorted(FUSIONS)}")
-    head = {k: desc.pop(k) for k in ("n_outputs", "matching", "labels") if k in desc}
+    head = {k: desc.pop(k) for k in ("n_outputs", "matching", "labels", "cell_classes", "cell_grid") if k in desc}
     known = set(FUSION_DEFAULTS) - {"towers", "train_layers", "clip_weights"}
     unknown = sorted(set(desc) - known)
     if unknown or "n_outputs" not in head:
@@ -496,16 +539,23 @@ def fusion_from_config(clip: nn.Layer, desc: dict[str, Any]) -> FusionModel:
             f"expected name, n_outputs, matching, labels and {sorted(known)}"
         )
     cfg = {k: FUSION_DEFAULTS[k] for k in known} | desc
-    return FusionModel(clip, name, cfg, int(head["n_outputs"]), bool(head.get("matching")), head.get("labels"))
+    cells = {k: int(head[k]) for k in ("cell_classes", "cell_grid") if k in head}
+    return FusionModel(clip, name, cfg, int(head["n_outputs"]), bool(head.get("matching")), head.get("labels"), **cells)
 
 
 def build_fusion_model(
-    arch: dict[str, Any], n_outputs: int, matching: bool = False, labels: list[str] | None = None
+    arch: dict[str, Any],
+    n_outputs: int,
+    matching: bool = False,
+    labels: list[str] | None = None,
+    cell_classes: int = 0,
+    cell_grid: int = 3,
 ) -> FusionModel:
     """Build from an ``Arch`` section whose ``fusion`` sub-dict names the fusion (other Arch keys shape the towers).
 
     ``n_outputs`` is the head size (the task's number of answers or classes; 1 for matching); ``labels`` names
-    its outputs (the answers or classes, saved with the model). Missing fusion keys
+    its outputs (the answers or classes, saved with the model); ``cell_classes`` > 0 adds the training-only cell
+    head that ``CellLoss`` supervises (``cell_grid`` cells per side). Missing fusion keys
     take ``FUSION_DEFAULTS``; unknown ones are an error. ``matching`` makes ``forward`` return the image-text
     matching outputs with in-batch hard negatives (and lets ``logit_scale`` train for the contrastive term).
     """
@@ -530,7 +580,7 @@ def build_fusion_model(
         if name in ("text_only", "image_only"):
             raise ValueError(f"fusion {name!r} sees one modality and cannot score image-text pairs; pick a fusion")
         clip.logit_scale.stop_gradient = False
-    return FusionModel(clip, name, cfg, n_outputs, matching, labels)
+    return FusionModel(clip, name, cfg, n_outputs, matching, labels, cell_classes, cell_grid)
 
 
 def load_tower_weights(clip, directory: str, key: str) -> None:

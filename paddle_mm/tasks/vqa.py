@@ -2,8 +2,10 @@
 (``answers.json``) with CLIP towers and a fusion (``Arch.fusion``).
 
 The loss reads the VQA soft scores (``answer_scores``); evaluation reports VQA soft accuracy (``vqa_acc``, the
-selection metric), accuracy, macro F1 and accuracy per question type. ``classification`` (one label per sample,
-:mod:`paddle_mm.tasks.classification`) reads the same data.
+selection metric), accuracy, macro F1 and accuracy per question type. With ``CellLoss`` in ``Loss.Train`` the model
+gets a training-only cell head and the training batches carry ``cell_labels``, what each cell of the image holds
+according to the training split's scene records (``{split}_scenes.jsonl``); the evaluation data never loads them.
+``classification`` (one label per sample, :mod:`paddle_mm.tasks.classification`) reads the same data.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import paddle
 
 from ..config import ConfigError
-from ..data.vqa import VQASplit, load_vqa_split, read_answers
+from ..data.vqa import CELL_CLASSES, CELL_GRID, VQASplit, load_vqa_split, read_answers, read_cell_labels
 from ..metrics import accuracy, f1_scores, vqa_soft_accuracy
 from ..models.fusion import build_fusion_model
 from ..text.tokenizer import tokenize, trim_padding
@@ -35,10 +37,16 @@ def normalize_images(images: np.ndarray) -> np.ndarray:
 
 
 class VQADataset(paddle.io.Dataset):
-    """Items of a :class:`VQASplit`: normalised pixels, question ids, soft answer scores and the label."""
+    """Items of a :class:`VQASplit`: normalised pixels, question ids, soft answer scores and the label; with
+    ``cell_labels`` ([N questions, cells], training only) also what each cell of the question's image holds."""
 
-    def __init__(self, split: VQASplit, context_length: int):
+    def __init__(self, split: VQASplit, context_length: int, cell_labels: np.ndarray | None = None):
+        if cell_labels is not None and len(cell_labels) != len(split):
+            raise ValueError(
+                f"{len(cell_labels)} rows of cell labels for {len(split)} questions; give one per question"
+            )
         self.split = split
+        self.cell_labels = cell_labels
         self.input_ids = np.asarray(tokenize([q["question"] for q in split.questions], context_length=context_length))
         self.scores = split.answer_scores()
         col = {a: i for i, a in enumerate(split.answers)}
@@ -49,12 +57,15 @@ class VQADataset(paddle.io.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         image = self.split.images[self.split.image_index[i]][None]
-        return {
+        item = {
             "pixel_values": normalize_images(image)[0],
             "input_ids": self.input_ids[i],
             "answer_scores": self.scores[i],
             "labels": self.labels[i],
         }
+        if self.cell_labels is not None:
+            item["cell_labels"] = self.cell_labels[i]
+        return item
 
 
 class VQATask(Task):
@@ -62,7 +73,7 @@ class VQATask(Task):
 
     name = "vqa"
     main_metric = "vqa_acc"
-    losses = ("VQALoss", "ClassificationLoss")  # the batches carry both soft scores and labels
+    losses = ("VQALoss", "ClassificationLoss", "CellLoss")  # the batches carry both soft scores and labels
 
     def __init__(self, cfg: dict[str, Any]):
         for key in ("Train", "Eval"):
@@ -78,27 +89,37 @@ class VQATask(Task):
             )
         self.answers_root = cfg["DataLoader"]["Train"]["dataset"]["root"]
         self.answers = read_answers(self.answers_root)
+        # CellLoss needs a cell head on the model and scene labels in the training batches
+        self.cell_loss = any("CellLoss" in item for item in cfg["Loss"]["Train"] or [])
 
     def build_model(self, arch: dict[str, Any]) -> paddle.nn.Layer:
-        return build_fusion_model(arch, len(self.answers), labels=self.answers)
+        cells = {"cell_classes": len(CELL_CLASSES), "cell_grid": CELL_GRID} if self.cell_loss else {}
+        return build_fusion_model(arch, len(self.answers), labels=self.answers, **cells)
 
     def build_train_loader(self, section: dict[str, Any], model_config, world: int, rank: int, seed: int):
-        dataset = self.load_dataset(section["dataset"], model_config)
+        dataset = self.load_dataset(section["dataset"], model_config, with_cells=self.cell_loss)
         return (*build_loader(dataset, section, world, rank, seed), dataset)
 
     def prepare(self, batch: dict[str, paddle.Tensor], pad_id: int) -> Batch:
         ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"]), pad_id))
         targets = {"answer_scores": batch["answer_scores"], "labels": batch["labels"]}
+        if "cell_labels" in batch:
+            targets["cell_labels"] = batch["cell_labels"]  # (B, cells)
         return Batch((batch["pixel_values"], ids), targets, int(batch["labels"].shape[0]))
 
-    def load_dataset(self, dataset_cfg: dict[str, Any], model_config) -> VQADataset:
-        """A split of the data, checked to share the training data's answer vocabulary."""
+    def load_dataset(self, dataset_cfg: dict[str, Any], model_config, with_cells: bool = False) -> VQADataset:
+        """A split of the data, checked to share the training data's answer vocabulary; ``with_cells`` (training
+        with CellLoss only) adds each question's cell labels from the split's scene records."""
         split = load_vqa_split(dataset_cfg["root"], dataset_cfg["split"], model_config.image_resolution)
         if split.answers != self.answers:
             raise ValueError(
                 f"{dataset_cfg['root']}/answers.json differs from the training data's; use one generated copy"
             )
-        return VQADataset(split, model_config.context_length)
+        cells = None
+        if with_cells:
+            image_ids = [q["image_id"] for q in split.questions]
+            cells = read_cell_labels(dataset_cfg["root"], dataset_cfg["split"], image_ids)
+        return VQADataset(split, model_config.context_length, cells)
 
     def load_eval(self, dataset_cfg: dict[str, Any], model_config) -> VQADataset:
         return self.load_dataset(dataset_cfg, model_config)
