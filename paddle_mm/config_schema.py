@@ -504,6 +504,12 @@ FUSION = Section(
         "dropout": Field(FLOAT, 0.1, "dropout in the fusion and the head", check=_ratio),
         "layers": Field(INT, 2, "cross_attention: stacked layers", check=_positive),
         "heads": Field(INT, 4, "cross_attention: attention heads (must divide hidden)", check=_positive),
+        "image_positions": Field(
+            BOOL,
+            False,
+            "cross_attention: add a learned embedding per image token position to the patch tokens it reads "
+            "(LXMERT's box-position embedding, one per patch)",
+        ),
         "factor": Field(INT, 5, "mfb: rank k of the factorized bilinear pooling", check=_positive),
         "attend": Field(BOOL, True, "mfb: question-guided attention over image patches (false: pooled image)"),
         "towers": Field(

@@ -42,6 +42,7 @@ FUSION_DEFAULTS: dict[str, Any] = {
     "dropout": 0.1,
     "layers": 2,  # cross_attention: stacked layers
     "heads": 4,  # cross_attention: attention heads
+    "image_positions": False,  # cross_attention: a learned embedding per image token position
     "factor": 5,  # mfb: k, the rank of the factorized bilinear map
     "attend": True,  # mfb: question-guided attention over patches (False: pooled image embedding)
     "towers": "full",  # full | partial | frozen
@@ -190,16 +191,34 @@ class CrossAttentionLayer(nn.Layer):
 class CrossAttentionFusion(nn.Layer):
     """Text tokens (queries) over image patch tokens, ``layers`` deep; the [CLS] position feeds the head."""
 
-    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, layers: int, heads: int, **_):
+    def __init__(
+        self,
+        dims: dict[str, int],
+        n_outputs: int,
+        hidden: int,
+        dropout: float,
+        layers: int,
+        heads: int,
+        image_positions: bool = False,
+        **_,
+    ):
         super().__init__()
         self.text_in = nn.Linear(dims["text_width"], hidden)
         self.image_in = nn.Linear(dims["image_width"], hidden)
+        # where each patch is, as a key and value feature (LXMERT adds its boxes' coordinates to the region features)
+        self.image_pos = (
+            self.create_parameter([1, dims["image_tokens"], hidden], default_initializer=nn.initializer.Normal(0, 0.02))
+            if image_positions
+            else None
+        )
         self.layers = nn.LayerList([CrossAttentionLayer(hidden, heads, dropout) for _ in range(layers)])
         self.ln = nn.LayerNorm(hidden)
         self.head = _mlp(hidden, hidden, n_outputs, dropout)
 
     def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         x, image = self.text_in(f["text_tokens"]), self.image_in(f["image_tokens"])  # (B, L, H), (B, 1+N, H)
+        if self.image_pos is not None:
+            image = image + self.image_pos
         bias = (1.0 - f["text_mask"].astype(x.dtype))[:, None, None, :] * -1e4  # (B, 1, 1, L): padded keys off
         for layer in self.layers:
             x = layer(x, image, bias)
@@ -326,10 +345,12 @@ class FusionModel(nn.Layer):
                 f"fusion {fusion_name!r} reads image patch tokens, which only a ViT image tower has; "
                 "use a ViT model (e.g. Arch.name: CN-CLIP-Tiny) or a pooled fusion (concat, late, attention)"
             )
+        grid = 0 if clip.config.is_resnet else clip.config.image_resolution // clip.config.vision_patch_size
         dims = {
             "embed": clip.config.embed_dim,
             "image_width": clip.config.vision_width,
             "text_width": clip.config.text_hidden_size,
+            "image_tokens": 1 + grid * grid,  # [CLS] and the patches
         }
         self.uses_image, self.uses_text = fusion_name != "text_only", fusion_name != "image_only"
         extra = {"key": "text_embed" if fusion_name == "text_only" else "image_embed"}
