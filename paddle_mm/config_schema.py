@@ -273,6 +273,17 @@ LOSS = Section(
                     "VQALoss": VQA_LOSS,
                     "ClassificationLoss": CLASSIFICATION_LOSS,
                     "MatchingLoss": Section({"weight": Field(FLOAT, 1.0, "weight of this loss term")}),
+                    "AttendLoss": Section(
+                        {
+                            "weight": Field(
+                                FLOAT,
+                                1.0,
+                                "weight of the attention supervision (the share of the question's attention on the "
+                                "cells it refers to, from the training split's scene records; training only)",
+                                check=_non_negative,
+                            )
+                        }
+                    ),
                     "CellLoss": Section(
                         {
                             "weight": Field(
@@ -288,7 +299,7 @@ LOSS = Section(
             ),
             "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification, "
             "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher; CellLoss beside "
-            "VQALoss / ClassificationLoss supervises the image tower per grid cell)",
+            "VQALoss / ClassificationLoss supervises the image tower per grid cell, AttendLoss where the fusion looks)",
         )
     },
     doc="losses",

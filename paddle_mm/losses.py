@@ -267,8 +267,43 @@ class CellLoss(nn.Layer):
         return self.weight * (nll * known).sum() / known.sum().clip(min=1.0)
 
 
+class AttendLoss(nn.Layer):
+    """Attention supervision for the fusion: -log of the share of the question's attention over the patches
+    (``image_attention`` [B, N], from ``cross_attention`` or ``mfb`` with ``attend``) that falls on the cells it
+    refers to (``attend_cells`` [B, cells], 0/1, from the training split's scene records and the question's words).
+    Rows that refer to no cell (existence 否, count 0) add nothing; the mean is over the others. Patches are summed
+    into cells when the patch grid is finer than the cell grid. Training only.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(
+        self, image_attention: paddle.Tensor | None = None, attend_cells: paddle.Tensor | None = None, **_: Any
+    ) -> paddle.Tensor:
+        if image_attention is None or attend_cells is None:
+            missing = "image_attention (a fusion that attends over patches)" if image_attention is None else (
+                "attend_cells (the batch)"
+            )
+            raise ValueError(
+                f"AttendLoss got no {missing}; it trains cross_attention and mfb (attend: true) on Global.task vqa / "
+                "classification, whose task adds the targets when Loss.Train lists AttendLoss"
+            )
+        B, N = image_attention.shape
+        cells = attend_cells.shape[1]
+        g, c = int(round(N**0.5)), int(round(cells**0.5))
+        grid = image_attention.reshape([B, 1, g, g])  # (B, 1, g, g)
+        per_cell = (F.adaptive_avg_pool2d(grid, c) * (g * g / cells)).reshape([B, cells])  # (B, cells): sums
+        mask = attend_cells.astype(per_cell.dtype)
+        share = (per_cell * mask).sum(axis=1)  # (B,)
+        rows = (mask.sum(axis=1) > 0).astype(share.dtype)
+        return self.weight * (-paddle.log(share.clip(min=1e-6)) * rows).sum() / rows.sum().clip(min=1.0)
+
+
 LOSSES.update(
     {
+        "AttendLoss": AttendLoss,
         "VQALoss": VQALoss,
         "ClassificationLoss": ClassificationLoss,
         "MatchingLoss": MatchingLoss,

@@ -463,6 +463,28 @@ def read_cell_labels(root: str | Path, split: str, image_ids: list[int]) -> np.n
     return np.stack([by_image[i] for i in image_ids]) if image_ids else np.zeros((0, CELL_GRID**2), np.int64)
 
 
+def referenced_cells(questions: list[dict], cell_labels: np.ndarray) -> np.ndarray:
+    """[N, CELL_GRID**2] float32: 1 on the cells each question refers to, from its ``params`` and its image's
+    ``cell_labels`` (:func:`read_cell_labels`): the cell it names; else the objects of its colour (and shape, when
+    it names one). A question about nothing present (existence 否, count 0) refers to no cell. AttendLoss's
+    targets, so training only."""
+    out = np.zeros(cell_labels.shape, np.float32)
+    colours, shapes = zip(*(name.split(" ") for name in CELL_CLASSES[1:]))
+    colour_of = np.array(("", *colours))  # per CELL_CLASSES index; "" for CELL_EMPTY
+    shape_of = np.array(("", *shapes))
+    for i, q in enumerate(questions):
+        p = q["params"]
+        if "cell" in p:
+            row, col = p["cell"]
+            out[i, row * CELL_GRID + col] = 1.0
+            continue
+        hit = colour_of[cell_labels[i]] == p["colour"]
+        if "shape" in p:
+            hit &= shape_of[cell_labels[i]] == p["shape"]
+        out[i, hit] = 1.0
+    return out
+
+
 def _scenes_file(root: Path, split: str) -> Path:
     """``{split}_scenes.jsonl`` beside the split's images (``valid`` / ``val`` as :func:`_split_files`)."""
     imgs, _ = _split_files(root, split)

@@ -24,7 +24,9 @@ Fusions (``FUSIONS``), each mapping tower outputs to ``n_outputs`` logits:
 them, ``modality_weights`` / ``token_similarity``; the task losses in :mod:`paddle_mm.losses` read these keys.
 A model built with a cell head (``cell_classes``, for the per-cell auxiliary loss ``CellLoss``) adds
 ``cell_logits`` [B, cells, cell_classes] in training mode only: what the image tower's patch tokens say each cell of
-the board holds. Evaluation, export and the Predictor never run the head.
+the board holds. Evaluation, export and the Predictor never run the head. In training mode, the fusions that attend
+from the question over the patches (``cross_attention``, ``mfb`` with ``attend``) also return ``image_attention``
+[B, N], where the question looks, which ``AttendLoss`` supervises.
 Token-level fusions need a ViT image tower (patch tokens); an RN50 tower is rejected with that explanation.
 """
 
@@ -162,13 +164,17 @@ class CrossAttention(nn.Layer):
         B, L, _ = x.shape
         return x.reshape([B, L, self.heads, self.head_dim]).transpose([0, 2, 1, 3])  # (B, nh, L, hd)
 
-    def forward(self, x: paddle.Tensor, memory: paddle.Tensor, bias: paddle.Tensor | None = None) -> paddle.Tensor:
+    def forward(
+        self, x: paddle.Tensor, memory: paddle.Tensor, bias: paddle.Tensor | None = None
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """(output [B, Lq, D], attention weights [B, nh, Lq, Lk])."""
         q, k, v = self._split(self.q(x)), self._split(self.k(memory)), self._split(self.v(memory))
         scores = paddle.matmul(q, k, transpose_y=True) * self.head_dim**-0.5  # (B, nh, Lq, Lk)
         if bias is not None:
             scores = scores + bias
-        out = paddle.matmul(F.softmax(scores, axis=-1), v).transpose([0, 2, 1, 3])  # (B, Lq, nh, hd)
-        return self.out(out.reshape([x.shape[0], x.shape[1], -1]))  # (B, Lq, D)
+        weights = F.softmax(scores, axis=-1)
+        out = paddle.matmul(weights, v).transpose([0, 2, 1, 3])  # (B, Lq, nh, hd)
+        return self.out(out.reshape([x.shape[0], x.shape[1], -1])), weights  # (B, Lq, D)
 
 
 class CrossAttentionLayer(nn.Layer):
@@ -181,11 +187,15 @@ class CrossAttentionLayer(nn.Layer):
         self.cross_attn = CrossAttention(d, heads)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
 
-    def forward(self, x: paddle.Tensor, image: paddle.Tensor, text_bias: paddle.Tensor) -> paddle.Tensor:
+    def forward(
+        self, x: paddle.Tensor, image: paddle.Tensor, text_bias: paddle.Tensor
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """(text stream [B, L, D], text-over-image attention [B, nh, L, 1+N])."""
         h = self.ln_self(x)
-        x = x + self.self_attn(h, h, text_bias)
-        x = x + self.cross_attn(self.ln_cross(x), self.ln_img(image))
-        return x + self.mlp(self.ln_mlp(x))
+        x = x + self.self_attn(h, h, text_bias)[0]
+        attended, weights = self.cross_attn(self.ln_cross(x), self.ln_img(image))
+        x = x + attended
+        return x + self.mlp(self.ln_mlp(x)), weights
 
 
 class CrossAttentionFusion(nn.Layer):
@@ -221,8 +231,11 @@ class CrossAttentionFusion(nn.Layer):
             image = image + self.image_pos
         bias = (1.0 - f["text_mask"].astype(x.dtype))[:, None, None, :] * -1e4  # (B, 1, 1, L): padded keys off
         for layer in self.layers:
-            x = layer(x, image, bias)
-        return {"logits": self.head(self.ln(x[:, 0]))}
+            x, weights = layer(x, image, bias)
+        out = {"logits": self.head(self.ln(x[:, 0]))}
+        if self.training:  # what AttendLoss supervises: where the [CLS] query of the last layer looks
+            out["image_attention"] = weights[:, :, 0, 1:].mean(axis=1)  # (B, N) over the patches, heads averaged
+        return out
 
 
 class FILIPFusion(nn.Layer):
@@ -294,7 +307,10 @@ class MFBFusion(nn.Layer):
             image = (att * patches).sum(axis=1)  # (B, W)
         else:
             image = f["image_embed"]
-        return {"logits": self.head(self.mfb(image, q))}
+        out = {"logits": self.head(self.mfb(image, q))}
+        if self.attend and self.training:  # what AttendLoss supervises
+            out["image_attention"] = att[:, :, 0]  # (B, N)
+        return out
 
 
 FUSIONS: dict[str, type] = {

@@ -1,7 +1,9 @@
-"""The per-cell auxiliary loss (Loss.Train CellLoss): its value, its labels, its head, and that it trains the towers.
+"""The scene-record losses of the VQA task: their values, their targets, what they read, and that they train.
 
-CellLoss supervises the image tower's patch tokens with what each cell of the 3x3 board holds, read from the
-training split's scene records; evaluation, export and the held-out splits never see it (docs/fusion.md, step 14).
+CellLoss supervises the image tower's patch tokens with what each cell of the 3x3 board holds; AttendLoss
+supervises where the fusion's question looks (the cells the question refers to). Both targets come from the
+training split's scene records; evaluation, export and the held-out splits never see them (docs/fusion.md, steps
+14-16).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_mm.data.vqa import CELL_CLASSES, CELL_GRID, read_cell_labels
-from paddle_mm.losses import CellLoss, build_loss
+from paddle_mm.data.vqa import CELL_CLASSES, CELL_GRID, read_cell_labels, referenced_cells
+from paddle_mm.losses import AttendLoss, CellLoss, build_loss
 from paddle_mm.models.fusion import build_fusion_model, vit_tokens
 from tests.fusion.test_fusion_models import TOWERS, arch_from_config, inputs
 
@@ -105,13 +107,14 @@ def test_cell_head_needs_an_image_tower_that_it_can_read():
 
 
 
-def _train_towers(weight: float | None, steps: int = 4) -> dict[str, np.ndarray]:
-    """The image tower after a few AdamW steps on VQALoss (+ CellLoss at ``weight``; None: no CellLoss, no head)."""
+def _train_towers(weight: float | None, steps: int = 4, term: str = "CellLoss") -> dict[str, np.ndarray]:
+    """The image tower after a few AdamW steps on VQALoss (+ ``term`` at ``weight``; None: neither it nor a cell
+    head)."""
     paddle.seed(0)
     model = cell_model() if weight is not None else build_fusion_model(
         {**arch_from_config({"name": "cross_attention", "hidden": 32, "heads": 2, "layers": 1}), **CELL_TOWERS}, N_OUT
     )
-    terms = [{"VQALoss": {}}] + ([{"CellLoss": {"weight": weight}}] if weight is not None else [])
+    terms = [{"VQALoss": {}}] + ([{term: {"weight": weight}}] if weight is not None else [])
     loss_fn = build_loss(terms)
     opt = paddle.optimizer.AdamW(1e-2, parameters=[p for p in model.parameters() if not p.stop_gradient])
     rng = np.random.default_rng(1)
@@ -120,6 +123,7 @@ def _train_towers(weight: float | None, steps: int = 4) -> dict[str, np.ndarray]
     targets = {
         "answer_scores": paddle.to_tensor(np.eye(N_OUT, dtype=np.float32)[rng.integers(0, N_OUT, 4)]),
         "cell_labels": paddle.to_tensor(rng.integers(0, 5, (4, 9))),
+        "attend_cells": paddle.to_tensor((rng.random((4, 9)) < 0.3).astype(np.float32)),
     }
     paddle.seed(1)  # the same dropout masks with and without a cell head (whose initialisation draws numbers)
     model.train()
@@ -131,13 +135,80 @@ def _train_towers(weight: float | None, steps: int = 4) -> dict[str, np.ndarray]
     return {k: v.numpy() for k, v in model.clip.visual.state_dict().items()}
 
 
-def test_cell_loss_changes_what_the_towers_learn():
-    """weight 1 moves the image tower elsewhere than weight 0; weight 0 trains it exactly as no CellLoss does."""
-    without, zero, one = _train_towers(None), _train_towers(0.0), _train_towers(1.0)
+@pytest.mark.parametrize("term", ["CellLoss", "AttendLoss"])
+def test_the_term_changes_what_the_towers_learn(term):
+    """weight 1 moves the image tower elsewhere than weight 0; weight 0 trains it exactly as without the term."""
+    without, zero, one = _train_towers(None), _train_towers(0.0, term=term), _train_towers(1.0, term=term)
     for k in without:
         np.testing.assert_allclose(zero[k], without[k], atol=1e-6, err_msg=k)
     moved = max(float(np.abs(one[k] - zero[k]).max()) for k in zero)
     assert moved > 1e-3
+
+
+def test_attend_loss_value_on_a_hand_built_case():
+    """-log of the attention share on the referred cells, averaged over the rows that refer to any."""
+    att = np.full((3, 9), 0.05, np.float32)
+    att[0, 4] = 0.6  # row 0: 0.6 on cell 4, 0.05 elsewhere (0.2 left to the [CLS] token of a cross-attention)
+    att[1, [0, 8]] = 0.3
+    mask = np.zeros((3, 9), np.float32)
+    mask[0, 4] = 1
+    mask[1, [0, 8, 2]] = 1  # three cells: 0.3 + 0.3 + 0.05
+    want = (-np.log(0.6) - np.log(0.65)) / 2  # row 2 refers to nothing: left out
+    got = AttendLoss(weight=2.0)(image_attention=paddle.to_tensor(att), attend_cells=paddle.to_tensor(mask))
+    assert float(got) == pytest.approx(2.0 * want, rel=1e-5)
+    # a 6x6 patch grid: each cell's share is the sum over its 2x2 patches
+    fine = np.zeros((1, 6, 6), np.float32)
+    fine[0, 0:2, 2:4] = 0.1  # cell (0, 1): 0.4
+    fine[0, 5, 5] = 0.6  # cell (2, 2)
+    one = np.zeros((1, 9), np.float32)
+    one[0, 1] = 1
+    got = AttendLoss()(image_attention=paddle.to_tensor(fine.reshape(1, 36)), attend_cells=paddle.to_tensor(one))
+    assert float(got) == pytest.approx(-np.log(0.4), rel=1e-5)
+
+
+def test_referenced_cells_follow_the_question_and_the_scene():
+    red_circle, red_square, blue_circle = (CELL_CLASSES.index(n) for n in ("red circle", "red square", "blue circle"))
+    labels = np.zeros((5, 9), np.int64)
+    labels[:, [0, 4, 8]] = [red_circle, red_square, blue_circle]
+    questions = [
+        {"params": {"cell": [2, 1]}},  # the named cell, whatever it holds
+        {"params": {"colour": "red"}},  # every red object
+        {"params": {"colour": "red", "shape": "circle"}},
+        {"params": {"colour": "blue", "shape": "square"}},  # nothing matches: existence 否 / count 0
+        {"params": {"colour": "blue", "shape": "circle"}},
+    ]
+    got = referenced_cells(questions, labels)
+    want = np.zeros((5, 9), np.float32)
+    want[0, 7] = want[1, 0] = want[1, 4] = want[2, 0] = want[4, 8] = 1
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fusion", ["cross_attention", "mfb"])
+def test_image_attention_is_training_only(fusion):
+    model = cell_model(fusion)
+    pixels, ids = inputs()
+    pixels = pixels[:, :, :24, :24]
+    model.train()
+    att = model(pixels, ids)["image_attention"].numpy()
+    assert att.shape == (3, 9) and (att >= 0).all()
+    sums = att.sum(axis=1)  # mfb attends over the patches only; cross_attention also over the [CLS] token
+    assert np.allclose(sums, 1.0, atol=1e-5) if fusion == "mfb" else ((sums > 0.05) & (sums < 1.0)).all()
+    model.eval()
+    assert "image_attention" not in model(pixels, ids)
+
+
+def test_attend_loss_needs_a_fusion_that_attends(tmp_path):
+    from paddle_mm.config import ConfigError, load_config
+    from paddle_mm.tasks import build_task
+    from tests.conftest import ROOT
+
+    (tmp_path / "answers.json").write_text('["是", "否"]', encoding="utf-8")
+    cfg = load_config(
+        ROOT / "configs/fusion/concat_vqa.yml",
+        [f"DataLoader.Train.dataset.root={tmp_path}", "Loss.Train=[{VQALoss: {}}, {AttendLoss: {}}]"],
+    )
+    with pytest.raises(ConfigError, match="fusion 'concat' does not attend over them: use cross_attention or mfb"):
+        build_task(cfg)
 
 
 def test_training_reads_the_training_scenes_only(tmp_path):
@@ -162,7 +233,7 @@ def test_training_reads_the_training_scenes_only(tmp_path):
         "Arch.vision_patch_size=8",
         "Arch.fusion.clip_weights=null",
         "DataLoader.Train.sampler.batch_size=32",
-        "Loss.Train=[{VQALoss: {}}, {CellLoss: {weight: 1.0}}]",
+        "Loss.Train=[{VQALoss: {}}, {CellLoss: {weight: 1.0}}, {AttendLoss: {weight: 1.0}}]",
     ]
     proc = run_tool("train.py", "-c", str(ROOT / "configs/fusion/cross_attention_vqa.yml"), "-o", *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
