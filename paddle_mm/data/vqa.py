@@ -26,7 +26,8 @@ Files under ``out`` (``{split}`` in train / valid / test; ``valid`` as the capti
 - ``{split}_imgs.tsv``: ``image_id<TAB>base64(PNG)``, as the caption data;
 - ``{split}_questions.jsonl``: ``{"question_id", "image_id", "question", "question_type", "answer", "answers"}``
   where ``answers`` is the VQA-style list of 10 annotator answers (all equal here: the world is exact);
-- ``{split}_scenes.jsonl``: the objects of each image (for debugging and analysis);
+- ``{split}_scenes.jsonl``: the objects of each image (the training split's are the targets of CellLoss and
+  AttendLoss: :func:`read_cell_labels`, :func:`referenced_cells`; the others serve debugging and analysis);
 - ``answers.json``: the answer vocabulary in class-index order; ``vqa_info.json``: how the data was made.
 
 Scenes come from the caption world (``synthetic.py``) with three changes aimed at shape and position questions:
