@@ -212,9 +212,9 @@ def test_attend_loss_needs_a_fusion_that_attends(tmp_path):
 
 
 def test_training_reads_the_training_scenes_only(tmp_path):
-    """tools/train.py with CellLoss: the validation split's scene records are deleted and training still runs (the
-    evaluation data never reads them); the checkpoint keeps its cell head and loads, evaluates and answers as
-    trained."""
+    """tools/train.py with CellLoss and AttendLoss: the validation split's scene records are deleted and training
+    still runs (the evaluation data never reads them); the log line shows each term; the checkpoint keeps its cell
+    head, loads, and tools/eval.py evaluates it."""
     from paddle_mm.data.vqa import make_vqa_dataset
     from paddle_mm.models import load_model
     from tests.conftest import ROOT, run_tool
@@ -238,6 +238,8 @@ def test_training_reads_the_training_scenes_only(tmp_path):
     proc = run_tool("train.py", "-c", str(ROOT / "configs/fusion/cross_attention_vqa.yml"), "-o", *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = tmp_path / "out" / "CN-CLIP-Tiny"
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert "VQALoss: " in log and "CellLoss: " in log and "AttendLoss: " in log  # each term on the log line
     model = load_model(run / "best_model")
     assert model.cell_head is not None and model.describe()["cell_classes"] == len(CELL_CLASSES)
     proc = run_tool("eval.py", "-c", str(run / "config.yml"), "-o", f"Global.pretrained_model={run / 'best_model'}")
