@@ -283,9 +283,9 @@ class AttendLoss(nn.Layer):
         self, image_attention: paddle.Tensor | None = None, attend_cells: paddle.Tensor | None = None, **_: Any
     ) -> paddle.Tensor:
         if image_attention is None or attend_cells is None:
-            missing = "image_attention (a fusion that attends over patches)" if image_attention is None else (
-                "attend_cells (the batch)"
-            )
+            missing = "attend_cells (the batch)"
+            if image_attention is None:
+                missing = "image_attention (a fusion that attends over patches)"
             raise ValueError(
                 f"AttendLoss got no {missing}; it trains cross_attention and mfb (attend: true) on Global.task vqa / "
                 "classification, whose task adds the targets when Loss.Train lists AttendLoss"
