@@ -273,10 +273,33 @@ LOSS = Section(
                     "VQALoss": VQA_LOSS,
                     "ClassificationLoss": CLASSIFICATION_LOSS,
                     "MatchingLoss": Section({"weight": Field(FLOAT, 1.0, "weight of this loss term")}),
+                    "AttendLoss": Section(
+                        {
+                            "weight": Field(
+                                FLOAT,
+                                1.0,
+                                "weight of the attention supervision (the share of the question's attention on the "
+                                "cells it refers to, from the training split's scene records; training only)",
+                                check=_non_negative,
+                            )
+                        }
+                    ),
+                    "CellLoss": Section(
+                        {
+                            "weight": Field(
+                                FLOAT,
+                                1.0,
+                                "weight of the per-cell auxiliary loss (what each grid cell holds, from the training "
+                                "split's scene records; training only)",
+                                check=_non_negative,
+                            )
+                        }
+                    ),
                 }
             ),
             "loss terms summed during training (VQALoss for Global.task vqa, ClassificationLoss for classification, "
-            "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher)",
+            "MatchingLoss + ClipLoss for matching; DistillLoss beside ClipLoss distills a teacher; CellLoss beside "
+            "VQALoss / ClassificationLoss supervises the image tower per grid cell, AttendLoss where the fusion looks)",
         )
     },
     doc="losses",
@@ -492,6 +515,12 @@ FUSION = Section(
         "dropout": Field(FLOAT, 0.1, "dropout in the fusion and the head", check=_ratio),
         "layers": Field(INT, 2, "cross_attention: stacked layers", check=_positive),
         "heads": Field(INT, 4, "cross_attention: attention heads (must divide hidden)", check=_positive),
+        "image_positions": Field(
+            BOOL,
+            False,
+            "cross_attention: add a learned embedding per image token position to the patch tokens it reads "
+            "(LXMERT's box-position embedding, one per patch)",
+        ),
         "factor": Field(INT, 5, "mfb: rank k of the factorized bilinear pooling", check=_positive),
         "attend": Field(BOOL, True, "mfb: question-guided attention over image patches (false: pooled image)"),
         "towers": Field(

@@ -236,4 +236,77 @@ class MatchingLoss(nn.Layer):
         return self.weight * F.binary_cross_entropy_with_logits(match_logits, match_labels)
 
 
-LOSSES.update({"VQALoss": VQALoss, "ClassificationLoss": ClassificationLoss, "MatchingLoss": MatchingLoss})
+class CellLoss(nn.Layer):
+    """Grounding supervision for the image tower: cross-entropy of ``cell_logits`` [B, cells, C] (the cell head of a
+    :class:`~paddle_mm.models.fusion.FusionModel`, on the ViT's patch tokens) against ``cell_labels`` [B, cells]
+    (what each cell of the image holds, from the training split's scene records), averaged over the cells;
+    a label of -1 is ignored. An auxiliary term beside VQALoss (multi-task training, as the attribute head of
+    bottom-up attention): it teaches the patch tokens what each cell shows, which the answer loss alone does not
+    (docs/fusion.md, "Why the data looks like this"). Training only: evaluation and exports never read it.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(
+        self, cell_logits: paddle.Tensor | None = None, cell_labels: paddle.Tensor | None = None, **_: Any
+    ) -> paddle.Tensor:
+        if cell_logits is None or cell_labels is None:
+            missing = "cell_logits (a model with a cell head)" if cell_logits is None else "cell_labels (the batch)"
+            raise ValueError(
+                f"CellLoss got no {missing}; it trains Global.task vqa / classification models, whose task adds "
+                "the cell head and the scene labels when Loss.Train lists CellLoss"
+            )
+        C = cell_logits.shape[-1]
+        logits = cell_logits.reshape([-1, C])  # (B * cells, C)
+        labels = cell_labels.reshape([-1, 1]).astype("int64")  # (B * cells, 1)
+        known = (labels >= 0).astype(logits.dtype)  # (B * cells, 1); -1: no label
+        # per-cell terms masked by hand: Paddle's mean with ignore_index divides by every cell, ignored ones included
+        nll = -paddle.take_along_axis(F.log_softmax(logits, axis=-1), labels.clip(min=0), axis=1)  # (B * cells, 1)
+        return self.weight * (nll * known).sum() / known.sum().clip(min=1.0)
+
+
+class AttendLoss(nn.Layer):
+    """Attention supervision for the fusion: -log of the share of the question's attention over the patches
+    (``image_attention`` [B, N], from ``cross_attention`` or ``mfb`` with ``attend``) that falls on the cells it
+    refers to (``attend_cells`` [B, cells], 0/1, from the training split's scene records and the question's words).
+    Rows that refer to no cell (existence 否, count 0) add nothing; the mean is over the others. Patches are summed
+    into cells when the patch grid is finer than the cell grid. Training only.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(
+        self, image_attention: paddle.Tensor | None = None, attend_cells: paddle.Tensor | None = None, **_: Any
+    ) -> paddle.Tensor:
+        if image_attention is None or attend_cells is None:
+            missing = "attend_cells (the batch)"
+            if image_attention is None:
+                missing = "image_attention (a fusion that attends over patches)"
+            raise ValueError(
+                f"AttendLoss got no {missing}; it trains cross_attention and mfb (attend: true) on Global.task vqa / "
+                "classification, whose task adds the targets when Loss.Train lists AttendLoss"
+            )
+        B, N = image_attention.shape
+        cells = attend_cells.shape[1]
+        g, c = int(round(N**0.5)), int(round(cells**0.5))
+        grid = image_attention.reshape([B, 1, g, g])  # (B, 1, g, g)
+        per_cell = (F.adaptive_avg_pool2d(grid, c) * (g * g / cells)).reshape([B, cells])  # (B, cells): sums
+        mask = attend_cells.astype(per_cell.dtype)
+        share = (per_cell * mask).sum(axis=1)  # (B,)
+        rows = (mask.sum(axis=1) > 0).astype(share.dtype)
+        return self.weight * (-paddle.log(share.clip(min=1e-6)) * rows).sum() / rows.sum().clip(min=1.0)
+
+
+LOSSES.update(
+    {
+        "AttendLoss": AttendLoss,
+        "VQALoss": VQALoss,
+        "ClassificationLoss": ClassificationLoss,
+        "MatchingLoss": MatchingLoss,
+        "CellLoss": CellLoss,
+    }
+)

@@ -26,7 +26,8 @@ Files under ``out`` (``{split}`` in train / valid / test; ``valid`` as the capti
 - ``{split}_imgs.tsv``: ``image_id<TAB>base64(PNG)``, as the caption data;
 - ``{split}_questions.jsonl``: ``{"question_id", "image_id", "question", "question_type", "answer", "answers"}``
   where ``answers`` is the VQA-style list of 10 annotator answers (all equal here: the world is exact);
-- ``{split}_scenes.jsonl``: the objects of each image (for debugging and analysis);
+- ``{split}_scenes.jsonl``: the objects of each image (the training split's are the targets of CellLoss and
+  AttendLoss: :func:`read_cell_labels`, :func:`referenced_cells`; the others serve debugging and analysis);
 - ``answers.json``: the answer vocabulary in class-index order; ``vqa_info.json``: how the data was made.
 
 Scenes come from the caption world (``synthetic.py``) with three changes aimed at shape and position questions:
@@ -111,6 +112,12 @@ _SHAPE_BY_COLOUR_TEMPLATES: tuple[str, ...] = ("{c}的图形是什么形状？",
 # of another shape (87.5 % of each type, 100 % of the 否 existence questions).
 SAME_COLOUR_COUNT: dict[str, tuple[int, ...]] = {"count": (3, 4), "exist": (2, 3)}
 DISTRACTOR_SHARE = 0.8  # position / shape questions: share with 1-2 same-colour objects of other shapes
+
+# What each cell of the 3x3 board holds, as the per-cell auxiliary loss (paddle_mm.losses.CellLoss) names it:
+# nothing, or one colour-and-shape pair. Index order is fixed (like ANSWERS), so a model's cell head reads any copy.
+CELL_EMPTY = "empty"
+CELL_CLASSES: tuple[str, ...] = (CELL_EMPTY, *(f"{c} {s}" for c in COLOURS for s in SHAPES))
+CELL_GRID = 3  # cells per side; labels are row-major, as a ViT orders its patch tokens
 
 
 @dataclass(frozen=True)
@@ -426,6 +433,63 @@ def load_vqa_split(root: str | Path, split: str, image_size: int | None = None) 
         raise KeyError(f"{qs}: questions refer to images missing from {imgs}: {missing[:5]}")
     index = np.array([row[q["image_id"]] for q in questions], dtype=np.int64)
     return VQASplit(np.stack(arrays), index, questions, read_answers(root))
+
+
+def read_cell_labels(root: str | Path, split: str, image_ids: list[int]) -> np.ndarray:
+    """[len(image_ids), CELL_GRID**2] int64 indices into :data:`CELL_CLASSES`: what each cell of each image holds,
+    row-major, from the generator's ``{split}_scenes.jsonl``. Only training reads these (CellLoss's targets);
+    evaluation never does, so a held-out split's scenes cannot reach a model."""
+    path = _scenes_file(Path(root), split)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: Loss.Train CellLoss reads the scene records that tools/make_vqa_data.py writes; "
+            f"regenerate the data (tools/make_vqa_data.py --out {root}) or remove CellLoss"
+        )
+    col = {name: i for i, name in enumerate(CELL_CLASSES)}
+    by_image: dict[int, np.ndarray] = {}
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        cells = np.zeros(CELL_GRID * CELL_GRID, dtype=np.int64)  # 0: CELL_EMPTY
+        for obj in rec["objects"]:
+            row, c = obj["cell"]
+            cells[row * CELL_GRID + c] = col[f"{obj['colour']} {obj['shape']}"]
+        by_image[int(rec["image_id"])] = cells
+    missing = sorted({i for i in image_ids if i not in by_image})
+    if missing:
+        raise KeyError(
+            f"{path}: no scene record for images {missing[:5]}; regenerate the data with tools/make_vqa_data.py"
+        )
+    return np.stack([by_image[i] for i in image_ids]) if image_ids else np.zeros((0, CELL_GRID**2), np.int64)
+
+
+def referenced_cells(questions: list[dict], cell_labels: np.ndarray) -> np.ndarray:
+    """[N, CELL_GRID**2] float32: 1 on the cells each question refers to, from its ``params`` and its image's
+    ``cell_labels`` (:func:`read_cell_labels`): the cell it names; else the objects of its colour (and shape, when
+    it names one). A question about nothing present (existence 否, count 0) refers to no cell. AttendLoss's
+    targets, so training only."""
+    out = np.zeros(cell_labels.shape, np.float32)
+    colours, shapes = zip(*(name.split(" ") for name in CELL_CLASSES[1:]))
+    colour_of = np.array(("", *colours))  # per CELL_CLASSES index; "" for CELL_EMPTY
+    shape_of = np.array(("", *shapes))
+    for i, q in enumerate(questions):
+        p = q["params"]
+        if "cell" in p:
+            row, col = p["cell"]
+            out[i, row * CELL_GRID + col] = 1.0
+            continue
+        hit = colour_of[cell_labels[i]] == p["colour"]
+        if "shape" in p:
+            hit &= shape_of[cell_labels[i]] == p["shape"]
+        out[i, hit] = 1.0
+    return out
+
+
+def _scenes_file(root: Path, split: str) -> Path:
+    """``{split}_scenes.jsonl`` beside the split's images (``valid`` / ``val`` as :func:`_split_files`)."""
+    imgs, _ = _split_files(root, split)
+    return imgs.with_name(imgs.name.replace("_imgs.tsv", "_scenes.jsonl"))
 
 
 def _split_files(root: Path, split: str) -> tuple[Path, Path]:

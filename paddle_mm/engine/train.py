@@ -257,7 +257,7 @@ class _StepLog:
             self.t_step, self.micro_at_step = now, self.micro
         if s.step_in_epoch % self.print_every == 0 or s.step_in_epoch == self.steps_total:
             batch = {k: dist.mean_over_ranks(float(losses[k])) for k in BATCH_METRICS if k in losses}
-            self.line(dist.mean_over_ranks(float(losses["loss"])), lr, {**scalars(), **batch})
+            self.line(dist.mean_over_ranks(float(losses["loss"])), lr, {**_terms(losses), **scalars(), **batch})
 
     def line(self, loss: float, lr: float, scalars: dict[str, float]) -> None:
         """Log ``[Train][Epoch e/E][Iter i/n] loss, lr, <scalars>, ips, eta``; append the record to the metrics
@@ -278,6 +278,13 @@ class _StepLog:
         if self.vdl is not None:
             for key in ("loss", "lr", *scalars):
                 self.vdl.add_scalar(f"train/{key}", record[key], s.global_step)
+
+
+def _terms(losses: dict[str, paddle.Tensor]) -> dict[str, float]:
+    """Each weighted term of a loss of several (``VQALoss`` and ``CellLoss``, say) averaged over ranks, for the log
+    line; nothing for a single term, which ``loss`` already is."""
+    terms = [k for k in losses if k != "loss" and k not in BATCH_METRICS]
+    return {} if len(terms) < 2 else {k: dist.mean_over_ranks(float(losses[k])) for k in terms}
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,11 @@ Fusions (``FUSIONS``), each mapping tower outputs to ``n_outputs`` logits:
 
 ``forward(pixel_values, input_ids)`` returns a dict with ``logits`` ([B, n_outputs]) and, where a fusion has
 them, ``modality_weights`` / ``token_similarity``; the task losses in :mod:`paddle_mm.losses` read these keys.
+A model built with a cell head (``cell_classes``, for the per-cell auxiliary loss ``CellLoss``) adds
+``cell_logits`` [B, cells, cell_classes] in training mode only: what the image tower's patch tokens say each cell of
+the board holds. Evaluation, export and the Predictor never run the head. In training mode, the fusions that attend
+from the question over the patches (``cross_attention``, ``mfb`` with ``attend``) also return ``image_attention``
+[B, N], where the question looks, which ``AttendLoss`` supervises.
 Token-level fusions need a ViT image tower (patch tokens); an RN50 tower is rejected with that explanation.
 """
 
@@ -39,6 +44,7 @@ FUSION_DEFAULTS: dict[str, Any] = {
     "dropout": 0.1,
     "layers": 2,  # cross_attention: stacked layers
     "heads": 4,  # cross_attention: attention heads
+    "image_positions": False,  # cross_attention: a learned embedding per image token position
     "factor": 5,  # mfb: k, the rank of the factorized bilinear map
     "attend": True,  # mfb: question-guided attention over patches (False: pooled image embedding)
     "towers": "full",  # full | partial | frozen
@@ -158,13 +164,17 @@ class CrossAttention(nn.Layer):
         B, L, _ = x.shape
         return x.reshape([B, L, self.heads, self.head_dim]).transpose([0, 2, 1, 3])  # (B, nh, L, hd)
 
-    def forward(self, x: paddle.Tensor, memory: paddle.Tensor, bias: paddle.Tensor | None = None) -> paddle.Tensor:
+    def forward(
+        self, x: paddle.Tensor, memory: paddle.Tensor, bias: paddle.Tensor | None = None
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """(output [B, Lq, D], attention weights [B, nh, Lq, Lk])."""
         q, k, v = self._split(self.q(x)), self._split(self.k(memory)), self._split(self.v(memory))
         scores = paddle.matmul(q, k, transpose_y=True) * self.head_dim**-0.5  # (B, nh, Lq, Lk)
         if bias is not None:
             scores = scores + bias
-        out = paddle.matmul(F.softmax(scores, axis=-1), v).transpose([0, 2, 1, 3])  # (B, Lq, nh, hd)
-        return self.out(out.reshape([x.shape[0], x.shape[1], -1]))  # (B, Lq, D)
+        weights = F.softmax(scores, axis=-1)
+        out = paddle.matmul(weights, v).transpose([0, 2, 1, 3])  # (B, Lq, nh, hd)
+        return self.out(out.reshape([x.shape[0], x.shape[1], -1])), weights  # (B, Lq, D)
 
 
 class CrossAttentionLayer(nn.Layer):
@@ -177,30 +187,55 @@ class CrossAttentionLayer(nn.Layer):
         self.cross_attn = CrossAttention(d, heads)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
 
-    def forward(self, x: paddle.Tensor, image: paddle.Tensor, text_bias: paddle.Tensor) -> paddle.Tensor:
+    def forward(
+        self, x: paddle.Tensor, image: paddle.Tensor, text_bias: paddle.Tensor
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """(text stream [B, L, D], text-over-image attention [B, nh, L, 1+N])."""
         h = self.ln_self(x)
-        x = x + self.self_attn(h, h, text_bias)
-        x = x + self.cross_attn(self.ln_cross(x), self.ln_img(image))
-        return x + self.mlp(self.ln_mlp(x))
+        x = x + self.self_attn(h, h, text_bias)[0]
+        attended, weights = self.cross_attn(self.ln_cross(x), self.ln_img(image))
+        x = x + attended
+        return x + self.mlp(self.ln_mlp(x)), weights
 
 
 class CrossAttentionFusion(nn.Layer):
     """Text tokens (queries) over image patch tokens, ``layers`` deep; the [CLS] position feeds the head."""
 
-    def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, layers: int, heads: int, **_):
+    def __init__(
+        self,
+        dims: dict[str, int],
+        n_outputs: int,
+        hidden: int,
+        dropout: float,
+        layers: int,
+        heads: int,
+        image_positions: bool = False,
+        **_,
+    ):
         super().__init__()
         self.text_in = nn.Linear(dims["text_width"], hidden)
         self.image_in = nn.Linear(dims["image_width"], hidden)
+        # where each patch is, as a key and value feature (LXMERT adds its boxes' coordinates to the region features)
+        self.image_pos = (
+            self.create_parameter([1, dims["image_tokens"], hidden], default_initializer=nn.initializer.Normal(0, 0.02))
+            if image_positions
+            else None
+        )
         self.layers = nn.LayerList([CrossAttentionLayer(hidden, heads, dropout) for _ in range(layers)])
         self.ln = nn.LayerNorm(hidden)
         self.head = _mlp(hidden, hidden, n_outputs, dropout)
 
     def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         x, image = self.text_in(f["text_tokens"]), self.image_in(f["image_tokens"])  # (B, L, H), (B, 1+N, H)
+        if self.image_pos is not None:
+            image = image + self.image_pos
         bias = (1.0 - f["text_mask"].astype(x.dtype))[:, None, None, :] * -1e4  # (B, 1, 1, L): padded keys off
         for layer in self.layers:
-            x = layer(x, image, bias)
-        return {"logits": self.head(self.ln(x[:, 0]))}
+            x, weights = layer(x, image, bias)
+        out = {"logits": self.head(self.ln(x[:, 0]))}
+        if self.training:  # what AttendLoss supervises: where the [CLS] query of the last layer looks
+            out["image_attention"] = weights[:, :, 0, 1:].mean(axis=1)  # (B, N) over the patches, heads averaged
+        return out
 
 
 class FILIPFusion(nn.Layer):
@@ -272,7 +307,10 @@ class MFBFusion(nn.Layer):
             image = (att * patches).sum(axis=1)  # (B, W)
         else:
             image = f["image_embed"]
-        return {"logits": self.head(self.mfb(image, q))}
+        out = {"logits": self.head(self.mfb(image, q))}
+        if self.attend and self.training:  # what AttendLoss supervises
+            out["image_attention"] = att[:, :, 0]  # (B, N)
+        return out
 
 
 FUSIONS: dict[str, type] = {
@@ -304,6 +342,8 @@ class FusionModel(nn.Layer):
         n_outputs: int,
         matching: bool = False,
         labels: list[str] | None = None,
+        cell_classes: int = 0,
+        cell_grid: int = 3,
     ):
         super().__init__()
         if labels is not None and len(labels) != n_outputs:
@@ -321,24 +361,54 @@ class FusionModel(nn.Layer):
                 f"fusion {fusion_name!r} reads image patch tokens, which only a ViT image tower has; "
                 "use a ViT model (e.g. Arch.name: CN-CLIP-Tiny) or a pooled fusion (concat, late, attention)"
             )
+        grid = 0 if clip.config.is_resnet else clip.config.image_resolution // clip.config.vision_patch_size
         dims = {
             "embed": clip.config.embed_dim,
             "image_width": clip.config.vision_width,
             "text_width": clip.config.text_hidden_size,
+            "image_tokens": 1 + grid * grid,  # [CLS] and the patches
         }
         self.uses_image, self.uses_text = fusion_name != "text_only", fusion_name != "image_only"
         extra = {"key": "text_embed" if fusion_name == "text_only" else "image_embed"}
         self.fusion = FUSIONS[fusion_name](dims, n_outputs, **fusion_cfg, **extra)
+        self.cell_classes, self.cell_grid = int(cell_classes), int(cell_grid)
+        self.cell_head = self._build_cell_head(clip.config) if self.cell_classes else None
+
+    def _build_cell_head(self, config) -> nn.Linear:
+        """A linear map from each cell's pooled patch tokens to ``cell_classes`` logits (CellLoss's grounding
+        supervision): one cell is one patch when the patch grid equals ``cell_grid`` (the shipped configs: 48 px,
+        16-px patches), the mean of a block of patches when it is a multiple, and of the patches that overlap the
+        cell otherwise (adaptive pooling: tiny test images still train, with blurred cell boundaries)."""
+        if config.is_resnet or not self.uses_image or self.matching:
+            what = "an RN50 tower" if config.is_resnet else ("matching" if self.matching else f"{self.fusion_name!r}")
+            raise ValueError(
+                f"a cell head (Loss.Train CellLoss) reads the ViT image tower's patch tokens; {what} has none to "
+                "supervise: use a ViT tower and a VQA fusion that sees the image, or remove CellLoss"
+            )
+        return nn.Linear(config.vision_width, self.cell_classes)
+
+    def cell_logits(self, image_tokens: paddle.Tensor) -> paddle.Tensor:
+        """[B, 1+g*g, width] ViT tokens -> [B, cell_grid**2, cell_classes] logits, cells row-major."""
+        patches = image_tokens[:, 1:]  # (B, g*g, width)
+        B, N, W = patches.shape
+        g = int(round(N**0.5))
+        x = patches.transpose([0, 2, 1]).reshape([B, W, g, g])  # (B, width, g, g)
+        x = F.adaptive_avg_pool2d(x, self.cell_grid)  # (B, width, c, c): the patches over each cell averaged
+        x = x.reshape([B, W, -1]).transpose([0, 2, 1])  # (B, c*c, width)
+        return self.cell_head(x)
 
     def describe(self) -> dict[str, Any]:
         """The ``fusion`` section of ``model_config.json``: what :func:`fusion_from_config` rebuilds this from."""
-        return {
+        desc = {
             "name": self.fusion_name,
             **self.fusion_cfg,
             "n_outputs": self.n_outputs,
             "matching": self.matching,
             "labels": self.labels,
         }
+        if self.cell_head is not None:  # left out otherwise: model_config.json stays as it was without CellLoss
+            desc |= {"cell_classes": self.cell_classes, "cell_grid": self.cell_grid}
+        return desc
 
     def features(self, pixel_values: paddle.Tensor | None, input_ids: paddle.Tensor | None) -> dict[str, paddle.Tensor]:
         """Tower outputs the fusion reads: ``image_embed`` [B, D] and, for token fusions, ``image_tokens``
@@ -350,7 +420,7 @@ class FusionModel(nn.Layer):
             f["text_tokens"] = self.clip.bert(input_ids, mask)  # (B, L, h)
             f["text_mask"] = mask
             f["text_embed"] = paddle.matmul(f["text_tokens"][:, 0], self.clip.text_projection)
-        if self.uses_image and self.needs_tokens:
+        if self.uses_image and (self.needs_tokens or self._runs_cell_head()):
             f["image_tokens"] = vit_tokens(self.clip.visual, pixel_values)
             f["image_embed"] = paddle.matmul(f["image_tokens"][:, 0], self.clip.visual.proj)
         elif self.uses_image:
@@ -370,7 +440,17 @@ class FusionModel(nn.Layer):
         """Fusion outputs for the given pairs (``logits`` [B, n_outputs]); a matching model (``matching=True``)
         adds the in-batch hard-negative pairs and the contrastive features (see :meth:`matching_outputs`)."""
         f = self.features(pixel_values, input_ids)
-        return self.matching_outputs(f, input_ids) if self.matching else self.fusion(f)
+        if self.matching:
+            return self.matching_outputs(f, input_ids)
+        out = self.fusion(f)
+        if self._runs_cell_head():
+            out["cell_logits"] = self.cell_logits(f["image_tokens"])
+        return out
+
+    def _runs_cell_head(self) -> bool:
+        """The cell head is training-only supervision: in eval mode (evaluation, export) the model computes exactly
+        what it would without one (a pooled fusion then reads ``encode_image``, not the ViT tokens)."""
+        return self.cell_head is not None and self.training
 
     def matching_outputs(self, f: dict[str, paddle.Tensor], input_ids: paddle.Tensor) -> dict[str, paddle.Tensor]:
         """Image-text matching on a batch of B matching pairs (ALBEF-style): besides the B positives, each image is
@@ -487,7 +567,7 @@ def fusion_from_config(clip: nn.Layer, desc: dict[str, Any]) -> FusionModel:
     name = desc.pop("name", None)
     if name not in FUSIONS:
         raise KeyError(f"model_config.json: unknown fusion {name!r}; available: {sorted(FUSIONS)}")
-    head = {k: desc.pop(k) for k in ("n_outputs", "matching", "labels") if k in desc}
+    head = {k: desc.pop(k) for k in ("n_outputs", "matching", "labels", "cell_classes", "cell_grid") if k in desc}
     known = set(FUSION_DEFAULTS) - {"towers", "train_layers", "clip_weights"}
     unknown = sorted(set(desc) - known)
     if unknown or "n_outputs" not in head:
@@ -496,16 +576,23 @@ def fusion_from_config(clip: nn.Layer, desc: dict[str, Any]) -> FusionModel:
             f"expected name, n_outputs, matching, labels and {sorted(known)}"
         )
     cfg = {k: FUSION_DEFAULTS[k] for k in known} | desc
-    return FusionModel(clip, name, cfg, int(head["n_outputs"]), bool(head.get("matching")), head.get("labels"))
+    cells = {k: int(head[k]) for k in ("cell_classes", "cell_grid") if k in head}
+    return FusionModel(clip, name, cfg, int(head["n_outputs"]), bool(head.get("matching")), head.get("labels"), **cells)
 
 
 def build_fusion_model(
-    arch: dict[str, Any], n_outputs: int, matching: bool = False, labels: list[str] | None = None
+    arch: dict[str, Any],
+    n_outputs: int,
+    matching: bool = False,
+    labels: list[str] | None = None,
+    cell_classes: int = 0,
+    cell_grid: int = 3,
 ) -> FusionModel:
     """Build from an ``Arch`` section whose ``fusion`` sub-dict names the fusion (other Arch keys shape the towers).
 
     ``n_outputs`` is the head size (the task's number of answers or classes; 1 for matching); ``labels`` names
-    its outputs (the answers or classes, saved with the model). Missing fusion keys
+    its outputs (the answers or classes, saved with the model); ``cell_classes`` > 0 adds the training-only cell
+    head that ``CellLoss`` supervises (``cell_grid`` cells per side). Missing fusion keys
     take ``FUSION_DEFAULTS``; unknown ones are an error. ``matching`` makes ``forward`` return the image-text
     matching outputs with in-batch hard negatives (and lets ``logit_scale`` train for the contrastive term).
     """
@@ -530,7 +617,7 @@ def build_fusion_model(
         if name in ("text_only", "image_only"):
             raise ValueError(f"fusion {name!r} sees one modality and cannot score image-text pairs; pick a fusion")
         clip.logit_scale.stop_gradient = False
-    return FusionModel(clip, name, cfg, n_outputs, matching, labels)
+    return FusionModel(clip, name, cfg, n_outputs, matching, labels, cell_classes, cell_grid)
 
 
 def load_tower_weights(clip, directory: str, key: str) -> None:

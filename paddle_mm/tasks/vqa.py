@@ -2,8 +2,11 @@
 (``answers.json``) with CLIP towers and a fusion (``Arch.fusion``).
 
 The loss reads the VQA soft scores (``answer_scores``); evaluation reports VQA soft accuracy (``vqa_acc``, the
-selection metric), accuracy, macro F1 and accuracy per question type. ``classification`` (one label per sample,
-:mod:`paddle_mm.tasks.classification`) reads the same data.
+selection metric), accuracy, macro F1 and accuracy per question type. With ``CellLoss`` in ``Loss.Train`` the model
+gets a training-only cell head and the training batches carry ``cell_labels``, what each cell of the image holds
+according to the training split's scene records (``{split}_scenes.jsonl``); with ``AttendLoss`` they carry
+``attend_cells``, the cells each question refers to. The evaluation data never loads scene records.
+``classification`` (one label per sample, :mod:`paddle_mm.tasks.classification`) reads the same data.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ import numpy as np
 import paddle
 
 from ..config import ConfigError
-from ..data.vqa import VQASplit, load_vqa_split, read_answers
+from ..data.vqa import (
+    CELL_CLASSES,
+    CELL_GRID,
+    VQASplit,
+    load_vqa_split,
+    read_answers,
+    read_cell_labels,
+    referenced_cells,
+)
 from ..metrics import accuracy, f1_scores, vqa_soft_accuracy
 from ..models.fusion import build_fusion_model
 from ..text.tokenizer import tokenize, trim_padding
@@ -35,10 +46,18 @@ def normalize_images(images: np.ndarray) -> np.ndarray:
 
 
 class VQADataset(paddle.io.Dataset):
-    """Items of a :class:`VQASplit`: normalised pixels, question ids, soft answer scores and the label."""
+    """Items of a :class:`VQASplit`: normalised pixels, question ids, soft answer scores and the label; with
+    ``cell_labels`` ([N questions, cells], training only) also what each cell of the question's image holds and
+    which cells the question refers to (``attend_cells``)."""
 
-    def __init__(self, split: VQASplit, context_length: int):
+    def __init__(self, split: VQASplit, context_length: int, cell_labels: np.ndarray | None = None):
+        if cell_labels is not None and len(cell_labels) != len(split):
+            raise ValueError(
+                f"{len(cell_labels)} rows of cell labels for {len(split)} questions; give one per question"
+            )
         self.split = split
+        self.cell_labels = cell_labels
+        self.attend_cells = None if cell_labels is None else referenced_cells(split.questions, cell_labels)
         self.input_ids = np.asarray(tokenize([q["question"] for q in split.questions], context_length=context_length))
         self.scores = split.answer_scores()
         col = {a: i for i, a in enumerate(split.answers)}
@@ -49,12 +68,16 @@ class VQADataset(paddle.io.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         image = self.split.images[self.split.image_index[i]][None]
-        return {
+        item = {
             "pixel_values": normalize_images(image)[0],
             "input_ids": self.input_ids[i],
             "answer_scores": self.scores[i],
             "labels": self.labels[i],
         }
+        if self.cell_labels is not None:
+            item["cell_labels"] = self.cell_labels[i]
+            item["attend_cells"] = self.attend_cells[i]
+        return item
 
 
 class VQATask(Task):
@@ -62,7 +85,8 @@ class VQATask(Task):
 
     name = "vqa"
     main_metric = "vqa_acc"
-    losses = ("VQALoss", "ClassificationLoss")  # the batches carry both soft scores and labels
+    # the batches carry soft scores, labels and, with CellLoss / AttendLoss, the scene targets
+    losses = ("VQALoss", "ClassificationLoss", "CellLoss", "AttendLoss")
 
     def __init__(self, cfg: dict[str, Any]):
         for key in ("Train", "Eval"):
@@ -78,27 +102,48 @@ class VQATask(Task):
             )
         self.answers_root = cfg["DataLoader"]["Train"]["dataset"]["root"]
         self.answers = read_answers(self.answers_root)
+        # CellLoss needs a cell head on the model; it and AttendLoss need scene targets in the training batches
+        terms = {name for item in cfg["Loss"]["Train"] or [] for name in item}
+        self.cell_loss = "CellLoss" in terms
+        self.scene_targets = bool(terms & {"CellLoss", "AttendLoss"})
+        fusion = cfg["Arch"]["fusion"]
+        if "AttendLoss" in terms and not (
+            fusion["name"] == "cross_attention" or (fusion["name"] == "mfb" and fusion.get("attend", True) is not False)
+        ):
+            raise ConfigError(
+                f"Loss.Train AttendLoss supervises where the question looks over the patches; fusion "
+                f"{fusion['name']!r} does not attend over them: use cross_attention or mfb (attend: true), or remove it"
+            )
 
     def build_model(self, arch: dict[str, Any]) -> paddle.nn.Layer:
-        return build_fusion_model(arch, len(self.answers), labels=self.answers)
+        cells = {"cell_classes": len(CELL_CLASSES), "cell_grid": CELL_GRID} if self.cell_loss else {}
+        return build_fusion_model(arch, len(self.answers), labels=self.answers, **cells)
 
     def build_train_loader(self, section: dict[str, Any], model_config, world: int, rank: int, seed: int):
-        dataset = self.load_dataset(section["dataset"], model_config)
+        dataset = self.load_dataset(section["dataset"], model_config, with_cells=self.scene_targets)
         return (*build_loader(dataset, section, world, rank, seed), dataset)
 
     def prepare(self, batch: dict[str, paddle.Tensor], pad_id: int) -> Batch:
         ids = paddle.to_tensor(trim_padding(np.asarray(batch["input_ids"]), pad_id))
         targets = {"answer_scores": batch["answer_scores"], "labels": batch["labels"]}
+        if "cell_labels" in batch:
+            targets["cell_labels"] = batch["cell_labels"]  # (B, cells)
+            targets["attend_cells"] = batch["attend_cells"]  # (B, cells)
         return Batch((batch["pixel_values"], ids), targets, int(batch["labels"].shape[0]))
 
-    def load_dataset(self, dataset_cfg: dict[str, Any], model_config) -> VQADataset:
-        """A split of the data, checked to share the training data's answer vocabulary."""
+    def load_dataset(self, dataset_cfg: dict[str, Any], model_config, with_cells: bool = False) -> VQADataset:
+        """A split of the data, checked to share the training data's answer vocabulary; ``with_cells`` (training
+        with CellLoss / AttendLoss only) adds each question's scene targets from the split's scene records."""
         split = load_vqa_split(dataset_cfg["root"], dataset_cfg["split"], model_config.image_resolution)
         if split.answers != self.answers:
             raise ValueError(
                 f"{dataset_cfg['root']}/answers.json differs from the training data's; use one generated copy"
             )
-        return VQADataset(split, model_config.context_length)
+        cells = None
+        if with_cells:
+            image_ids = [q["image_id"] for q in split.questions]
+            cells = read_cell_labels(dataset_cfg["root"], dataset_cfg["split"], image_ids)
+        return VQADataset(split, model_config.context_length, cells)
 
     def load_eval(self, dataset_cfg: dict[str, Any], model_config) -> VQADataset:
         return self.load_dataset(dataset_cfg, model_config)

@@ -54,7 +54,11 @@ def test_unknown_task_names_the_choices():
     "config, loss, fits",
     [
         ("tests/configs/tiny.yml", "VQALoss", "ClipLoss and/or DistillLoss"),
-        ("configs/fusion/concat_vqa.yml", "ClipLoss", "VQALoss and/or ClassificationLoss"),
+        (
+            "configs/fusion/concat_vqa.yml",
+            "ClipLoss",
+            "VQALoss and/or ClassificationLoss and/or CellLoss and/or AttendLoss",
+        ),
         ("configs/fusion/concat_matching.yml", "VQALoss", "ClipLoss and/or MatchingLoss"),
     ],
 )

@@ -181,3 +181,28 @@ def test_matching_pairs_positives_with_in_batch_hard_negatives():
     assert model.clip.logit_scale.grad is not None
     with pytest.raises(ValueError, match="one modality"):
         build_fusion_model(arch_from_config({"name": "text_only"}), 1, True)
+
+
+def test_cross_attention_image_positions(tmp_path):
+    """image_positions adds one learned vector per image token to what the fusion reads: the logits change with it,
+    it is saved and loaded, and a model_config.json written before the option loads without it."""
+    from paddle_mm.models import load_model, save_model
+
+    paddle.seed(0)
+    fusion = {"name": "cross_attention", "hidden": 32, "heads": 2, "layers": 1, "image_positions": True}
+    model = build_fusion_model(arch_from_config(fusion), N_OUT)
+    model.eval()
+    assert model.fusion.image_pos.shape == [1, 1 + (32 // 8) ** 2, 32]
+    pixels, ids = inputs()
+    before = model(pixels, ids)["logits"].numpy()
+    model.fusion.image_pos.set_value(paddle.full_like(model.fusion.image_pos, 0.5))
+    assert np.abs(model(pixels, ids)["logits"].numpy() - before).max() > 1e-4
+    save_model(model, tmp_path / "pos")
+    np.testing.assert_array_equal(load_model(tmp_path / "pos").fusion.image_pos.numpy(), model.fusion.image_pos.numpy())
+    plain = build_fusion_model(arch_from_config({**fusion, "image_positions": False}), N_OUT)
+    save_model(plain, tmp_path / "plain")
+    path = tmp_path / "plain" / "model_config.json"
+    raw = path.read_text(encoding="utf-8")
+    path.write_text(raw.replace('"image_positions": false,', ""), encoding="utf-8")
+    assert "image_positions" not in path.read_text(encoding="utf-8")
+    assert load_model(tmp_path / "plain").fusion.image_pos is None

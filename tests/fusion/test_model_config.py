@@ -67,6 +67,7 @@ def test_fusion_round_trip(matching, tmp_path):
         "dropout": 0.1,
         "layers": 2,
         "heads": 4,
+        "image_positions": False,
         "factor": 3,
         "attend": True,
         "n_outputs": 1 if matching else 3,
