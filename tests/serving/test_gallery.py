@@ -330,21 +330,19 @@ def test_tuning_picks_the_larger_knob_when_only_the_point_estimate_passes():
     assert value == 32 and sets[0]["recall_at_10"] == 0.955 and sets[0]["lower_bound"] == pytest.approx(0.9321, 1e-3)
 
 
-def test_auto_falls_back_to_exact_when_ivf_misses_the_target(data, tmp_path, monkeypatch):
+def _auto_gallery(path, vectors, spec, monkeypatch) -> dict:
+    """An `auto` gallery of the 3000 test vectors, IVF allowed from 1000 rows; returns gallery.json's dict."""
     from paddle_mm.serving import gallery as gallery_module
 
-    vectors, queries = data
     monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
-    info = write_gallery(
-        tmp_path / "g",
-        vectors,
-        range(3000),
-        [{}] * 3000,
-        kind="image",
-        model=MODEL,
-        spec={"target_recall": 1.01},  # no approximate index reaches it
-        log=lambda _m: None,
-    )
+    ids, meta = range(3000), [{}] * 3000
+    return write_gallery(path, vectors, ids, meta, kind="image", model=MODEL, spec=spec, log=lambda _m: None)
+
+
+def test_auto_falls_back_to_exact_when_ivf_misses_the_target(data, tmp_path, monkeypatch):
+    vectors, queries = data
+    no_index_reaches_it = {"target_recall": 1.01}
+    info = _auto_gallery(tmp_path / "g", vectors, no_index_reaches_it, monkeypatch)
     assert info["index"]["type"] == "exact" and info["index"]["rejected"]["type"] == "ivf", info["index"]
     gallery = open_gallery(tmp_path / "g")
     found = np.array([[h.id for h in row] for row in gallery.search(queries, 10)])
@@ -354,20 +352,8 @@ def test_auto_falls_back_to_exact_when_ivf_misses_the_target(data, tmp_path, mon
 
 def test_auto_falls_back_when_only_the_point_estimate_reaches_the_target(data, tmp_path, monkeypatch):
     """One tuning caption: IVF finds its top-10 (recall 1.0), but one query bounds nothing (lower bound ~0.18)."""
-    from paddle_mm.serving import gallery as gallery_module
-
     vectors, queries = data
-    monkeypatch.setattr(gallery_module, "AUTO_EXACT_BELOW", 1000)
-    info = write_gallery(
-        tmp_path / "g",
-        vectors,
-        range(3000),
-        [{}] * 3000,
-        kind="image",
-        model=MODEL,
-        spec={"tune_queries": queries[:1]},
-        log=lambda _m: None,
-    )
+    info = _auto_gallery(tmp_path / "g", vectors, {"tune_queries": queries[:1]}, monkeypatch)
     rejected = info["index"]["rejected"]
     assert info["index"]["type"] == "exact" and rejected["type"] == "ivf", info["index"]
     assert rejected["recall_at_10"] >= 0.95 > rejected["recall_at_10_lower"], rejected
