@@ -34,7 +34,16 @@ def parse_args() -> tuple[dict, argparse.Namespace]:
         help="graphs to export (default: image text clip for a CLIP, fusion for a fusion model)",
     )
     parser.add_argument("--no-onnx", action="store_true", help="write Paddle inference graphs only (implies --no-int8)")
-    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 towers")
+    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 towers and fusion graph")
+    parser.add_argument(
+        "--int8-min-cosine", type=float, default=0.99, help="lowest allowed feature cosine of an INT8 tower vs eager"
+    )
+    parser.add_argument(
+        "--int8-max-prob-diff",
+        type=float,
+        default=0.05,
+        help="largest allowed answer-probability difference of an INT8 fusion graph vs eager",
+    )
     parser.add_argument(
         "--no-fuse",
         action="store_true",
@@ -80,6 +89,8 @@ def main() -> None:
         onnx=not args.no_onnx,
         int8=not (args.no_int8 or args.no_onnx),
         atol=args.atol,
+        int8_min_cosine=args.int8_min_cosine,
+        int8_max_prob_diff=args.int8_max_prob_diff,
         threads=args.threads,
         fuse_attention=not args.no_fuse,
     )

@@ -47,3 +47,12 @@ def test_a_directory_that_is_not_an_export_is_not_replaced(tiny_model, tmp_path)
     with pytest.raises(ExportDirError, match="not empty and holds no inference.yml"):
         export(tiny_model, tmp_path)
     assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_failure_of_the_int8_graphs_alone_names_the_way_out(tiny_model, tmp_path):
+    with pytest.raises(ExportVerificationError, match=r"only INT8 graphs fail: export without them, .*--no-int8") as err:
+        export(tiny_model, tmp_path / "a", graphs=("text",), int8=True, int8_min_cosine=1.01)  # no INT8 reaches it
+    assert "text onnxruntime/int8 batch 2: min cosine" in str(err.value)
+    with pytest.raises(ExportVerificationError) as err:  # an fp32 graph fails too: no such advice
+        export(tiny_model, tmp_path / "b", graphs=("text",), int8=True, int8_min_cosine=1.01, atol=-1.0)
+    assert "only INT8" not in str(err.value) and "onnxruntime/fp32" in str(err.value)
