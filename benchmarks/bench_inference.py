@@ -32,6 +32,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hardware.cpu import BUSY_OTHER_CORES  # noqa: E402
+
 VARIANTS = (
     "cn_clip",
     "paddle_eager",
@@ -41,7 +45,7 @@ VARIANTS = (
     "onnxruntime/int8",
     "onnxruntime/int8_static",
 )
-BUSY_CORES = 0.25  # other processes using more than this many cores while a group is timed: too busy
+BUSY_CORES = BUSY_OTHER_CORES  # other processes using more than this many cores while a group is timed: too busy
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
 CN_CLIP_TEXT = {
     "ViT-B-16": "RoBERTa-wwm-ext-base-chinese",

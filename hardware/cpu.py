@@ -77,6 +77,12 @@ def tune_openblas_env() -> dict[str, str]:
     return {}
 
 
+# Other processes keeping more than this many cores busy make a timing unreliable: tools/benchmark.py calls its
+# groups too busy to tell apart above it, and backend="auto" does not cache a decision measured above it (a
+# decision measured at 0.45 busy cores of 2 picked the slower backend for a quiet machine).
+BUSY_OTHER_CORES = 0.25
+
+
 class OtherLoad:
     """CPU time used by processes other than ``pids`` since this object was made, in cores: all busy time in
     /proc/stat minus theirs from /proc/<pid>/stat (all their threads). A measurement taken while this is

@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from hardware.cpu import BUSY_OTHER_CORES
+
 from ..io import atomic_write
 from .backends import Backend
 
@@ -39,7 +41,7 @@ ROUNDS = 5  # first batch of interleaved rounds
 MAX_ROUNDS_FACTOR = 3  # keep measuring up to 3x ROUNDS while the margin is inside the noise
 MIN_MARGIN = 0.02  # a winner must be at least 2 % faster in 3 rounds out of 4 to be cached
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
-BUSY_CORES = 0.5  # other processes using more cores than this while measuring: the decision is not cached
+BUSY_CORES = BUSY_OTHER_CORES  # other processes using more cores than this while measuring: the decision is not cached
 
 
 @dataclass
