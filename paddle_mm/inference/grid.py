@@ -4,7 +4,7 @@
     save_grid("infer_grid.png", [("左上角有一个红色的圆形", [(image_bytes, 0.31, True), ...]), ...])  # checked
 
 A hit may carry a third item, whether it satisfies the query (None: not checked): a satisfying image gets a
-green frame and ✓ after its score, a wrong one a red frame and ✗ (``ok`` / ``no`` without a CJK font).
+green frame and √ after its score, a wrong one a red frame and × (``ok`` / ``no`` without a CJK font).
 
 Chinese needs a CJK font: the first of ``$PADDLE_MM_FONT`` and the usual system paths (Noto/Source Han CJK,
 WenQuanYi, SimHei, Microsoft YaHei, PingFang) that exists is used; without one, rows are labelled
@@ -37,7 +37,8 @@ FONT_PATHS = (
 )
 
 FRAME = 3  # px of the green / red frame around a checked image (drawn in the padding, so at most PAD / 2)
-MARKS = {True: ((40, 160, 40), "✓", "ok"), False: ((210, 40, 40), "✗", "no")}  # colour, mark, mark without CJK font
+# colour, mark, mark without a CJK font. √ and × (GB2312, so in every Chinese font; WenQuanYi has no ✗ glyph)
+MARKS = {True: ((40, 160, 40), "√", "ok"), False: ((210, 40, 40), "×", "no")}
 
 Row = tuple[str, Sequence[tuple]]  # (query text, [(image, score[, satisfies]), ...] best first)
 
