@@ -80,7 +80,6 @@ def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
         return _cn_clip_runner(args, inputs)
     if args.worker == "paddle_eager":
         return _paddle_eager_runner(args, inputs)
-    sys.path.insert(0, str(ROOT))
     from hardware import DEFAULT_DEVICE, DeviceSpec
     from paddle_mm.inference.backends import OnnxRuntimeBackend, PaddleInferenceBackend, build_backend
     from paddle_mm.inference.model_dir import read_inference_yml
@@ -117,7 +116,6 @@ def _cn_clip_runner(args: argparse.Namespace, inputs: np.ndarray):
 
 
 def _paddle_eager_runner(args: argparse.Namespace, inputs: np.ndarray):
-    sys.path.insert(0, str(ROOT))
     import paddle
 
     import hardware
@@ -187,7 +185,6 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[dict, dict[str, str]]
     Returns the model config and the environment variables ``hardware.tune_cpu_env`` set (paddle_mm's
     workers inherit them; the cn_clip worker does not, see :func:`worker_env`).
     """
-    sys.path.insert(0, str(ROOT))
     import hardware
 
     tuned = hardware.tune_cpu_env()  # before paddle loads

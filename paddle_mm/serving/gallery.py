@@ -25,8 +25,8 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from statistics import NormalDist
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np

@@ -108,7 +108,7 @@ class VQATask(Task):
         self.scene_targets = bool(terms & {"CellLoss", "AttendLoss"})
         fusion = cfg["Arch"]["fusion"]
         if "AttendLoss" in terms and not (
-            fusion["name"] == "cross_attention" or (fusion["name"] == "mfb" and fusion.get("attend", True) is not False)
+            fusion["name"] == "cross_attention" or (fusion["name"] == "mfb" and fusion.get("attend", True))
         ):
             raise ConfigError(
                 f"Loss.Train AttendLoss supervises where the question looks over the patches; fusion "
