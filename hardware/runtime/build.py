@@ -212,6 +212,8 @@ def _build_locked(name: str, jobs: int, quiet: bool) -> Path:
             raise BuildError(f"{tool} not found; run scripts/setup.sh (it installs Debian's cross compilers)")
     src = source_dir()
     work = out.parent / f"{name}.build"  # kept: a source change rebuilds only what changed
+    if _configured_from(work) not in (None, HERE):  # another clone configured it: cmake refuses to reuse it
+        shutil.rmtree(work)
     args = [
         "cmake", "-S", str(HERE), "-B", str(work), "-DCMAKE_BUILD_TYPE=Release",
         f"-DPMM_GGML_DIR={src / 'ggml'}", f"-DPMM_STB_DIR={src / 'stb'}", *target.cmake,
@@ -239,6 +241,17 @@ def _build_locked(name: str, jobs: int, quiet: bool) -> Path:
     shutil.copy2(work / "pmm-run", binary.with_suffix(".tmp"))
     binary.with_suffix(".tmp").rename(binary)  # last: its presence marks a complete build
     return binary
+
+
+def _configured_from(work: Path) -> Path | None:
+    """The source directory a cmake build directory was configured from (None: not configured)."""
+    cache = work / "CMakeCache.txt"
+    if not cache.is_file():
+        return None
+    for line in cache.read_text(errors="replace").splitlines():
+        if line.startswith("CMAKE_HOME_DIRECTORY:INTERNAL="):
+            return Path(line.split("=", 1)[1])
+    return None
 
 
 def command(name: str, program: str = "pmm-run") -> list[str]:

@@ -68,6 +68,14 @@ void bias_act(ggml_tensor * dst, const ggml_tensor * a, const ggml_tensor * b, i
 
 }  // namespace
 
+void quick_gelu_inplace(float * __restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = quick_gelu(y[i]);
+}
+
+void gelu_erf_inplace(float * __restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = gelu_erf(y[i]);
+}
+
 ggml_tensor * bias_quick_gelu(ggml_context * ctx, ggml_tensor * x, ggml_tensor * b) {
     return ggml_map_custom2(ctx, x, b, bias_act<quick_gelu>, GGML_N_TASKS_MAX, nullptr);
 }

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 #include <algorithm>
+#include <cstdlib>
+#include <unordered_set>
 
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -18,6 +20,7 @@
 #include "ggml.h"
 #include "gguf.h"
 #include "activation.h"
+#include "gemm.h"
 #include "image.h"
 #include "pmm.h"
 #include "text.h"
@@ -45,6 +48,7 @@ struct pmm_model {
     ggml_backend_t backend = nullptr;
     ggml_backend_buffer_t weights = nullptr;
     ggml_gallocr_t alloc = nullptr;
+    std::unordered_set<const ggml_tensor *> packed;  // linear weights re-ordered for pmm::linear_packed
     std::string error;
 
     ggml_tensor * w(const std::string & name) const { return ggml_get_tensor(ctx_w, name.c_str()); }
@@ -152,17 +156,25 @@ ggml_tensor * layer_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, g
     return ggml_add(ctx, ggml_mul(ctx, ggml_norm(ctx, x, eps), w), b);
 }
 
-ggml_tensor * linear(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, ggml_tensor * b) {
-    return ggml_add(ctx, ggml_mul_mat(ctx, w, x), b);
+// y = act(w x + b) + residual, [out, rows]: one pass of the packed kernel for a weight packed at load, else
+// ggml's product, then the bias with the activation, then the residual. b and residual may be null.
+ggml_tensor * linear(const pmm_model & m, ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, ggml_tensor * b,
+                     pmm::Act act = pmm::Act::none, ggml_tensor * residual = nullptr) {
+    if (m.packed.count(w)) return pmm::linear_packed(ctx, x, w, b, act, residual);
+    ggml_tensor * y = ggml_mul_mat(ctx, w, x);
+    if (act == pmm::Act::quick_gelu) y = pmm::bias_quick_gelu(ctx, y, b);
+    else if (act == pmm::Act::gelu_erf) y = pmm::bias_gelu_erf(ctx, y, b);
+    else if (b) y = ggml_add(ctx, y, b);
+    return residual ? ggml_add(ctx, residual, y) : y;
 }
 
 // Multi-head self-attention over x [D, T*B] (B sequences of T tokens) with a packed qkv projection; mask
 // [T_k, T_q, 1, B] (f16) or null. ggml_flash_attn_ext reads q, k and v as strided views of the projection (no
 // copies), keeps scores and softmax in f32 and writes heads side by side, as Paddle's transpose + reshape does.
-ggml_tensor * attention(ggml_context * ctx, ggml_tensor * x, int64_t T, int64_t B, ggml_tensor * qkv_w,
-                        ggml_tensor * qkv_b, ggml_tensor * mask, int n_head) {
+ggml_tensor * attention(const pmm_model & m, ggml_context * ctx, ggml_tensor * x, int64_t T, int64_t B,
+                        const std::string & p, ggml_tensor * mask, int n_head) {
     const int64_t D = x->ne[0], hd = D / n_head;
-    ggml_tensor * qkv = linear(ctx, x, qkv_w, qkv_b);  // [3D, T*B]
+    ggml_tensor * qkv = linear(m, ctx, x, m.w(p + "qkv.w"), m.w(p + "qkv.b"));  // [3D, T*B]
     auto part = [&](int i) {  // [hd, T, nh, B] view of q (0), k (1) or v (2); each row of hd floats is contiguous
         return ggml_view_4d(ctx, qkv, hd, T, n_head, B, qkv->nb[1], size_t(hd) * sizeof(float), T * qkv->nb[1],
                             size_t(i) * D * sizeof(float));
@@ -202,6 +214,23 @@ std::string missing_tensor(const pmm_model & m) {
     for (const std::string & n : names)
         if (!m.w(n)) return n;
     return "";
+}
+
+// Re-order the towers' linear weights for the packed kernel, once, where this build has it (src/gemm.cpp).
+// PMM_GEMM=ggml keeps ggml's own product (benchmarks/bench_board_runtime.py times both).
+void pack_linear_weights(pmm_model & m) {
+    const char * choice = std::getenv("PMM_GEMM");
+    if (!pmm::packed_gemm_available() || (choice && std::string(choice) == "ggml")) return;
+    std::vector<std::string> names = {"v.patch_embd"};
+    for (const char * tower : {"v.", "t."})
+        for (int i = 0, n = tower[0] == 'v' ? m.hp.vision_layers : m.hp.text_layers; i < n; ++i)
+            for (const char * part : {"qkv.w", "out.w", "fc.w", "proj.w"}) names.push_back(tower + std::to_string(i) + "." + part);
+    for (const std::string & name : names) {
+        ggml_tensor * t = m.w(name);
+        if (!pmm::packable(t->ne[1])) continue;
+        pmm::pack_weight(static_cast<float *>(t->data), t->ne[0], t->ne[1]);
+        m.packed.insert(t);
+    }
 }
 
 void quiet_log(ggml_log_level, const char *, void *) {}  // pmm reports its own one-line errors
@@ -248,6 +277,7 @@ pmm_model * pmm_load(const char * gguf_path, int n_threads, char * err, size_t e
     bool ok = m->weights && read_tensors(gguf_path, g, *m, msg);
     gguf_free(g);
     if (!ok) return report(msg.empty() ? "cannot allocate the model's weights" : msg);
+    pack_linear_weights(*m);
     m->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(m->backend));
     return m.release();
 }
@@ -290,7 +320,7 @@ int pmm_encode_images(pmm_model * m, const float * pixels, int n, float * featur
     // whole batch (ggml would otherwise run one product per image, streaming the weights once per image).
     ggml_tensor * patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, K, Np * n);  // [3*P*P, G*G*B]
     ggml_set_input(patches);
-    ggml_tensor * x = ggml_mul_mat(ctx, m->w("v.patch_embd"), patches);         // [W, G*G*B]
+    ggml_tensor * x = linear(*m, ctx, patches, m->w("v.patch_embd"), nullptr);  // [W, G*G*B]
     ggml_tensor * cls = ggml_repeat_4d(ctx, ggml_reshape_3d(ctx, m->w("v.class_embd"), W, 1, 1), W, 1, n, 1);
     x = ggml_concat(ctx, cls, ggml_reshape_3d(ctx, x, W, Np, n), 1);             // [W, T, B]
     x = ggml_reshape_2d(ctx, ggml_add(ctx, x, m->w("v.pos_embd")), W, T * n);   // [W, T*B]
@@ -299,11 +329,11 @@ int pmm_encode_images(pmm_model * m, const float * pixels, int n, float * featur
     for (int i = 0; i < h.vision_layers; ++i) {
         const std::string p = "v." + std::to_string(i) + ".";
         ggml_tensor * y = layer_norm(ctx, x, m->w(p + "ln1.w"), m->w(p + "ln1.b"), 1e-5f);
-        y = attention(ctx, y, T, n, m->w(p + "qkv.w"), m->w(p + "qkv.b"), nullptr, heads);
-        x = ggml_add(ctx, x, linear(ctx, y, m->w(p + "out.w"), m->w(p + "out.b")));
+        y = attention(*m, ctx, y, T, n, p, nullptr, heads);
+        x = linear(*m, ctx, y, m->w(p + "out.w"), m->w(p + "out.b"), pmm::Act::none, x);  // + residual
         y = layer_norm(ctx, x, m->w(p + "ln2.w"), m->w(p + "ln2.b"), 1e-5f);
-        y = pmm::bias_quick_gelu(ctx, ggml_mul_mat(ctx, m->w(p + "fc.w"), y), m->w(p + "fc.b"));  // fc + QuickGELU
-        x = ggml_add(ctx, x, linear(ctx, y, m->w(p + "proj.w"), m->w(p + "proj.b")));
+        y = linear(*m, ctx, y, m->w(p + "fc.w"), m->w(p + "fc.b"), pmm::Act::quick_gelu);
+        x = linear(*m, ctx, y, m->w(p + "proj.w"), m->w(p + "proj.b"), pmm::Act::none, x);
     }
     ggml_tensor * first = ggml_cont(ctx, ggml_view_2d(ctx, x, W, n, T * x->nb[1], 0));  // [W, B]: class tokens
     first = layer_norm(ctx, first, m->w("v.ln_post.w"), m->w("v.ln_post.b"), 1e-5f);
@@ -361,12 +391,12 @@ int pmm_encode_texts(pmm_model * m, const int64_t * ids, int n, float * features
     x = layer_norm(ctx, x, m->w("t.ln_embd.w"), m->w("t.ln_embd.b"), 1e-12f);
     for (int i = 0; i < h.text_layers; ++i) {
         const std::string p = "t." + std::to_string(i) + ".";
-        ggml_tensor * y = attention(ctx, x, L, n, m->w(p + "qkv.w"), m->w(p + "qkv.b"), in_mask, h.text_heads);
-        x = layer_norm(ctx, ggml_add(ctx, linear(ctx, y, m->w(p + "out.w"), m->w(p + "out.b")), x), m->w(p + "ln1.w"),
-                       m->w(p + "ln1.b"), 1e-12f);
-        y = pmm::bias_gelu_erf(ctx, ggml_mul_mat(ctx, m->w(p + "fc.w"), x), m->w(p + "fc.b"));
-        x = layer_norm(ctx, ggml_add(ctx, linear(ctx, y, m->w(p + "proj.w"), m->w(p + "proj.b")), x), m->w(p + "ln2.w"),
-                       m->w(p + "ln2.b"), 1e-12f);
+        ggml_tensor * y = attention(*m, ctx, x, L, n, p, in_mask, h.text_heads);
+        y = linear(*m, ctx, y, m->w(p + "out.w"), m->w(p + "out.b"), pmm::Act::none, x);  // + residual
+        x = layer_norm(ctx, y, m->w(p + "ln1.w"), m->w(p + "ln1.b"), 1e-12f);
+        y = linear(*m, ctx, x, m->w(p + "fc.w"), m->w(p + "fc.b"), pmm::Act::gelu_erf);
+        y = linear(*m, ctx, y, m->w(p + "proj.w"), m->w(p + "proj.b"), pmm::Act::none, x);
+        x = layer_norm(ctx, y, m->w(p + "ln2.w"), m->w(p + "ln2.b"), 1e-12f);
     }
     ggml_tensor * first = ggml_cont(ctx, ggml_view_2d(ctx, x, H, n, L * x->nb[1], 0));  // [H, B]: [CLS]
     ggml_tensor * out = ggml_mul_mat(ctx, m->w("t.proj"), first);                   // [E, B]

@@ -1,6 +1,6 @@
-// pmm-selftest: the SM3 and SM2 standard vectors (GB/T 32905, GB/T 32918.5 Annex A) and the activation
-// polynomials against the C library, on this build, so every cross target checks its own arithmetic under QEMU.
-// Exit 0 when all pass.
+// pmm-selftest: the SM3 and SM2 standard vectors (GB/T 32905, GB/T 32918.5 Annex A), the activation
+// polynomials against the C library and, where the build has it, the packed GEMM against a double-precision
+// product, on this build, so every cross target checks its own arithmetic under QEMU. Exit 0 when all pass.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "activation.h"
+#include "gemm.h"
 #include "sm.h"
 
 namespace {
@@ -33,6 +34,41 @@ double max_error(F f, R ref, float lo, float hi, bool relative) {
         const double want = ref(double(x)), err = std::fabs(double(f(x)) - want);
         worst = std::max(worst, relative ? err / std::fabs(want) : err);
     }
+    return worst;
+}
+
+// The packed kernel against a double-precision act(x w^T + b) + residual over shapes that hit every edge: rows
+// not a multiple of the tile or block height, inputs not a multiple of the block depth, more panels than one
+// block, a column range that leaves the other columns alone. Largest error relative to sum |x w| + |b|.
+double packed_gemm_error(int64_t rows, int64_t in, int64_t out, pmm::Act act, bool bias, bool residual) {
+    const int64_t nr = pmm::packed_panel_width(), o0 = out > 2 * nr ? nr : 0, o1 = out;  // skip the first panel
+    std::vector<float> x(rows * in), w(out * in), b(out), res(rows * out), y(rows * out, 7.0f);
+    uint32_t state = 12345;
+    auto next = [&] { return float(int32_t((state = state * 1664525u + 1013904223u) >> 8) - (1 << 23)) / float(1 << 23); };
+    for (float & v : x) v = next();
+    for (float & v : w) v = next() * 0.1f;
+    for (float & v : b) v = next();
+    for (float & v : res) v = next();
+    std::vector<float> packed = w;
+    pmm::pack_weight(packed.data(), in, out);
+    pmm::gemm_packed(x.data(), packed.data(), bias ? b.data() : nullptr, residual ? res.data() : nullptr, y.data(), rows,
+                     in, out, o0, o1, act);
+    double worst = 0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < out; ++o) {
+            const float got = y[r * out + o];
+            if (o < o0) {  // outside the range: untouched
+                worst = std::max(worst, got == 7.0f ? 0.0 : 1.0);
+                continue;
+            }
+            double sum = bias ? b[o] : 0.0, scale = std::fabs(sum);
+            for (int64_t k = 0; k < in; ++k) sum += double(x[r * in + k]) * w[o * in + k], scale += std::fabs(double(x[r * in + k]) * w[o * in + k]);
+            double want = sum;
+            if (act == pmm::Act::quick_gelu) want = sum / (1.0 + std::exp(-1.702 * sum));
+            if (act == pmm::Act::gelu_erf) want = 0.5 * sum * (1.0 + std::erf(sum / std::sqrt(2.0)));
+            if (residual) want += res[r * out + o], scale += std::fabs(res[r * out + o]);
+            worst = std::max(worst, std::fabs(got - want) / std::max(scale, 1.0));
+        }
     return worst;
 }
 
@@ -65,5 +101,17 @@ int main() {
     failed += check("exp polynomial, relative error < 2e-7", exp_err < 2e-7);
     const double erf_err = max_error(pmm::erf_poly, [](double x) { return std::erf(x); }, -6.0f, 6.0f, false);
     failed += check("erf rational approximation, absolute error < 1e-6", erf_err < 1e-6);
+    if (pmm::packed_gemm_available()) {
+        const int64_t nr = pmm::packed_panel_width();
+        double err = 0;
+        for (int64_t rows : {1, 7, 13, 205})
+            for (int64_t in : {5, 300, 768})
+                err = std::max(err, packed_gemm_error(rows, in, 10 * nr, pmm::Act::none, true, false));
+        failed += check("packed GEMM, relative error < 1e-6", err < 1e-6);
+        err = std::max({packed_gemm_error(29, 520, 3 * nr, pmm::Act::quick_gelu, true, false),
+                        packed_gemm_error(29, 520, 3 * nr, pmm::Act::gelu_erf, true, true),
+                        packed_gemm_error(29, 64, nr, pmm::Act::none, false, true)});
+        failed += check("packed GEMM with activation, bias and residual, error < 1e-6", err < 1e-6);
+    }
     return failed ? 1 : 0;
 }
