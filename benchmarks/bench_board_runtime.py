@@ -7,7 +7,10 @@ Weights are random (seeded): speed does not depend on their values, and no downl
 engines get the same inputs and thread count: pixels [B, 3, S, S] and token ids of real captions trimmed to
 the longest (what paddle_mm's predictor and pmm-run both do). ONNX Runtime runs the fp32 tower graphs of
 paddle_mm's export (attention fused for ONNX Runtime); pmm-run runs the GGUF from tools/export_gguf.py.
-Times are means over --repeat warm runs; pmm-run times itself in-process (no process start, no model load).
+Each engine is timed --rounds times, interleaved (ORT, pmm-run, pmm-run on ggml's own GEMM, again), each
+timing the mean of --repeat warm runs; the table gives medians and the range of the per-round ratio.
+pmm-run times itself in-process (no process start, no model load); PMM_GEMM=ggml runs it on ggml's own f32
+product (llamafile's tinyBLAS on x86) instead of the packed kernel, to show what that kernel is worth.
 The feature column is pmm-run's max abs difference from the eager Paddle model on the same inputs.
 """
 
@@ -60,7 +63,7 @@ def prepare(model_name: str, work: Path) -> tuple[object, Path, Path]:
     return model, gguf, work / "export"
 
 
-def ort_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, repeat: int) -> float:
+def ort_session(path: Path, threads: int) -> object:
     import onnxruntime as ort
 
     from hardware import DEFAULT_DEVICE, DeviceSpec
@@ -68,7 +71,10 @@ def ort_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, repeat: int) 
 
     # the host session exactly as the Predictor builds it
     opts = onnxruntime_session_options(threads)
-    session = ort.InferenceSession(str(path), opts, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)))
+    return ort.InferenceSession(str(path), opts, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)))
+
+
+def ort_ms(session: object, feeds: dict[str, np.ndarray], repeat: int) -> float:
     session.run(None, feeds)  # warm-up
     start = time.perf_counter()
     for _ in range(repeat):
@@ -76,14 +82,16 @@ def ort_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, repeat: int) 
     return (time.perf_counter() - start) / repeat * 1000
 
 
-def pmm_ms(
-    binary: Path, gguf: Path, flag: str, npy: Path, threads: int, repeat: int, out: Path
-) -> tuple[float, np.ndarray]:
-    cmd = [str(binary), "--model", str(gguf), flag, str(npy), "--threads", str(threads)]
-    timed = subprocess.run([*cmd, "--repeat", str(repeat)], capture_output=True, text=True, check=True)
-    ms = float(timed.stdout.split()[-1])
-    subprocess.run([*cmd, "--npy", str(out)], capture_output=True, text=True, check=True)
-    return ms, np.load(out / ("image_features.npy" if flag == "--pixels" else "text_features.npy"))
+def pmm_ms(binary: Path, gguf: Path, flag: str, npy: Path, threads: int, repeat: int, gemm: str = "packed") -> float:
+    cmd = [str(binary), "--model", str(gguf), flag, str(npy), "--threads", str(threads), "--repeat", str(repeat)]
+    env = {**os.environ, "PMM_GEMM": gemm}  # "ggml": ggml's own product instead of the packed kernel
+    return float(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.split()[-1])
+
+
+def pmm_features(binary: Path, gguf: Path, flag: str, npy: Path, threads: int, out: Path) -> np.ndarray:
+    cmd = [str(binary), "--model", str(gguf), flag, str(npy), "--threads", str(threads), "--npy", str(out)]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return np.load(out / ("image_features.npy" if flag == "--pixels" else "text_features.npy"))
 
 
 def main() -> int:
@@ -91,7 +99,8 @@ def main() -> int:
     parser.add_argument("--model", default="ViT-B-16")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=default_threads(), help="default: the usable cores")
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=10, help="warm runs per timing")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timings per engine; medians reported")
     args = parser.parse_args()
 
     import paddle
@@ -106,10 +115,13 @@ def main() -> int:
         size = model.config.image_resolution
         rng = np.random.default_rng(0)
         load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-        print(f"model {args.model} (random weights), threads {args.threads}, mean of {args.repeat} warm runs")
+        print(
+            f"model {args.model} (random weights), threads {args.threads}; each engine timed {args.rounds} times,"
+            f" interleaved, each timing the mean of {args.repeat} warm runs; medians, ratio range in brackets"
+        )
         print(f"load average {load} (compare ratios, not milliseconds, on a busy machine)")
-        header = ("tower", "batch", "ORT fp32 ms", "pmm-run ms", "pmm/ORT throughput", "feature diff")
-        print(f"{header[0]:<6} {header[1]:>5} {header[2]:>12} {header[3]:>11} {header[4]:>19} {header[5]:>13}")
+        header = ("tower", "batch", "ORT fp32 ms", "pmm-run ms", "pmm/ORT", "ggml-GEMM ms", "ggml/ORT", "feature diff")
+        print("{:<6} {:>5} {:>12} {:>11} {:>21} {:>13} {:>9} {:>13}".format(*header))
         for batch in args.batches:
             pixels = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
             ids = WordPieceTokenizer().encode_batch([CAPTIONS[i % len(CAPTIONS)] for i in range(batch)])
@@ -128,11 +140,20 @@ def main() -> int:
                 "text": (export / "text.onnx", {"input_ids": ids}, "--ids", work / "ids.npy"),
             }
             for tower, (onnx, feeds, flag, npy) in runs.items():
-                ort_time = ort_ms(onnx, feeds, args.threads, args.repeat)
-                pmm_time, features = pmm_ms(binary, gguf, flag, npy, args.threads, args.repeat, work)
+                session = ort_session(onnx, args.threads)
+                ort, pmm, old = [], [], []
+                for _ in range(args.rounds):  # interleaved: a load change hits all three alike
+                    ort.append(ort_ms(session, feeds, args.repeat))
+                    pmm.append(pmm_ms(binary, gguf, flag, npy, args.threads, args.repeat))
+                    old.append(pmm_ms(binary, gguf, flag, npy, args.threads, args.repeat, gemm="ggml"))
+                features = pmm_features(binary, gguf, flag, npy, args.threads, work)
                 diff = float(np.abs(features - eager[tower]).max())
-                ratio = ort_time / pmm_time
-                print(f"{tower:<6} {batch:>5} {ort_time:>12.2f} {pmm_time:>11.2f} {ratio:>18.2f}x {diff:>13.2e}")
+                ratios = [o / p for o, p in zip(ort, pmm)]
+                spread = f"{np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                print(
+                    f"{tower:<6} {batch:>5} {np.median(ort):>12.2f} {np.median(pmm):>11.2f} {spread:>21}"
+                    f" {np.median(old):>13.2f} {np.median(ort) / np.median(old):>8.2f}x {diff:>13.2e}"
+                )
     return 0
 
 
