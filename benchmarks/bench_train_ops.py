@@ -106,17 +106,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--torch-python", default=str(ROOT / ".venv-ref/bin/python"))
     args = parser.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_minloglevel": "2", "PYTHONPATH": str(ROOT)}
+    sys.path.insert(0, str(ROOT))
+    import hardware
+
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+    env.update(OMP_NUM_THREADS=str(args.threads), GLOG_minloglevel="2", PYTHONPATH=str(ROOT))
+    tuned = hardware.tune_cpu_env()  # Paddle runs as tools/train.py runs it; PyTorch in the environment it was given
+    envs = {"paddle": {**env, **tuned}, "torch": env}
     shape = [str(v) for v in (args.batch, args.width, args.tokens, args.threads)]
     load = os.getloadavg()[0]
     samples: dict[str, dict[str, list[float]]] = {"paddle": {}, "torch": {}}
     for _ in range(args.rounds):  # alternate, so a change in background load hits both alike
         for which, python in (("paddle", sys.executable), ("torch", args.torch_python)):
-            for name, seconds in run([python, "-c", CHILD, which, *shape], env).items():
+            for name, seconds in run([python, "-c", CHILD, which, *shape], envs[which]).items():
                 samples[which].setdefault(name, []).append(seconds)
     print(f"forward + backward at [{args.batch}, {args.tokens}, {args.width}], {args.threads} threads, "
           f"median of {args.rounds} rounds x 5 runs; load average {load:.2f} at start, "
-          f"{os.getloadavg()[0]:.2f} at end")  # fmt: skip
+          f"{os.getloadavg()[0]:.2f} at end; Paddle with {tuned or 'no CPU tuning'}")  # fmt: skip
     print("| piece | paddle ms | torch ms | paddle / torch |\n|---|---|---|---|")
     for name, times in samples["paddle"].items():
         p, t = statistics.median(times) * 1e3, statistics.median(samples["torch"][name]) * 1e3

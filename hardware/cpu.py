@@ -6,7 +6,7 @@ import os
 import platform
 import time
 
-from .tables import BF16_ISA, MKL_SLOW_PATH_VENDORS, OPENBLAS_CORETYPES
+from .tables import BF16_ISA, MKL_CPU_TYPES, MKL_SLOW_PATH_VENDORS, OPENBLAS_CORETYPES
 
 
 def cpuinfo_field(name: str) -> str:
@@ -36,14 +36,20 @@ def tune_cpu_env() -> dict[str, str]:
     """Set environment variables that speed Paddle up on this CPU; return what was set.
 
     Paddle's CPU wheel computes matmuls with Intel's MKL, which takes a slow generic path on AMD and on
-    the AMD-derived Hygon CPUs common in 信创 servers. ``MKL_DEBUG_CPU_TYPE=5`` makes it use its AVX2
-    kernels there (measured on this project's 2-core AMD EPYC: ~2x faster training steps). It only takes
+    the AMD-derived Hygon CPUs common in 信创 servers. ``MKL_DEBUG_CPU_TYPE`` makes it use the best kernel family
+    the CPU's flags allow (:data:`hardware.tables.MKL_CPU_TYPES`: AVX-512 where the CPU has it, e.g. Zen 4 and 5,
+    else AVX2; measured on a Zen 5: 4.3x the generic path's GEMM rate, 1.8x the AVX2 family's). It only takes
     effect if set before MKL loads, i.e. before ``import paddle``; a value the user set is kept.
     """
     changed: dict[str, str] = {}
-    if platform.machine().lower() in ("x86_64", "amd64") and cpu_vendor() in MKL_SLOW_PATH_VENDORS:
-        if "MKL_DEBUG_CPU_TYPE" not in os.environ:
-            os.environ["MKL_DEBUG_CPU_TYPE"] = changed["MKL_DEBUG_CPU_TYPE"] = "5"
+    if platform.machine().lower() not in ("x86_64", "amd64") or cpu_vendor() not in MKL_SLOW_PATH_VENDORS:
+        return changed
+    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
+        flags = set(cpuinfo_field("flags").split())
+        for value, needs in MKL_CPU_TYPES:
+            if flags.issuperset(needs):
+                os.environ["MKL_DEBUG_CPU_TYPE"] = changed["MKL_DEBUG_CPU_TYPE"] = value
+                break
     return changed
 
 

@@ -23,6 +23,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .fusion import vit_tokens
+from .linear import Linear
 
 CAPTION_DEFAULTS: dict[str, Any] = {
     "width": 128,
@@ -70,7 +71,7 @@ class CaptionModel(nn.Layer):
         self.bos, self.eos = cfg.output_ids.index(special["cls"]), cfg.output_ids.index(special["sep"])
         self.pad = cfg.output_ids.index(clip.config.pad_id)
         d = cfg.width
-        self.image_in = nn.Sequential(nn.Linear(clip.visual.conv1.weight.shape[0], d), nn.LayerNorm(d))
+        self.image_in = nn.Sequential(Linear(clip.visual.conv1.weight.shape[0], d), nn.LayerNorm(d))
         self.embed = nn.Embedding(len(cfg.output_ids), d)
         init = nn.initializer.Normal(std=0.02)
         self.pos = self.create_parameter([clip.config.context_length, d], default_initializer=init)

@@ -30,6 +30,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .linear import Linear, linear
+
 # cn_clip masks padded keys with an additive -10000 (BERT's original convention), not -inf.
 _BERT_MASK_VALUE = -10000.0
 # How attention is computed (CLIPConfig.attention): eager matmul + softmax, or Paddle's fused kernel, which itself
@@ -137,12 +139,12 @@ class MultiheadAttention(nn.Layer):
         self.head_dim = d_model // n_head
         self.in_proj_weight = self.create_parameter([d_model, 3 * d_model])
         self.in_proj_bias = self.create_parameter([3 * d_model], is_bias=True)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.sdpa = False  # CLIPConfig.attention == "sdpa", set by CLIP
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         B, L, D = x.shape
-        qkv = paddle.matmul(x, self.in_proj_weight) + self.in_proj_bias  # (B, L, 3D)
+        qkv = linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, 3D)
         if self.sdpa and paddle.in_dynamic_mode():  # export traces the eager math: portable graphs on any runtime
             qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim])  # (B, L, 3, nh, hd): sdpa's layout per part
             out = F.scaled_dot_product_attention(*qkv.unbind(2), training=self.training)
@@ -160,9 +162,9 @@ class ResidualAttentionBlock(nn.Layer):
         self.attn = MultiheadAttention(d_model, n_head)
         self.ln_1 = nn.LayerNorm(d_model, epsilon=1e-5)
         self.mlp = nn.Sequential(
-            ("c_fc", nn.Linear(d_model, d_model * 4)),
+            ("c_fc", Linear(d_model, d_model * 4)),
             ("gelu", QuickGELU()),
-            ("c_proj", nn.Linear(d_model * 4, d_model)),
+            ("c_proj", Linear(d_model * 4, d_model)),
         )
         self.ln_2 = nn.LayerNorm(d_model, epsilon=1e-5)
 
@@ -301,10 +303,10 @@ class AttentionPool2d(nn.Layer):
         self.positional_embedding = self.create_parameter(
             [spacial_dim**2 + 1, embed_dim], default_initializer=nn.initializer.Normal(std=embed_dim**-0.5)
         )
-        self.k_proj = nn.Linear(embed_dim, embed_dim)
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.v_proj = nn.Linear(embed_dim, embed_dim)
-        self.c_proj = nn.Linear(embed_dim, output_dim)
+        self.k_proj = Linear(embed_dim, embed_dim)
+        self.q_proj = Linear(embed_dim, embed_dim)
+        self.v_proj = Linear(embed_dim, embed_dim)
+        self.c_proj = Linear(embed_dim, output_dim)
         self.num_heads = num_heads
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -450,9 +452,9 @@ class BertSelfAttention(nn.Layer):
             )
         self.n_head = cfg.text_num_attention_heads
         self.head_dim = h // self.n_head
-        self.query = nn.Linear(h, h)
-        self.key = nn.Linear(h, h)
-        self.value = nn.Linear(h, h)
+        self.query = Linear(h, h)
+        self.key = Linear(h, h)
+        self.value = Linear(h, h)
         self.dropout = nn.Dropout(cfg.text_attention_probs_dropout_prob)
         self.sdpa = cfg.attention == "sdpa"
 
@@ -483,7 +485,7 @@ class BertSelfAttention(nn.Layer):
 class BertSelfOutput(nn.Layer):
     def __init__(self, cfg: CLIPConfig, in_size: int):
         super().__init__()
-        self.dense = nn.Linear(in_size, cfg.text_hidden_size)
+        self.dense = Linear(in_size, cfg.text_hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.text_hidden_size, epsilon=1e-12)
         self.dropout = nn.Dropout(cfg.text_hidden_dropout_prob)
 
@@ -506,7 +508,7 @@ class BertIntermediate(nn.Layer):
         super().__init__()
         if cfg.text_hidden_act != "gelu":
             raise ValueError(f"text_hidden_act {cfg.text_hidden_act!r} is not supported; Chinese-CLIP uses 'gelu'")
-        self.dense = nn.Linear(cfg.text_hidden_size, cfg.text_intermediate_size)
+        self.dense = Linear(cfg.text_hidden_size, cfg.text_intermediate_size)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.gelu(self.dense(x))  # exact (erf) GELU, as in cn_clip's BERT

@@ -38,6 +38,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .linear import Linear
+
 # Defaults of every Arch.fusion key; config_schema.FUSION documents them.
 FUSION_DEFAULTS: dict[str, Any] = {
     "hidden": 128,  # width of the fusion layers and of the head's hidden layer
@@ -73,7 +75,7 @@ def vit_tokens(visual: nn.Layer, pixel_values: paddle.Tensor) -> paddle.Tensor:
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
+    return nn.Sequential(Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), Linear(hidden, d_out))
 
 
 def _masked_mean(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
@@ -118,11 +120,11 @@ class AttentionFusion(nn.Layer):
 
     def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, **_: Any):
         super().__init__()
-        self.image_proj = nn.Linear(dims["embed"], hidden)
-        self.text_proj = nn.Linear(dims["embed"], hidden)
+        self.image_proj = Linear(dims["embed"], hidden)
+        self.text_proj = Linear(dims["embed"], hidden)
         zero = paddle.ParamAttr(initializer=nn.initializer.Constant(0.0))
         self.gate = nn.Sequential(
-            nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 2, weight_attr=zero, bias_attr=zero)
+            Linear(2 * hidden, hidden), nn.Tanh(), Linear(hidden, 2, weight_attr=zero, bias_attr=zero)
         )
         self.head = _mlp(hidden, hidden, n_outputs, dropout)
 
@@ -158,7 +160,7 @@ class CrossAttention(nn.Layer):
         if d % heads:
             raise ValueError(f"Arch.fusion.hidden {d} is not divisible by Arch.fusion.heads {heads}")
         self.heads, self.head_dim = heads, d // heads
-        self.q, self.k, self.v, self.out = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.q, self.k, self.v, self.out = Linear(d, d), Linear(d, d), Linear(d, d), Linear(d, d)
 
     def _split(self, x: paddle.Tensor) -> paddle.Tensor:
         B, L, _ = x.shape
@@ -185,7 +187,7 @@ class CrossAttentionLayer(nn.Layer):
         self.ln_self, self.ln_cross, self.ln_img, self.ln_mlp = (nn.LayerNorm(d) for _ in range(4))
         self.self_attn = CrossAttention(d, heads)
         self.cross_attn = CrossAttention(d, heads)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+        self.mlp = nn.Sequential(Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), Linear(4 * d, d))
 
     def forward(
         self, x: paddle.Tensor, image: paddle.Tensor, text_bias: paddle.Tensor
@@ -213,8 +215,8 @@ class CrossAttentionFusion(nn.Layer):
         **_,
     ):
         super().__init__()
-        self.text_in = nn.Linear(dims["text_width"], hidden)
-        self.image_in = nn.Linear(dims["image_width"], hidden)
+        self.text_in = Linear(dims["text_width"], hidden)
+        self.image_in = Linear(dims["image_width"], hidden)
         # where each patch is, as a key and value feature (LXMERT adds its boxes' coordinates to the region features)
         self.image_pos = (
             self.create_parameter([1, dims["image_tokens"], hidden], default_initializer=nn.initializer.Normal(0, 0.02))
@@ -248,9 +250,9 @@ class FILIPFusion(nn.Layer):
 
     def __init__(self, dims: dict[str, int], n_outputs: int, hidden: int, dropout: float, **_: Any):
         super().__init__()
-        self.text_in = nn.Linear(dims["text_width"], hidden)
-        self.image_in = nn.Linear(dims["image_width"], hidden)
-        self.pair = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU())
+        self.text_in = Linear(dims["text_width"], hidden)
+        self.image_in = Linear(dims["image_width"], hidden)
+        self.pair = nn.Sequential(Linear(3 * hidden, hidden), nn.GELU())
         self.head = _mlp(hidden, hidden, n_outputs, dropout)
 
     def forward(self, f: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
@@ -273,7 +275,7 @@ class MFB(nn.Layer):
     def __init__(self, d_x: int, d_y: int, out: int, factor: int, dropout: float):
         super().__init__()
         self.out, self.factor = out, factor
-        self.u, self.v = nn.Linear(d_x, out * factor), nn.Linear(d_y, out * factor)
+        self.u, self.v = Linear(d_x, out * factor), Linear(d_y, out * factor)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
@@ -294,7 +296,7 @@ class MFBFusion(nn.Layer):
         image_dim = dims["image_width"] if attend else dims["embed"]
         if attend:
             self.att_mfb = MFB(image_dim, dims["embed"], hidden, factor, dropout)
-            self.att_logit = nn.Linear(hidden, 1)
+            self.att_logit = Linear(hidden, 1)
         self.mfb = MFB(image_dim, dims["embed"], hidden, factor, dropout)
         self.head = _mlp(hidden, hidden, n_outputs, dropout)
 
@@ -385,7 +387,7 @@ class FusionModel(nn.Layer):
                 f"a cell head (Loss.Train CellLoss) reads the ViT image tower's patch tokens; {what} has none to "
                 "supervise: use a ViT tower and a VQA fusion that sees the image, or remove CellLoss"
             )
-        return nn.Linear(config.vision_width, self.cell_classes)
+        return Linear(config.vision_width, self.cell_classes)
 
     def cell_logits(self, image_tokens: paddle.Tensor) -> paddle.Tensor:
         """[B, 1+g*g, width] ViT tokens -> [B, cell_grid**2, cell_classes] logits, cells row-major."""

@@ -1,5 +1,7 @@
 """hardware/: device strings, availability checks, CPU tuning."""
 
+import os
+
 import pytest
 
 import hardware
@@ -85,17 +87,29 @@ def test_a_bare_accelerator_type_takes_the_local_rank(monkeypatch):
         hardware.resolve_device("npu")
 
 
+ZEN3_FLAGS = "fpu sse2 avx avx2 fma bmi2"
+ZEN5_FLAGS = ZEN3_FLAGS + " avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni avx512_bf16"
+
+
 def test_tune_cpu_env_sets_mkl_flag_on_amd_only(monkeypatch):
+    """AMD / Hygon get MKL's best kernel family their flags allow (AVX-512: 7, AVX2: 5, neither: none)."""
+    flags = {"flags": ZEN5_FLAGS}
     monkeypatch.setattr(hw_cpu.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(hw_cpu, "cpuinfo_field", lambda name: flags[name])
     monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
     monkeypatch.setattr(hw_cpu, "cpu_vendor", lambda: "GenuineIntel")
     assert hw_cpu.tune_cpu_env() == {}
     for vendor in ("AuthenticAMD", "HygonGenuine"):
-        monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
-        monkeypatch.setattr(hw_cpu, "cpu_vendor", lambda v=vendor: v)
-        assert hw_cpu.tune_cpu_env() == {"MKL_DEBUG_CPU_TYPE": "5"}
+        for cpu_flags, want in ((ZEN5_FLAGS, {"MKL_DEBUG_CPU_TYPE": "7"}), (ZEN3_FLAGS, {"MKL_DEBUG_CPU_TYPE": "5"}),
+                                ("fpu sse2 avx", {})):  # fmt: skip
+            flags["flags"] = cpu_flags
+            monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+            monkeypatch.setattr(hw_cpu, "cpu_vendor", lambda v=vendor: v)
+            assert hw_cpu.tune_cpu_env() == want, (vendor, cpu_flags)
+            assert os.environ.get("MKL_DEBUG_CPU_TYPE") == want.get("MKL_DEBUG_CPU_TYPE")
     monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "2")  # the user's choice wins
     assert hw_cpu.tune_cpu_env() == {}
+    assert os.environ["MKL_DEBUG_CPU_TYPE"] == "2"
 
 
 @pytest.mark.parametrize(
