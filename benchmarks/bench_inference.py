@@ -471,7 +471,7 @@ def print_table(rows: list[dict], auto: dict, verdicts: dict[str, str]) -> None:
         how = (
             "from the cache"
             if c["cached"]
-            else "inside the noise: the default, not cached"
+            else "inside the noise: the faster median, not cached"
             if not c["confident"]
             else f"measured while other processes used {busy:.2f} cores: not cached"
             if busy is not None and busy > auto_module.BUSY_CORES

@@ -7,8 +7,9 @@ times its rows: a change in background load then hits all candidates alike. Per 
 time is divided by the round's time of the fastest one (by median over rounds); the decision is
 *confident* when the runner-up's lower-quartile ratio exceeds ``1 + MIN_MARGIN``, i.e. the winner was at
 least 2 % faster in three rounds out of four. Until then more rounds are measured (up to
-``MAX_ROUNDS_FACTOR`` times the first batch); a decision still inside the noise is not cached and the
-documented default is used: the first candidate (the export's first variant). A decision measured while
+``MAX_ROUNDS_FACTOR`` times the first batch); a decision still inside the noise is not cached, and the faster
+by median over all those rounds is used (the best estimate there is: a fixed default, the export's first
+variant, was the slower row in two quiet benchmark runs on a Zen 5, by 1.5x and 2x). A decision measured while
 other processes kept more than ``BUSY_CORES`` cores busy is used but not cached either: under load oneDNN's
 OpenMP threads lose far more than ONNX Runtime's, so a busy hour's winner need not be a quiet hour's
 (:class:`hardware.cpu.OtherLoad` measures it from /proc). A confident choice is cached
@@ -136,7 +137,7 @@ def choose(
 ) -> tuple[Backend, Choice]:
     """Build the cached winner, or measure every candidate, cache a confident winner and return it built.
 
-    ``candidates`` maps a backend name to a function building it, the documented default first. A candidate
+    ``candidates`` maps a backend name to a function building it, in the export's order. A candidate
     that fails to build is not a silent loss: its error is re-raised unless another candidate works, and then
     it is recorded as failed. ``clock`` and ``load_meter`` are for tests (a fake backend advancing a fake clock;
     a function starting a measurement of other processes' CPU use and returning the function that reads it).
@@ -169,7 +170,7 @@ def choose(
         more = interleaved_ms(built, feeds, rounds, start_round=len(times[decision.best]), clock=clock)
         times = {n: times[n] + more[n] for n in times}
         decision = decide(times)
-    picked = decision.best if decision.confident else next(iter(built))  # inside the noise: the default
+    picked = decision.best  # inside the noise too (then not cached: the next process measures again)
     busy = other_cores()
     choice = Choice(
         picked, decision.medians_ms, False, errors, decision.margin, decision.noise, decision.confident,
