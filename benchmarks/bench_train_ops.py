@@ -5,11 +5,13 @@
 
 ``bench_train_step.py`` gives the whole step; this gives the reason for its ratio. Each row is forward + backward
 of one piece of a ViT block (ViT-B-16 at 224 px by default: [batch, 197, 768]), written the same way in both
-frameworks: the GEMM pieces (a Linear, the attention's batched products), the row-wise pieces (LayerNorm,
-softmax), the element-wise ones (QuickGELU, a bias add, a residual add), one op on a 2x2 tensor (the fixed
-cost of an op, forward + backward, which dominates small models), then the whole block (paddle_mm's
-``ResidualAttentionBlock`` against cn_clip's own). Rows run in one process per framework, the two processes
-alternate over ``--rounds`` rounds, and the table gives the median milliseconds and paddle / torch.
+frameworks: the GEMM pieces (a Linear as paddle_mm's models build it, the attention's batched products), the
+row-wise pieces (LayerNorm, softmax), the element-wise ones (QuickGELU, a bias add as Paddle computes it and as
+paddle_mm's ``bias_add`` does, a residual add), one op on a 2x2 tensor (the fixed cost of an op, forward +
+backward, which dominates small models), then the whole block (paddle_mm's ``ResidualAttentionBlock`` against
+cn_clip's own). Rows run in one process per framework, the two processes alternate over ``--rounds`` rounds, and
+the table gives the median milliseconds and paddle / torch. Paddle runs with ``hardware.tune_cpu_env``, as
+``tools/train.py`` runs it; PyTorch in the environment the benchmark was started with.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ if which == "paddle":
     layer_norm = lambda x: F.layer_norm(x, width)
     block = ResidualAttentionBlock(width, heads)
     block_x = randn(batch, tokens, width)
-    linear = paddle.nn.Linear(width, 4 * width)
+    from paddle_mm.models.linear import Linear, bias_add
+    linear = Linear(width, 4 * width)  # as the models build it: the bias gradient as one GEMM on the CPU
     unpack = lambda qkv: qkv.unbind(0)
 else:
     import torch
@@ -56,6 +59,7 @@ else:
     block = ResidualAttentionBlock(width, heads)
     block_x = randn(tokens, batch, width)  # cn_clip's blocks are sequence-first
     linear = torch.nn.Linear(width, 4 * width)
+    bias_add = lambda h, b: h + b
     unpack = lambda qkv: qkv.unbind(0)
 x = randn(batch, tokens, width)
 h = randn(batch, tokens, 4 * width)
@@ -72,6 +76,7 @@ rows = {
     "LayerNorm": lambda: layer_norm(x),
     "QuickGELU": lambda: h * F.sigmoid(1.702 * h),
     "bias add": lambda: h + bias,
+    "bias add (paddle_mm bias_add)": lambda: bias_add(h, bias),
     "residual add": lambda: x + x,
     "one tiny op (dispatch)": lambda: tiny * 2.0,
     "whole block": lambda: block(block_x),
