@@ -113,13 +113,15 @@ def ort_provider_missing(spec: DeviceSpec) -> str | None:
 
 def onnxruntime_session_options(threads: int | None = None):
     """Session options: all graph optimizations, ``threads`` intra-op threads, sequential execution, and
-    worker threads that sleep instead of spinning when a run ends.
+    worker threads that spin between the ops of a run but stop spinning when the run ends.
 
     A predictor holds one session per graph, each with its own thread pool. With ONNX Runtime's default
     spinning, the pool that just finished keeps the cores busy while the next session runs: alternating the
-    ViT-B-16 image and text towers (batch 2, 2 threads) made each text run 18-23 % slower than running it
-    alone, three times in a row; without spinning the alternation cost nothing and single-session runs were
-    as fast (docs/performance.md).
+    ViT-B-16 image and text towers at batch 1 (2 threads, Zen 5) took 122 / 57 ms per run against 87-92 / 30-31
+    without spinning. ``session.force_spinning_stop`` ends the spinning with each run, so the alternation costs
+    nothing (87-89 / 29 ms), while within a run the threads still spin between ops instead of sleeping and waking
+    for each: single-session runs 7-13 % faster than without spinning (text batch 1 28-30 against 32-34 ms,
+    docs/performance.md).
     """
     import onnxruntime as ort
 
@@ -128,7 +130,8 @@ def onnxruntime_session_options(threads: int | None = None):
     options.intra_op_num_threads = check_threads(threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")  # no pool left spinning after a run
     options.log_severity_level = 3  # errors only: the export's unused-initializer notes are not news
     return options
 

@@ -7,14 +7,16 @@ import pytest
 from hardware.inference import check_threads, onnxruntime_session_options
 
 
-def test_session_options_threads_and_no_spinning():
+def test_session_options_threads_and_spinning_only_within_a_run():
     import onnxruntime as ort
 
     options = onnxruntime_session_options(3)
     assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # a predictor's other sessions must not find this one's pool still spinning on the cores
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # spin between the ops of a run, but a predictor's other sessions must not find this one's pool still
+    # spinning on the cores after it
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5])
