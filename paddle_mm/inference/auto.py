@@ -42,6 +42,11 @@ ROUNDS = 5  # first batch of interleaved rounds
 MAX_ROUNDS_FACTOR = 3  # keep measuring up to 3x ROUNDS while the margin is inside the noise
 MIN_MARGIN = 0.02  # a winner must be at least 2 % faster in 3 rounds out of 4 to be cached
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
+# Pause before each timed run while several backends are measured: Paddle Inference's OpenMP threads keep spinning
+# for KMP_BLOCKTIME (Intel OpenMP's default, 200 ms) after a run, and the next candidate's run then shares the
+# cores with them. Measured in one process on a 2-core Zen 5, ViT-B-16 image batch 1: ONNX Runtime 88 ms alone,
+# 93-117 ms right after a Paddle Inference run; so without the pause auto's rounds favoured Paddle Inference.
+SETTLE_S = 0.25
 BUSY_CORES = BUSY_OTHER_CORES  # other processes using more cores than this while measuring: the decision is not cached
 
 
@@ -94,12 +99,16 @@ def interleaved_ms(
     start_round: int = 0,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """One timed run of every backend per round, the order rotating by round; milliseconds per backend."""
+    """One timed run of every backend per round, the order rotating by round; milliseconds per backend. With
+    several backends each run starts after a pause of ``SETTLE_S``, so that none is timed while the previous
+    one's threads still spin."""
     names = list(backends)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(start_round, start_round + rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
+            if len(names) > 1 and SETTLE_S > 0:
+                time.sleep(SETTLE_S)
             t0 = clock()
             backends[name].run(feeds)
             times[name].append((clock() - t0) * 1e3)

@@ -12,8 +12,10 @@ from paddle_mm.inference.auto import BUSY_CORES, CACHE_FILE, MAX_ROUNDS_FACTOR, 
 
 @pytest.fixture(autouse=True)
 def quiet_machine(monkeypatch):
-    """These tests run on a loaded CI machine: the other processes' load is what each test says it is."""
+    """These tests run on a loaded CI machine: the other processes' load is what each test says it is. The
+    fake backends leave no threads spinning: no settling pause between them."""
     monkeypatch.setattr(auto, "_other_load", lambda: lambda: 0.0)
+    monkeypatch.setattr(auto, "SETTLE_S", 0.0)
 
 
 class Clock:
@@ -112,3 +114,19 @@ def test_a_quarter_of_a_core_busy_is_already_too_busy_to_cache(tmp_path):
         meter = lambda: lambda: other  # noqa: B023
         backend, _ = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock, load_meter=meter)
         assert backend is fakes["fast"] and (tmp_path / CACHE_FILE).exists() == cached, other
+
+
+def test_each_timed_run_of_several_backends_starts_after_a_settling_pause(monkeypatch):
+    """A pause precedes every timed run (the previous backend's threads may still spin), outside the timing;
+    one backend alone is not paused."""
+    pauses: list[float] = []
+    monkeypatch.setattr(auto, "SETTLE_S", 0.25)
+    monkeypatch.setattr(auto.time, "sleep", pauses.append)
+    clock = Clock()
+    fakes = {"a": Fake(clock, 10.0), "b": Fake(clock, 6.0)}
+    times = auto.interleaved_ms(fakes, {}, rounds=3, clock=clock)
+    assert pauses == [0.25] * 6
+    assert times == {"a": pytest.approx([10.0] * 3), "b": pytest.approx([6.0] * 3)}  # the pause is not timed
+    pauses.clear()
+    auto.interleaved_ms({"a": fakes["a"]}, {}, rounds=3, clock=clock)
+    assert pauses == []
