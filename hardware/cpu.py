@@ -41,16 +41,9 @@ def tune_cpu_env() -> dict[str, str]:
     else AVX2; measured on a Zen 5: 4.3x the generic path's GEMM rate, 1.8x the AVX2 family's). It only takes
     effect if set before MKL loads, i.e. before ``import paddle``; a value the user set is kept.
     """
-    changed: dict[str, str] = {}
-    if platform.machine().lower() not in ("x86_64", "amd64") or cpu_vendor() not in MKL_SLOW_PATH_VENDORS:
-        return changed
-    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
-        flags = set(cpuinfo_field("flags").split())
-        for value, needs in MKL_CPU_TYPES:
-            if flags.issuperset(needs):
-                os.environ["MKL_DEBUG_CPU_TYPE"] = changed["MKL_DEBUG_CPU_TYPE"] = value
-                break
-    return changed
+    if cpu_vendor() not in MKL_SLOW_PATH_VENDORS:
+        return {}
+    return _set_by_flags("MKL_DEBUG_CPU_TYPE", MKL_CPU_TYPES)
 
 
 def usable_cores() -> int:
@@ -73,13 +66,19 @@ def tune_openblas_env() -> dict[str, str]:
     the CPU model does not fall back to its SSE3 kernels (4x slower GEMM measured here; ``OPENBLAS_CORETYPES``).
     Takes effect for an OpenBLAS loaded after this call (faiss's: call before ``import faiss``); a value the user
     set is kept. Returns what was set."""
-    if platform.machine().lower() not in ("x86_64", "amd64") or "OPENBLAS_CORETYPE" in os.environ:
+    return _set_by_flags("OPENBLAS_CORETYPE", OPENBLAS_CORETYPES)
+
+
+def _set_by_flags(variable: str, table: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, str]:
+    """On x86-64, set ``variable`` to the first value of ``table`` whose flags this CPU has (unless the user set it);
+    return what was set."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or variable in os.environ:
         return {}
     flags = set(cpuinfo_field("flags").split())
-    for core, needs in OPENBLAS_CORETYPES:
+    for value, needs in table:
         if flags.issuperset(needs):
-            os.environ["OPENBLAS_CORETYPE"] = core
-            return {"OPENBLAS_CORETYPE": core}
+            os.environ[variable] = value
+            return {variable: value}
     return {}
 
 
