@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.gemm import K, M, N, all_kernels, time_kernels
+from hardware.gemm import K, M, N, all_kernels, inputs, time_kernels
 
 VIT_B16_GFLOP = 35.1
 BLOCK = 4  # timed runs of one kernel in a row
@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
-    x = np.random.default_rng(1).standard_normal((M, K), dtype=np.float32)
+    x = inputs()
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_gemm_") as tmp:
         times = time_kernels(all_kernels(args.threads, Path(tmp)), x, args.rounds, BLOCK)

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hardware.cpu import BUSY_OTHER_CORES  # noqa: E402
+from hardware.gemm import K, M, N  # noqa: E402
+from paddle_mm.inference.auto import SETTLE_S  # noqa: E402
 
 VARIANTS = (
     "cn_clip",
@@ -44,8 +46,12 @@ VARIANTS = (
     "paddle_inference/bf16",
     "onnxruntime/int8",
     "onnxruntime/int8_static",
+    "gemm/fp32",
+    "gemm/bf16",
+    "gemm/int8",
 )
 BUSY_CORES = BUSY_OTHER_CORES  # other processes using more than this many cores while a group is timed: too busy
+GEMM_FLOP = 2 * M * K * N  # one run of a gemm/ row
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
 CN_CLIP_TEXT = {
     "ViT-B-16": "RoBERTa-wwm-ext-base-chinese",
@@ -76,6 +82,8 @@ def tower_flops(cfg: dict, tower: str, text_length: int) -> float:
 
 def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
     """A zero-argument function running one batch of ``inputs`` on the worker's variant."""
+    if args.worker.startswith("gemm/"):
+        return _gemm_runner(args)
     if args.worker == "cn_clip":
         return _cn_clip_runner(args, inputs)
     if args.worker == "paddle_eager":
@@ -94,6 +102,17 @@ def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
         runner = build_backend(backend, info.files(args.tower, backend, precision), device, args.threads)
     name = "pixel_values" if args.tower == "image" else "input_ids"
     return lambda: runner.run({name: inputs})
+
+
+def _gemm_runner(args: argparse.Namespace):
+    """The ceiling kernel ``args.kernel`` (hardware.gemm) on its own [M, K] inputs: the group's own ceiling."""
+    import tempfile
+
+    from hardware import gemm
+
+    directory = tempfile.TemporaryDirectory(prefix="bench_gemm_")  # the Paddle kernel's files, kept while it runs
+    run, x = gemm.kernel(args.kernel, args.threads, Path(directory.name)), gemm.inputs()
+    return lambda: (run(x), directory)
 
 
 def _cn_clip_runner(args: argparse.Namespace, inputs: np.ndarray):
@@ -148,6 +167,8 @@ def worker_main(args: argparse.Namespace) -> None:
     for line in sys.stdin:
         command = line.split()
         if command[:1] == ["run"]:
+            if args.worker.startswith("gemm/"):
+                run()  # untimed, as hardware.gemm times its kernels: the ceiling is a warm kernel's rate
             times = []
             for _ in range(int(command[1])):
                 t0 = time.perf_counter()
@@ -295,7 +316,9 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
 class Worker:
     """One row's process: started, warmed up, then asked for timed runs in turn with the other rows."""
 
-    def __init__(self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int, env: dict):
+    def __init__(
+        self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int, env: dict, kernel: str = ""
+    ):
         python = args.torch_python if variant == "cn_clip" else sys.executable
         cmd = [
             python,
@@ -314,7 +337,7 @@ class Worker:
             str(work / "export"),
             "--threads",
             str(args.threads),
-        ]
+        ] + (["--kernel", kernel] if kernel else [])
         self.env = {k: env.get(k) for k in ENV_KEYS}
         self.variant, self.latencies, self.error = variant, [], ""
         self.log = work / "logs" / f"{tower}_b{batch}_{variant.replace('/', '_')}.log"
@@ -362,24 +385,39 @@ class Worker:
 
 
 def run_group(
-    args: argparse.Namespace, work: Path, variants: list[str], tower: str, batch: int, tuned: dict[str, str]
+    args: argparse.Namespace,
+    work: Path,
+    variants: list[str],
+    tower: str,
+    batch: int,
+    tuned: dict[str, str],
+    kernels: dict[str, str] | None = None,
+    settle_s: float = SETTLE_S,
 ) -> tuple[dict[str, dict], dict]:
     """Time every variant of one (tower, batch) in interleaved rounds, so background load hits all alike.
 
     All workers are started and warmed up first; then each round asks each worker (in a rotating order)
     for as many runs as fit in twice the fastest worker's single-run time (at least 1, at most 20), so a
-    round costs little more than one run of each and fast rows still collect several samples. Returns the
+    round costs little more than one run of each and fast rows still collect several samples. The ``gemm/``
+    rows (``kernels``: variant -> hardware.gemm kernel name) time each precision's ceiling kernel among the
+    tower rows, so a row's fraction of its ceiling is not skewed by the VM's speed drifting between the ceiling
+    measurement and the row (this one moved 10-20 % within minutes). Each turn
+    starts ``settle_s`` after the previous one: the rows are live processes, and a Paddle row's OpenMP threads
+    spin for 200 ms after its run (KMP_BLOCKTIME), on the cores the next row is timed on. Returns the
     rows and the group's load: other processes' CPU use (cores) over the timed rounds, load average.
     """
-    workers = [Worker(args, work, v, tower, batch, worker_env(args, v, tuned)) for v in variants]
+    kernels = kernels or {}
+    workers = [Worker(args, work, v, tower, batch, worker_env(args, v, tuned), kernels.get(v, "")) for v in variants]
     for w in workers:
         w.ready()
     from hardware.cpu import OtherLoad
 
     meter = OtherLoad([os.getpid()] + [w.proc.pid for w in workers])
-    budget = 2 * min((w.warm_ms for w in workers if not w.error), default=0.0)
+    towers = [w for w in workers if not w.error and not w.variant.startswith("gemm/")]
+    budget = 2 * min((w.warm_ms for w in towers or workers if not w.error), default=0.0)
     for r in range(args.rounds):
         for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
+            time.sleep(settle_s)  # the previous row's OpenMP threads may still spin (auto.SETTLE_S)
             w.run(max(1, min(20, round(budget / max(w.warm_ms, 1e-3)))))
     load = {"other_cores": meter.cores(), "load_average_1min": os.getloadavg()[0]}
     return {w.variant: w.finish() for w in workers}, load
@@ -401,6 +439,25 @@ def summarize(row: dict, batch: int, flops: float) -> dict:
     }
 
 
+def is_gemm(row: dict) -> bool:
+    """A ceiling kernel's row (``gemm/<precision>``), not a tower's."""
+    return row["variant"].startswith("gemm/")
+
+
+def hold_against_ceilings(group_rows: list[dict], gemm: dict) -> None:
+    """Set each row's ``of_gemm_ceiling``: its GFLOP/s over its precision's ceiling, taken from the group's own
+    ``gemm/<precision>`` row (timed among these rows) or, where that row is missing, from ``gemm`` (the
+    hardware.gemm measurement at the start of the run). ``ceiling_from`` says which."""
+    for row in group_rows:
+        ceiling_row = next((r for r in group_rows if r["variant"] == f"gemm/{row['ceiling']}"), {})
+        if ceiling_row.get("gflop_per_s"):
+            row["ceiling_gflops"], row["ceiling_from"] = ceiling_row["gflop_per_s"], "group"
+        elif gemm.get(f"{row['ceiling']}_gflops"):
+            row["ceiling_gflops"], row["ceiling_from"] = gemm[f"{row['ceiling']}_gflops"], "start of run"
+        if "gflop_per_s" in row and row.get("ceiling_gflops"):
+            row["of_gemm_ceiling"] = row["gflop_per_s"] / row["ceiling_gflops"]
+
+
 def ceiling_precision(variant: str) -> str:
     """The GEMM ceiling a row is held against: its arithmetic (every eager row computes in fp32)."""
     return "int8" if "int8" in variant else "bf16" if variant.endswith("bf16") else "fp32"
@@ -420,7 +477,7 @@ def group_verdict(rows: list[dict], load: dict, cores: int) -> str:
     are simply as fast as each other; on a busy one (other processes over BUSY_CORES cores) the load may be
     what hides their difference, and the line says so.
     """
-    timed = sorted((r for r in rows if "p50_ms" in r), key=lambda r: r["p50_ms"])
+    timed = sorted((r for r in rows if "p50_ms" in r and not is_gemm(r)), key=lambda r: r["p50_ms"])
     tied = [f"{a['variant']} ~ {b['variant']}" for a, b in zip(timed, timed[1:]) if b["p10_ms"] <= a["p90_ms"]]
     other = load.get("other_cores")
     busy = other is not None and other > BUSY_CORES
@@ -458,6 +515,8 @@ def print_table(rows: list[dict], auto: dict, verdicts: dict[str, str]) -> None:
             continue
         ratio = f"{r['vs_cn_clip']:.2f}x" if r.get("vs_cn_clip") else "-"
         of = f"{r['of_gemm_ceiling']:.0%} {r['ceiling']}" if r.get("of_gemm_ceiling") else "-"
+        if is_gemm(r):  # the ceiling itself: runs/s, not items/s
+            of = f"= {r['ceiling']} ceiling"
         print(
             f"{head} {r['items_per_s']:8.2f} {r['p50_ms']:9.1f} {r['p90_ms']:9.1f} {r['spread']:6.2f} "
             f"{r['peak_rss_mb']:8.0f} {ratio:>10} {r['gflop_per_s']:8.1f} {of:>10}"
@@ -491,6 +550,7 @@ def auto_check(rows: list[dict], auto: dict) -> dict[str, bool]:
             if r["tower"] == tower
             and r["batch"] == int(batch)
             and r["variant"].endswith("/fp32")
+            and not is_gemm(r)
             and "items_per_s" in r
         }
         if c["backend"] in fp32:
@@ -514,34 +574,44 @@ def main_run(args: argparse.Namespace) -> None:
         skipped["cn_clip"] = f"skipped: cn_clip has no model {args.model!r}"
     elif "cn_clip" in args.variants and not torch_available(args.torch_python):
         skipped["cn_clip"] = f"skipped: {args.torch_python} cannot import torch and cn_clip"
+    kernels = {}  # gemm/<precision> -> the precision's fastest kernel at the start of the run
+    for variant in [v for v in args.variants if v.startswith("gemm/")]:
+        precision = variant.split("/")[1]
+        if gemm.get(f"{precision}_kernel"):
+            kernels[variant] = f"{precision} {gemm[f'{precision}_kernel']}"
+        else:
+            skipped[variant] = f"skipped: no {precision} GEMM kernel on this CPU"
     runnable = [v for v in args.variants if v not in skipped]
     rows, loads, verdicts = [], {}, {}
     for tower in args.towers:
-        flops = tower_flops(cfg, tower, cfg["context_length"])
         for batch in args.batches:
-            results, load = run_group(args, work, runnable, tower, batch, tuned)
+            results, load = run_group(args, work, runnable, tower, batch, tuned, kernels)
             group = f"{tower}_b{batch}"
             base = results.get("cn_clip", {}).get("latencies_ms")
+            group_rows = []
             for variant in args.variants:
+                gemm_row = variant.startswith("gemm/")
+                flops = GEMM_FLOP if gemm_row else tower_flops(cfg, tower, cfg["context_length"])
                 row = {
                     "tower": tower,
-                    "batch": batch,
+                    "batch": batch,  # of the group; a gemm/ row's "items" are its runs
                     "variant": variant,
                     "gflop_per_item": flops / 1e9,
                     "auto": variant == f"{auto[group]['backend']}/fp32",
                     "ceiling": ceiling_precision(variant),
+                    **({"kernel": kernels[variant]} if variant in kernels else {}),
                 }
                 result = results.get(variant, {"error": skipped.get(variant, "skipped")})
-                row.update(summarize(result, batch, flops) if "latencies_ms" in result else result)
-                if base and "items_per_s" in row:
+                row.update(summarize(result, 1 if gemm_row else batch, flops) if "latencies_ms" in result else result)
+                if base and "items_per_s" in row and not gemm_row:
                     row["vs_cn_clip"] = row["items_per_s"] / (batch / (float(np.median(base)) / 1e3))
-                if "gflop_per_s" in row and gemm.get(f"{row['ceiling']}_gflops"):
-                    row["of_gemm_ceiling"] = row["gflop_per_s"] / gemm[f"{row['ceiling']}_gflops"]
-                rows.append(row)
+                group_rows.append(row)
+            hold_against_ceilings(group_rows, gemm)
+            rows += group_rows
+            for row in group_rows:
                 done = f"{row['items_per_s']:.2f} items/s" if "items_per_s" in row else row["error"]
-                print(f"[bench] {tower} b{batch} {variant}: {done}", flush=True)
+                print(f"[bench] {tower} b{batch} {row['variant']}: {done}", flush=True)
             loads[group] = load
-            group_rows = [r for r in rows if r["tower"] == tower and r["batch"] == batch]
             verdicts[group] = group_verdict(group_rows, load, args.threads)
             choice = int8_choice(group_rows)
             if choice:
@@ -608,6 +678,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--inputs", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--export-dir", help=argparse.SUPPRESS)
+    p.add_argument("--kernel", help=argparse.SUPPRESS)
     return p.parse_args()
 
 

@@ -34,10 +34,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # "benchmarks" alone names pyarrow's package
 
 
 def tower_flops(cfg: dict, tower: str, length: int) -> float:
-    from benchmarks.bench_inference import tower_flops as flops
+    from bench_inference import tower_flops as flops
 
     return flops(cfg, tower, length)
 

@@ -81,3 +81,86 @@ def test_the_pipeline_encodes_every_batch_once_in_order():
     with ThreadPoolExecutor(2) as pool:
         out = pipelined(list(range(19)), 4, lambda b: [x * 10 for x in b], encode, pool, depth=3)
     assert out == seen and seen == [[x * 10 for x in range(i, min(i + 4, 19))] for i in range(0, 19, 4)]
+
+
+def test_rows_are_held_against_the_ceiling_timed_in_their_own_group(benchmark):
+    rows = [
+        {**row("onnxruntime/fp32", 0, 0, 0), "ceiling": "fp32", "gflop_per_s": 360.0},
+        {**row("onnxruntime/int8", 0, 0, 0), "ceiling": "int8", "gflop_per_s": 900.0},
+        {**row("gemm/fp32", 0, 0, 0), "ceiling": "fp32", "gflop_per_s": 400.0},
+    ]
+    start = {"fp32_gflops": 300.0, "int8_gflops": 1000.0}  # measured minutes earlier, when the VM ran slower
+    benchmark.hold_against_ceilings(rows, start)
+    assert rows[0]["of_gemm_ceiling"] == pytest.approx(0.9) and rows[0]["ceiling_from"] == "group"
+    assert rows[1]["of_gemm_ceiling"] == pytest.approx(0.9) and rows[1]["ceiling_from"] == "start of run"
+    assert rows[2]["of_gemm_ceiling"] == pytest.approx(1.0)
+
+
+def test_ceiling_rows_are_neither_a_backend_for_auto_nor_a_rival_in_the_verdict(benchmark):
+    rows = [row("onnxruntime/fp32", 90, 100, 110, 10.0), row("gemm/fp32", 95, 100, 105, 80.0)]
+    assert benchmark.auto_check(rows, {"image_b8": {"backend": "onnxruntime"}}) == {"image_b8": True}
+    assert benchmark.group_verdict(rows, {"other_cores": 0.0}, 2).endswith("range: none")
+
+
+def test_every_turn_of_a_row_starts_after_the_settling_pause(benchmark, monkeypatch):
+    """Rows are live processes; a Paddle row's OpenMP threads spin 200 ms after its run. No row may be timed
+    before the previous one's threads have settled."""
+    import argparse
+
+    events = []
+
+    class FakeWorker:
+        def __init__(self, args, work, variant, tower, batch, env, kernel=""):
+            self.variant, self.error, self.warm_ms, self.proc = variant, "", 10.0, argparse.Namespace(pid=0)
+
+        def ready(self):
+            pass
+
+        def run(self, n):
+            events.append(("run", self.variant))
+
+        def finish(self):
+            return {"latencies_ms": [1.0]}
+
+    class FakeLoad:
+        def __init__(self, pids):
+            pass
+
+        def cores(self):
+            return 0.0
+
+    monkeypatch.setattr(benchmark, "Worker", FakeWorker)
+    monkeypatch.setattr("hardware.cpu.OtherLoad", FakeLoad)
+    monkeypatch.setattr(benchmark.time, "sleep", lambda s: events.append(("sleep", s)))
+    args = argparse.Namespace(rounds=3, threads=2)
+    results, _ = benchmark.run_group(args, Path("."), ["a/fp32", "b/fp32"], "image", 8, {}, settle_s=0.25)
+    assert set(results) == {"a/fp32", "b/fp32"}
+    runs = [i for i, e in enumerate(events) if e[0] == "run"]
+    assert len(runs) == 6 and all(events[i - 1] == ("sleep", 0.25) for i in runs)
+
+
+def test_a_ceiling_kernel_is_built_by_name_and_computes_the_product():
+    import numpy as np
+
+    from hardware import gemm
+
+    with pytest.raises(ValueError, match="unknown GEMM kernel 'fp32 onnxruntime Conv'"):
+        gemm.kernel("fp32 onnxruntime Conv", 1, Path("."))
+    run, x = gemm.kernel("fp32 onnxruntime MatMul", 1, Path(".")), gemm.inputs()
+    w = np.random.default_rng(0).standard_normal((gemm.K, gemm.N), dtype=np.float32)
+    y = run(x)
+    assert y.shape == (gemm.M, gemm.N)
+    np.testing.assert_allclose(y[:64], x[:64].astype(np.float64) @ w, rtol=1e-3, atol=1e-2)
+
+
+def test_the_paddle_ceiling_kernels_compute_the_product(tmp_path):
+    import numpy as np
+
+    from hardware import gemm
+
+    run, x = gemm.kernel("fp32 paddle_inference oneDNN", 1, tmp_path), gemm.inputs()
+    w = np.random.default_rng(0).standard_normal((gemm.K, gemm.N), dtype=np.float32)
+    y = run(x).copy_to_cpu()
+    b = run(x[::-1].copy()).copy_to_cpu()  # a new input is copied in, not the first one's product reused
+    np.testing.assert_allclose(y[:64], x[:64].astype(np.float64) @ w, rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(b[:64], x[::-1][:64].astype(np.float64) @ w, rtol=1e-3, atol=1e-2)
