@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gemm_peak.py [--threads 2] [--rounds 5]
 
-One ViT-B/16 MLP projection at batch 8 ([1576 x 768] x [768 x 3072], 2 FLOP per multiply-add) through every
+The matrix products of two ViT-B/16 MLP blocks at batch 8 (:mod:`hardware.gemm`; 2 FLOP per multiply-add) through every
 kernel the machine report measures (:mod:`hardware.gemm`): ONNX Runtime fp32 ``MatMul``, oneDNN fp32 and
 BF16 inner products in Paddle Inference (BF16 only on a CPU with AVX512_BF16 or AMX), ONNX Runtime dynamic
 INT8 (``DynamicQuantizeMatMul``) and static QDQ INT8 (per-channel weights); timed in interleaved blocks of
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.gemm import K, M, N, all_kernels, inputs, time_kernels
+from hardware.gemm import FLOP, SHAPE, all_kernels, inputs, time_kernels
 
 VIT_B16_GFLOP = 35.1
 BLOCK = 4  # timed runs of one kernel in a row
@@ -36,11 +36,10 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_gemm_") as tmp:
         times = time_kernels(all_kernels(args.threads, Path(tmp)), x, args.rounds, BLOCK)
-    flop = 2 * M * K * N
-    rate = {name: flop / float(np.median(ts)) / 1e9 for name, ts in times.items()}
+    rate = {name: FLOP / float(np.median(ts)) / 1e9 for name, ts in times.items()}
     fp32 = max(v for k, v in rate.items() if k.startswith("fp32 "))
     print(
-        f"GEMM [{M} x {K}] x [{K} x {N}], {args.threads} threads, {args.rounds} interleaved rounds of {BLOCK} runs, "
+        f"GEMM {SHAPE}, {args.threads} threads, {args.rounds} interleaved rounds of {BLOCK} runs, "
         f"load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end"
     )
     print("| kernel | median ms | spread (p90/p10) | GFLOP/s (GOP/s for int8) | vs best fp32 | ViT-B/16 img/s |")

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hardware.cpu import BUSY_OTHER_CORES  # noqa: E402
-from hardware.gemm import K, M, N  # noqa: E402
+from hardware.gemm import FLOP as GEMM_FLOP  # noqa: E402  (one run of a gemm/ row)
 from paddle_mm.inference.auto import SETTLE_S  # noqa: E402
 
 VARIANTS = (
@@ -51,7 +51,6 @@ VARIANTS = (
     "gemm/int8",
 )
 BUSY_CORES = BUSY_OTHER_CORES  # other processes using more than this many cores while a group is timed: too busy
-GEMM_FLOP = 2 * M * K * N  # one run of a gemm/ row
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
 CN_CLIP_TEXT = {
     "ViT-B-16": "RoBERTa-wwm-ext-base-chinese",

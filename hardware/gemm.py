@@ -1,16 +1,24 @@
 """The measured fp32, BF16 and INT8 matrix-multiply ceilings of this CPU, cached per machine.
 
-One ViT-B/16 MLP projection at batch 8 ([1576 x 768] x [768 x 3072], 2 FLOP per multiply-add) through every
-kernel paddle_mm's backends can use for it, timed in interleaved blocks (``benchmarks/bench_gemm_peak.py``
-is the longer version):
+What is timed is the GEMM work of two ViT-B/16 MLP blocks at batch 8, nothing else: ``x`` [1576 x 768] ->
+[768 x 3072] -> [3072 x 768] -> [768 x 3072] -> [3072 x 768] (four matrix products with their own weights,
+2 FLOP per multiply-add), through every kernel paddle_mm's backends can use for it, timed in interleaved
+blocks (``benchmarks/bench_gemm_peak.py`` is the longer version):
 
 - fp32: ONNX Runtime ``MatMul`` and oneDNN's fp32 inner product in Paddle Inference;
 - bf16: oneDNN's BF16 inner product in Paddle Inference (``enable_mkldnn_bfloat16``; only on a CPU with
-  :data:`hardware.tables.BF16_ISA`; ONNX Runtime has no BF16 matmul for x86 CPUs), its fp32 -> BF16 input
-  reorder included, as a graph pays it;
+  :data:`hardware.tables.BF16_ISA`; ONNX Runtime has no BF16 matmul for x86 CPUs);
 - int8: ONNX Runtime's dynamic ``DynamicQuantizeMatMul`` (what ``quantize_dynamic`` exports run) and the
   static QDQ graph (``QuantizeLinear`` -> ``DequantizeLinear`` -> ``MatMul`` with INT8 per-channel weights,
   which ONNX Runtime fuses into an integer matmul: what ``quantize_static`` exports run).
+
+A chain, not one product, because a tower's matmuls hand their outputs to each other inside the runtime: a
+single product timed alone pays per call what a tower pays once per run (oneDNN's fp32 -> BF16 reorder of the
+input and back for the output, a fresh output buffer), and read 565 GFLOP/s for BF16 against 885 for the
+chain (fp32 oneDNN 356 against 402; 2-core Zen 5, interleaved in one process), so the towers' BF16 rows
+stood above "their ceiling". The chain's outputs are ONNX Runtime's own arena buffers and one preallocated
+output (IOBinding); Paddle Inference copies the input in once. Twelve blocks run at the rate of one (453
+against 454 GFLOP/s, ONNX Runtime fp32), so weights streaming from memory cost nothing measurable here.
 
 A precision's ceiling is its fastest kernel: no tower can beat it, so the benchmark and docs/performance.md
 quote each row's fraction of it. The result is cached in ``$PADDLE_MM_CACHE_DIR`` (default
@@ -30,18 +38,40 @@ from typing import Callable
 import numpy as np
 
 M, K, N = 8 * 197, 768, 3072
+BLOCKS = 2  # MLP blocks in the chain
+FLOP = 2 * M * K * N * 2 * BLOCKS  # per run of a kernel
+SHAPE = f"{BLOCKS} x ([{M} x {K}] x [{K} x {N}] x [{N} x {K}])"
 CACHE_FILE = "gemm_ceiling.json"
-KERNELS = 3  # bump when the kernels or how they are timed change: older cache entries are measured again
+KERNELS = 4  # bump when the kernels or how they are timed change: older cache entries are measured again
+
+
+def weights() -> list[np.ndarray]:
+    """The chain's weights, [K, N] and [N, K] per block, scaled by 1/sqrt(fan-in) so activations stay ~N(0, 1)."""
+    rng = np.random.default_rng(0)
+    shapes = [(K, N), (N, K)] * BLOCKS
+    return [(rng.standard_normal(shape, dtype=np.float32) / np.float32(np.sqrt(shape[0]))) for shape in shapes]
+
+
+def inputs() -> np.ndarray:
+    """The [M, K] activations every ceiling kernel is timed on."""
+    return np.random.default_rng(1).standard_normal((M, K), dtype=np.float32)
+
+
+def reference(x: np.ndarray, ws: list[np.ndarray]) -> np.ndarray:
+    """The chain in float64, for checking a kernel's result."""
+    y = x.astype(np.float64)
+    for w in ws:
+        y = y @ w
+    return y
 
 
 def gemm_session(nodes, initializers, threads: int):
-    """An ONNX Runtime session on the host of one [M, K] -> [M, N] graph, with the project's session options,
-    as a function of ``x`` returning the product.
+    """An ONNX Runtime session on the host of one [M, K] -> [M, K] graph, with the project's session options,
+    as a function of ``x`` returning the result.
 
     The output is bound once to a preallocated array (IOBinding): a plain ``session.run`` allocates a fresh
-    [M, N] output every call, and the page faults of those 19 MB cost the fp32 MatMul 13 % of its rate
-    (401 against 463 GFLOP/s on a 2-core Zen 5, interleaved in one process), which a tower's MatMuls, writing
-    into ONNX Runtime's reused arena, do not pay: the ceiling read below what the towers reached.
+    output every call, and for one [M, N] product the page faults of those 19 MB cost the fp32 MatMul 13 % of
+    its rate (401 against 463 GFLOP/s on a 2-core Zen 5, interleaved in one process).
     """
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -54,7 +84,7 @@ def gemm_session(nodes, initializers, threads: int):
         nodes,
         "gemm",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, K])],
         initializers,
     )
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
@@ -63,8 +93,8 @@ def gemm_session(nodes, initializers, threads: int):
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE))
     )
-    binding, y = session.io_binding(), np.empty((M, N), np.float32)
-    binding.bind_output("y", "cpu", 0, np.float32, [M, N], y.ctypes.data)
+    binding, y = session.io_binding(), np.empty((M, K), np.float32)
+    binding.bind_output("y", "cpu", 0, np.float32, [M, K], y.ctypes.data)
 
     def run(x: np.ndarray) -> np.ndarray:
         binding.bind_cpu_input("x", x)
@@ -74,48 +104,66 @@ def gemm_session(nodes, initializers, threads: int):
     return run
 
 
-def onnxruntime_kernels(w: np.ndarray, threads: int) -> dict[str, Callable]:
-    """fp32 MatMul, dynamic INT8 and static (QDQ, per-channel) INT8 sessions for ``x @ w``."""
+def _chain(make) -> tuple[list, list]:
+    """Nodes and initializers of the chain; ``make(i, src, dst)`` gives one product's."""
+    nodes, inits = [], []
+    for i in range(2 * BLOCKS):
+        src, dst = ("x" if i == 0 else f"h{i}"), ("y" if i == 2 * BLOCKS - 1 else f"h{i + 1}")
+        n, t = make(i, src, dst)
+        nodes += n
+        inits += t
+    return nodes, inits
+
+
+def onnxruntime_kernels(ws: list[np.ndarray], threads: int) -> dict[str, Callable]:
+    """fp32 MatMul, dynamic INT8 and static (QDQ, per-channel) INT8 sessions of the chain ``x @ ws[0] @ ...``."""
     from onnx import TensorProto, helper, numpy_helper
 
-    scale = np.float32(np.abs(w).max() / 127)
-    col_scale = (np.abs(w).max(axis=0) / 127).astype(np.float32)  # per output channel
-    x_scale = np.float32(4.0 / 127)  # activations of a standard normal input: |x| < 4
-    qdq = [
-        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
-        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
-    ]
-    return {
-        "fp32 onnxruntime MatMul": gemm_session(
-            [helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")], threads
-        ),
-        "int8 onnxruntime DynamicQuantizeMatMul": gemm_session(
-            [helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s", "z"], ["y"], domain="com.microsoft")],
-            [
-                numpy_helper.from_array(np.round(w / scale).astype(np.int8), "w"),
-                numpy_helper.from_array(np.array(scale), "s"),
-                numpy_helper.from_array(np.array(0, np.int8), "z"),
-            ],
-            threads,
-        ),
-        "int8 onnxruntime static QDQ MatMul": gemm_session(
-            qdq,
-            [
+    x_scale = np.float32(6.0 / 127)  # activations ~N(0, 1): |x| < 6
+
+    def fp32(i, src, dst):
+        return [helper.make_node("MatMul", [src, f"w{i}"], [dst])], [numpy_helper.from_array(ws[i], f"w{i}")]
+
+    def dynamic(i, src, dst):
+        scale = np.float32(np.abs(ws[i]).max() / 127)
+        node = helper.make_node(
+            "DynamicQuantizeMatMul", [src, f"w{i}", f"s{i}", f"z{i}"], [dst], domain="com.microsoft"
+        )
+        return [node], [
+            numpy_helper.from_array(np.round(ws[i] / scale).astype(np.int8), f"w{i}"),
+            numpy_helper.from_array(np.array(scale), f"s{i}"),
+            numpy_helper.from_array(np.array(0, np.int8), f"z{i}"),
+        ]
+
+    def qdq(i, src, dst):
+        col_scale = (np.abs(ws[i]).max(axis=0) / 127).astype(np.float32)  # per output channel
+        nodes = [
+            helper.make_node("QuantizeLinear", [src, "xs", "xz"], [f"q{i}"]),
+            helper.make_node("DequantizeLinear", [f"q{i}", "xs", "xz"], [f"d{i}"]),
+            helper.make_node("DequantizeLinear", [f"wq{i}", f"ws{i}", f"wz{i}"], [f"wd{i}"], axis=1),
+            helper.make_node("MatMul", [f"d{i}", f"wd{i}"], [dst]),
+        ]
+        inits = [
+            numpy_helper.from_array(np.round(ws[i] / col_scale).astype(np.int8), f"wq{i}"),
+            numpy_helper.from_array(col_scale, f"ws{i}"),
+            helper.make_tensor(f"wz{i}", TensorProto.INT8, [ws[i].shape[1]], [0] * ws[i].shape[1]),
+        ]
+        if i == 0:
+            inits += [
                 numpy_helper.from_array(np.array(x_scale), "xs"),
                 numpy_helper.from_array(np.array(128, np.uint8), "xz"),
-                numpy_helper.from_array(np.round(w / col_scale).astype(np.int8), "wq"),
-                numpy_helper.from_array(col_scale, "ws"),
-                helper.make_tensor("wz", TensorProto.INT8, [N], [0] * N),
-            ],
-            threads,
-        ),
+            ]
+        return nodes, inits
+
+    return {
+        "fp32 onnxruntime MatMul": gemm_session(*_chain(fp32), threads),
+        "int8 onnxruntime DynamicQuantizeMatMul": gemm_session(*_chain(dynamic), threads),
+        "int8 onnxruntime static QDQ MatMul": gemm_session(*_chain(qdq), threads),
     }
 
 
-def paddle_inference_kernels(w: np.ndarray, threads: int, directory: Path) -> dict[str, Callable]:
-    """oneDNN fp32 and (where the CPU has it) BF16 inner products for ``x @ w`` in Paddle Inference."""
+def paddle_inference_kernels(ws: list[np.ndarray], threads: int, directory: Path) -> dict[str, Callable]:
+    """oneDNN fp32 and (where the CPU has it) BF16 inner products of the chain in Paddle Inference."""
     import paddle
     import paddle.inference as pi
 
@@ -124,10 +172,14 @@ def paddle_inference_kernels(w: np.ndarray, threads: int, directory: Path) -> di
     from .inference import paddle_inference_config
     from .tables import DEFAULT_DEVICE
 
-    layer = paddle.nn.Linear(K, N)
-    layer.weight.set_value(w)
-    layer.eval()
-    paddle.jit.save(layer, str(directory / "gemm"), input_spec=[paddle.static.InputSpec([None, K], "float32", "x")])
+    layers = []
+    for w in ws:
+        layer = paddle.nn.Linear(*w.shape, bias_attr=False)
+        layer.weight.set_value(w)
+        layers.append(layer)
+    net = paddle.nn.Sequential(*layers)
+    net.eval()
+    paddle.jit.save(net, str(directory / "gemm"), input_spec=[paddle.static.InputSpec([None, K], "float32", "x")])
     runners = {}
     for name, bf16 in (("fp32 paddle_inference oneDNN", False), ("bf16 paddle_inference oneDNN", True)):
         if bf16 and not cpu_has_bf16():
@@ -142,8 +194,8 @@ def paddle_inference_kernels(w: np.ndarray, threads: int, directory: Path) -> di
 
 
 def _paddle_runner(predictor) -> Callable:
-    """``x -> x @ w`` in the predictor. The input is copied in only when ``x`` changes: the ceiling is the
-    inner product's rate, and a tower copies its input once per run, not once per matmul."""
+    """``x -> chain(x)`` in the predictor. The input is copied in only when ``x`` changes: the ceiling is the
+    inner products' rate, and a tower copies its input once per run."""
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     output = predictor.get_output_handle(predictor.get_output_names()[0])
     bound: list[np.ndarray] = []
@@ -176,25 +228,21 @@ def time_kernels(runners: dict[str, Callable], x: np.ndarray, rounds: int, block
 
 
 def all_kernels(threads: int, directory: Path) -> dict[str, Callable]:
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((K, N), dtype=np.float32)
-    return {**onnxruntime_kernels(w, threads), **paddle_inference_kernels(w, threads, directory)}
+    ws = weights()
+    return {**onnxruntime_kernels(ws, threads), **paddle_inference_kernels(ws, threads, directory)}
 
 
 def kernel(name: str, threads: int, directory: Path) -> Callable:
     """One kernel of :func:`all_kernels` by its full name (``"fp32 onnxruntime MatMul"``), built alone."""
-    w = np.random.default_rng(0).standard_normal((K, N), dtype=np.float32)
+    ws = weights()
     runners = (
-        onnxruntime_kernels(w, threads) if " onnxruntime " in name else paddle_inference_kernels(w, threads, directory)
+        onnxruntime_kernels(ws, threads)
+        if " onnxruntime " in name
+        else paddle_inference_kernels(ws, threads, directory)
     )
     if name not in runners:
         raise ValueError(f"unknown GEMM kernel {name!r}; this CPU has: {', '.join(runners)}")
     return runners[name]
-
-
-def inputs() -> np.ndarray:
-    """The [M, K] activations every ceiling kernel is timed on."""
-    return np.random.default_rng(1).standard_normal((M, K), dtype=np.float32)
 
 
 def measure(threads: int, rounds: int = 3, block: int = 2) -> dict:
@@ -203,15 +251,14 @@ def measure(threads: int, rounds: int = 3, block: int = 2) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="paddle_mm_gemm_") as tmp:
         times = time_kernels(all_kernels(threads, Path(tmp)), x, rounds, block)
-    flop = 2 * M * K * N
-    kernels = {name: round(flop / float(np.median(ts)) / 1e9, 1) for name, ts in times.items()}
+    kernels = {name: round(FLOP / float(np.median(ts)) / 1e9, 1) for name, ts in times.items()}
     result = {}
     for precision in ("fp32", "bf16", "int8"):
         rates = {k: v for k, v in kernels.items() if k.startswith(precision + " ")}
         result[f"{precision}_gflops"] = max(rates.values()) if rates else None
         result[f"{precision}_kernel"] = max(rates, key=rates.get)[len(precision) + 1 :] if rates else None
     result.update(
-        kernels=kernels, shape=f"[{M} x {K}] x [{K} x {N}]", threads=threads, runs=rounds * block,
+        kernels=kernels, shape=SHAPE, threads=threads, runs=rounds * block,
         load_average=round(max(load_before, os.getloadavg()[0]), 2), measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )  # fmt: skip
     return result

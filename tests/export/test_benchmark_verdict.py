@@ -139,28 +139,30 @@ def test_every_turn_of_a_row_starts_after_the_settling_pause(benchmark, monkeypa
     assert len(runs) == 6 and all(events[i - 1] == ("sleep", 0.25) for i in runs)
 
 
-def test_a_ceiling_kernel_is_built_by_name_and_computes_the_product():
+def test_a_ceiling_kernel_is_built_by_name_and_computes_the_chain():
     import numpy as np
 
     from hardware import gemm
 
     with pytest.raises(ValueError, match="unknown GEMM kernel 'fp32 onnxruntime Conv'"):
         gemm.kernel("fp32 onnxruntime Conv", 1, Path("."))
-    run, x = gemm.kernel("fp32 onnxruntime MatMul", 1, Path(".")), gemm.inputs()
-    w = np.random.default_rng(0).standard_normal((gemm.K, gemm.N), dtype=np.float32)
-    y = run(x)
-    assert y.shape == (gemm.M, gemm.N)
-    np.testing.assert_allclose(y[:64], x[:64].astype(np.float64) @ w, rtol=1e-3, atol=1e-2)
+    x, ws = gemm.inputs(), gemm.weights()
+    expected = gemm.reference(x[:64], ws)
+    assert len(ws) == 2 * gemm.BLOCKS and gemm.FLOP == 2 * gemm.M * sum(w.size for w in ws)
+    y = gemm.kernel("fp32 onnxruntime MatMul", 1, Path("."))(x)
+    assert y.shape == (gemm.M, gemm.K)
+    np.testing.assert_allclose(y[:64], expected, rtol=1e-3, atol=1e-3)
+    y = gemm.kernel("int8 onnxruntime DynamicQuantizeMatMul", 1, Path("."))(x)
+    assert np.corrcoef(y[:64].ravel(), expected.ravel())[0, 1] > 0.99  # quantized, but the same chain
 
 
-def test_the_paddle_ceiling_kernels_compute_the_product(tmp_path):
+def test_the_paddle_ceiling_kernels_compute_the_chain(tmp_path):
     import numpy as np
 
     from hardware import gemm
 
-    run, x = gemm.kernel("fp32 paddle_inference oneDNN", 1, tmp_path), gemm.inputs()
-    w = np.random.default_rng(0).standard_normal((gemm.K, gemm.N), dtype=np.float32)
+    run, x, ws = gemm.kernel("fp32 paddle_inference oneDNN", 1, tmp_path), gemm.inputs(), gemm.weights()
     y = run(x).copy_to_cpu()
-    b = run(x[::-1].copy()).copy_to_cpu()  # a new input is copied in, not the first one's product reused
-    np.testing.assert_allclose(y[:64], x[:64].astype(np.float64) @ w, rtol=1e-3, atol=1e-2)
-    np.testing.assert_allclose(b[:64], x[::-1][:64].astype(np.float64) @ w, rtol=1e-3, atol=1e-2)
+    b = run(x[::-1].copy()).copy_to_cpu()  # a new input is copied in, not the first one's result reused
+    np.testing.assert_allclose(y[:64], gemm.reference(x[:64], ws), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(b[:64], gemm.reference(x[::-1][:64], ws), rtol=1e-3, atol=1e-3)
