@@ -38,6 +38,14 @@ from hardware.cpu import BUSY_OTHER_CORES  # noqa: E402
 from hardware.gemm import FLOP as GEMM_FLOP  # noqa: E402  (one run of a gemm/ row)
 from paddle_mm.inference.auto import SETTLE_S  # noqa: E402
 
+# gemm/ rows: every ceiling kernel of hardware.gemm, timed among the tower rows of each group
+GEMM_KERNELS = {
+    "gemm/fp32-onnxruntime": "fp32 onnxruntime MatMul",
+    "gemm/fp32-onednn": "fp32 paddle_inference oneDNN",
+    "gemm/bf16-onednn": "bf16 paddle_inference oneDNN",
+    "gemm/int8-dynamic": "int8 onnxruntime DynamicQuantizeMatMul",
+    "gemm/int8-static": "int8 onnxruntime static QDQ MatMul",
+}
 VARIANTS = (
     "cn_clip",
     "paddle_eager",
@@ -46,9 +54,7 @@ VARIANTS = (
     "paddle_inference/bf16",
     "onnxruntime/int8",
     "onnxruntime/int8_static",
-    "gemm/fp32",
-    "gemm/bf16",
-    "gemm/int8",
+    *GEMM_KERNELS,
 )
 BUSY_CORES = BUSY_OTHER_CORES  # other processes using more than this many cores while a group is timed: too busy
 WARMUP = 2  # oneDNN and ONNX Runtime build kernels and plans on the first calls
@@ -390,7 +396,6 @@ def run_group(
     tower: str,
     batch: int,
     tuned: dict[str, str],
-    kernels: dict[str, str] | None = None,
     settle_s: float = SETTLE_S,
 ) -> tuple[dict[str, dict], dict]:
     """Time every variant of one (tower, batch) in interleaved rounds, so background load hits all alike.
@@ -398,15 +403,15 @@ def run_group(
     All workers are started and warmed up first; then each round asks each worker (in a rotating order)
     for as many runs as fit in twice the fastest worker's single-run time (at least 1, at most 20), so a
     round costs little more than one run of each and fast rows still collect several samples. The ``gemm/``
-    rows (``kernels``: variant -> hardware.gemm kernel name) time each precision's ceiling kernel among the
-    tower rows, so a row's fraction of its ceiling is not skewed by the VM's speed drifting between the ceiling
-    measurement and the row (this one moved 10-20 % within minutes). Each turn
-    starts ``settle_s`` after the previous one: the rows are live processes, and a Paddle row's OpenMP threads
-    spin for 200 ms after its run (KMP_BLOCKTIME), on the cores the next row is timed on. Returns the
+    rows (:data:`GEMM_KERNELS`) time every ceiling kernel among the tower rows, so that a row's fraction of its
+    ceiling is not skewed by the VM's speed drifting between the ceiling measurement and the row (this one
+    moved 10-20 % within minutes), nor by which kernel happened to be fastest at the start of the run. Each
+    turn starts ``settle_s`` after the previous one: the rows are live processes, and a Paddle row's OpenMP
+    threads spin for 200 ms after its run (KMP_BLOCKTIME), on the cores the next row is timed on. Returns the
     rows and the group's load: other processes' CPU use (cores) over the timed rounds, load average.
     """
-    kernels = kernels or {}
-    workers = [Worker(args, work, v, tower, batch, worker_env(args, v, tuned), kernels.get(v, "")) for v in variants]
+    env = {v: worker_env(args, v, tuned) for v in variants}
+    workers = [Worker(args, work, v, tower, batch, env[v], GEMM_KERNELS.get(v, "")) for v in variants]
     for w in workers:
         w.ready()
     from hardware.cpu import OtherLoad
@@ -439,18 +444,20 @@ def summarize(row: dict, batch: int, flops: float) -> dict:
 
 
 def is_gemm(row: dict) -> bool:
-    """A ceiling kernel's row (``gemm/<precision>``), not a tower's."""
+    """A ceiling kernel's row (``gemm/<precision>-<kernel>``), not a tower's."""
     return row["variant"].startswith("gemm/")
 
 
 def hold_against_ceilings(group_rows: list[dict], gemm: dict) -> None:
-    """Set each row's ``of_gemm_ceiling``: its GFLOP/s over its precision's ceiling, taken from the group's own
-    ``gemm/<precision>`` row (timed among these rows) or, where that row is missing, from ``gemm`` (the
+    """Set each row's ``of_gemm_ceiling``: its GFLOP/s over its precision's ceiling, the fastest of the group's
+    own ``gemm/<precision>-...`` rows (timed among these rows) or, where there is none, ``gemm`` (the
     hardware.gemm measurement at the start of the run). ``ceiling_from`` says which."""
     for row in group_rows:
-        ceiling_row = next((r for r in group_rows if r["variant"] == f"gemm/{row['ceiling']}"), {})
-        if ceiling_row.get("gflop_per_s"):
-            row["ceiling_gflops"], row["ceiling_from"] = ceiling_row["gflop_per_s"], "group"
+        rates = [
+            r["gflop_per_s"] for r in group_rows if is_gemm(r) and r["ceiling"] == row["ceiling"] and "gflop_per_s" in r
+        ]
+        if rates:
+            row["ceiling_gflops"], row["ceiling_from"] = max(rates), "group"
         elif gemm.get(f"{row['ceiling']}_gflops"):
             row["ceiling_gflops"], row["ceiling_from"] = gemm[f"{row['ceiling']}_gflops"], "start of run"
         if "gflop_per_s" in row and row.get("ceiling_gflops"):
@@ -459,6 +466,8 @@ def hold_against_ceilings(group_rows: list[dict], gemm: dict) -> None:
 
 def ceiling_precision(variant: str) -> str:
     """The GEMM ceiling a row is held against: its arithmetic (every eager row computes in fp32)."""
+    if variant.startswith("gemm/"):
+        return variant.split("/")[1].split("-")[0]
     return "int8" if "int8" in variant else "bf16" if variant.endswith("bf16") else "fp32"
 
 
@@ -573,18 +582,14 @@ def main_run(args: argparse.Namespace) -> None:
         skipped["cn_clip"] = f"skipped: cn_clip has no model {args.model!r}"
     elif "cn_clip" in args.variants and not torch_available(args.torch_python):
         skipped["cn_clip"] = f"skipped: {args.torch_python} cannot import torch and cn_clip"
-    kernels = {}  # gemm/<precision> -> the precision's fastest kernel at the start of the run
-    for variant in [v for v in args.variants if v.startswith("gemm/")]:
-        precision = variant.split("/")[1]
-        if gemm.get(f"{precision}_kernel"):
-            kernels[variant] = f"{precision} {gemm[f'{precision}_kernel']}"
-        else:
-            skipped[variant] = f"skipped: no {precision} GEMM kernel on this CPU"
+    for variant in [v for v in args.variants if v in GEMM_KERNELS]:
+        if GEMM_KERNELS[variant] not in gemm.get("kernels", {}):
+            skipped[variant] = f"skipped: no {GEMM_KERNELS[variant]} kernel on this CPU"
     runnable = [v for v in args.variants if v not in skipped]
     rows, loads, verdicts = [], {}, {}
     for tower in args.towers:
         for batch in args.batches:
-            results, load = run_group(args, work, runnable, tower, batch, tuned, kernels)
+            results, load = run_group(args, work, runnable, tower, batch, tuned)
             group = f"{tower}_b{batch}"
             base = results.get("cn_clip", {}).get("latencies_ms")
             group_rows = []
@@ -598,7 +603,7 @@ def main_run(args: argparse.Namespace) -> None:
                     "gflop_per_item": flops / 1e9,
                     "auto": variant == f"{auto[group]['backend']}/fp32",
                     "ceiling": ceiling_precision(variant),
-                    **({"kernel": kernels[variant]} if variant in kernels else {}),
+                    **({"kernel": GEMM_KERNELS[variant]} if gemm_row else {}),
                 }
                 result = results.get(variant, {"error": skipped.get(variant, "skipped")})
                 row.update(summarize(result, 1 if gemm_row else batch, flops) if "latencies_ms" in result else result)
