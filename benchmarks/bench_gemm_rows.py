@@ -1,0 +1,110 @@
+"""The fp32 GEMM rate a tower can reach at its batch: rows per weight, weights in cache or streamed from memory.
+
+    python benchmarks/bench_gemm_rows.py [--threads 2] [--rounds 5]
+
+A tower multiplies each weight matrix once per call by as many rows as it has tokens: 52 for one text, 197
+for one image, 416 for eight texts, 1576 for eight images (ViT-B/16, 52-token texts). The GEMM ceiling
+(:mod:`hardware.gemm`) is timed on two MLP blocks whose 38 MB of weights stay in this CPU's cache from one
+call to the next; a tower reads 340 MB of weights per call (twelve blocks), from memory. With few rows per
+weight the multiply cannot hide that read. This times, for each row count, ONNX Runtime fp32 ``MatMul`` on
+
+- ``cached``: one MLP block ([768 x 3072], [3072 x 768]) called over and over;
+- ``streamed``: twelve MLP blocks with their own weights in one call, as a tower reads them,
+
+in interleaved rounds (each block of runs after a settling pause and an untimed run), and prints each rate and
+its fraction of the ``cached`` rate at 1576 rows (the shape of the GEMM ceiling). ``streamed`` is what the
+tower's matrix products can reach at that batch even with nothing else to do (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROWS = {52: "text b1", 197: "image b1", 416: "text b8", 1576: "image b8"}
+HIDDEN, MLP = 768, 3072
+SETTLE_S = 0.25
+
+
+def mlp_chain(rows: int, blocks: int, threads: int):
+    """``x -> x @ W1 @ W2 ...`` over ``blocks`` MLP blocks with their own weights; a function of ``x``."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hardware.inference import onnxruntime_session_options
+
+    rng = np.random.default_rng(blocks)
+    nodes, inits, src = [], [], "x"
+    for i in range(2 * blocks):
+        k, n = (HIDDEN, MLP) if i % 2 == 0 else (MLP, HIDDEN)
+        inits.append(numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32) / np.sqrt(k), f"w{i}"))
+        dst = "y" if i == 2 * blocks - 1 else f"h{i}"
+        nodes.append(helper.make_node("MatMul", [src, f"w{i}"], [dst]))
+        src = dst
+    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [rows, HIDDEN]) for name in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "mlp", io[:1], io[1:], inits))
+    session = ort.InferenceSession(
+        model.SerializeToString(), onnxruntime_session_options(threads), providers=["CPUExecutionProvider"]
+    )
+    binding, y = session.io_binding(), np.empty((rows, HIDDEN), np.float32)
+    binding.bind_output("y", "cpu", 0, np.float32, [rows, HIDDEN], y.ctypes.data)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        binding.bind_cpu_input("x", x)
+        session.run_with_iobinding(binding)
+        return y
+
+    return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+    import hardware
+
+    hardware.tune_cpu_env()
+    cases = {(rows, blocks): mlp_chain(rows, blocks, args.threads) for rows in ROWS for blocks in (1, 12)}
+    inputs = {rows: np.random.default_rng(0).standard_normal((rows, HIDDEN), dtype=np.float32) for rows in ROWS}
+    flop = {(rows, blocks): 2 * rows * HIDDEN * MLP * 2 * blocks for rows, blocks in cases}
+    repeat = {case: max(1, round(2e10 / flop[case])) for case in cases}  # ~20 GFLOP per block of runs
+    times: dict[tuple[int, int], list[float]] = {case: [] for case in cases}
+    load_start = os.getloadavg()[0]
+    for _ in range(args.rounds):
+        for case, run in cases.items():
+            x = inputs[case[0]]
+            time.sleep(SETTLE_S)
+            run(x)
+            start = time.perf_counter()
+            for _ in range(repeat[case]):
+                run(x)
+            times[case].append((time.perf_counter() - start) / repeat[case])
+    rate = {case: flop[case] / float(np.median(ts)) / 1e9 for case, ts in times.items()}
+    ceiling = rate[(1576, 1)]
+    print(
+        f"ONNX Runtime fp32 MatMul, {args.threads} threads, {args.rounds} interleaved rounds, load average "
+        f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end; 100 % = cached at 1576 rows "
+        f"({ceiling:.0f} GFLOP/s)"
+    )
+    print(
+        "| rows per weight | tower, batch | cached GFLOP/s | streamed GFLOP/s | streamed / cached "
+        "| streamed, of 100 % |"
+    )
+    print("|---|---|---|---|---|---|")
+    for rows, where in ROWS.items():
+        cached, streamed = rate[(rows, 1)], rate[(rows, 12)]
+        print(
+            f"| {rows} | {where} | {cached:.0f} | {streamed:.0f} | {streamed / cached:.2f} | {streamed / ceiling:.0%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
