@@ -38,7 +38,8 @@ def mlp_chain(rows: int, blocks: int, threads: int):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from hardware.inference import onnxruntime_session_options
+    from hardware import DEFAULT_DEVICE, DeviceSpec
+    from hardware.inference import onnxruntime_providers, onnxruntime_session_options
 
     rng = np.random.default_rng(blocks)
     nodes, inits, src = [], [], "x"
@@ -51,10 +52,12 @@ def mlp_chain(rows: int, blocks: int, threads: int):
     io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [rows, HIDDEN]) for name in ("x", "y")]
     model = helper.make_model(helper.make_graph(nodes, "mlp", io[:1], io[1:], inits))
     session = ort.InferenceSession(
-        model.SerializeToString(), onnxruntime_session_options(threads), providers=["CPUExecutionProvider"]
+        model.SerializeToString(),
+        onnxruntime_session_options(threads),
+        providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)),
     )
     binding, y = session.io_binding(), np.empty((rows, HIDDEN), np.float32)
-    binding.bind_output("y", "cpu", 0, np.float32, [rows, HIDDEN], y.ctypes.data)
+    binding.bind_output("y", DEFAULT_DEVICE, 0, np.float32, [rows, HIDDEN], y.ctypes.data)
 
     def run(x: np.ndarray) -> np.ndarray:
         binding.bind_cpu_input("x", x)

@@ -94,7 +94,7 @@ def gemm_session(nodes, initializers, threads: int):
         model.SerializeToString(), options, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE))
     )
     binding, y = session.io_binding(), np.empty((M, K), np.float32)
-    binding.bind_output("y", "cpu", 0, np.float32, [M, K], y.ctypes.data)
+    binding.bind_output("y", DEFAULT_DEVICE, 0, np.float32, [M, K], y.ctypes.data)
 
     def run(x: np.ndarray) -> np.ndarray:
         binding.bind_cpu_input("x", x)
