@@ -18,17 +18,19 @@ from paddle.autograd import PyLayer
 
 
 class _BiasAdd(PyLayer):
-    """y = x + b over x [..., N], b [N]; db = ones[1, rows] @ dy[rows, N] (one GEMM), dx = dy."""
+    """y = x + b over x [..., N], b [N]; db = ones[1, rows] @ dy[rows, N] (one GEMM), dx = dy (None where x takes
+    no gradient: a frozen layer whose bias alone is trained)."""
 
     @staticmethod
     def forward(ctx, x: paddle.Tensor, b: paddle.Tensor) -> paddle.Tensor:
+        ctx.x_grad = not x.stop_gradient
         return x + b
 
     @staticmethod
-    def backward(ctx, dy: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def backward(ctx, dy: paddle.Tensor) -> tuple[paddle.Tensor | None, paddle.Tensor]:
         rows = dy.reshape([-1, dy.shape[-1]])
         ones = paddle.ones([1, rows.shape[0]], dtype=dy.dtype)
-        return dy, paddle.matmul(ones, rows).reshape([dy.shape[-1]])
+        return (dy if ctx.x_grad else None), paddle.matmul(ones, rows).reshape([dy.shape[-1]])
 
 
 def _slow_bias_grad(x: paddle.Tensor, b: paddle.Tensor) -> bool:
@@ -40,7 +42,7 @@ def bias_add(x: paddle.Tensor, b: paddle.Tensor | None) -> paddle.Tensor:
     """``x + b`` (b broadcast over the rows of x), with the bias gradient as one GEMM where Paddle's is slow."""
     if b is None:
         return x
-    if _slow_bias_grad(x, b) and not x.stop_gradient:
+    if _slow_bias_grad(x, b):
         return _BiasAdd.apply(x, b)
     return x + b
 

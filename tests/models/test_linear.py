@@ -52,3 +52,21 @@ def test_layer_is_paddle_linear_with_the_same_state_dict():
     np.testing.assert_array_equal(layer(x).numpy(), ref(x).numpy())
     with paddle.no_grad():  # inference: plain F.linear
         np.testing.assert_array_equal(layer(x).numpy(), ref(x).numpy())
+
+
+def test_a_frozen_layer_can_train_its_bias_alone():
+    """Weight frozen and an input without gradient (a first layer, bias-only fine-tuning): the bias gradient is
+    the row sum, and nothing is asked of the input."""
+    paddle.seed(0)
+    layer, ref = Linear(8, 4), paddle.nn.Linear(8, 4)
+    ref.set_state_dict(layer.state_dict())
+    for m in (layer, ref):
+        m.weight.stop_gradient = True
+    x = paddle.randn([3, 5, 8])  # stop_gradient: data
+    for m in (layer, ref):
+        (m(x) ** 2).sum().backward()
+    np.testing.assert_allclose(layer.bias.grad.numpy(), ref.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
+    assert layer.weight.grad is None and np.abs(layer.bias.grad.numpy()).min() > 0
+    xb, b = paddle.randn([4, 6]), leaf(6, seed=6)  # bias_add on an input without gradient
+    (bias_add(xb, b) ** 2).sum().backward()
+    np.testing.assert_allclose(b.grad.numpy(), (2 * (xb.numpy() + b.numpy())).sum(0), rtol=1e-5)
