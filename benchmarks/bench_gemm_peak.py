@@ -2,8 +2,8 @@
 
     python benchmarks/bench_gemm_peak.py [--threads 2] [--rounds 5]
 
-The matrix products of two ViT-B/16 MLP blocks at batch 8 (:mod:`hardware.gemm`; 2 FLOP per multiply-add) through every
-kernel the machine report measures (:mod:`hardware.gemm`): ONNX Runtime fp32 ``MatMul``, oneDNN fp32 and
+The matrix products of two ViT-B/16 MLP blocks at batch 8 (2 FLOP per multiply-add) through every kernel the
+machine report measures (:mod:`hardware.gemm`): ONNX Runtime fp32 ``MatMul``, oneDNN fp32 and
 BF16 inner products in Paddle Inference (BF16 only on a CPU with AVX512_BF16 or AMX), ONNX Runtime dynamic
 INT8 (``DynamicQuantizeMatMul``) and static QDQ INT8 (per-channel weights); timed in interleaved blocks of
 runs, each block after an untimed run (a thread pool that just finished may still be spinning). Prints the

@@ -28,43 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hardware.gemm import K as HIDDEN
+from hardware.gemm import N as MLP
+from hardware.gemm import fp32_chain, weights
+from paddle_mm.inference.auto import SETTLE_S
+
 ROWS = {52: "text b1", 197: "image b1", 416: "text b8", 1576: "image b8"}
-HIDDEN, MLP = 768, 3072
-SETTLE_S = 0.25
-
-
-def mlp_chain(rows: int, blocks: int, threads: int):
-    """``x -> x @ W1 @ W2 ...`` over ``blocks`` MLP blocks with their own weights; a function of ``x``."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    from hardware import DEFAULT_DEVICE, DeviceSpec
-    from hardware.inference import onnxruntime_providers, onnxruntime_session_options
-
-    rng = np.random.default_rng(blocks)
-    nodes, inits, src = [], [], "x"
-    for i in range(2 * blocks):
-        k, n = (HIDDEN, MLP) if i % 2 == 0 else (MLP, HIDDEN)
-        inits.append(numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32) / np.sqrt(k), f"w{i}"))
-        dst = "y" if i == 2 * blocks - 1 else f"h{i}"
-        nodes.append(helper.make_node("MatMul", [src, f"w{i}"], [dst]))
-        src = dst
-    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [rows, HIDDEN]) for name in ("x", "y")]
-    model = helper.make_model(helper.make_graph(nodes, "mlp", io[:1], io[1:], inits))
-    session = ort.InferenceSession(
-        model.SerializeToString(),
-        onnxruntime_session_options(threads),
-        providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE)),
-    )
-    binding, y = session.io_binding(), np.empty((rows, HIDDEN), np.float32)
-    binding.bind_output("y", DEFAULT_DEVICE, 0, np.float32, [rows, HIDDEN], y.ctypes.data)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        binding.bind_cpu_input("x", x)
-        session.run_with_iobinding(binding)
-        return y
-
-    return run
 
 
 def main() -> None:
@@ -75,7 +44,11 @@ def main() -> None:
     import hardware
 
     hardware.tune_cpu_env()
-    cases = {(rows, blocks): mlp_chain(rows, blocks, args.threads) for rows in ROWS for blocks in (1, 12)}
+    cases = {  # x @ W1 @ W2 ... over 1 or 12 MLP blocks, each with its own weights
+        (rows, blocks): fp32_chain(weights(blocks, seed=blocks), args.threads, rows)
+        for rows in ROWS
+        for blocks in (1, 12)
+    }
     inputs = {rows: np.random.default_rng(0).standard_normal((rows, HIDDEN), dtype=np.float32) for rows in ROWS}
     flop = {(rows, blocks): 2 * rows * HIDDEN * MLP * 2 * blocks for rows, blocks in cases}
     repeat = {case: max(1, round(2e10 / flop[case])) for case in cases}  # ~20 GFLOP per block of runs

@@ -87,7 +87,7 @@ def tower_flops(cfg: dict, tower: str, text_length: int) -> float:
 
 def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
     """A zero-argument function running one batch of ``inputs`` on the worker's variant."""
-    if args.worker.startswith("gemm/"):
+    if args.worker in GEMM_KERNELS:
         return _gemm_runner(args)
     if args.worker == "cn_clip":
         return _cn_clip_runner(args, inputs)
@@ -110,13 +110,13 @@ def worker_runner(args: argparse.Namespace, inputs: np.ndarray):
 
 
 def _gemm_runner(args: argparse.Namespace):
-    """The ceiling kernel ``args.kernel`` (hardware.gemm) on its own [M, K] inputs: the group's own ceiling."""
+    """The worker's ceiling kernel (hardware.gemm) on its own [M, K] inputs: the group's own ceiling."""
     import tempfile
 
     from hardware import gemm
 
     directory = tempfile.TemporaryDirectory(prefix="bench_gemm_")  # the Paddle kernel's files, kept while it runs
-    run, x = gemm.kernel(args.kernel, args.threads, Path(directory.name)), gemm.inputs()
+    run, x = gemm.kernel(GEMM_KERNELS[args.worker], args.threads, Path(directory.name)), gemm.inputs()
     return lambda: (run(x), directory)
 
 
@@ -172,7 +172,7 @@ def worker_main(args: argparse.Namespace) -> None:
     for line in sys.stdin:
         command = line.split()
         if command[:1] == ["run"]:
-            if args.worker.startswith("gemm/"):
+            if args.worker in GEMM_KERNELS:
                 run()  # untimed, as hardware.gemm times its kernels: the ceiling is a warm kernel's rate
             times = []
             for _ in range(int(command[1])):
@@ -321,9 +321,7 @@ def auto_choices(args: argparse.Namespace, work: Path) -> dict:
 class Worker:
     """One row's process: started, warmed up, then asked for timed runs in turn with the other rows."""
 
-    def __init__(
-        self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int, env: dict, kernel: str = ""
-    ):
+    def __init__(self, args: argparse.Namespace, work: Path, variant: str, tower: str, batch: int, env: dict):
         python = args.torch_python if variant == "cn_clip" else sys.executable
         cmd = [
             python,
@@ -342,7 +340,7 @@ class Worker:
             str(work / "export"),
             "--threads",
             str(args.threads),
-        ] + (["--kernel", kernel] if kernel else [])
+        ]
         self.env = {k: env.get(k) for k in ENV_KEYS}
         self.variant, self.latencies, self.error = variant, [], ""
         self.log = work / "logs" / f"{tower}_b{batch}_{variant.replace('/', '_')}.log"
@@ -410,15 +408,15 @@ def run_group(
     threads spin for 200 ms after its run (KMP_BLOCKTIME), on the cores the next row is timed on. Returns the
     rows and the group's load: other processes' CPU use (cores) over the timed rounds, load average.
     """
-    env = {v: worker_env(args, v, tuned) for v in variants}
-    workers = [Worker(args, work, v, tower, batch, env[v], GEMM_KERNELS.get(v, "")) for v in variants]
+    workers = [Worker(args, work, v, tower, batch, worker_env(args, v, tuned)) for v in variants]
     for w in workers:
         w.ready()
     from hardware.cpu import OtherLoad
 
     meter = OtherLoad([os.getpid()] + [w.proc.pid for w in workers])
-    towers = [w for w in workers if not w.error and not w.variant.startswith("gemm/")]
-    budget = 2 * min((w.warm_ms for w in towers or workers if not w.error), default=0.0)
+    running = [w for w in workers if not w.error]
+    towers = [w for w in running if w.variant not in GEMM_KERNELS] or running  # the gemm/ rows are short
+    budget = 2 * min((w.warm_ms for w in towers), default=0.0)
     for r in range(args.rounds):
         for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
             time.sleep(settle_s)  # the previous row's OpenMP threads may still spin (auto.SETTLE_S)
@@ -445,7 +443,7 @@ def summarize(row: dict, batch: int, flops: float) -> dict:
 
 def is_gemm(row: dict) -> bool:
     """A ceiling kernel's row (``gemm/<precision>-<kernel>``), not a tower's."""
-    return row["variant"].startswith("gemm/")
+    return row["variant"] in GEMM_KERNELS
 
 
 def hold_against_ceilings(group_rows: list[dict], gemm: dict) -> None:
@@ -466,8 +464,8 @@ def hold_against_ceilings(group_rows: list[dict], gemm: dict) -> None:
 
 def ceiling_precision(variant: str) -> str:
     """The GEMM ceiling a row is held against: its arithmetic (every eager row computes in fp32)."""
-    if variant.startswith("gemm/"):
-        return variant.split("/")[1].split("-")[0]
+    if variant in GEMM_KERNELS:
+        return GEMM_KERNELS[variant].split()[0]
     return "int8" if "int8" in variant else "bf16" if variant.endswith("bf16") else "fp32"
 
 
@@ -588,14 +586,15 @@ def main_run(args: argparse.Namespace) -> None:
     runnable = [v for v in args.variants if v not in skipped]
     rows, loads, verdicts = [], {}, {}
     for tower in args.towers:
+        flops_per_item = tower_flops(cfg, tower, cfg["context_length"])
         for batch in args.batches:
             results, load = run_group(args, work, runnable, tower, batch, tuned)
             group = f"{tower}_b{batch}"
             base = results.get("cn_clip", {}).get("latencies_ms")
             group_rows = []
             for variant in args.variants:
-                gemm_row = variant.startswith("gemm/")
-                flops = GEMM_FLOP if gemm_row else tower_flops(cfg, tower, cfg["context_length"])
+                gemm_row = variant in GEMM_KERNELS
+                flops = GEMM_FLOP if gemm_row else flops_per_item
                 row = {
                     "tower": tower,
                     "batch": batch,  # of the group; a gemm/ row's "items" are its runs
@@ -682,7 +681,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--inputs", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--export-dir", help=argparse.SUPPRESS)
-    p.add_argument("--kernel", help=argparse.SUPPRESS)
     return p.parse_args()
 
 

@@ -88,10 +88,10 @@ def op_profile(profile_file: str, weight_shapes: dict[str, tuple] | None = None)
     per_shape: dict[tuple, float] = defaultdict(float)
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e.get("ts", 0) > after:
-            op = e.get("args", {}).get("op_name", "?")
+            op, node = e.get("args", {}).get("op_name", "?"), e["name"][: -len("_kernel_time")]
             per_type[op] += e.get("dur", 0)
-            if op == "MatMul" and weight_shapes and e["name"][: -len("_kernel_time")] in weight_shapes:
-                per_shape[weight_shapes[e["name"][: -len("_kernel_time")]]] += e.get("dur", 0)
+            if op == "MatMul" and node in (weight_shapes or {}):
+                per_shape[weight_shapes[node]] += e.get("dur", 0)
     total = sum(per_type.values()) or 1.0
     order = sorted(per_type.items(), key=lambda kv: -kv[1])
     return {
@@ -171,7 +171,8 @@ def main() -> None:
         profiled = ort_session(fused, args.threads, profile=str(Path(tmp) / "ort"))
         for _ in range(max(3, args.rounds) + 1):
             profiled.run(None, {name: x})
-        profile = op_profile(profiled.end_profiling(), matmul_weight_shapes(fused))
+        weight_shapes = matmul_weight_shapes(fused)
+        profile = op_profile(profiled.end_profiling(), weight_shapes)
     shares = profile["shares"]
     fp32_ceiling = gemm.FLOP / (float(np.median(times.pop(CEILING))) / 1e3) / 1e9
     print(f"{args.tower} tower, batch {args.batch}, {args.threads} threads, {args.rounds} interleaved rounds; "
@@ -191,7 +192,7 @@ def main() -> None:
     rows = args.batch * (x.shape[1] if args.tower == "text" else (size // cfg["vision_patch_size"]) ** 2 + 1)
     print(f"\nMatMul by weight shape ({rows} rows; Attention holds the q/k/v product):")
     print("| weight | ms | GFLOP/s | of fp32 ceiling |\n|---|---|---|---|")
-    shapes = list(matmul_weight_shapes(fused).values())
+    shapes = list(weight_shapes.values())
     for (k, n), ms in profile["matmul_ms_per_run"].items():
         count = shapes.count((k, n))
         if count == 1:  # the output projection, on the pooled rows only

@@ -45,10 +45,10 @@ CACHE_FILE = "gemm_ceiling.json"
 KERNELS = 4  # bump when the kernels or how they are timed change: older cache entries are measured again
 
 
-def weights() -> list[np.ndarray]:
-    """The chain's weights, [K, N] and [N, K] per block, scaled by 1/sqrt(fan-in) so activations stay ~N(0, 1)."""
-    rng = np.random.default_rng(0)
-    shapes = [(K, N), (N, K)] * BLOCKS
+def weights(blocks: int = BLOCKS, seed: int = 0) -> list[np.ndarray]:
+    """A chain's weights, [K, N] and [N, K] per block, scaled by 1/sqrt(fan-in) so activations stay ~N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(K, N), (N, K)] * blocks
     return [(rng.standard_normal(shape, dtype=np.float32) / np.float32(np.sqrt(shape[0]))) for shape in shapes]
 
 
@@ -65,9 +65,9 @@ def reference(x: np.ndarray, ws: list[np.ndarray]) -> np.ndarray:
     return y
 
 
-def gemm_session(nodes, initializers, threads: int):
-    """An ONNX Runtime session on the host of one [M, K] -> [M, K] graph, with the project's session options,
-    as a function of ``x`` returning the result.
+def gemm_session(nodes, initializers, threads: int, rows: int = M):
+    """An ONNX Runtime session on the host of one [rows, K] -> [rows, K] graph, with the project's session
+    options, as a function of ``x`` returning the result.
 
     The output is bound once to a preallocated array (IOBinding): a plain ``session.run`` allocates a fresh
     output every call, and for one [M, N] product the page faults of those 19 MB cost the fp32 MatMul 13 % of
@@ -83,8 +83,8 @@ def gemm_session(nodes, initializers, threads: int):
     graph = helper.make_graph(
         nodes,
         "gemm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, K])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, K])],
         initializers,
     )
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
@@ -93,8 +93,8 @@ def gemm_session(nodes, initializers, threads: int):
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=onnxruntime_providers(DeviceSpec(DEFAULT_DEVICE))
     )
-    binding, y = session.io_binding(), np.empty((M, K), np.float32)
-    binding.bind_output("y", DEFAULT_DEVICE, 0, np.float32, [M, K], y.ctypes.data)
+    binding, y = session.io_binding(), np.empty((rows, K), np.float32)
+    binding.bind_output("y", DEFAULT_DEVICE, 0, np.float32, [rows, K], y.ctypes.data)
 
     def run(x: np.ndarray) -> np.ndarray:
         binding.bind_cpu_input("x", x)
@@ -104,15 +104,25 @@ def gemm_session(nodes, initializers, threads: int):
     return run
 
 
-def _chain(make) -> tuple[list, list]:
-    """Nodes and initializers of the chain; ``make(i, src, dst)`` gives one product's."""
+def _chain(make, products: int = 2 * BLOCKS) -> tuple[list, list]:
+    """Nodes and initializers of a chain of ``products`` products; ``make(i, src, dst)`` gives one product's."""
     nodes, inits = [], []
-    for i in range(2 * BLOCKS):
-        src, dst = ("x" if i == 0 else f"h{i}"), ("y" if i == 2 * BLOCKS - 1 else f"h{i + 1}")
+    for i in range(products):
+        src, dst = ("x" if i == 0 else f"h{i}"), ("y" if i == products - 1 else f"h{i + 1}")
         n, t = make(i, src, dst)
         nodes += n
         inits += t
     return nodes, inits
+
+
+def fp32_chain(ws: list[np.ndarray], threads: int, rows: int = M) -> Callable:
+    """The ONNX Runtime fp32 ``MatMul`` session of the chain ``x @ ws[0] @ ws[1] ...`` on [rows, K] inputs."""
+    from onnx import helper, numpy_helper
+
+    def fp32(i, src, dst):
+        return [helper.make_node("MatMul", [src, f"w{i}"], [dst])], [numpy_helper.from_array(ws[i], f"w{i}")]
+
+    return gemm_session(*_chain(fp32, len(ws)), threads, rows)
 
 
 def onnxruntime_kernels(ws: list[np.ndarray], threads: int) -> dict[str, Callable]:
@@ -120,9 +130,6 @@ def onnxruntime_kernels(ws: list[np.ndarray], threads: int) -> dict[str, Callabl
     from onnx import TensorProto, helper, numpy_helper
 
     x_scale = np.float32(6.0 / 127)  # activations ~N(0, 1): |x| < 6
-
-    def fp32(i, src, dst):
-        return [helper.make_node("MatMul", [src, f"w{i}"], [dst])], [numpy_helper.from_array(ws[i], f"w{i}")]
 
     def dynamic(i, src, dst):
         scale = np.float32(np.abs(ws[i]).max() / 127)
@@ -156,9 +163,9 @@ def onnxruntime_kernels(ws: list[np.ndarray], threads: int) -> dict[str, Callabl
         return nodes, inits
 
     return {
-        "fp32 onnxruntime MatMul": gemm_session(*_chain(fp32), threads),
-        "int8 onnxruntime DynamicQuantizeMatMul": gemm_session(*_chain(dynamic), threads),
-        "int8 onnxruntime static QDQ MatMul": gemm_session(*_chain(qdq), threads),
+        "fp32 onnxruntime MatMul": fp32_chain(ws, threads),
+        "int8 onnxruntime DynamicQuantizeMatMul": gemm_session(*_chain(dynamic, len(ws)), threads),
+        "int8 onnxruntime static QDQ MatMul": gemm_session(*_chain(qdq, len(ws)), threads),
     }
 
 

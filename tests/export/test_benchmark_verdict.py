@@ -115,7 +115,7 @@ def test_every_turn_of_a_row_starts_after_the_settling_pause(benchmark, monkeypa
     events = []
 
     class FakeWorker:
-        def __init__(self, args, work, variant, tower, batch, env, kernel=""):
+        def __init__(self, args, work, variant, tower, batch, env):
             self.variant, self.error, self.warm_ms, self.proc = variant, "", 10.0, argparse.Namespace(pid=0)
 
         def ready(self):
