@@ -125,8 +125,9 @@ def fp32_chain(ws: list[np.ndarray], threads: int, rows: int = M) -> Callable:
     return gemm_session(*_chain(fp32, len(ws)), threads, rows)
 
 
-def onnxruntime_kernels(ws: list[np.ndarray], threads: int) -> dict[str, Callable]:
-    """fp32 MatMul, dynamic INT8 and static (QDQ, per-channel) INT8 sessions of the chain ``x @ ws[0] @ ...``."""
+def onnxruntime_kernels(ws: list[np.ndarray], threads: int, names: set[str] | None = None) -> dict[str, Callable]:
+    """fp32 MatMul, dynamic INT8 and static (QDQ, per-channel) INT8 sessions of the chain ``x @ ws[0] @ ...``
+    (only those in ``names`` when given)."""
     from onnx import TensorProto, helper, numpy_helper
 
     x_scale = np.float32(6.0 / 127)  # activations ~N(0, 1): |x| < 6
@@ -162,15 +163,19 @@ def onnxruntime_kernels(ws: list[np.ndarray], threads: int) -> dict[str, Callabl
             ]
         return nodes, inits
 
-    return {
-        "fp32 onnxruntime MatMul": fp32_chain(ws, threads),
-        "int8 onnxruntime DynamicQuantizeMatMul": gemm_session(*_chain(dynamic, len(ws)), threads),
-        "int8 onnxruntime static QDQ MatMul": gemm_session(*_chain(qdq, len(ws)), threads),
+    builders = {
+        "fp32 onnxruntime MatMul": lambda: fp32_chain(ws, threads),
+        "int8 onnxruntime DynamicQuantizeMatMul": lambda: gemm_session(*_chain(dynamic, len(ws)), threads),
+        "int8 onnxruntime static QDQ MatMul": lambda: gemm_session(*_chain(qdq, len(ws)), threads),
     }
+    return {name: build() for name, build in builders.items() if names is None or name in names}
 
 
-def paddle_inference_kernels(ws: list[np.ndarray], threads: int, directory: Path) -> dict[str, Callable]:
-    """oneDNN fp32 and (where the CPU has it) BF16 inner products of the chain in Paddle Inference."""
+def paddle_inference_kernels(
+    ws: list[np.ndarray], threads: int, directory: Path, names: set[str] | None = None
+) -> dict[str, Callable]:
+    """oneDNN fp32 and (where the CPU has it) BF16 inner products of the chain in Paddle Inference (only those in
+    ``names`` when given)."""
     import paddle
     import paddle.inference as pi
 
@@ -189,7 +194,7 @@ def paddle_inference_kernels(ws: list[np.ndarray], threads: int, directory: Path
     paddle.jit.save(net, str(directory / "gemm"), input_spec=[paddle.static.InputSpec([None, K], "float32", "x")])
     runners = {}
     for name, bf16 in (("fp32 paddle_inference oneDNN", False), ("bf16 paddle_inference oneDNN", True)):
-        if bf16 and not cpu_has_bf16():
+        if (bf16 and not cpu_has_bf16()) or (names is not None and name not in names):
             continue
         config = paddle_inference_config(
             str(directory / "gemm.json"), str(directory / "gemm.pdiparams"), DeviceSpec(DEFAULT_DEVICE), threads,
@@ -242,13 +247,12 @@ def all_kernels(threads: int, directory: Path) -> dict[str, Callable]:
 def kernel(name: str, threads: int, directory: Path) -> Callable:
     """One kernel of :func:`all_kernels` by its full name (``"fp32 onnxruntime MatMul"``), built alone."""
     ws = weights()
-    runners = (
-        onnxruntime_kernels(ws, threads)
-        if " onnxruntime " in name
-        else paddle_inference_kernels(ws, threads, directory)
-    )
+    if " onnxruntime " in name:
+        runners = onnxruntime_kernels(ws, threads, {name})
+    else:
+        runners = paddle_inference_kernels(ws, threads, directory, {name})
     if name not in runners:
-        raise ValueError(f"unknown GEMM kernel {name!r}; this CPU has: {', '.join(runners)}")
+        raise ValueError(f"unknown GEMM kernel {name!r}; see hardware.gemm.all_kernels for this CPU's")
     return runners[name]
 
 
