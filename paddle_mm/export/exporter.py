@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -200,13 +202,32 @@ def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[
     """``paddle.jit.save`` one graph with a dynamic batch; return the written file names (json, pdiparams)."""
     layer = spec.layer(model)
     layer.eval()
-    static = paddle.jit.to_static(layer, input_spec=spec.input_spec(), full_graph=True)
-    paddle.jit.save(static, str(out_dir / spec.name))
+    with _without_dropout(layer):
+        static = paddle.jit.to_static(layer, input_spec=spec.input_spec(), full_graph=True)
+        paddle.jit.save(static, str(out_dir / spec.name))
     names = [f"{spec.name}.json", f"{spec.name}.pdiparams"]
     missing = [n for n in names if not (out_dir / n).is_file()]
     if missing:
         raise RuntimeError(f"paddle.jit.save did not write {missing} in {out_dir}; Paddle >= 3.0 (PIR) is required")
     return names
+
+
+@contextmanager
+def _without_dropout(layer: paddle.nn.Layer) -> Iterator[None]:
+    """Trace ``layer`` with every ``nn.Dropout`` at p = 0, which Paddle returns unchanged (restored after).
+
+    In eval mode a dropout is the identity, yet traced it stays in the graph as a ``dropout`` op that copies
+    its input and, having no oneDNN kernel, moves BF16 activations back to fp32 and out of oneDNN's layout
+    (37 of them in a BERT text tower).
+    """
+    dropouts = [(d, d.p) for d in layer.sublayers(include_self=True) if isinstance(d, paddle.nn.Dropout)]
+    for d, _ in dropouts:
+        d.p = 0.0
+    try:
+        yield
+    finally:
+        for d, p in dropouts:
+            d.p = p
 
 
 def _model_section(model: paddle.nn.Layer, model_name: str) -> dict[str, Any]:

@@ -2,16 +2,16 @@
 
 ONNX Runtime's own transformer optimizer does not recognise the attention that paddle2onnx writes (its
 ``optimize_model(model_type="vit"/"bert")`` fuses only LayerNorm here), so each block stays ~20 small nodes:
-MatMul, Reshape, Transpose, Split/Squeeze, a second Transpose, two batched MatMuls, Softmax... This pass
+MatMul, Split, Reshape, Transposes, two batched MatMuls, Softmax... This pass
 rewrites each block into one ``Attention`` node with packed q/k/v weights. That node runs the q/k/v
 projection as one GEMM and the per-head attention in one kernel, and ``quantize_dynamic`` turns it into
 ``QAttention`` (one dynamic quantization of the block input instead of one per projection).
 
 The two shapes of block we export (anything else is left unchanged and counted as skipped)::
 
-    image (ViT, packed qkv):  X @ W[h, 3h] + b -> Reshape [B, S, 3, H, D] -> Transpose (2, 0, 3, 1, 4)
-                              -> Split (or Slice) + Squeeze q, k, v (each [B, H, S, D])
-    text (BERT, separate):    X @ Wq + bq -> Reshape [B, L, H, D] -> Transpose (0, 2, 1, 3)   (same for k, v)
+    image (ViT, packed qkv):  X @ W[h, 3h] + b -> Split (last axis) q, k, v
+                              -> each Reshape [B, S, H, D] -> Transpose (0, 2, 1, 3)
+    text (BERT, separate):    X @ Wq + bq -> Reshape [B, S, H, D] -> Transpose (0, 2, 1, 3)   (same for k, v)
     then both:                q @ Transpose(k, (0, 1, 3, 2)) * scale [+ mask] -> Softmax -> @ v
                               -> Transpose (0, 2, 1, 3) -> Reshape [B, S, h]
 
@@ -235,57 +235,41 @@ class _Graph:
         return users[0], pv.input[1]
 
     def projections(self, q: str, k: str, v: str) -> tuple[str, np.ndarray, np.ndarray, int]:
-        """(q, k, v) per-head tensors -> (block input X, packed W, packed b, num_heads)."""
-        if self.producer.get(q) is not None and self.producer[q].op_type == "Squeeze":
-            return self.packed_projection(q, k, v)
-        heads = []
+        """(q, k, v) per-head tensors -> (block input X, packed W, packed b, num_heads).
+
+        Each is ``Reshape [B, S, H, D] -> Transpose (0, 2, 1, 3)`` of its own projection (text) or of one third
+        of a packed projection split on its last axis (image).
+        """
+        parts, shapes = [], []
         for name in (q, k, v):
             reshape = self.node_of(self.transpose_input(name, [0, 2, 1, 3]), "Reshape")
-            shape = self.shape_ints(reshape.input[1])
-            heads.append((*self.linear(reshape.input[0]), shape))
-        (x, wq, bq, shape), (xk, wk, bk, _), (xv, wv, bv, _) = heads
-        if not x == xk == xv:
-            raise _NoMatch("q, k and v are projections of different tensors (not self-attention)")
-        num_heads = self.head_count(shape, wq.shape[1])
-        if not wq.shape == wk.shape == wv.shape:
-            raise _NoMatch("q, k and v projections differ in size")
-        return x, np.concatenate([wq, wk, wv], axis=1), np.concatenate([bq, bk, bv]), num_heads
+            parts.append(reshape.input[0])
+            shapes.append(self.shape_ints(reshape.input[1]))
+        split = self.producer.get(parts[0])
+        if split is not None and split.op_type == "Split":
+            x, weight, bias = self.packed_projection(split, parts)
+        else:
+            (x, wq, bq), (xk, wk, bk), (xv, wv, bv) = (self.linear(part) for part in parts)
+            if not x == xk == xv:
+                raise _NoMatch("q, k and v are projections of different tensors (not self-attention)")
+            if not wq.shape == wk.shape == wv.shape:
+                raise _NoMatch("q, k and v projections differ in size")
+            weight, bias = np.concatenate([wq, wk, wv], axis=1), np.concatenate([bq, bk, bv])
+        if not shapes[0] == shapes[1] == shapes[2]:
+            raise _NoMatch(f"q, k and v are split into heads differently: {shapes}")
+        return x, weight, bias, self.head_count(shapes[0], weight.shape[1] // 3)
 
-    def packed_projection(self, q: str, k: str, v: str) -> tuple[str, np.ndarray, np.ndarray, int]:
-        packed = None
-        for index, name in enumerate((q, k, v)):
-            squeeze = self.node_of(name, "Squeeze")
-            if self.shape_ints(squeeze.input[1]) != [0]:
-                raise _NoMatch(f"{name!r} does not squeeze axis 0 of the packed q/k/v")
-            source = self.unpacked_source(squeeze.input[0], index)
-            if packed not in (None, source):
-                raise _NoMatch("q, k and v are sliced from different tensors")
-            packed = source
-        reshape = self.node_of(self.transpose_input(packed, [2, 0, 3, 1, 4]), "Reshape")
-        shape = self.shape_ints(reshape.input[1])
-        x, w, b = self.linear(reshape.input[0])
-        if len(shape) != 5 or shape[2] != 3:
-            raise _NoMatch(f"packed q/k/v reshape {shape} is not [B, S, 3, H, D]")
-        return x, w, b, self.head_count(shape, w.shape[1] // 3)
-
-    def unpacked_source(self, name: str, index: int) -> str:
-        """``name`` is entry ``index`` of axis 0 of a packed [3, ...] tensor -> that tensor.
-
-        ``qkv[i]`` exports as Slice [i, i+1) on axis 0, ``qkv.unbind(0)`` as one three-way Split on axis 0.
-        """
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Split":
-            axis = [a.i for a in node.attribute if a.name == "axis"] or [0]
-            sizes = self.shape_ints(node.input[1]) if len(node.input) > 1 else [1, 1, 1]
-            if axis != [0] or len(node.output) != 3 or sizes != [1, 1, 1] or list(node.output).index(name) != index:
-                raise _NoMatch(f"{name!r} is not output {index} of a three-way split of the packed q/k/v")
-            return node.input[0]
-        sliced = self.node_of(name, "Slice")
-        starts, ends, axes = (self.shape_ints(i) for i in sliced.input[1:4])
-        steps = self.shape_ints(sliced.input[4]) if len(sliced.input) > 4 else [1]
-        if (starts, ends, axes, steps) != ([index], [index + 1], [0], [1]):
-            raise _NoMatch(f"{name!r} is not slice {index} of the packed q/k/v")
-        return sliced.input[0]
+    def packed_projection(self, split, parts: list[str]) -> tuple[str, np.ndarray, np.ndarray]:
+        """``X @ W[h, 3h] + b`` split in three equal parts on its last axis, q, k, v in order -> (X, W, b)."""
+        if list(split.output) != parts:
+            raise _NoMatch(f"q, k and v are not the three outputs, in order, of Split {split.output[0]!r}")
+        x, weight, bias = self.linear(split.input[0])
+        axis = ([a.i for a in split.attribute if a.name == "axis"] or [0])[0]
+        third = weight.shape[1] // 3
+        sizes = self.shape_ints(split.input[1]) if len(split.input) > 1 and split.input[1] else [third] * 3
+        if axis not in (-1, 2) or sizes != [third] * 3 or 3 * third != weight.shape[1]:
+            raise _NoMatch(f"Split {split.output[0]!r} (axis {axis}, sizes {sizes}) is not q | k | v of [B, S, 3h]")
+        return x, weight, bias
 
     @staticmethod
     def head_count(shape: list[int | None], hidden: int) -> int:

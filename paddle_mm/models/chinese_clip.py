@@ -143,17 +143,23 @@ class MultiheadAttention(nn.Layer):
         self.sdpa = False  # CLIPConfig.attention == "sdpa", set by CLIP
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        B, L, D = x.shape
+        # Reshapes say 0 for "this dimension as it is" (batch, length): an exported graph then holds no shape
+        # arithmetic, and oneDNN keeps the projections that follow as BF16 inner products (docs/performance.md).
+        D = self.n_head * self.head_dim
         qkv = linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, 3D)
         if self.sdpa and paddle.in_dynamic_mode():  # export traces the eager math: portable graphs on any runtime
-            qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim])  # (B, L, 3, nh, hd): sdpa's layout per part
+            qkv = qkv.reshape([0, 0, 3, self.n_head, self.head_dim])  # (B, L, 3, nh, hd): sdpa's layout per part
             out = F.scaled_dot_product_attention(*qkv.unbind(2), training=self.training)
-            return self.out_proj(out.reshape([B, L, D]))  # (B, L, D)
-        qkv = qkv.reshape([B, L, 3, self.n_head, self.head_dim]).transpose([2, 0, 3, 1, 4])  # (3, B, nh, L, hd)
-        q, k, v = qkv.unbind(0)  # not qkv[0], qkv[1], qkv[2]: each index's gradient is a full-size zero-fill + copy
+            return self.out_proj(out.reshape([0, 0, D]))  # (B, L, D)
+        # q, k, v split before the heads: three 4-D transposes, not one 5-D transpose of the packed tensor (which
+        # oneDNN runs in fp32, 5x slower; its gradient is a concat, not a full-size zero-fill per index).
+        q, k, v = (self._heads(t) for t in qkv.split(3, axis=-1))  # each (B, nh, L, hd)
         attn = F.softmax(paddle.matmul(q, k, transpose_y=True) * (self.head_dim**-0.5), axis=-1)  # (B, nh, L, L)
-        out = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([B, L, D])  # (B, L, D)
+        out = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([0, 0, D])  # (B, L, D)
         return self.out_proj(out)
+
+    def _heads(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x.reshape([0, 0, self.n_head, self.head_dim]).transpose([0, 2, 1, 3])  # (B, L, D) -> (B, nh, L, hd)
 
 
 class ResidualAttentionBlock(nn.Layer):
@@ -459,8 +465,8 @@ class BertSelfAttention(nn.Layer):
         self.sdpa = cfg.attention == "sdpa"
 
     def _heads(self, x: paddle.Tensor) -> paddle.Tensor:
-        B, L, _ = x.shape
-        return x.reshape([B, L, self.n_head, self.head_dim]).transpose([0, 2, 1, 3])  # (B, nh, L, hd)
+        # 0: this dimension as it is (see MultiheadAttention.forward)
+        return x.reshape([0, 0, self.n_head, self.head_dim]).transpose([0, 2, 1, 3])  # (B, nh, L, hd)
 
     def forward(self, x: paddle.Tensor, mask_bias: paddle.Tensor) -> paddle.Tensor:
         if self.sdpa and paddle.in_dynamic_mode():  # export traces the eager math: portable graphs on any runtime
@@ -468,8 +474,7 @@ class BertSelfAttention(nn.Layer):
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         scores = paddle.matmul(q, k, transpose_y=True) / math.sqrt(self.head_dim) + mask_bias  # (B, nh, L, L)
         probs = self.dropout(F.softmax(scores, axis=-1))
-        B, _, L, _ = probs.shape
-        return paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([B, L, -1])  # (B, L, h)
+        return paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([0, 0, self.n_head * self.head_dim])  # (B, L, h)
 
     def _fused(self, x: paddle.Tensor, mask_bias: paddle.Tensor) -> paddle.Tensor:
         """The same attention through ``scaled_dot_product_attention`` (layout (B, L, nh, hd), no transposes)."""

@@ -58,7 +58,8 @@ def test_every_attention_block_is_fused(two_layer_graphs, graph, blocks):
     assert report.fused == blocks and report.skipped == []
     assert op_counts(fused).get("Attention") == blocks
     assert "Softmax" not in op_counts(fused) and op_counts(plain)["Softmax"] == blocks
-    assert len(fused.graph.node) < len(plain.graph.node) / 2  # the point: far fewer nodes to run
+    # the point: far fewer nodes to run (each block's projections, splits, head reshapes, products, softmax -> one)
+    assert len(plain.graph.node) - len(fused.graph.node) >= 12 * blocks
 
 
 @pytest.mark.parametrize("graph", ["image", "text", "clip"])

@@ -1,0 +1,77 @@
+"""The exported Paddle graphs hold what oneDNN runs fast: no dropout, no shape arithmetic inside the blocks.
+
+Each `dropout` op (the identity in eval, still a copy out of oneDNN's layout when traced) and each reshape built
+from the run-time batch and length (shape64 -> slice -> stack) kept the projection after it out of Paddle
+Inference's fc / BF16 passes: the BERT output projections ran as fp32 matmuls inside a BF16 predictor
+(docs/performance.md). Counted per block, as the difference between a one-block and a two-block model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tests.conftest import TINY_ARCH, TINY_NAME
+
+NOT_IN_A_BLOCK = ("dropout", "shape64", "slice", "stack", "unbind")
+
+
+def paddle_ops(path) -> Counter:
+    """Count the operations (``pd_op`` names) of a PIR ``.json`` program."""
+    counts: Counter = Counter()
+
+    def walk(node):
+        if isinstance(node, dict):
+            name = node.get("#")
+            if isinstance(name, str) and name.startswith("1."):  # "1.<op>": an operation; "0.*": types, attrs
+                counts[name[2:]] += 1
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(path.read_text(encoding="utf-8")))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def exported_ops(tmp_path_factory):
+    """{(graph, layers): op counts} for models with 1 and 2 blocks per tower, dropout 0.1 as in training."""
+    import paddle
+
+    from paddle_mm.export.exporter import save_paddle
+    from paddle_mm.export.graphs import graph_specs
+    from paddle_mm.models import create_model
+
+    found, dropouts = {}, {}
+    for layers in (1, 2):
+        paddle.seed(0)
+        arch = {**TINY_ARCH, "vision_layers": layers, "text_num_hidden_layers": layers}
+        arch.update(text_hidden_dropout_prob=0.1, text_attention_probs_dropout_prob=0.1)
+        model = create_model(TINY_NAME, **arch)
+        model.eval()
+        out = tmp_path_factory.mktemp(f"form{layers}")
+        for name, spec in graph_specs(32, 32).items():
+            save_paddle(model, spec, out)
+            found[name, layers] = paddle_ops(out / f"{name}.json")
+        dropouts[layers] = [d.p for d in model.sublayers() if isinstance(d, paddle.nn.Dropout)]
+    return found, dropouts
+
+
+@pytest.mark.parametrize("graph", ["image", "text", "clip"])
+def test_a_block_exports_without_dropout_or_shape_arithmetic(exported_ops, graph):
+    found, _ = exported_ops
+    one, two = found[graph, 1], found[graph, 2]
+    block = two - one  # what one more block adds
+    assert block["matmul"] >= 4 and block["softmax"] >= 1  # it is a transformer block
+    assert {op: block[op] for op in NOT_IN_A_BLOCK if block[op]} == {}
+    assert block["split_with_num"] == (0 if graph == "text" else 1)  # the image's packed q | k | v, split once
+    assert two["dropout"] == 0
+
+
+def test_tracing_leaves_the_models_dropout_as_it_was(exported_ops):
+    _, dropouts = exported_ops
+    assert dropouts[1] and all(p == 0.1 for p in dropouts[1] + dropouts[2])
