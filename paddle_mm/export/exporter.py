@@ -30,6 +30,7 @@ from ..inference.model_dir import (
     write_inference_yml,
 )
 from ..io import staged_directory
+from ..models.chinese_clip import quick_gelu_as_swish
 from ..text.tokenizer import WordPieceTokenizer
 from ..vision.transforms import ImageTransform
 from .graphs import FUSION_GRAPHS, GRAPHS, GraphSpec, is_fusion, model_graph_specs
@@ -202,7 +203,7 @@ def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[
     """``paddle.jit.save`` one graph with a dynamic batch; return the written file names (json, pdiparams)."""
     layer = spec.layer(model)
     layer.eval()
-    with _without_dropout(layer):
+    with _without_dropout(layer), quick_gelu_as_swish(layer):
         static = paddle.jit.to_static(layer, input_spec=spec.input_spec(), full_graph=True)
         paddle.jit.save(static, str(out_dir / spec.name))
     names = [f"{spec.name}.json", f"{spec.name}.pdiparams"]

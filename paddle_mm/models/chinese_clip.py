@@ -22,6 +22,8 @@ tower, then CLIP.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -120,11 +122,14 @@ def _recompute(layer: nn.Layer, *args: paddle.Tensor) -> paddle.Tensor:
     return recompute(layer, *args)
 
 
+QUICK_GELU_ALPHA = 1.702
+
+
 class QuickGELU(nn.Layer):
     """OpenAI CLIP's sigmoid approximation of GELU, used by the vision tower."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return x * F.sigmoid(1.702 * x)
+        return x * F.sigmoid(QUICK_GELU_ALPHA * x)
 
 
 class MultiheadAttention(nn.Layer):
@@ -177,6 +182,35 @@ class ResidualAttentionBlock(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
+
+
+@contextmanager
+def quick_gelu_as_swish(layer: nn.Layer) -> Iterator[None]:
+    """Within: every ViT MLP under ``layer`` computes QuickGELU as ``swish``, its 1.702 folded into the weights.
+
+    For export. ``x * sigmoid(a x) = swish(a x) / a``, so c_fc's weight and bias are multiplied by a, c_proj's
+    weight divided by a, and the activation is ``swish``, which oneDNN runs inside c_fc's kernel and ONNX Runtime
+    as its QuickGelu. Traced as written, QuickGELU is three element-wise passes (scale, sigmoid, multiply) that
+    Paddle Inference runs in fp32 around a BF16 c_fc: a quarter of a BF16 ViT-B/16 image run. The weights and
+    the activation are restored exactly on leaving.
+    """
+    mlps = [b.mlp for b in layer.sublayers(include_self=True) if isinstance(b, ResidualAttentionBlock)]
+    mlps = [m for m in mlps if isinstance(m.gelu, QuickGELU)]
+    params = [p for m in mlps for p in (m.c_fc.weight, m.c_fc.bias, m.c_proj.weight)]
+    saved = [p.numpy().copy() for p in params]
+    for m in mlps:
+        with paddle.no_grad():
+            m.c_fc.weight.set_value(m.c_fc.weight * QUICK_GELU_ALPHA)
+            m.c_fc.bias.set_value(m.c_fc.bias * QUICK_GELU_ALPHA)
+            m.c_proj.weight.set_value(m.c_proj.weight / QUICK_GELU_ALPHA)
+        m.gelu = nn.Swish()
+    try:
+        yield
+    finally:
+        for p, value in zip(params, saved):
+            p.set_value(value)
+        for m in mlps:
+            m.gelu = QuickGELU()
 
 
 class Transformer(nn.Layer):

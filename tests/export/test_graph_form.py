@@ -1,4 +1,5 @@
-"""The exported Paddle graphs hold what oneDNN runs fast: no dropout, no shape arithmetic inside the blocks.
+"""The exported Paddle graphs hold what oneDNN runs fast: no dropout, no shape arithmetic inside the blocks, and
+the ViT's QuickGELU as one swish that oneDNN fuses into the projection before it.
 
 Each `dropout` op (the identity in eval, still a copy out of oneDNN's layout when traced) and each reshape built
 from the run-time batch and length (shape64 -> slice -> stack) kept the projection after it out of Paddle
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARCH, TINY_NAME
@@ -46,7 +48,7 @@ def exported_ops(tmp_path_factory):
     from paddle_mm.export.graphs import graph_specs
     from paddle_mm.models import create_model
 
-    found, dropouts = {}, {}
+    found, dropouts, weights = {}, {}, {}
     for layers in (1, 2):
         paddle.seed(0)
         arch = {**TINY_ARCH, "vision_layers": layers, "text_num_hidden_layers": layers}
@@ -54,16 +56,18 @@ def exported_ops(tmp_path_factory):
         model = create_model(TINY_NAME, **arch)
         model.eval()
         out = tmp_path_factory.mktemp(f"form{layers}")
+        before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
         for name, spec in graph_specs(32, 32).items():
             save_paddle(model, spec, out)
             found[name, layers] = paddle_ops(out / f"{name}.json")
         dropouts[layers] = [d.p for d in model.sublayers() if isinstance(d, paddle.nn.Dropout)]
-    return found, dropouts
+        weights[layers] = before, {k: v.numpy() for k, v in model.state_dict().items()}, model, out
+    return found, dropouts, weights
 
 
 @pytest.mark.parametrize("graph", ["image", "text", "clip"])
 def test_a_block_exports_without_dropout_or_shape_arithmetic(exported_ops, graph):
-    found, _ = exported_ops
+    found, *_ = exported_ops
     one, two = found[graph, 1], found[graph, 2]
     block = two - one  # what one more block adds
     assert block["matmul"] >= 4 and block["softmax"] >= 1  # it is a transformer block
@@ -72,6 +76,45 @@ def test_a_block_exports_without_dropout_or_shape_arithmetic(exported_ops, graph
     assert two["dropout"] == 0
 
 
-def test_tracing_leaves_the_models_dropout_as_it_was(exported_ops):
-    _, dropouts = exported_ops
+@pytest.mark.parametrize("graph", ["image", "clip"])
+def test_quick_gelu_exports_as_one_swish_per_block(exported_ops, graph):
+    found, *_ = exported_ops
+    block = found[graph, 2] - found[graph, 1]
+    assert block["swish"] == 1 and block["sigmoid"] == 0 and block["multiply"] == 0
+
+
+def test_tracing_leaves_the_model_as_it_was(exported_ops):
+    from paddle_mm.models.chinese_clip import QuickGELU, ResidualAttentionBlock
+
+    _, dropouts, weights = exported_ops
     assert dropouts[1] and all(p == 0.1 for p in dropouts[1] + dropouts[2])
+    before, after, model, _ = weights[2]
+    assert before.keys() == after.keys()
+    for name in before:  # bit for bit: the folded 1.702 is undone by restoring, not by dividing back
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    blocks = [b for b in model.sublayers() if isinstance(b, ResidualAttentionBlock)]
+    assert blocks and all(isinstance(b.mlp.gelu, QuickGELU) for b in blocks)
+
+
+def test_the_folded_graph_computes_what_the_model_does(exported_ops):
+    """The swish form with folded weights, run by Paddle Inference, against the eager model (QuickGELU)."""
+    import paddle.inference as pi
+
+    from paddle_mm.export.graphs import graph_specs
+    from paddle_mm.export.verify import eager_outputs, verification_feeds
+
+    *_, weights = exported_ops
+    _, _, model, out = weights[2]
+    spec = graph_specs(32, 32)["image"]
+    feeds = verification_feeds(spec, 3, 32, 21128, 52, 0, seed=7)
+    config = pi.Config(str(out / "image.json"), str(out / "image.pdiparams"))
+    config.disable_glog_info()
+    predictor = pi.create_predictor(config)
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(feeds["pixel_values"].shape))
+    handle.copy_from_cpu(feeds["pixel_values"])
+    predictor.run()
+    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    want = eager_outputs(spec.layer(model), spec, feeds)[0]
+    assert np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
