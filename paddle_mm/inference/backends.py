@@ -13,10 +13,12 @@ from typing import Protocol
 import numpy as np
 
 from hardware import DeviceSpec
+from hardware.inference import PADDLE_TEXT_LENGTH_MULTIPLE
 
 
 class Backend(Protocol):
     name: str
+    length_multiple: int  # text lengths it is fed are padded to a multiple of this (1: any length)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs of the graph for these named inputs, in the graph's declared output order."""
@@ -26,6 +28,7 @@ class PaddleInferenceBackend:
     """Paddle Inference predictor for ``<graph>.json`` + ``<graph>.pdiparams`` (oneDNN on CPU)."""
 
     name = "paddle_inference"
+    length_multiple = PADDLE_TEXT_LENGTH_MULTIPLE  # oneDNN compiles its kernels per input shape
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class OnnxRuntimeBackend:
     graph comes first and an external weights file (``<graph>.onnx.data``) second."""
 
     name = "onnxruntime"
+    length_multiple = 1
 
     def __init__(self, files: list[Path] | dict[str, bytes], device: DeviceSpec, threads: int | None = None):
         import onnxruntime as ort

@@ -272,8 +272,9 @@ class Predictor:
     def encode_ids(self, input_ids: np.ndarray) -> np.ndarray:
         """Features of token ids [N, L], batched through the text graph."""
         runner = self.runner("text")
+        multiple = runner.length_multiple
         out = [
-            runner.run({"input_ids": trim_padding(input_ids[i : i + self.batch_size], self.pad_id)})[0]
+            runner.run({"input_ids": trim_padding(input_ids[i : i + self.batch_size], self.pad_id, multiple)})[0]
             for i in range(0, len(input_ids), self.batch_size)
         ]
         return _normalize(np.concatenate(out) if out else self._empty())
@@ -285,11 +286,12 @@ class Predictor:
                 "the combined graph is exported in fp32 only; score with precision='fp32', or "
                 "compare encode_images and encode_texts of an int8 predictor"
             )
+        runner = self.runner("clip")
         feeds = {
             "pixel_values": self.preprocess_images(images),
-            "input_ids": trim_padding(self.tokenizer.encode_batch(list(texts)), self.pad_id),
+            "input_ids": trim_padding(self.tokenizer.encode_batch(list(texts)), self.pad_id, runner.length_multiple),
         }
-        return self.runner("clip").run(feeds)[2]
+        return runner.run(feeds)[2]
 
     def _empty(self) -> np.ndarray:
         return np.zeros((0, int(self.info.model["embed_dim"])), np.float32)
@@ -323,7 +325,7 @@ class Predictor:
                 feeds["pixel_values"] = self.preprocess_images(images[i : i + self.batch_size])
             if "input_ids" in needs:
                 ids = self.tokenizer.encode_batch(texts[i : i + self.batch_size])
-                feeds["input_ids"] = trim_padding(ids, self.pad_id)
+                feeds["input_ids"] = trim_padding(ids, self.pad_id, runner.length_multiple)
             out.append(runner.run(feeds)[0])
         return np.concatenate(out) if out else np.zeros((0, int(self.info.model["n_outputs"])), np.float32)
 

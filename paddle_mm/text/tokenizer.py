@@ -272,15 +272,17 @@ def tokenize(texts: TextInput | Sequence[TextInput], context_length: int = DEFAU
     return _default_tokenizer(context_length).encode_batch(texts)
 
 
-def trim_padding(input_ids: np.ndarray, pad_id: int) -> np.ndarray:
+def trim_padding(input_ids: np.ndarray, pad_id: int, multiple: int = 1) -> np.ndarray:
     """Drop trailing columns that are padding in every row; a C-contiguous copy (what ONNX Runtime wants).
 
     Exact, not an approximation: padded keys are masked with -10000 before the softmax (exp underflows to
     0 in fp32) and features are read at [CLS], so the result does not depend on trailing pad columns.
-    Short captions in a 52-token context then cost a fraction of the compute.
+    Short captions in a 52-token context then cost a fraction of the compute. ``multiple``: keep a length
+    that is a multiple of it (or the full width), for runtimes that compile per input shape.
     """
     used = np.flatnonzero((input_ids != pad_id).any(axis=0))
-    return np.ascontiguousarray(input_ids[:, : (used[-1] + 1 if used.size else 1)])
+    length = used[-1] + 1 if used.size else 1
+    return np.ascontiguousarray(input_ids[:, : -(-length // multiple) * multiple])  # a slice stops at the width
 
 
 def preprocess_caption(text: str) -> str:

@@ -50,7 +50,8 @@ def test_a_directory_that_is_not_an_export_is_not_replaced(tiny_model, tmp_path)
 
 
 def test_a_failure_of_the_int8_graphs_alone_names_the_way_out(tiny_model, tmp_path):
-    with pytest.raises(ExportVerificationError, match=r"only INT8 graphs fail: export without them, .*--no-int8") as err:
+    way_out = r"only INT8 graphs fail: export without them, .*--no-int8"
+    with pytest.raises(ExportVerificationError, match=way_out) as err:
         export(tiny_model, tmp_path / "a", graphs=("text",), int8=True, int8_min_cosine=1.01)  # no INT8 reaches it
     assert "text onnxruntime/int8 batch 2: min cosine" in str(err.value)
     with pytest.raises(ExportVerificationError) as err:  # an fp32 graph fails too: no such advice

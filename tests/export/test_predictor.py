@@ -136,3 +136,28 @@ def test_importing_the_predictor_loads_no_runtime():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("backend, multiple", [("paddle_inference", 8), ("onnxruntime", 1)])
+def test_text_reaches_each_runtime_at_the_lengths_it_compiles_for_with_the_same_features(
+    export_dir, backend, multiple
+):
+    """Paddle Inference compiles per input shape, so its text is padded to multiples of 8 (exact: pad keys are
+    masked); ONNX Runtime gets the trimmed length."""
+    predictor = Predictor(export_dir, backend=backend, threads=1, batch_size=4)
+    runner = predictor.runner("text")
+    lengths, run = [], runner.run
+
+    def spy(feeds):
+        lengths.append(feeds["input_ids"].shape[1])
+        return run(feeds)
+
+    runner.run = spy
+    ids = predictor.tokenizer.encode_batch(TEXTS)
+    got = predictor.encode_ids(ids)
+    used = [int((ids[i : i + 4] != predictor.pad_id).any(axis=0).nonzero()[0][-1]) + 1 for i in (0, 4)]
+    assert lengths == [min(-(-n // multiple) * multiple, ids.shape[1]) for n in used]
+    assert any(n % 8 for n in used)  # the check is not vacuous: some batch's own length is not a multiple of 8
+    whole = np.concatenate([run({"input_ids": ids[i : i + 4]})[0] for i in (0, 4)])  # the full 52 columns
+    whole /= np.linalg.norm(whole, axis=-1, keepdims=True)
+    np.testing.assert_allclose(got, whole, rtol=0, atol=1e-5)

@@ -207,3 +207,12 @@ def test_trim_padding_keeps_up_to_the_last_used_column():
     np.testing.assert_array_equal(out, ids[:, :3])
     assert out.flags["C_CONTIGUOUS"]
     assert tok_mod.trim_padding(np.zeros((2, 5), np.int64), pad_id=0).shape == (2, 1)  # all padding: one column
+
+
+def test_trim_padding_to_a_multiple_keeps_whole_blocks_and_never_exceeds_the_width():
+    ids = np.zeros((2, 20), np.int64)
+    ids[0, :11] = 5  # 11 used columns
+    np.testing.assert_array_equal(tok_mod.trim_padding(ids, pad_id=0, multiple=8), ids[:, :16])
+    assert tok_mod.trim_padding(ids, pad_id=0, multiple=11).shape == (2, 11)  # already a multiple
+    assert tok_mod.trim_padding(ids, pad_id=0, multiple=16).shape == (2, 16)
+    assert tok_mod.trim_padding(ids, pad_id=0, multiple=32).shape == (2, 20)  # capped at the width it has
