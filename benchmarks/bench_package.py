@@ -10,7 +10,8 @@ Rows (medians of --runs interleaved runs, page cache warm for every contender):
    the thread pool adds), as MB/s and as a ratio to openssl (target >= 0.90);
 2. 10 MB model: in-process `verify_package` (target <= 0.1 s);
 3. 10 MB model, whole process: `tools/package.py verify` vs `model_signing verify key` (target <= 0.5x).
-model_signing is looked up on PATH, then in the repository's .venv-sign (a scratch venv: `pip install model-signing pyopenssl`).
+model_signing is looked up on PATH, then in the repository's .venv-sign (a scratch venv:
+`pip install model-signing pyopenssl`).
 Everything is written under a temporary directory that is removed at the end. Needs paddle_mm importable
 (`pip install -e .`).
 """
@@ -112,7 +113,8 @@ def bench_big(tmp: Path, key: PrivateKey, trust: TrustStore, mb: int, runs: int)
 
 
 def model_signing_exe(given: str | None) -> str | None:
-    for candidate in (given, shutil.which("model_signing"), str(Path(__file__).resolve().parents[1] / ".venv-sign/bin/model_signing")):
+    scratch = str(Path(__file__).resolve().parents[1] / ".venv-sign/bin/model_signing")
+    for candidate in (given, shutil.which("model_signing"), scratch):
         if candidate and Path(candidate).is_file():
             return candidate
     return None

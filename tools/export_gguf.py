@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from paddle_mm.export.gguf_export import convert_model_dir  # noqa: E402
+from paddle_mm.export.gguf_export import convert_model_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from paddle_mm.data.datasets import ImageReadError, ImageTextCorpus
-from paddle_mm.vision.transforms import ImageDecodeError, load_image
 from paddle_mm.data.writers import write_imgs_tsv, write_texts_jsonl
+from paddle_mm.vision.transforms import ImageDecodeError, load_image
 
 
 def convert(images: Path, texts: Path, out: Path, split: str) -> dict:

@@ -90,7 +90,8 @@ def test_retrieval_recall_at_k_both_directions(tmp_path):
     cfg = load_config(ROOT / "tests" / "configs" / "tiny.yml", ["Metric.Eval=[{Recall: {topk: [2]}}]"])
     task = build_task(cfg)
     assert (task.main_metric, task.higher_is_better) == ("MR", True)
-    m = task.evaluate(model, EvalData(corpus, transform, tokenizer, "", "valid"), batch_size=2)  # R@1/5/10 always, R@2 asked for
+    # R@1/5/10 always, R@2 asked for
+    m = task.evaluate(model, EvalData(corpus, transform, tokenizer, "", "valid"), batch_size=2)
     t2i = {"r1": 100 / 3, "r2": 200 / 3, "r5": 200 / 3, "r10": 200 / 3}
     assert m["t2i"] == pytest.approx({**t2i, "mean_recall": (100 / 3 + 200 / 3 + 200 / 3) / 3})
     # image -> text: column 0 ranks t0 (0.8) above its caption t1 (0.3): rank 2; column 1 finds t0 and column 2

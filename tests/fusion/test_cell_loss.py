@@ -16,7 +16,7 @@ import pytest
 
 from paddle_mm.data.vqa import CELL_CLASSES, CELL_GRID, read_cell_labels, referenced_cells
 from paddle_mm.losses import AttendLoss, CellLoss, build_loss
-from paddle_mm.models.fusion import build_fusion_model, vit_tokens
+from paddle_mm.models.fusion import build_fusion_model
 from tests.fusion.test_fusion_models import TOWERS, arch_from_config, inputs
 
 # 24 px with 8-px patches: a 3x3 patch grid, one patch per cell, as the shipped configs at 48 px / 16 px

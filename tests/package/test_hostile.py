@@ -23,7 +23,7 @@ from paddle_mm.package import (
 )
 from paddle_mm.package.errors import one_line, show
 
-from .attacks import ATTACKS, ESC_LINE, Attack, sign_raw
+from .attacks import ATTACKS, Attack, sign_raw
 from .helpers import NOW, make_model, sign
 
 ROOT = Path(__file__).resolve().parents[2]
