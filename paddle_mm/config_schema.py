@@ -492,8 +492,9 @@ INFER = Section(
         "precision": Field(
             STR,
             "fp32",
-            "model_dir / package: fp32, the INT8 ONNX towers, or bf16 (oneDNN BF16 on a CPU with AVX512_BF16 or AMX)",
-            choices=("fp32", "int8", "bf16"),
+            "model_dir / package: fp32, the INT8 ONNX towers, bf16 (oneDNN BF16 on a CPU with AVX512_BF16 or AMX), "
+            "or auto (BF16 where it is faster and its features within cosine 0.999 of fp32, else fp32)",
+            choices=("fp32", "int8", "bf16", "auto"),
         ),
         "threads": Field(
             INT, None, "model_dir / package: CPU threads (null: all this process may use)", check=_positive

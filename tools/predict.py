@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--decrypt_key", help="--package: recipient private key PEM of an encrypted package")
     p.add_argument("--decrypt_passphrase_env", help="environment variable holding --decrypt_key's passphrase")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
-    p.add_argument("--precision", default="fp32", choices=("fp32", "int8", "bf16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8", "bf16", "auto"))
     p.add_argument(
         "--device",
         default=hardware.DEFAULT_DEVICE,

@@ -58,7 +58,8 @@ class Choice:
     (median of per-round ratios - 1; None with one candidate); ``noise``: the interquartile range of those
     ratios; ``confident``: whether the margin stood out of the noise (only then is the choice cached);
     ``rounds``: interleaved rounds measured; ``failed``: candidates that could not be built (name -> error);
-    ``other_cores``: CPU cores other processes kept busy while it was measured (None: unknown or cached).
+    ``other_cores``: CPU cores other processes kept busy while it was measured (None: unknown or cached);
+    ``cosines``: each accuracy-gated candidate's lowest feature cosine against the reference (see :func:`admit`).
     """
 
     backend: str
@@ -70,6 +71,7 @@ class Choice:
     confident: bool = True
     rounds: int = 0
     other_cores: float | None = None
+    cosines: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,13 +145,16 @@ def choose(
     directory: Path | None = None,
     clock: Callable[[], float] = time.perf_counter,
     load_meter: Callable[[], Callable[[], float | None]] | None = None,
+    min_cosine: dict[str, float] | None = None,
 ) -> tuple[Backend, Choice]:
     """Build the cached winner, or measure every candidate, cache a confident winner and return it built.
 
     ``candidates`` maps a backend name to a function building it, in the export's order. A candidate
     that fails to build is not a silent loss: its error is re-raised unless another candidate works, and then
-    it is recorded as failed. ``clock`` and ``load_meter`` are for tests (a fake backend advancing a fake clock;
-    a function starting a measurement of other processes' CPU use and returning the function that reads it).
+    it is recorded as failed. ``min_cosine``: candidates that compete only if their outputs keep this feature
+    cosine to the reference's (:func:`admit`; e.g. BF16 against fp32). ``clock`` and ``load_meter`` are for
+    tests (a fake backend advancing a fake clock; a function starting a measurement of other processes' CPU
+    use and returning the function that reads it).
     """
     if not candidates:
         raise ValueError("no backend to choose from: the export has no variant for this graph and precision")
@@ -159,7 +164,7 @@ def choose(
     if entry and entry.get("backend") in candidates:
         return candidates[entry["backend"]](), Choice(
             entry["backend"], entry["timings_ms"], True, entry.get("failed", {}), entry.get("margin"),
-            entry.get("noise"), True, entry.get("rounds", 0),
+            entry.get("noise"), True, entry.get("rounds", 0), cosines=entry.get("cosines", {}),
         )  # fmt: skip
     built, errors = {}, {}
     for name, build in candidates.items():
@@ -169,6 +174,9 @@ def choose(
             errors[name] = f"{type(err).__name__}: {err}"
     if not built:
         raise RuntimeError(f"no backend could be built: {errors}")
+    cosines = admit(built, feeds, min_cosine or {}, errors)
+    if not built:
+        raise RuntimeError(f"no backend could be built and pass its accuracy check: {errors}")
     for backend in built.values():
         for _ in range(WARMUP if len(built) > 1 else 0):
             backend.run(feeds)
@@ -183,7 +191,7 @@ def choose(
     busy = other_cores()
     choice = Choice(
         picked, decision.medians_ms, False, errors, decision.margin, decision.noise, decision.confident,
-        len(times[picked]), busy,
+        len(times[picked]), busy, cosines,
     )  # fmt: skip
     if decision.confident and len(built) > 1 and busy is not None and busy > BUSY_CORES:
         return built[picked], choice  # measured on a busy machine: used now, measured again next time
@@ -199,11 +207,48 @@ def choose(
                 "rounds": choice.rounds,
                 "other_cores": busy,
                 "failed": errors,
+                "cosines": cosines,
                 "key": key_fields,
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )
     return built[picked], choice
+
+
+def admit(
+    built: dict[str, Backend], feeds: dict[str, np.ndarray], min_cosine: dict[str, float], errors: dict[str, str]
+) -> dict[str, float]:
+    """Drop from ``built`` each candidate of ``min_cosine`` whose outputs on ``feeds`` fall under its bound.
+
+    The reference is the first built candidate without a bound (an fp32 runtime). Each output is compared row
+    by row (cosine of the flattened row); the lowest over all outputs and rows must reach the bound. A dropped
+    candidate is recorded in ``errors`` with its cosine; returns the lowest cosine of every gated candidate.
+    """
+    gated = [name for name in built if name in min_cosine]
+    if not gated:
+        return {}
+    reference = next((name for name in built if name not in min_cosine), None)
+    want = built[reference].run(feeds) if reference else None
+    found = {}
+    for name in gated:
+        if want is None:
+            errors[name] = "no reference candidate was built to check its accuracy against"
+        else:
+            found[name] = min(_lowest_row_cosine(got, ref) for got, ref in zip(built[name].run(feeds), want))
+            if found[name] >= min_cosine[name]:
+                continue
+            errors[name] = f"feature cosine {found[name]:.5f} to {reference} is under the bound {min_cosine[name]}"
+        del built[name]
+    return found
+
+
+def _lowest_row_cosine(got: np.ndarray, want: np.ndarray) -> float:
+    got = np.asarray(got, np.float64).reshape(len(got), -1)
+    want = np.asarray(want, np.float64).reshape(len(want), -1)
+    norms = np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = (got * want).sum(axis=1) / norms
+    return float(np.where(np.isfinite(cosine), cosine, -1.0).min())  # a zero or non-finite row never passes
 
 
 def _other_load() -> Callable[[], float | None]:

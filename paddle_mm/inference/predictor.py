@@ -43,9 +43,12 @@ from .verified import VerifiedExport, verify_export
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
 # precisions that run another precision's files with a runtime option: bf16 = the fp32 graphs in Paddle
-# Inference with oneDNN's BF16 kernels (hardware.inference.paddle_inference_config)
-RUNTIME_PRECISIONS = {"bf16": ("fp32", ("paddle_inference",))}
+# Inference with oneDNN's BF16 kernels (hardware.inference.paddle_inference_config); auto = the fastest of the
+# fp32 runtimes and, on a CPU with BF16, that BF16 one where its features stay within BF16_MIN_COSINE of fp32's
+RUNTIME_PRECISIONS = {"bf16": ("fp32", ("paddle_inference",)), "auto": ("fp32", BACKENDS)}
 PRECISION_CHOICES = (*PRECISIONS, *RUNTIME_PRECISIONS)
+BF16_CANDIDATE = "paddle_inference/bf16"  # its name among auto's candidates (and in Predictor.choices)
+BF16_MIN_COSINE = 0.999  # issue #14's accuracy bound for BF16: feature cosine to fp32 on the sample inputs
 
 
 class Prediction(NamedTuple):
@@ -65,9 +68,11 @@ class Predictor:
             :meth:`from_package` passes): then every model file is taken from the verified bytes in memory.
         backend: ``paddle_inference``, ``onnxruntime`` or ``auto`` (fastest here, measured once and cached;
             see :mod:`paddle_mm.inference.auto`).
-        precision: ``fp32``, ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph) or ``bf16``
+        precision: ``fp32``, ``int8`` (ONNX Runtime dynamic INT8 towers; no combined INT8 graph), ``bf16``
             (the fp32 graphs in Paddle Inference with oneDNN's BF16 kernels; a CPU with AVX512_BF16 or AMX;
-            docs/performance.md has its speed and accuracy).
+            docs/performance.md has its speed and accuracy) or ``auto``: fp32, or BF16 where this CPU has it,
+            the BF16 run's features keep a cosine of at least :data:`BF16_MIN_COSINE` to fp32's on the sample
+            inputs and it is the faster (measured like ``backend="auto"``; INT8 is never chosen for you).
         device: a device string (``hardware.device_choices()``); it and the backend are checked against this
             machine by :mod:`hardware` first (:class:`hardware.DeviceError`: one line with the install command).
         threads: CPU threads per backend (default: the cores this process may use).
@@ -189,10 +194,12 @@ class Predictor:
         return self._runners[graph]
 
     def _build(self, graph: str) -> Backend:
-        if self.backend != "auto":
+        if self.backend != "auto" and self.precision != "auto":
             return self._builder(graph, self.backend)()
         variants = [
-            b for b, p in self.info.graph(graph).variants() if p == self._files_precision and b in self._runtimes
+            b
+            for b, p in self.info.graph(graph).variants()
+            if p == self._files_precision and b in self._runtimes and self.backend in ("auto", b)
         ]
         if not variants:
             raise ExportDirError(
@@ -203,14 +210,30 @@ class Predictor:
         candidates = {b: self._builder(graph, b) for b in variants if why_not[b] is None}
         if not candidates:
             raise DeviceError(f"no backend runs graph {graph!r} ({self.precision}) on {self.device}: {why_not}")
-        backend, choice = auto.choose(candidates, self.sample_feeds(graph), self._key(graph), directory=self.cache_dir)
+        gates = {}
+        if self.precision == "auto" and "paddle_inference" in candidates and self._bf16_here():
+            candidates[BF16_CANDIDATE] = self._builder(graph, "paddle_inference", bf16=True)
+            gates[BF16_CANDIDATE] = BF16_MIN_COSINE
+        backend, choice = auto.choose(
+            candidates, self.sample_feeds(graph), self._key(graph), directory=self.cache_dir, min_cosine=gates
+        )
         choice.failed.update({b: why for b, why in why_not.items() if why is not None})
         self.choices[graph] = choice
         return backend
 
-    def _builder(self, graph: str, backend: str):
+    def _bf16_here(self) -> bool:
+        """Whether BF16 kernels can run on this predictor's device (the host CPU with AVX512_BF16 or AMX)."""
+        from hardware.inference import check_bf16
+
+        try:
+            check_bf16(self.device)
+        except ValueError:
+            return False
+        return True
+
+    def _builder(self, graph: str, backend: str, bf16: bool | None = None):
         names = self.info.file_names(graph, backend, self._files_precision)
-        bf16 = self.precision == "bf16"
+        bf16 = self.precision == "bf16" if bf16 is None else bf16
         if self._memory is None:
             return lambda: _build_checked(self.info, backend, names, self.device, self.threads, bf16)
         data = {n: self._memory[n] for n in names}

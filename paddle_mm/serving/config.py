@@ -26,7 +26,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "decrypt_key": None,  # recipient private key PEM for an SM4-encrypted package
         "passphrase_env": None,  # environment variable holding that key's passphrase
         "backend": "onnxruntime",  # paddle_inference | onnxruntime | auto
-        "precision": "fp32",
+        "precision": "fp32",  # fp32 | int8 | bf16 | auto (BF16 where faster and within cosine 0.999 of fp32)
         "device": "cpu",
         "threads": None,  # CPU threads per graph (None: the cores this process may use)
     },

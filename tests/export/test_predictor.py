@@ -139,9 +139,7 @@ def test_importing_the_predictor_loads_no_runtime():
 
 
 @pytest.mark.parametrize("backend, multiple", [("paddle_inference", 8), ("onnxruntime", 1)])
-def test_text_reaches_each_runtime_at_the_lengths_it_compiles_for_with_the_same_features(
-    export_dir, backend, multiple
-):
+def test_text_reaches_each_runtime_at_the_lengths_it_compiles_for_with_the_same_features(export_dir, backend, multiple):
     """Paddle Inference compiles per input shape, so its text is padded to multiples of 8 (exact: pad keys are
     masked); ONNX Runtime gets the trimmed length."""
     predictor = Predictor(export_dir, backend=backend, threads=1, batch_size=4)
@@ -161,3 +159,22 @@ def test_text_reaches_each_runtime_at_the_lengths_it_compiles_for_with_the_same_
     whole = np.concatenate([run({"input_ids": ids[i : i + 4]})[0] for i in (0, 4)])  # the full 52 columns
     whole /= np.linalg.norm(whole, axis=-1, keepdims=True)
     np.testing.assert_allclose(got, whole, rtol=0, atol=1e-5)
+
+
+def test_precision_auto_adds_bf16_only_where_the_cpu_has_it_and_only_within_the_cosine_bound(export_dir, tmp_path):
+    from hardware.cpu import cpu_has_bf16
+    from paddle_mm.inference.predictor import BF16_CANDIDATE, BF16_MIN_COSINE
+
+    predictor = Predictor(export_dir, backend="auto", precision="auto", threads=1, batch_size=2, cache_dir=tmp_path)
+    got = predictor.encode_texts(TEXTS)
+    choice = predictor.choices["text"]
+    fp32 = Predictor(export_dir, backend="onnxruntime", threads=1, batch_size=2).encode_texts(TEXTS)
+    assert (got * fp32).sum(-1).min() >= BF16_MIN_COSINE  # whichever won, it is fp32 or close to it
+    if cpu_has_bf16():  # here: BF16 was measured against fp32 and competed or was refused with its cosine
+        assert BF16_CANDIDATE in choice.cosines
+        assert (BF16_CANDIDATE in choice.timings_ms) == (choice.cosines[BF16_CANDIDATE] >= BF16_MIN_COSINE)
+    else:  # no BF16 kernels: never a candidate
+        assert choice.cosines == {} and BF16_CANDIDATE not in choice.timings_ms
+    only = Predictor(export_dir, backend="onnxruntime", precision="auto", threads=1, cache_dir=tmp_path / "o")
+    only.encode_texts(TEXTS[:1])
+    assert only.choices["text"].backend == "onnxruntime" and only.choices["text"].cosines == {}

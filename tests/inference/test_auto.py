@@ -130,3 +130,59 @@ def test_each_timed_run_of_several_backends_starts_after_a_settling_pause(monkey
     pauses.clear()
     auto.interleaved_ms({"a": fakes["a"]}, {}, rounds=3, clock=clock)
     assert pauses == []
+
+
+class Answering(Fake):
+    """A fake backend that also returns ``outputs`` (features) from every run."""
+
+    def __init__(self, clock: Clock, outputs, *ms: float):
+        super().__init__(clock, *ms)
+        self.outputs = outputs
+
+    def run(self, feeds):
+        super().run(feeds)
+        return self.outputs
+
+
+def features(cosine: float) -> list:
+    """Two rows whose cosine to REFERENCE is 1 and ``cosine`` (both unit vectors)."""
+    import numpy as np
+
+    s = (1 - cosine**2) ** 0.5
+    return [np.array([[1.0, 0.0, 0.0], [0.0, cosine, s]], np.float32)]
+
+
+REFERENCE = features(1.0)
+
+
+def test_a_gated_candidate_competes_only_while_its_features_stay_within_the_bound(tmp_path):
+    clock = Clock()
+    fakes = {
+        "fp32": Answering(clock, REFERENCE, 10.0),
+        "close": Answering(clock, features(0.9995), 6.0),  # faster, within 0.999
+        "far": Answering(clock, features(0.99), 3.0),  # fastest, but outside the bound
+    }
+    gates = {"close": 0.999, "far": 0.999}
+    backend, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock, min_cosine=gates)
+    assert backend is fakes["close"] and choice.backend == "close"
+    assert choice.cosines == {"close": pytest.approx(0.9995, abs=1e-6), "far": pytest.approx(0.99, abs=1e-6)}
+    assert "far" not in choice.timings_ms and "cosine 0.99000 to fp32 is under the bound 0.999" in choice.failed["far"]
+    entry = next(iter(json.loads((tmp_path / CACHE_FILE).read_text(encoding="utf-8")).values()))
+    assert entry["backend"] == "close" and entry["cosines"]["close"] == pytest.approx(0.9995, abs=1e-6)
+
+
+def test_a_gated_candidate_with_zero_features_or_no_reference_never_competes(tmp_path):
+    import numpy as np
+
+    clock = Clock()
+    zero = [np.zeros((2, 3), np.float32)]
+    fakes = {"fp32": Answering(clock, REFERENCE, 10.0), "zero": Answering(clock, zero, 1.0)}
+    backend, choice = choose(builders(fakes), {}, {"k": "v"}, directory=tmp_path, clock=clock, min_cosine={"zero": 0.9})
+    assert backend is fakes["fp32"] and "cosine -1.00000" in choice.failed["zero"]
+
+    def no_runtime():
+        raise RuntimeError("no runtime")
+
+    alone = {"fp32": no_runtime, "gated": builders({"gated": Answering(clock, REFERENCE, 1.0)})["gated"]}
+    with pytest.raises(RuntimeError, match="pass its accuracy check.*no reference candidate"):
+        choose(alone, {}, {"k": "w"}, directory=tmp_path, clock=clock, min_cosine={"gated": 0.999})
