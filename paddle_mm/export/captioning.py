@@ -22,6 +22,7 @@ import paddle
 from hardware import DEFAULT_DEVICE, DeviceSpec
 
 from ..io import staged_directory
+from .exporter import trace
 from .onnx_export import prune_unused_initializers, remove_identities
 
 GRAPHS = ("encoder", "step")
@@ -66,7 +67,7 @@ def export_captioning(model, out_dir: str | Path, onnx: bool = True) -> Path:
     with staged_directory(Path(out_dir)) as stage:
         for name, layer in (("encoder", EncoderGraph(model)), ("step", StepGraph(model))):
             layer.eval()
-            paddle.jit.save(paddle.jit.to_static(layer, input_spec=specs[name], full_graph=True), str(stage / name))
+            trace(layer, specs[name], stage / name)
             if onnx:
                 _to_onnx(stage, name)
         (stage / "caption.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

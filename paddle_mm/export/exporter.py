@@ -203,9 +203,7 @@ def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[
     """``paddle.jit.save`` one graph with a dynamic batch; return the written file names (json, pdiparams)."""
     layer = spec.layer(model)
     layer.eval()
-    with _without_dropout(layer), quick_gelu_as_swish(layer):
-        static = paddle.jit.to_static(layer, input_spec=spec.input_spec(), full_graph=True)
-        paddle.jit.save(static, str(out_dir / spec.name))
+    trace(layer, spec.input_spec(), out_dir / spec.name)
     names = [f"{spec.name}.json", f"{spec.name}.pdiparams"]
     missing = [n for n in names if not (out_dir / n).is_file()]
     if missing:
@@ -213,15 +211,27 @@ def save_paddle(model: paddle.nn.Layer, spec: GraphSpec, out_dir: Path) -> list[
     return names
 
 
+def trace(layer: paddle.nn.Layer, input_spec: list, prefix: Path) -> None:
+    """``paddle.jit.save`` ``layer`` (in eval mode) at ``prefix`` in the form the runtimes run fast, with the same
+    outputs: no identity dropouts, QuickGELU as one swish (docs/export.md, *How the graphs are traced*)."""
+    with _without_dropout(layer), quick_gelu_as_swish(layer):
+        paddle.jit.save(paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True), str(prefix))
+
+
 @contextmanager
 def _without_dropout(layer: paddle.nn.Layer) -> Iterator[None]:
-    """Trace ``layer`` with every ``nn.Dropout`` at p = 0, which Paddle returns unchanged (restored after).
+    """Trace ``layer`` with every identity-in-eval ``nn.Dropout`` at p = 0, which Paddle returns unchanged.
 
-    In eval mode a dropout is the identity, yet traced it stays in the graph as a ``dropout`` op that copies
-    its input and, having no oneDNN kernel, moves BF16 activations back to fp32 and out of oneDNN's layout
-    (37 of them in a BERT text tower).
+    In eval mode an ``upscale_in_train`` dropout is the identity, yet traced it stays in the graph as a
+    ``dropout`` op that copies its input and, having no oneDNN kernel, moves BF16 activations back to fp32 and
+    out of oneDNN's layout (37 of them in a BERT text tower). A ``downscale_in_infer`` dropout scales by 1 - p
+    in eval and is left alone. The p values are restored after.
     """
-    dropouts = [(d, d.p) for d in layer.sublayers(include_self=True) if isinstance(d, paddle.nn.Dropout)]
+    dropouts = [
+        (d, d.p)
+        for d in layer.sublayers(include_self=True)
+        if isinstance(d, paddle.nn.Dropout) and d.mode == "upscale_in_train"
+    ]
     for d, _ in dropouts:
         d.p = 0.0
     try:

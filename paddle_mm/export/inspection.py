@@ -30,6 +30,7 @@ from hardware import DEFAULT_DEVICE, DeviceSpec
 
 from ..io import file_digests, staged_directory
 from ..vision.frame import IMAGENET_MEAN, IMAGENET_STD, normalize
+from .exporter import trace
 from .onnx_export import constants_to_initializers, prune_unused_initializers, remove_identities
 
 INFERENCE_YML = "inference.yml"
@@ -64,8 +65,7 @@ class InspectionExportError(ValueError):
 
 
 def _jit_save(layer, prefix: Path, size: int) -> None:
-    spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
-    paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), str(prefix))
+    trace(layer, [paddle.static.InputSpec([None, 3, size, size], "float32", "x")], prefix)
 
 
 def _to_onnx(stage: Path, name: str, opset: int = 13) -> None:

@@ -197,7 +197,7 @@ def quick_gelu_as_swish(layer: nn.Layer) -> Iterator[None]:
     mlps = [b.mlp for b in layer.sublayers(include_self=True) if isinstance(b, ResidualAttentionBlock)]
     mlps = [m for m in mlps if isinstance(m.gelu, QuickGELU)]
     params = [p for m in mlps for p in (m.c_fc.weight, m.c_fc.bias, m.c_proj.weight)]
-    saved = [p.numpy().copy() for p in params]
+    saved, activations = [p.numpy().copy() for p in params], [m.gelu for m in mlps]
     for m in mlps:
         with paddle.no_grad():
             m.c_fc.weight.set_value(m.c_fc.weight * QUICK_GELU_ALPHA)
@@ -209,8 +209,8 @@ def quick_gelu_as_swish(layer: nn.Layer) -> Iterator[None]:
     finally:
         for p, value in zip(params, saved):
             p.set_value(value)
-        for m in mlps:
-            m.gelu = QuickGELU()
+        for m, activation in zip(mlps, activations):
+            m.gelu = activation
 
 
 class Transformer(nn.Layer):

@@ -98,23 +98,37 @@ def test_tracing_leaves_the_model_as_it_was(exported_ops):
 
 def test_the_folded_graph_computes_what_the_model_does(exported_ops):
     """The swish form with folded weights, run by Paddle Inference, against the eager model (QuickGELU)."""
-    import paddle.inference as pi
-
+    from hardware import DEFAULT_DEVICE, DeviceSpec
     from paddle_mm.export.graphs import graph_specs
     from paddle_mm.export.verify import eager_outputs, verification_feeds
+    from paddle_mm.inference.backends import build_backend
 
     *_, weights = exported_ops
     _, _, model, out = weights[2]
     spec = graph_specs(32, 32)["image"]
     feeds = verification_feeds(spec, 3, 32, 21128, 52, 0, seed=7)
-    config = pi.Config(str(out / "image.json"), str(out / "image.pdiparams"))
-    config.disable_glog_info()
-    predictor = pi.create_predictor(config)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(list(feeds["pixel_values"].shape))
-    handle.copy_from_cpu(feeds["pixel_values"])
-    predictor.run()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    runtime = build_backend(
+        "paddle_inference", [out / "image.json", out / "image.pdiparams"], DeviceSpec(DEFAULT_DEVICE)
+    )
+    got = runtime.run(feeds)[0]
     want = eager_outputs(spec.layer(model), spec, feeds)[0]
     assert np.abs(want).max() > 0.1
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+def test_a_dropout_that_scales_in_eval_is_traced_as_it_is(tmp_path):
+    """Only identity-in-eval dropouts are dropped: ``downscale_in_infer`` multiplies by 1 - p in eval."""
+    import paddle
+
+    from hardware import DEFAULT_DEVICE, DeviceSpec
+    from paddle_mm.export.exporter import trace
+    from paddle_mm.inference.backends import build_backend
+
+    layer = paddle.nn.Sequential(paddle.nn.Dropout(0.25, mode="downscale_in_infer"), paddle.nn.Dropout(0.5))
+    layer.eval()
+    trace(layer, [paddle.static.InputSpec([None, 4], "float32", "x")], tmp_path / "g")
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    got = build_backend("paddle_inference", [tmp_path / "g.json", tmp_path / "g.pdiparams"], DeviceSpec(DEFAULT_DEVICE))
+    np.testing.assert_allclose(got.run({"x": x})[0], 0.75 * x, rtol=1e-6)
+    assert paddle_ops(tmp_path / "g.json")["dropout"] == 1  # the scaling one stays; the identity one is gone
+    assert [d.p for d in layer] == [0.25, 0.5]
