@@ -77,6 +77,14 @@ class Predictor:
             machine by :mod:`hardware` first (:class:`hardware.DeviceError`: one line with the install command).
         threads: CPU threads per backend (default: the cores this process may use).
         batch_size: inputs per backend call.
+        varying_shapes: True when calls come with any batch size up to ``batch_size`` and texts of any length
+            (a server's dynamic batches). A runtime that compiles per input shape (Paddle Inference on the CPU:
+            80-190 ms and a copy of the weights per new shape, :func:`hardware.inference.shape_compiled`) keeps
+            only its :data:`hardware.inference.MKLDNN_SHAPE_CACHE` latest shapes; where the graph has more
+            (image: ``batch_size``; text: ``batch_size`` x the lengths in steps of 8), ``auto`` leaves it out
+            wherever another runtime runs the same precision, as the steady-state timing it decides by cannot
+            see the recompiles (BF16 runs on Paddle Inference only, so ``precision="auto"`` then stays fp32).
+            The left-out runtime is named with the reason in ``choices[graph].failed``.
     """
 
     def __init__(
@@ -88,6 +96,7 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = 8,
         cache_dir: str | Path | None = None,
+        varying_shapes: bool = False,
     ):
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKEND_CHOICES}")
@@ -100,6 +109,7 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: use a positive integer")
         self.backend, self.precision, self.batch_size = backend, precision, batch_size
+        self.varying_shapes = bool(varying_shapes)
         if isinstance(model_dir, VerifiedExport):
             self.info: ExportInfo = model_dir.info
             self.manifest = model_dir.manifest
@@ -214,12 +224,35 @@ class Predictor:
         if self.precision == "auto" and "paddle_inference" in candidates and self._bf16_here():
             candidates[BF16_CANDIDATE] = self._builder(graph, "paddle_inference", bf16=True)
             gates[BF16_CANDIDATE] = BF16_MIN_COSINE
+        if self.varying_shapes:
+            self._drop_shape_compiled(graph, candidates, why_not)
+            gates = {c: bound for c, bound in gates.items() if c in candidates}
         backend, choice = auto.choose(
             candidates, self.sample_feeds(graph), self._key(graph), directory=self.cache_dir, min_cosine=gates
         )
         choice.failed.update({b: why for b, why in why_not.items() if why is not None})
         self.choices[graph] = choice
         return backend
+
+    def _drop_shape_compiled(self, graph: str, candidates: dict, why_not: dict) -> None:
+        """In place: leave out the candidates whose runtime compiles per input shape when the shapes this
+        predictor can be called with outnumber that runtime's shape cache (each call could then compile again),
+        unless no other candidate is left."""
+        from hardware.inference import MKLDNN_SHAPE_CACHE, PADDLE_TEXT_LENGTH_MULTIPLE, shape_compiled
+
+        shapes = self.batch_size  # any batch of 1..batch_size rows
+        if "input_ids" in self.info.graph(graph).input_names():  # and texts of any length, in steps
+            shapes *= -(-self.tokenizer.context_length // PADDLE_TEXT_LENGTH_MULTIPLE)
+        if shapes <= MKLDNN_SHAPE_CACHE:
+            return  # every shape compiles once and stays cached (memory: a copy of the weights per shape)
+        runtime = {c: "paddle_inference" if c == BF16_CANDIDATE else c for c in candidates}
+        compiled = {c: shape_compiled(runtime[c], self.device) for c in candidates}
+        if all(compiled.values()):
+            return  # nothing else runs it here: a compile per new shape beats no model
+        for c, why in compiled.items():
+            if why:
+                del candidates[c]
+                why_not[c] = f"left out for varying_shapes=True ({shapes} shapes > {MKLDNN_SHAPE_CACHE} cached): {why}"
 
     def _bf16_here(self) -> bool:
         """Whether BF16 kernels can run on this predictor's device (the host CPU with AVX512_BF16 or AMX)."""
@@ -249,6 +282,7 @@ class Predictor:
             "device": str(self.device),
             "threads": str(check_threads(self.threads)),
             "batch": str(self.batch_size),
+            "shapes": "varying" if self.varying_shapes else "fixed",
             **machine_fingerprint(),
         }
 

@@ -69,6 +69,7 @@ def load_model_state(cfg: dict[str, Any], on_batch=None) -> ModelState:
         device=m["device"],
         threads=m["threads"],
         batch_size=batching["max_batch"],
+        varying_shapes=True,  # dynamic batches of any size and text length: no runtime that compiles per shape
     )
     predictor.encode_texts(["warm up"])  # builds both runtimes now: a broken graph fails the load, not a request
     dim = int(predictor.encode_pixels(predictor.sample_feeds("image", batch=1)["pixel_values"]).shape[1])

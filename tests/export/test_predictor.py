@@ -178,3 +178,34 @@ def test_precision_auto_adds_bf16_only_where_the_cpu_has_it_and_only_within_the_
     only = Predictor(export_dir, backend="onnxruntime", precision="auto", threads=1, cache_dir=tmp_path / "o")
     only.encode_texts(TEXTS[:1])
     assert only.choices["text"].backend == "onnxruntime" and only.choices["text"].cosines == {}
+
+
+def test_varying_shapes_leaves_out_a_per_shape_compiler_where_its_shape_cache_cannot_hold_them(export_dir, tmp_path):
+    from hardware.cpu import cpu_has_bf16
+    from hardware.inference import MKLDNN_SHAPE_CACHE
+    from paddle_mm.inference.predictor import BF16_CANDIDATE
+
+    # text at batch 3: 3 batch sizes x 7 lengths (52 tokens in steps of 8) = 21 shapes > 16 cached
+    assert MKLDNN_SHAPE_CACHE < 21
+    varying = Predictor(
+        export_dir, backend="auto", precision="auto", threads=1, batch_size=3, cache_dir=tmp_path, varying_shapes=True
+    )
+    got = varying.encode_texts(TEXTS)
+    choice = varying.choices["text"]
+    assert choice.backend == "onnxruntime" and set(choice.timings_ms) <= {"onnxruntime"}  # one left: not timed
+    assert "21 shapes > 16 cached" in choice.failed["paddle_inference"]
+    assert (BF16_CANDIDATE in choice.failed) == cpu_has_bf16()  # BF16 runs on Paddle Inference only
+    fp32 = Predictor(export_dir, backend="onnxruntime", threads=1, batch_size=3).encode_texts(TEXTS)
+    np.testing.assert_array_equal(got, fp32)
+    # images at batch 3: 3 shapes, each compiled once and kept: Paddle Inference competes
+    varying.encode_pixels(varying.sample_feeds("image")["pixel_values"])
+    assert "paddle_inference" in varying.choices["image"].timings_ms
+    assert "paddle_inference" not in varying.choices["image"].failed
+    # the same predictor for fixed shapes measures both runtimes on text (cached under its own key)
+    fixed = Predictor(export_dir, backend="auto", threads=1, batch_size=3, cache_dir=tmp_path)
+    fixed.encode_texts(TEXTS[:1])
+    assert set(fixed.choices["text"].timings_ms) == {"paddle_inference", "onnxruntime"}
+    # where Paddle Inference is all there is, it runs: a compile per new shape beats no model
+    only = Predictor(export_dir, backend="paddle_inference", precision="auto", threads=1, varying_shapes=True)
+    only.encode_texts(TEXTS[:1])
+    assert only.choices["text"].backend in ("paddle_inference", BF16_CANDIDATE)

@@ -23,3 +23,15 @@ def test_session_options_threads_and_spinning_only_within_a_run():
 def test_thread_count_errors_name_the_value(bad):
     with pytest.raises(ValueError, match=f"threads={bad!r}"):
         check_threads(bad)
+
+
+def test_only_paddle_inference_on_the_host_compiles_per_shape():
+    from hardware import DeviceSpec
+    from hardware.inference import shape_compiled
+    from hardware.tables import DEFAULT_DEVICE, DEVICES
+
+    host = DeviceSpec(DEFAULT_DEVICE)
+    assert "per input shape" in shape_compiled("paddle_inference", host)
+    assert shape_compiled("onnxruntime", host) is None
+    accelerator = next(name for name in DEVICES if name != DEFAULT_DEVICE)
+    assert shape_compiled("paddle_inference", DeviceSpec(accelerator)) is None

@@ -273,3 +273,16 @@ def test_refuses_a_gallery_of_another_model(deployment, tmp_path):
     cfg = serving_config(deployment, tmp_path, Gallery={"images": str(other)})
     with pytest.raises(StartupRefused, match="embedded by model 'someone-else'"):
         create_app(cfg)
+
+
+def test_auto_serves_text_with_the_runtime_that_runs_any_batch_and_length_at_once(deployment, tmp_path):
+    # dynamic batches of 1..8 rows: 8 image shapes fit Paddle Inference's shape cache, 8 x 7 text shapes do not
+    cfg = serving_config(deployment, tmp_path, Model={"backend": "auto", "precision": "auto"})
+    with TestClient(create_app(cfg)) as c:
+        c.headers["Authorization"] = f"Bearer {deployment['client']}"
+        assert c.post("/v1/embeddings/text", json={"texts": TEXTS[:3]}).status_code == 200
+        predictor = c.app.state.service.model.predictor
+    assert predictor.varying_shapes
+    assert predictor.choices["text"].backend == "onnxruntime"
+    assert "56 shapes > 16 cached" in predictor.choices["text"].failed["paddle_inference"]
+    assert "paddle_inference" not in predictor.choices["image"].failed
