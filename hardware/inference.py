@@ -16,8 +16,7 @@ from .tables import BF16_ISA, DEFAULT_DEVICE, DEVICES
 
 # oneDNN keeps compiled primitives per input shape; a dynamic batch and text length would grow that cache
 # without bound, so keep the most recent shapes only (Paddle's own advice for variable-shape models). Each cached
-# shape holds its own reordered copy of the weights: on the Zen 5 of docs/performance.md the ViT-B-16 text tower
-# grew by 340 MB per shape in fp32 (16 shapes: 736 MB -> 6.2 GB) and 170 MB in BF16 (see shape_compiled).
+# shape holds its own reordered copy of the weights (see shape_compiled).
 MKLDNN_SHAPE_CACHE = 16
 # Text fed to Paddle Inference is padded to a multiple of this many tokens (exact: pad keys are masked). Each
 # new input shape costs oneDNN a compile: on the Zen 5 of docs/performance.md, the first run of a ViT-B-16
@@ -92,16 +91,16 @@ def shape_compiled(backend: str, spec: DeviceSpec) -> str | None:
 
     Paddle Inference with oneDNN (the host CPU) compiles its kernels for each input shape and keeps, per
     cached shape (:data:`MKLDNN_SHAPE_CACHE`), its own reordered copy of the weights. Measured on a 2-core Zen 5
-    with the ViT-B-16 towers (``benchmarks/bench_mixed_shapes.py``): the first run of a text at a new
-    (batch, length) took 80-190 ms more than the next, the first image batch of a new size 110-190 ms more,
-    and the text predictor grew by 340 MB per shape (fp32; BF16 170 MB). ONNX Runtime runs any shape at its
-    steady speed in constant memory. A steady-state timing (``backend="auto"``) sees none of this, so a caller
+    with the ViT-B-16 text tower (``benchmarks/bench_mixed_shapes.py``, docs/export.md): the first run at a new
+    (batch, length) took 96 ms more than the next (BF16: 70 ms), and over 48 calls of 35 shapes the predictor grew
+    by 3.8 GB (BF16 1.9 GB) and took 1.7x as long as ONNX Runtime, which runs any shape at its steady speed in
+    constant memory. A steady-state timing (``backend="auto"``) sees none of this, so a caller
     whose shapes vary (a server's dynamic batches) should not be handed such a runtime where another runs the
     same precision (:class:`paddle_mm.inference.Predictor` ``varying_shapes``).
     """
     if backend == "paddle_inference" and spec.type == DEFAULT_DEVICE:
         return (
-            "compiles per input shape (80-190 ms each) and keeps a copy of the weights per cached shape; "
+            "compiles per input shape (~100 ms each) and keeps a copy of the weights per cached shape; "
             "for calls of varying batch size and text length use onnxruntime"
         )
     return None

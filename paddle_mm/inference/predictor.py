@@ -79,7 +79,7 @@ class Predictor:
         batch_size: inputs per backend call.
         varying_shapes: True when calls come with any batch size up to ``batch_size`` and texts of any length
             (a server's dynamic batches). A runtime that compiles per input shape (Paddle Inference on the CPU:
-            80-190 ms and a copy of the weights per new shape, :func:`hardware.inference.shape_compiled`) keeps
+            ~100 ms and a copy of the weights per new shape, :func:`hardware.inference.shape_compiled`) keeps
             only its :data:`hardware.inference.MKLDNN_SHAPE_CACHE` latest shapes; where the graph has more
             (image: ``batch_size``; text: ``batch_size`` x the lengths in steps of 8), ``auto`` leaves it out
             wherever another runtime runs the same precision, as the steady-state timing it decides by cannot
