@@ -17,11 +17,11 @@ its own), after one warm-up call at ``--max-batch`` rows as the server makes at 
   ``precision="auto"``.
 
 It prints, per tower and configuration: the whole trace's seconds and rows/s, call latency p50 / p99 and the
-slowest call, the memory the process grew by over the trace (VmRSS after it minus after the warm-up) and the
-backend ``auto`` chose, what the first run at a shape the trace never had (``--max-batch`` + 1..3 rows) took
-more than the second run at it (median of three); and how many distinct shapes the trace holds (texts counted
-by length in steps of 8, the lengths Paddle Inference is fed). With ``--repeats`` the configurations run again
-in reverse order and each figure is the median over repeats.
+slowest call, the memory the process grew by over the trace (VmRSS after it minus before it) and the backend
+``auto`` chose; what the first run at a new shape took more than the second run at it (three shapes the trace
+never has, ``--max-batch`` + 1..3 rows, run after the warm-up and before the trace; the median); and how many
+distinct shapes the trace holds (texts counted by length in steps of 8, the lengths Paddle Inference is fed).
+With ``--repeats`` the configurations run again in reverse order and each figure is the median over repeats.
 """
 
 from __future__ import annotations
@@ -87,6 +87,13 @@ def worker(args: argparse.Namespace) -> dict:
             predictor.encode_ids(ids)
 
     call(args.max_batch, CONTEXT)  # the server's warm-up: builds (and for auto chooses) the runtime
+    extra = []  # a first run at a new shape (never in the trace: more rows than max-batch) vs the next
+    for rows in range(args.max_batch + 1, args.max_batch + 4):
+        first = time.perf_counter()
+        call(rows, 12)
+        again = time.perf_counter()
+        call(rows, 12)
+        extra.append((again - first) - (time.perf_counter() - again))
     base_kb = vm_kb("VmRSS")
     times = []
     t_all = time.perf_counter()
@@ -97,13 +104,6 @@ def worker(args: argparse.Namespace) -> dict:
     total_s = time.perf_counter() - t_all
     shapes = trace(args.tower, args.calls, args.max_batch)
     rss_after_kb = vm_kb("VmRSS")
-    extra = []  # what a first run at a new shape costs: shapes the trace never had (more rows than max-batch)
-    for rows in range(args.max_batch + 1, args.max_batch + 4):
-        first = time.perf_counter()
-        call(rows, 12)
-        again = time.perf_counter()
-        call(rows, 12)
-        extra.append((again - first) - (time.perf_counter() - again))
     choice = predictor.choices.get(args.tower)
     return {
         "total_s": total_s,

@@ -46,6 +46,43 @@ def tune_cpu_env() -> dict[str, str]:
     return _set_by_flags("MKL_DEBUG_CPU_TYPE", MKL_CPU_TYPES)
 
 
+# glibc malloc, for a process that runs the same model over and over: give freed memory back to the OS only when
+# more than this lies free at the top of the heap (M_TRIM_THRESHOLD)...
+MALLOC_TRIM_BYTES = 1 << 30
+# ...and take blocks up to this size from the heap, not from a fresh mmap each time (M_MMAP_THRESHOLD; 32 MB is
+# glibc's own upper limit for it on 64-bit machines).
+MALLOC_MMAP_BYTES = 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
+
+
+def keep_freed_memory() -> dict[str, int]:
+    """Make glibc keep the memory a model run frees for the next run; return what was set ({} where not glibc).
+
+    glibc adapts its thresholds to the blocks it sees freed, and by the order of a run's allocations a process can
+    settle in a state where every run hands a few hundred MB back to the OS and faults it in again: Paddle
+    Inference's fp32 ViT-B-16 image tower at batch 8 on a 2-core Zen 5 did so in some fresh processes and not in
+    others (``benchmarks/bench_malloc_faults.py``). Fixed thresholds also end glibc's adapting, so both are set
+    (the trim threshold alone would send every block over 128 KB to mmap: 1.3 GB of faults per run there).
+    Process-wide: a process keeps up to :data:`MALLOC_TRIM_BYTES` it freed as its own (what a long-running server
+    wants)."""
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
+        return {}
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return {}
+    done = {}
+    for name, param, value in (("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES),
+                               ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, MALLOC_TRIM_BYTES)):  # fmt: skip
+        if mallopt(param, value) == 1:
+            done[name] = value
+    return done
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one)."""
     try:

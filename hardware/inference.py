@@ -10,7 +10,7 @@ import os
 import platform
 from importlib import metadata
 
-from .cpu import cpu_has_bf16, cpu_vendor, cpuinfo_field
+from .cpu import cpu_has_bf16, cpu_vendor, cpuinfo_field, keep_freed_memory
 from .device import DeviceError, DeviceSpec, require_device
 from .tables import BF16_ISA, DEFAULT_DEVICE, DEVICES
 
@@ -66,6 +66,7 @@ def paddle_inference_config(
     require_device(spec)  # first: pointing a Config at an absent plugin device aborts the process
     spec.caps.paddle_inference(config, spec.type, spec.index)
     if spec.type == DEFAULT_DEVICE:  # the host: math threads and oneDNN
+        keep_freed_memory()  # else some processes fault a few hundred MB back in on every run
         config.set_cpu_math_library_num_threads(check_threads(threads))
         if mkldnn:
             config.enable_mkldnn()
