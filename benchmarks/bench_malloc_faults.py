@@ -38,7 +38,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     import hardware
     import hardware.inference
-    from hardware import DeviceSpec
+    from hardware import DEFAULT_DEVICE, DeviceSpec
 
     hardware.tune_cpu_env()
     if args.worker == "glibc default":
@@ -48,7 +48,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     info = read_inference_yml(args.export_dir)
     files = info.files(args.tower, "paddle_inference", "fp32")
-    backend = PaddleInferenceBackend(files, DeviceSpec("cpu"), args.threads)
+    backend = PaddleInferenceBackend(files, DeviceSpec(DEFAULT_DEVICE), args.threads)
     graph = info.graph(args.tower)
     name = graph.input_names()[0]
     rng = np.random.default_rng(0)

@@ -32,8 +32,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 KEEP = "from hardware.cpu import keep_freed_memory; assert keep_freed_memory()"
 # what a Paddle Inference predictor on the host is configured with (the files are not parsed before create_predictor)
 PADDLE_CONFIG = (
-    "from hardware import DeviceSpec; from hardware.inference import paddle_inference_config; "
-    "paddle_inference_config({model!r}, {params!r}, DeviceSpec('cpu'), 1)"
+    "from hardware import DEFAULT_DEVICE, DeviceSpec; from hardware.inference import paddle_inference_config; "
+    "paddle_inference_config({model!r}, {params!r}, DeviceSpec(DEFAULT_DEVICE), 1)"
 )
 
 
