@@ -48,7 +48,7 @@ CONFIGS = {  # name -> Predictor options
 CONTEXT = 52  # Chinese-CLIP's text length
 
 
-def trace(tower: str, calls: int, max_batch: int, seed: int = 0) -> list[tuple[int, int]]:
+def trace(calls: int, max_batch: int, seed: int = 0) -> list[tuple[int, int]]:
     """(rows, text length) per call; the same for every configuration."""
     rng = np.random.default_rng(seed)
     return [(int(rng.integers(1, max_batch + 1)), int(rng.integers(4, CONTEXT + 1))) for _ in range(calls)]
@@ -64,6 +64,7 @@ def worker(args: argparse.Namespace) -> dict:
     import tempfile
 
     import hardware
+    from hardware.inference import PADDLE_TEXT_LENGTH_MULTIPLE
     from paddle_mm.inference import Predictor
 
     hardware.tune_cpu_env()
@@ -79,7 +80,7 @@ def worker(args: argparse.Namespace) -> dict:
         def call(rows: int, length: int) -> None:
             predictor.encode_pixels(pixels[:rows])
     else:
-        vocab = len(predictor.tokenizer.vocab)
+        vocab = predictor.tokenizer.vocab_size
 
         def call(rows: int, length: int) -> None:
             ids = np.full((rows, CONTEXT), pad, dtype=np.int64)
@@ -94,16 +95,16 @@ def worker(args: argparse.Namespace) -> dict:
         again = time.perf_counter()
         call(rows, 12)
         extra.append((again - first) - (time.perf_counter() - again))
+    shapes = trace(args.calls, args.max_batch)
     base_kb = vm_kb("VmRSS")
     times = []
     t_all = time.perf_counter()
-    for rows, length in trace(args.tower, args.calls, args.max_batch):
+    for rows, length in shapes:
         t0 = time.perf_counter()
         call(rows, length)
         times.append((time.perf_counter() - t0) * 1e3)
     total_s = time.perf_counter() - t_all
-    shapes = trace(args.tower, args.calls, args.max_batch)
-    rss_after_kb = vm_kb("VmRSS")
+    rss_after_kb, step = vm_kb("VmRSS"), PADDLE_TEXT_LENGTH_MULTIPLE
     choice = predictor.choices.get(args.tower)
     return {
         "total_s": total_s,
@@ -111,7 +112,7 @@ def worker(args: argparse.Namespace) -> dict:
         "p50_ms": float(np.percentile(times, 50)),
         "p99_ms": float(np.percentile(times, 99)),
         "max_ms": max(times),
-        "new_shapes": len({(r, -(-n // 8)) if args.tower == "text" else r for r, n in shapes}),
+        "new_shapes": len({(r, -(-n // step)) if args.tower == "text" else r for r, n in shapes}),
         "grew_mb": (rss_after_kb - base_kb) / 1024,
         "first_run_extra_ms": float(np.median(extra)) * 1e3,
         "peak_mb": vm_kb("VmHWM") / 1024,

@@ -68,7 +68,7 @@ def keep_freed_memory() -> dict[str, int]:
     import ctypes
     import ctypes.util
 
-    if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return {}
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -245,8 +245,7 @@ class Predictor:
             shapes *= -(-self.tokenizer.context_length // PADDLE_TEXT_LENGTH_MULTIPLE)
         if shapes <= MKLDNN_SHAPE_CACHE:
             return  # every shape compiles once and stays cached (memory: a copy of the weights per shape)
-        runtime = {c: "paddle_inference" if c == BF16_CANDIDATE else c for c in candidates}
-        compiled = {c: shape_compiled(runtime[c], self.device) for c in candidates}
+        compiled = {c: shape_compiled(c.split("/")[0], self.device) for c in candidates}  # BF16_CANDIDATE: its runtime
         if all(compiled.values()):
             return  # nothing else runs it here: a compile per new shape beats no model
         for c, why in compiled.items():
